@@ -1,0 +1,89 @@
+package lb
+
+import (
+	"context"
+	"time"
+)
+
+// HealthCheck probes one backend. Check returns nil when the backend is
+// healthy and an error saying why not otherwise. It must honour ctx,
+// which carries the check's deadline.
+type HealthCheck interface {
+	Check(ctx context.Context, b *Backend) error
+}
+
+// InitialHealth is the health a backend has before its first check.
+type InitialHealth int
+
+const (
+	// InitiallyHealthy serves a new backend until a check proves it dead.
+	InitiallyHealthy InitialHealth = iota
+	// InitiallyUnhealthy serves a new backend only once a check passes.
+	InitiallyUnhealthy
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// Added: the backend joined the pool; Healthy and Enabled are its
+	// initial state.
+	Added EventKind = iota
+	// HealthChanged: the backend crossed a consecutive threshold.
+	HealthChanged
+	// EnabledChanged: the backend was enabled or disabled (drained).
+	EnabledChanged
+	// Removed: the backend left the pool.
+	Removed
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Added:
+		return "added"
+	case HealthChanged:
+		return "health"
+	case EnabledChanged:
+		return "enabled"
+	case Removed:
+		return "removed"
+	}
+	return "unknown"
+}
+
+// Event is a change in a backend's state, as told to Observers.
+type Event struct {
+	Kind    EventKind
+	Backend Backend
+	Healthy bool
+	Enabled bool
+	// Reason is the last check error when the backend turned unhealthy.
+	Reason error
+	At     time.Time
+}
+
+// Observer is told of every Event, in order, from one goroutine at a time.
+// It must not block for long: the health checker waits for it.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }
+
+// Status is a backend's state as reported by LoadBalancer.Status.
+type Status struct {
+	Backend     Backend
+	Healthy     bool
+	Enabled     bool
+	InFlight    int64
+	LastCheck   time.Time
+	LastError   error
+	LastLatency time.Duration
+	// Consecutive counts the checks in a row with the same outcome as the
+	// last one.
+	Consecutive int
+}
