@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -10,15 +9,17 @@ import (
 // LoadBalancer keeps one per address for as long as the address is
 // discovered, and points every snapshot's Backend at it, so health, drain
 // and in-flight counts survive rebuilds and weight changes.
+//
+// usable and inflight are read on the selection path without locks; every
+// other field is guarded by the owning LoadBalancer's mutex.
 type backendState struct {
 	inflight inflightCounter
 
 	// usable is healthy && enabled: the one word Select reads.
 	usable atomic.Bool
 
-	mu            sync.Mutex
 	healthy       bool
-	enabledByDisc bool // Discovery's view
+	enabledByDisc bool // the Discovery's view
 	enabledByUser bool // LoadBalancer.SetEnabled's view
 	lastCheck     time.Time
 	lastErr       error
@@ -33,8 +34,7 @@ func newBackendState(healthy bool) *backendState {
 	return s
 }
 
-// enabled reports the combined enablement. Call with mu held.
 func (s *backendState) enabled() bool { return s.enabledByDisc && s.enabledByUser }
 
-// publish recomputes usable. Call with mu held (or before sharing).
+// publish recomputes the lock-free usable flag after a change.
 func (s *backendState) publish() { s.usable.Store(s.healthy && s.enabled()) }

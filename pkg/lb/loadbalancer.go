@@ -1,0 +1,533 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by LoadBalancer methods.
+var (
+	ErrNoDiscovery    = errors.New("load balancer has no discovery")
+	ErrUnknownBackend = errors.New("unknown backend")
+)
+
+// maxSelectSteps bounds one selection against a Selector that never ends.
+// Well-behaved selectors end far sooner: a full turn of the largest ring.
+const maxSelectSteps = 1 << 22
+
+// Options configures a LoadBalancer. Only Discovery is required.
+type Options struct {
+	// Discovery finds the backends. Required.
+	Discovery Discovery
+	// UpdateInterval is how often Run refreshes discovery; 0 means once,
+	// at start. A Discovery that is a Notifier also triggers updates.
+	UpdateInterval time.Duration
+
+	// HealthCheck probes backends; nil means every backend is healthy.
+	HealthCheck HealthCheck
+	// CheckInterval is how often Run checks every backend; 0 means once,
+	// at start.
+	CheckInterval time.Duration
+	// CheckTimeout bounds one check. 0 means CheckInterval (so rounds
+	// never overlap), or no bound beyond the check's own when that is 0.
+	CheckTimeout time.Duration
+	// ParallelChecks runs a round's checks concurrently, one goroutine per
+	// backend, instead of one after another.
+	ParallelChecks bool
+	// ConsecutiveSuccess is how many passing checks in a row make an
+	// unhealthy backend healthy; ConsecutiveFailure how many failing ones
+	// make a healthy backend unhealthy. 0 means 1.
+	ConsecutiveSuccess int
+	ConsecutiveFailure int
+	// Initially is the health of a backend before its first check.
+	Initially InitialHealth
+
+	// Observers are told of every backend that is added, changes health
+	// or enablement, or is removed. See Observer.
+	Observers []Observer
+	// Logger receives discovery and build failures from Run; nil discards.
+	Logger *slog.Logger
+}
+
+// UpdateStats describes the last successful Update.
+type UpdateStats struct {
+	At time.Time
+	// Discovery is how long the Discovery took.
+	Discovery time.Duration
+	// Build is how long building the selector took; 0 when the backends
+	// and weights were unchanged and the selector was kept.
+	Build time.Duration
+	// Rebuilt tells whether a new selector was built.
+	Rebuilt  bool
+	Backends int
+}
+
+// snapshot is one consistent view: the backends and the selector built
+// from exactly them. Readers load it with one atomic read.
+type snapshot struct {
+	backends []Backend
+	selector Selector
+}
+
+// LoadBalancer selects healthy, enabled backends of one service with the
+// selection algorithm A, keeping the backend set fresh from a Discovery
+// and its health fresh from a HealthCheck.
+//
+// Select is lock-free and allocation-free. Updates publish a new snapshot
+// atomically, so a reader never pairs a selector with another backend set.
+type LoadBalancer[A Algorithm] struct {
+	algo A
+	opts Options
+
+	snap  atomic.Pointer[snapshot]
+	stats atomic.Pointer[UpdateStats]
+
+	// mu guards states and every non-atomic field of the states, and
+	// orders events into pending.
+	mu      sync.Mutex
+	states  map[string]*backendState
+	pending []Event
+
+	// deliverMu makes event delivery one-at-a-time and in order, without
+	// holding mu, so observers may read the LoadBalancer.
+	deliverMu sync.Mutex
+}
+
+// New returns a LoadBalancer that selects with algo. It holds no backends
+// until the first Update (Run does one at once).
+func New[A Algorithm](algo A, opts Options) (*LoadBalancer[A], error) {
+	if opts.Discovery == nil {
+		return nil, ErrNoDiscovery
+	}
+	if opts.ConsecutiveSuccess < 0 || opts.ConsecutiveFailure < 0 {
+		return nil, fmt.Errorf("consecutive thresholds must not be negative: success %d, failure %d",
+			opts.ConsecutiveSuccess, opts.ConsecutiveFailure)
+	}
+	if opts.ConsecutiveSuccess == 0 {
+		opts.ConsecutiveSuccess = 1
+	}
+	if opts.ConsecutiveFailure == 0 {
+		opts.ConsecutiveFailure = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}}
+	empty, err := algo.Build(nil)
+	if err != nil {
+		return nil, fmt.Errorf("build selector for an empty pool: %w", err)
+	}
+	lb.snap.Store(&snapshot{selector: empty})
+	return lb, nil
+}
+
+// Algorithm returns the algorithm, for algorithm-specific calls.
+func (lb *LoadBalancer[A]) Algorithm() A { return lb.algo }
+
+// Select returns the first healthy, enabled backend that the algorithm
+// yields for key, trying at most maxIterations distinct backends. The
+// returned Backend belongs to the LoadBalancer: read it, do not modify it.
+func (lb *LoadBalancer[A]) Select(key []byte, maxIterations int) (*Backend, bool) {
+	return lb.SelectWith(key, maxIterations, nil)
+}
+
+// SelectWith is Select with an extra predicate: a backend is chosen only
+// if accept (when not nil) also returns true, for example to skip the
+// backends a retry already tried. Backends the algorithm yields more than
+// once are considered once and count once towards maxIterations.
+func (lb *LoadBalancer[A]) SelectWith(key []byte, maxIterations int, accept func(*Backend) bool) (*Backend, bool) {
+	s := lb.snap.Load()
+	n := len(s.backends)
+	if n == 0 {
+		return nil, false
+	}
+	var rejected indexSet
+	c := s.selector.Start(key)
+	for tried, steps := 0, 0; tried < maxIterations && steps < maxSelectSteps; steps++ {
+		idx, next, ok := s.selector.Next(c)
+		if !ok || idx < 0 || idx >= n {
+			break
+		}
+		c = next
+		if rejected.has(idx) {
+			continue
+		}
+		b := &s.backends[idx]
+		if b.state.usable.Load() && (accept == nil || accept(b)) {
+			return b, true
+		}
+		rejected.add(idx)
+		tried++
+	}
+	return nil, false
+}
+
+// Backends returns the current backends, in discovery order.
+func (lb *LoadBalancer[A]) Backends() []Backend {
+	return append([]Backend(nil), lb.snap.Load().backends...)
+}
+
+// LastUpdate returns statistics of the last successful Update, and false
+// before the first.
+func (lb *LoadBalancer[A]) LastUpdate() (UpdateStats, bool) {
+	if s := lb.stats.Load(); s != nil {
+		return *s, true
+	}
+	return UpdateStats{}, false
+}
+
+// Update asks the Discovery for the backend set and publishes it. On a
+// discovery or build error the previous set stays in service and the error
+// is returned. The selector is rebuilt only when the addresses, weights or
+// their order changed; health, drain and in-flight state carry over for
+// every address that stays.
+func (lb *LoadBalancer[A]) Update(ctx context.Context) error {
+	start := time.Now()
+	set, err := lb.opts.Discovery.Discover(ctx)
+	discovered := time.Now()
+	if err != nil {
+		return fmt.Errorf("discover backends: %w", err)
+	}
+	if err := validateSet(set.Backends); err != nil {
+		return fmt.Errorf("discovered backends: %w", err)
+	}
+
+	lb.mu.Lock()
+	stats, err := lb.apply(set, start, discovered)
+	lb.mu.Unlock()
+	lb.deliver()
+	if err != nil {
+		return err
+	}
+	lb.stats.Store(&stats)
+	return nil
+}
+
+// apply publishes set. Call with mu held.
+func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateStats, error) {
+	old := lb.snap.Load()
+	backends := make([]Backend, len(set.Backends))
+	fresh := make(map[string]*backendState)
+	for i, b := range set.Backends {
+		st := lb.states[b.Addr]
+		if st == nil {
+			st = newBackendState(lb.opts.HealthCheck == nil || lb.opts.Initially == InitiallyHealthy)
+			fresh[b.Addr] = st
+		}
+		b.state = st
+		backends[i] = b
+	}
+
+	sel, rebuilt := old.selector, !sameSelection(old.backends, backends)
+	if rebuilt {
+		var err error
+		if sel, err = lb.algo.Build(backends); err != nil {
+			return UpdateStats{}, fmt.Errorf("build selector over %d backends: %w", len(backends), err)
+		}
+	}
+	built := time.Now()
+
+	now := time.Now()
+	for i := range backends {
+		b := &backends[i]
+		st := b.state
+		enabled := !set.Disabled[b.Addr]
+		if fresh[b.Addr] != nil {
+			st.enabledByDisc = enabled
+			st.publish()
+			lb.states[b.Addr] = st
+			lb.queue(Added, *b, st, now)
+		} else if st.enabledByDisc != enabled {
+			wasEnabled := st.enabled()
+			st.enabledByDisc = enabled
+			st.publish()
+			if st.enabled() != wasEnabled {
+				lb.queue(EnabledChanged, *b, st, now)
+			}
+		}
+	}
+	lb.removeMissing(old.backends, backends, now)
+
+	lb.snap.Store(&snapshot{backends: backends, selector: sel})
+	stats := UpdateStats{At: now, Discovery: discovered.Sub(start), Rebuilt: rebuilt, Backends: len(backends)}
+	if rebuilt {
+		stats.Build = built.Sub(discovered)
+	}
+	return stats, nil
+}
+
+// removeMissing forgets the state of every old backend absent from cur.
+// Call with mu held.
+func (lb *LoadBalancer[A]) removeMissing(old, cur []Backend, now time.Time) {
+	keep := make(map[string]struct{}, len(cur))
+	for i := range cur {
+		keep[cur[i].Addr] = struct{}{}
+	}
+	for _, b := range old {
+		if _, ok := keep[b.Addr]; ok {
+			continue
+		}
+		delete(lb.states, b.Addr)
+		lb.queue(Removed, b, b.state, now)
+	}
+}
+
+// SetEnabled enables or disables (drains) the backend at addr, whatever
+// the Discovery says: a backend receives traffic only when both allow it.
+// The setting lasts for as long as the address stays discovered.
+func (lb *LoadBalancer[A]) SetEnabled(addr string, enabled bool) error {
+	norm, err := ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	lb.mu.Lock()
+	st := lb.states[norm]
+	if st == nil {
+		lb.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownBackend, addr)
+	}
+	wasEnabled := st.enabled()
+	st.enabledByUser = enabled
+	st.publish()
+	if st.enabled() != wasEnabled {
+		lb.queue(EnabledChanged, lb.currentBackend(norm), st, time.Now())
+	}
+	lb.mu.Unlock()
+	lb.deliver()
+	return nil
+}
+
+// currentBackend returns the published Backend for addr. Call with mu held.
+func (lb *LoadBalancer[A]) currentBackend(addr string) Backend {
+	for _, b := range lb.snap.Load().backends {
+		if b.Addr == addr {
+			return b
+		}
+	}
+	return Backend{Addr: addr}
+}
+
+// Status returns every backend's state, in discovery order.
+func (lb *LoadBalancer[A]) Status() []Status {
+	backends := lb.snap.Load().backends
+	out := make([]Status, len(backends))
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	for i, b := range backends {
+		st := b.state
+		out[i] = Status{
+			Backend:     b,
+			Healthy:     st.healthy,
+			Enabled:     st.enabled(),
+			InFlight:    st.inflight.Load(),
+			LastCheck:   st.lastCheck,
+			LastError:   st.lastErr,
+			LastLatency: st.lastLatency,
+			Consecutive: st.consecutive,
+		}
+	}
+	return out
+}
+
+// CheckHealth runs one round of health checks over the current backends
+// and applies the consecutive thresholds. It returns when every check of
+// the round has finished or ctx is done.
+func (lb *LoadBalancer[A]) CheckHealth(ctx context.Context) {
+	if lb.opts.HealthCheck == nil {
+		return
+	}
+	backends := lb.snap.Load().backends
+	if !lb.opts.ParallelChecks {
+		for i := range backends {
+			if ctx.Err() != nil {
+				return
+			}
+			lb.checkOne(ctx, &backends[i])
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range backends {
+		wg.Go(func() { lb.checkOne(ctx, &backends[i]) })
+	}
+	wg.Wait()
+}
+
+func (lb *LoadBalancer[A]) checkOne(ctx context.Context, b *Backend) {
+	timeout := lb.opts.CheckTimeout
+	if timeout == 0 {
+		timeout = lb.opts.CheckInterval
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	err := lb.opts.HealthCheck.Check(ctx, b)
+	latency := time.Since(start)
+	if ctx.Err() != nil && err != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		return // the runner is stopping: not a verdict on the backend
+	}
+	lb.record(b, err, start, latency)
+}
+
+// record applies one check result to b's state.
+func (lb *LoadBalancer[A]) record(b *Backend, err error, at time.Time, latency time.Duration) {
+	lb.mu.Lock()
+	st := b.state
+	if lb.states[b.Addr] != st {
+		lb.mu.Unlock()
+		return // removed while its check ran
+	}
+	ok := err == nil
+	st.lastCheck, st.lastErr, st.lastLatency = at, err, latency
+	if ok == st.lastOK {
+		st.consecutive++
+	} else {
+		st.lastOK, st.consecutive = ok, 1
+	}
+	switch {
+	case st.healthy && !ok && st.consecutive >= lb.opts.ConsecutiveFailure,
+		!st.healthy && ok && st.consecutive >= lb.opts.ConsecutiveSuccess:
+		st.healthy = ok
+		st.publish()
+		lb.queue(HealthChanged, lb.currentBackend(b.Addr), st, at.Add(latency))
+	}
+	lb.mu.Unlock()
+	lb.deliver()
+}
+
+// queue records an event for delivery. Call with mu held.
+func (lb *LoadBalancer[A]) queue(kind EventKind, b Backend, st *backendState, at time.Time) {
+	if len(lb.opts.Observers) == 0 {
+		return
+	}
+	e := Event{Kind: kind, Backend: b, Healthy: st.healthy, Enabled: st.enabled(), At: at}
+	if kind == HealthChanged && !st.healthy {
+		e.Reason = st.lastErr
+	}
+	e.Backend.state = nil // observers get a plain value
+	lb.pending = append(lb.pending, e)
+}
+
+// deliver hands every queued event to the observers, in order, one at a
+// time. Whoever queued an event calls deliver after releasing mu; when it
+// returns, its events have been delivered, by it or by an earlier caller.
+func (lb *LoadBalancer[A]) deliver() {
+	if len(lb.opts.Observers) == 0 {
+		return
+	}
+	lb.deliverMu.Lock()
+	defer lb.deliverMu.Unlock()
+	for {
+		lb.mu.Lock()
+		batch := lb.pending
+		lb.pending = nil
+		lb.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for _, e := range batch {
+			for _, o := range lb.opts.Observers {
+				o.Observe(e)
+			}
+		}
+	}
+}
+
+// Run keeps the LoadBalancer fresh until ctx is done: an Update and a
+// health round at once, then updates every UpdateInterval (and whenever a
+// Notifier discovery signals) and health rounds every CheckInterval. An
+// interval of 0 means that work runs only at start. Errors are logged and
+// the last good state stays in service. Run returns when ctx is done and
+// every check it started has returned.
+func (lb *LoadBalancer[A]) Run(ctx context.Context) {
+	if err := lb.Update(ctx); err != nil {
+		lb.opts.Logger.Warn("load balancer update failed", "err", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { lb.updateLoop(ctx) })
+	wg.Go(func() { lb.checkLoop(ctx) })
+	wg.Wait()
+}
+
+func (lb *LoadBalancer[A]) updateLoop(ctx context.Context) {
+	var tick <-chan time.Time
+	if lb.opts.UpdateInterval > 0 {
+		t := time.NewTicker(lb.opts.UpdateInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var changed <-chan struct{}
+	if n, ok := lb.opts.Discovery.(Notifier); ok {
+		changed = n.Changed()
+	}
+	if tick == nil && changed == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-changed:
+		}
+		if err := lb.Update(ctx); err != nil && ctx.Err() == nil {
+			lb.opts.Logger.Warn("load balancer update failed; keeping the last good backends", "err", err)
+		}
+	}
+}
+
+func (lb *LoadBalancer[A]) checkLoop(ctx context.Context) {
+	lb.CheckHealth(ctx)
+	if lb.opts.HealthCheck == nil || lb.opts.CheckInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(lb.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			lb.CheckHealth(ctx)
+		}
+	}
+}
+
+// indexSet remembers the backend indexes a selection rejected. The first
+// few live on the stack, so a selection that finds a backend quickly
+// allocates nothing.
+type indexSet struct {
+	small [16]int32
+	n     int
+	more  map[int]struct{}
+}
+
+func (s *indexSet) has(i int) bool {
+	for _, v := range s.small[:s.n] {
+		if int(v) == i {
+			return true
+		}
+	}
+	_, ok := s.more[i]
+	return ok
+}
+
+func (s *indexSet) add(i int) {
+	if s.n < len(s.small) {
+		s.small[s.n] = int32(i)
+		s.n++
+		return
+	}
+	if s.more == nil {
+		s.more = make(map[int]struct{})
+	}
+	s.more[i] = struct{}{}
+}
