@@ -8,7 +8,6 @@ import (
 	"sync"
 )
 
-
 var (
 	_ Discovery = (*Static)(nil)
 	_ Notifier  = (*Static)(nil)
