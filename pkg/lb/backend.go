@@ -189,6 +189,13 @@ func (b *Backend) InFlight() int64 {
 	return b.state.inflight.Load()
 }
 
+// SameAs reports whether o is the same backend as b, at the same weight,
+// sharing the same LoadBalancer state: a cache keyed by address uses it to
+// notice that a backend was reweighted, or removed and added again.
+func (b *Backend) SameAs(o *Backend) bool {
+	return b.Addr == o.Addr && b.Weight == o.Weight && b.state == o.state
+}
+
 // sameSelection reports whether two backend lists would build the same
 // selector: the same addresses with the same weights in the same order.
 func sameSelection(a, b []Backend) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -446,8 +447,12 @@ func (lb *LoadBalancer[A]) deliver() {
 // Notifier discovery signals) and health rounds every CheckInterval. An
 // interval of 0 means that work runs only at start. Errors are logged and
 // the last good state stays in service. Run returns when ctx is done and
-// every check it started has returned.
+// every check it started has returned; a HealthCheck that is an
+// io.Closer (one keeping connections alive) is closed then.
 func (lb *LoadBalancer[A]) Run(ctx context.Context) {
+	if c, ok := lb.opts.HealthCheck.(io.Closer); ok {
+		defer c.Close()
+	}
 	if err := lb.Update(ctx); err != nil {
 		lb.opts.Logger.Warn("load balancer update failed", "err", err)
 	}
