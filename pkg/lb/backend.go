@@ -143,8 +143,8 @@ func (b *Backend) DialAddr() string {
 	return b.Addr
 }
 
-// HostPort splits the address into host and port the way nginx does for
-// consistent hashing: a Unix backend has its path as host and no port.
+// HostPort splits the address into host (IPv6 without brackets) and port;
+// a Unix backend has its socket path as host and no port.
 func (b *Backend) HostPort() (host, port string) {
 	if path, ok := strings.CutPrefix(b.Addr, unixPrefix); ok {
 		return path, ""

@@ -149,14 +149,6 @@ func smoothPeriod(backends []Backend) int {
 	return total / g
 }
 
-// weightGCD returns the greatest common divisor of a and b, or a when b is 0.
-func weightGCD(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
 // rrSlot is one entry of a precomputed smooth sequence.
 type rrSlot struct {
 	// index is the backend picked at this position.
