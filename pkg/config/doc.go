@@ -1,0 +1,20 @@
+// Package config reads weir's YAML configuration file.
+//
+// Load and Parse turn a file into a Config with every default filled in
+// and every value validated: addresses normalised, certificates loaded
+// once to prove they work, relative paths resolved against the file's
+// directory. README.md in this directory documents each key and its
+// default, man-page style.
+//
+// The parser walks the yaml.v3 node tree rather than decoding into
+// structs, so that every problem carries the line and column it comes
+// from, and so that it can keep going after one: a failed parse returns
+// an *Errors holding all of them, sorted by position, each printing as
+// FILE:LINE:COL: message. Unknown keys are errors, with a suggestion when
+// a known key is close, and values of the wrong type are refused rather
+// than converted.
+//
+// The structs that later stages report errors against (Service, Listener,
+// Cert, Upstream, BackendSpec, Discovery, HealthCheck, TLSClient, L4)
+// carry the Position of their source.
+package config

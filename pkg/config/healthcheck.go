@@ -1,0 +1,211 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// checkKeys are the keys of a health_check mapping; httpCheckKeys, a
+// suffix of it, are those only an http check uses.
+var (
+	checkKeys = []string{
+		"type", "interval", "timeout", "consecutive_success", "consecutive_failure",
+		"initially", "parallel",
+		"method", "path", "host", "headers", "expect", "body_contains", "port", "tls", "sni",
+	}
+	httpCheckKeys = checkKeys[7:]
+)
+
+// maxPort is the largest TCP or UDP port.
+const maxPort = math.MaxUint16
+
+// once is the interval value that checks each backend only at start.
+const once = "once"
+
+// healthCheck reads a health_check mapping.
+func (p *parser) healthCheck(n *yaml.Node, path string) *HealthCheck {
+	m := p.mapping(n, path, checkKeys)
+	if m == nil {
+		return nil
+	}
+	h := &HealthCheck{
+		Pos:                p.pos(m.node),
+		Type:               CheckTCP,
+		Interval:           DefaultCheckInterval,
+		Timeout:            DefaultCheckTimeout,
+		ConsecutiveSuccess: 1,
+		ConsecutiveFailure: 1,
+		Initially:          InitiallyHealthy,
+		Parallel:           true,
+	}
+	typeKnown := enumField(m, "type", &h.Type, CheckTCP, CheckHTTP) || !m.has("type")
+	p.checkTiming(m, h)
+	m.integer("consecutive_success", &h.ConsecutiveSuccess, 1, math.MaxInt)
+	m.integer("consecutive_failure", &h.ConsecutiveFailure, 1, math.MaxInt)
+	enumField(m, "initially", &h.Initially, InitiallyHealthy, InitiallyUnhealthy)
+	m.boolean("parallel", &h.Parallel)
+	switch {
+	case !typeKnown:
+	case h.Type == CheckTCP:
+		for _, key := range httpCheckKeys {
+			m.forbid(key, "applies to http checks only; set type: http, or remove it")
+		}
+	case h.Type == CheckHTTP:
+		h.HTTP = p.httpCheck(m)
+	}
+	return h
+}
+
+// checkTiming reads interval and timeout. A check must end by the time
+// the next one is due, so timeout may not exceed a repeating interval.
+// (Equal is allowed: it is what the defaults give, and a check that times
+// out then ends just as the next one starts.)
+func (p *parser) checkTiming(m *mapping, h *HealthCheck) {
+	okInterval := true
+	if n := m.get("interval"); n != nil {
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == tagStr && n.Value == once {
+			h.Interval = 0
+		} else {
+			okInterval = m.duration("interval", &h.Interval, false)
+		}
+	}
+	okTimeout := !m.has("timeout") || m.duration("timeout", &h.Timeout, true)
+	if !okInterval || !okTimeout || h.Interval == 0 || h.Timeout <= h.Interval {
+		return
+	}
+	if m.has("timeout") {
+		p.errorf(m.get("timeout"), m.at("timeout"), "%s is longer than interval (%s%s); a check must end before the next one is due, so shorten timeout or lengthen interval",
+			h.Timeout, h.Interval, defaultMark(m, "interval"))
+		return
+	}
+	p.errorf(m.get("interval"), m.at("interval"), "%s is shorter than timeout (%s, the default); a check must end before the next one is due, so lengthen interval or set a shorter timeout",
+		h.Interval, h.Timeout)
+}
+
+// defaultMark returns ", the default" when key is absent, for messages
+// that quote a value the user did not write.
+func defaultMark(m *mapping, key string) string {
+	if m.has(key) {
+		return ""
+	}
+	return ", the default"
+}
+
+// httpCheck reads the keys of an http health check.
+func (p *parser) httpCheck(m *mapping) *HTTPCheck {
+	c := &HTTPCheck{Method: DefaultCheckMethod, Path: DefaultCheckPath, Expect: DefaultCheckExpect}
+	if m.str("method", &c.Method) {
+		if msg := checkMethod(c.Method); msg != "" {
+			p.errorf(m.get("method"), m.at("method"), "%s", msg)
+		}
+	}
+	if m.str("path", &c.Path) && !validRequestPath(c.Path) {
+		p.errorf(m.get("path"), m.at("path"), "%q is not a request path; it must start with \"/\" and hold no spaces or control characters", c.Path)
+	}
+	p.hostHeader(m, "host", &c.Host)
+	c.Headers = m.stringMap("headers", checkCheckHeader)
+	if n := m.get("expect"); n != nil {
+		p.expect(n, m.at("expect"), &c.Expect)
+	}
+	m.str("body_contains", &c.BodyContains)
+	m.integer("port", &c.Port, 1, maxPort)
+	m.boolean("tls", &c.TLS)
+	if m.str("sni", &c.SNI) {
+		if msg := checkSNI(c.SNI); msg != "" {
+			p.errorf(m.get("sni"), m.at("sni"), "%s", msg)
+		} else if !c.TLS {
+			p.errorf(m.keys["sni"], m.at("sni"), "sni is sent only over TLS; add tls: true, or remove sni")
+		}
+	}
+	return c
+}
+
+// checkMethod returns a problem with a request method, or "". Methods
+// are case-sensitive, so "get" is almost certainly a typo for "GET".
+func checkMethod(method string) string {
+	if !isToken(method) {
+		return fmt.Sprintf("%q is not a valid request method", method)
+	}
+	if up := strings.ToUpper(method); up != method {
+		return fmt.Sprintf("%q: methods are case-sensitive; did you mean %q?", method, up)
+	}
+	return ""
+}
+
+// validRequestPath reports whether s can be sent as an origin-form request
+// target.
+func validRequestPath(s string) bool {
+	if !strings.HasPrefix(s, "/") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCheckHeader checks a header of an http health check. Host has its
+// own key, which a header would silently contradict.
+func checkCheckHeader(name, value string) (badKey, badValue string) {
+	if strings.EqualFold(name, "host") {
+		return "set the Host header with the host key of health_check, not in headers", ""
+	}
+	return checkHeader(name, value)
+}
+
+// expect reads the expect key: status codes and ranges. A single code is
+// often written unquoted, so integers are accepted too.
+func (p *parser) expect(n *yaml.Node, path string, dst *string) {
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != tagStr && n.ShortTag() != tagInt) {
+		p.wrongType(n, path, `status codes and ranges, such as "200-299,304"`)
+		return
+	}
+	if err := checkExpect(n.Value); err != nil {
+		p.errorf(n, path, "%v", err)
+		return
+	}
+	*dst = n.Value
+}
+
+// checkExpect checks a comma-separated list of status codes ("304") and
+// inclusive ranges ("200-299"), each within 100-599.
+func checkExpect(s string) error {
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		loText, hiText, isRange := strings.Cut(part, "-")
+		lo, err := statusCode(loText, part)
+		if err != nil {
+			return err
+		}
+		if !isRange {
+			continue
+		}
+		hi, err := statusCode(hiText, part)
+		if err != nil {
+			return err
+		}
+		if lo > hi {
+			return fmt.Errorf("range %q is reversed; write %d-%d", part, hi, lo)
+		}
+	}
+	return nil
+}
+
+// statusCode parses one status code of an expect list; part is the list
+// item it comes from, for the message.
+func statusCode(s, part string) (int, error) {
+	if len(s) != 3 || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a status code or range; write codes and ranges such as \"200-299,304\"", part)
+	}
+	code, _ := strconv.Atoi(s)
+	if code < 100 || code > 599 {
+		return 0, fmt.Errorf("status %d is outside 100-599", code)
+	}
+	return code, nil
+}

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"math"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+)
+
+// topKeys are the keys of the top-level mapping, most used first (the
+// order decides ties between "did you mean" suggestions).
+var topKeys = []string{
+	"version", "threads", "daemon", "pid_file", "error_log", "upgrade_sock",
+	"user", "group", "grace_period_seconds", "graceful_shutdown_timeout_seconds",
+	"upstream_keepalive_pool_size", "max_retries", "ca_file", "bpf", "services",
+}
+
+// maxUnixSocketPath is the longest path a Unix socket address holds on
+// Linux (sun_path is 108 bytes including the terminating NUL).
+const maxUnixSocketPath = 107
+
+// config reads the top-level mapping.
+func (p *parser) config(root *yaml.Node) *Config {
+	cfg := &Config{
+		Threads:                   p.numCPU,
+		PIDFile:                   DefaultPIDFile,
+		UpgradeSock:               DefaultUpgradeSock,
+		GracePeriod:               DefaultGracePeriod,
+		GracefulShutdownTimeout:   DefaultGracefulShutdownTimeout,
+		UpstreamKeepalivePoolSize: DefaultUpstreamKeepalivePoolSize,
+		MaxRetries:                DefaultMaxRetries,
+		BPF:                       BPF{PinPath: DefaultBPFPinPath},
+	}
+	m := p.newMapping(root, "", topKeys, true)
+	if m == nil {
+		return cfg
+	}
+	p.version(m, cfg)
+	m.integer("threads", &cfg.Threads, 1, math.MaxInt)
+	m.boolean("daemon", &cfg.Daemon)
+	m.file("pid_file", &cfg.PIDFile)
+	if m.str("error_log", &cfg.ErrorLog) && cfg.ErrorLog != "" {
+		cfg.ErrorLog = p.resolvePath(cfg.ErrorLog)
+	}
+	if m.file("upgrade_sock", &cfg.UpgradeSock) && len(cfg.UpgradeSock) > maxUnixSocketPath {
+		p.errorf(m.get("upgrade_sock"), "upgrade_sock", "path %q is %d bytes long, and a Unix socket path is at most %d; choose a shorter one",
+			cfg.UpgradeSock, len(cfg.UpgradeSock), maxUnixSocketPath)
+	}
+	m.str("user", &cfg.User)
+	m.str("group", &cfg.Group)
+	m.seconds("grace_period_seconds", &cfg.GracePeriod)
+	m.seconds("graceful_shutdown_timeout_seconds", &cfg.GracefulShutdownTimeout)
+	m.integer("upstream_keepalive_pool_size", &cfg.UpstreamKeepalivePoolSize, 0, math.MaxInt)
+	m.integer("max_retries", &cfg.MaxRetries, 0, math.MaxInt)
+	if m.file("ca_file", &cfg.CAFile) {
+		p.checkCAFile(m.get("ca_file"), "ca_file", cfg.CAFile)
+	}
+	if n := m.get("bpf"); n != nil {
+		cfg.BPF = p.bpf(n)
+	}
+	cfg.Services = p.services(m)
+	return cfg
+}
+
+// version checks the required version key.
+func (p *parser) version(m *mapping, cfg *Config) {
+	n := m.get("version")
+	if n == nil {
+		m.missing("version", "add \"version: 1\" at the top of the file")
+		return
+	}
+	v, ok := p.integer(n, "version", "an integer")
+	if !ok {
+		return
+	}
+	if v != SupportedVersion {
+		p.errorf(n, "version", "%d is not supported; this weir reads version %d files", v, SupportedVersion)
+		return
+	}
+	cfg.Version = v
+}
+
+// bpf reads the bpf mapping.
+func (p *parser) bpf(n *yaml.Node) BPF {
+	b := BPF{PinPath: DefaultBPFPinPath}
+	m := p.mapping(n, "bpf", []string{"pin_path"})
+	if m == nil {
+		return b
+	}
+	var pin string
+	if m.nonEmpty("pin_path", &pin) {
+		if !filepath.IsAbs(pin) {
+			p.errorf(m.get("pin_path"), "bpf.pin_path", "%q is relative; give an absolute directory on a bpffs mount, such as %s", pin, DefaultBPFPinPath)
+		} else {
+			b.PinPath = filepath.Clean(pin)
+		}
+	}
+	return b
+}
