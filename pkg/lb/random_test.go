@@ -271,7 +271,9 @@ func TestKeylessFallbackEnds(t *testing.T) {
 		for _, ws := range shareWeightSets {
 			t.Run(tc.name+"/"+ws.name, func(t *testing.T) {
 				sel := buildSelector(t, tc.alg, withStates(selTestBackends(ws.weights...)))
-				limit := max(smoothPeriod(selTestBackends(ws.weights...)), len(ws.weights))
+				// Round robin's documented bound: its shared draws, then a
+				// walk of at most one period.
+				limit := (liveDrawsPerBackend+1)*len(ws.weights) + 2*smoothPeriod(selTestBackends(ws.weights...))
 				for range 50 {
 					checkCoversAll(t, walkSelection(t, sel, limit), len(ws.weights))
 				}

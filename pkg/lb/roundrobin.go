@@ -41,11 +41,15 @@ var (
 // the same algorithm live, O(n) a pick under a mutex, as nginx does; a
 // rebuild with an unchanged list keeps that live state too.
 //
-// Keys are ignored. When the pick is unusable, the fallback is the next in
-// turn: the entries that follow in the sequence, until every backend has
-// been yielded at least once (never more than one period). In the live mode,
-// where the sequence ahead is not known, the fallback is the other backends
-// in list order after the pick.
+// Keys are ignored. When the pick is unusable, the fallback first takes
+// the next turns of the shared sequence, as nginx does: a dead backend's
+// turns go to the backends that follow it in the rotation, one turn each,
+// so traffic among the live ones stays evenly interleaved (a, b and a dead
+// c give a b a b, not a b a a b a). After one period of such draws (four
+// per backend in the live mode), it walks the sequence from the last draw
+// until every backend
+// has been yielded at least once, so a selection always ends. In the live
+// mode that walk is the backends in list order after the last draw.
 //
 // The zero value is ready to use. A RoundRobin must not be copied after its
 // first Build.
@@ -196,7 +200,9 @@ func fillSpans(seq []rrSlot, n int) {
 }
 
 // rrTableSelector reads a precomputed smooth period. The cursor's Pos is the
-// position of the pick in the period and Step counts the entries yielded.
+// position of the last draw in the period and Step counts the entries
+// yielded: the first draws come from the shared counter, the rest walk on
+// from the last one.
 type rrTableSelector struct {
 	seq  []rrSlot
 	next *atomic.Uint64
@@ -213,16 +219,29 @@ func (s *rrTableSelector) Start([]byte) Cursor {
 // Next yields the pick, then the entries that follow it in the sequence
 // until every backend has been yielded.
 func (s *rrTableSelector) Next(c Cursor) (int, Cursor, bool) {
-	if c.Pos >= uint64(len(s.seq)) || c.Step < 0 || c.Step >= int(s.seq[c.Pos].span) {
+	period := uint64(len(s.seq))
+	if c.Pos >= period || c.Step < 0 {
 		return 0, c, false
 	}
-	at := c.Pos + uint64(c.Step)
-	if at >= uint64(len(s.seq)) {
-		at -= uint64(len(s.seq))
+	switch draws := len(s.seq); {
+	case c.Step == 0:
+	case c.Step < draws:
+		c.Pos = (s.next.Add(1) - 1) % period
+	default:
+		walk := c.Step - draws + 1
+		if walk >= int(s.seq[c.Pos].span) {
+			return 0, c, false
+		}
+		c.Step++
+		return int(s.seq[(c.Pos+uint64(walk))%period].index), c, true
 	}
 	c.Step++
-	return int(s.seq[at].index), c, true
+	return int(s.seq[c.Pos].index), c, true
 }
+
+// liveDrawsPerBackend bounds the live mode's shared draws: each costs a
+// locked O(n) step, and a period there is too long to draw in full.
+const liveDrawsPerBackend = 4
 
 // liveWRR is a smooth round-robin state shared by the live selectors built
 // for one backend list.
@@ -249,7 +268,23 @@ func (s *rrLiveSelector) Start([]byte) Cursor {
 	return Cursor{Pos: uint64(s.state.step())}
 }
 
-// Next yields the pick, then every other backend in list order after it.
+// Next yields the pick, then further smooth picks, then every backend in
+// list order after the last of them.
 func (s *rrLiveSelector) Next(c Cursor) (int, Cursor, bool) {
-	return nextInListOrder(c, len(s.state.backends))
+	n := len(s.state.backends)
+	if c.Pos >= uint64(n) || c.Step < 0 {
+		return 0, c, false
+	}
+	switch draws := liveDrawsPerBackend * n; {
+	case c.Step == 0:
+	case c.Step < draws:
+		c.Pos = uint64(s.state.step())
+	default:
+		walk := Cursor{Pos: c.Pos, Step: c.Step - draws + 1}
+		idx, _, ok := nextInListOrder(walk, n)
+		c.Step++
+		return idx, c, ok
+	}
+	c.Step++
+	return int(c.Pos), c, true
 }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -165,36 +166,68 @@ func TestRoundRobinCursorSurvivesRebuild(t *testing.T) {
 	})
 }
 
-// TestRoundRobinFallbackOrder checks the exact candidates after each pick:
-// in table mode the entries that follow in the sequence until every backend
-// has appeared, in live mode the list order after the pick.
-func TestRoundRobinFallbackOrder(t *testing.T) {
-	// The 5,1,1 sequence is a a b a c a a, positions 0 to 6.
-	tableWalks := []string{
-		"aabac",   // from 0
-		"abac",    // from 1
-		"bac",     // from 2
-		"acaaaab", // from 3, wrapping
-		"caaaab",  // from 4
-		"aaaabac", // from 5
-		"aaabac",  // from 6
-	}
-	liveWalks := []string{"abc", "abc", "bca", "abc", "cab", "abc", "abc"}
-	cases := []struct {
-		rr    *RoundRobin
-		walks []string
-	}{
-		{&RoundRobin{}, tableWalks},
-		{&RoundRobin{tableLimit: 1}, liveWalks},
-	}
-	for _, tc := range cases {
-		sel := buildSelector(t, tc.rr, selTestBackends(5, 1, 1))
-		for period := range 2 {
-			for pos, want := range tc.walks {
-				if got := letters(walkSelection(t, sel, 7)); got != want {
-					t.Fatalf("%T, period %d, position %d: walk %s, want %s", sel, period, pos, got, want)
+// TestRoundRobinFallbackCoversAndEnds checks, from every position of the
+// period, that a selection's candidates cover every backend and end within
+// its shared draws plus one period.
+func TestRoundRobinFallbackCoversAndEnds(t *testing.T) {
+	for _, mode := range roundRobinModes {
+		for _, ws := range shareWeightSets {
+			t.Run(mode.name+"/"+ws.name, func(t *testing.T) {
+				backends := selTestBackends(ws.weights...)
+				sel := buildSelector(t, mode.make(), backends)
+				bound := (liveDrawsPerBackend+1)*len(backends) + 2*smoothPeriod(backends)
+				for pos := 0; pos < smoothPeriod(backends) && pos < 200; pos++ {
+					walk := walkSelection(t, sel, bound)
+					seen := map[int]bool{}
+					for _, i := range walk {
+						seen[i] = true
+					}
+					if len(seen) != len(backends) {
+						t.Fatalf("selection %d saw %d of %d backends", pos, len(seen), len(backends))
+					}
 				}
-			}
+			})
+		}
+	}
+}
+
+// TestRoundRobinSkipsDeadTurnsEvenly is the reason for the fallback's
+// shared draws: a dead backend's turns are spread over the live ones in
+// rotation order, so traffic among them stays interleaved, as in nginx.
+func TestRoundRobinSkipsDeadTurnsEvenly(t *testing.T) {
+	tests := []struct {
+		weights []int
+		dead    int
+		want    string
+	}{
+		{[]int{1, 1, 1}, 2, "abababababab"},
+		{[]int{1, 1, 1}, 0, "bcbcbcbcbcbc"},
+		{[]int{5, 1, 1}, 0, "bcbcbcbcbcbc"},
+		{[]int{2, 1, 1}, 1, "acaacaacaaca"},
+	}
+	for _, mode := range roundRobinModes {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/%v/dead=%c", mode.name, tc.weights, 'a'+tc.dead), func(t *testing.T) {
+				sel := buildSelector(t, mode.make(), selTestBackends(tc.weights...))
+				var got []int
+				for range len(tc.want) {
+					c := sel.Start(nil)
+					for {
+						idx, next, ok := sel.Next(c)
+						if !ok {
+							t.Fatal("selection ended without a live backend")
+						}
+						c = next
+						if idx != tc.dead {
+							got = append(got, idx)
+							break
+						}
+					}
+				}
+				if s := letters(got); s != tc.want {
+					t.Fatalf("live picks %s, want %s", s, tc.want)
+				}
+			})
 		}
 	}
 }
