@@ -3,8 +3,10 @@ module github.com/weir-lb/weir
 go 1.26.0
 
 require (
-	github.com/miekg/dns v1.1.73 // indirect
-	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/miekg/dns v1.1.73
+	golang.org/x/net v0.62.0
+	golang.org/x/sys v0.49.0
+	gopkg.in/yaml.v3 v3.0.1
 )
+
+require golang.org/x/text v0.43.0 // indirect

@@ -1,0 +1,119 @@
+package l7
+
+import (
+	"crypto/x509"
+	"strings"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// ALPN says which HTTP versions to offer an upstream over TLS.
+type ALPN uint8
+
+const (
+	// ALPNH1 offers HTTP/1.1 only.
+	ALPNH1 ALPN = iota
+	// ALPNH2 offers HTTP/2 only.
+	ALPNH2
+	// ALPNH2H1 offers HTTP/2 and falls back to HTTP/1.1.
+	ALPNH2H1
+)
+
+func (a ALPN) protos() []string {
+	switch a {
+	case ALPNH2:
+		return []string{"h2"}
+	case ALPNH2H1:
+		return []string{"h2", "http/1.1"}
+	}
+	return []string{"http/1.1"}
+}
+
+// String returns the config spelling: h1, h2 or h2h1.
+func (a ALPN) String() string {
+	switch a {
+	case ALPNH2:
+		return "h2"
+	case ALPNH2H1:
+		return "h2h1"
+	}
+	return "h1"
+}
+
+// Timeouts bound the phases of talking to an upstream. Zero means the
+// default noted on each field.
+type Timeouts struct {
+	Connect time.Duration // TCP connect plus TLS handshake; default 2s
+	Read    time.Duration // first response byte, and each read after; default 60s
+	Write   time.Duration // each write of the request; default 60s
+	Idle    time.Duration // how long a pooled connection may sit unused; default 60s
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	t.Connect = orDefault(t.Connect, 2*time.Second)
+	t.Read = orDefault(t.Read, 60*time.Second)
+	t.Write = orDefault(t.Write, 60*time.Second)
+	t.Idle = orDefault(t.Idle, 60*time.Second)
+	return t
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Peer is one upstream server to send a request to.
+type Peer struct {
+	// Addr is "host:port" or "unix:/path", as in lb.Backend.Addr.
+	Addr string
+	// TLS enables TLS to the upstream.
+	TLS bool
+	// SNI is the server name sent in the TLS handshake and verified in
+	// the certificate. Empty: none is sent, and verification, if on,
+	// checks the certificate against the address's host.
+	SNI string
+	// InsecureSkipVerify turns certificate verification off.
+	InsecureSkipVerify bool
+	// RootCAs verifies the upstream's certificate; nil means the system
+	// roots.
+	RootCAs *x509.CertPool
+	// ALPN chooses the HTTP versions offered over TLS.
+	ALPN ALPN
+	// Timeouts for this peer.
+	Timeouts Timeouts
+	// Backend, when the peer came from a load balancer, is told when a
+	// request starts and ends (least-loaded selection reads that) and is
+	// excluded from this request's retries.
+	Backend *lb.Backend
+}
+
+// network and dialAddr split Addr for net.Dial.
+func (p *Peer) network() string {
+	if strings.HasPrefix(p.Addr, "unix:") {
+		return "unix"
+	}
+	return "tcp"
+}
+
+func (p *Peer) dialAddr() string {
+	return strings.TrimPrefix(p.Addr, "unix:")
+}
+
+// poolKey identifies the upstream connections a Peer may reuse. It holds
+// every setting that changes what the connection is, not only the
+// address: a connection made with one SNI must not serve another.
+type poolKey struct {
+	addr     string
+	sni      string
+	tls      bool
+	insecure bool
+	roots    *x509.CertPool
+	alpn     ALPN
+}
+
+func (p *Peer) key() poolKey {
+	return poolKey{addr: p.Addr, sni: p.SNI, tls: p.TLS, insecure: p.InsecureSkipVerify, roots: p.RootCAs, alpn: p.ALPN}
+}

@@ -1,0 +1,292 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/l7/h1"
+	"golang.org/x/net/http2"
+)
+
+// staleCheckAfter is how long a connection may sit idle before it is
+// probed for a close from the upstream before reuse. Upstreams keep idle
+// connections for seconds at least, so a recently used one is trusted and
+// the probe's system call is saved on the hot path.
+const staleCheckAfter = time.Second
+
+// upstreamConn is one connection to an upstream with its buffers.
+type upstreamConn struct {
+	conn      net.Conn // the TLS conn when TLS is on
+	raw       net.Conn // the transport under it, for liveness probes
+	r         *h1.Reader
+	w         *bufio.Writer
+	key       poolKey
+	idleSince time.Time
+	reused    bool
+}
+
+func (c *upstreamConn) close() {
+	c.conn.Close()
+	c.r.Release()
+	c.w.Reset(nil)
+}
+
+// Pool keeps idle upstream connections for reuse, up to a bound per peer
+// key. It is safe for concurrent use.
+type Pool struct {
+	maxIdle int
+
+	mu     sync.Mutex
+	idle   map[poolKey][]*upstreamConn
+	tlsCfg map[poolKey]*tls.Config
+	h2     map[poolKey]*http2.ClientConn
+	// h2dialing holds a channel, closed when done, per key being dialled
+	// for HTTP/2; h1only the keys whose upstream declined HTTP/2.
+	h2dialing map[poolKey]chan struct{}
+	h1only    map[poolKey]bool
+	closed    bool
+
+	// h2t makes HTTP/2 client connections out of connections the pool
+	// dialled; it never dials itself.
+	h2t *http2.Transport
+
+	bufs sync.Pool // *bufio.Writer
+}
+
+// NewPool returns a Pool keeping at most maxIdle idle connections per
+// peer key. maxIdle 0 disables reuse.
+func NewPool(maxIdle int) *Pool {
+	return &Pool{
+		maxIdle:   maxIdle,
+		idle:      map[poolKey][]*upstreamConn{},
+		tlsCfg:    map[poolKey]*tls.Config{},
+		h2:        map[poolKey]*http2.ClientConn{},
+		h2dialing: map[poolKey]chan struct{}{},
+		h1only:    map[poolKey]bool{},
+		h2t:       &http2.Transport{AllowHTTP: true, StrictMaxConcurrentStreams: false},
+		bufs:      sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }},
+	}
+}
+
+// get returns an idle connection for key, newest first, dropping those
+// that outlived idleTimeout or that the upstream has closed.
+func (p *Pool) get(key poolKey, idleTimeout time.Duration) *upstreamConn {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		stack := p.idle[key]
+		if len(stack) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := stack[len(stack)-1]
+		stack[len(stack)-1] = nil
+		p.idle[key] = stack[:len(stack)-1]
+		p.mu.Unlock()
+
+		idle := now.Sub(c.idleSince)
+		if idle > idleTimeout || (idle > staleCheckAfter && !alive(c.raw)) {
+			c.close()
+			continue
+		}
+		c.reused = true
+		return c
+	}
+}
+
+// put returns c to the pool, or closes it when the pool is full or closed.
+func (p *Pool) put(c *upstreamConn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle[c.key]) >= p.maxIdle {
+		p.mu.Unlock()
+		c.close()
+		return
+	}
+	p.idle[c.key] = append(p.idle[c.key], c)
+	p.mu.Unlock()
+}
+
+// dropKey closes every idle connection for key: when one turned out
+// stale, the upstream has likely restarted and the rest are stale too.
+func (p *Pool) dropKey(key poolKey) {
+	p.mu.Lock()
+	stack := p.idle[key]
+	delete(p.idle, key)
+	cc := p.h2[key]
+	delete(p.h2, key)
+	p.mu.Unlock()
+	for _, c := range stack {
+		c.close()
+	}
+	if cc != nil {
+		cc.Close()
+	}
+}
+
+// Close closes every idle connection; later puts close theirs.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle, h2 := p.idle, p.h2
+	p.idle, p.h2 = map[poolKey][]*upstreamConn{}, map[poolKey]*http2.ClientConn{}
+	p.mu.Unlock()
+	for _, cc := range h2 {
+		cc.Close()
+	}
+	for _, stack := range idle {
+		for _, c := range stack {
+			c.close()
+		}
+	}
+}
+
+// Idle returns the number of idle connections kept, for tests and metrics.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.idle {
+		n += len(s)
+	}
+	return n
+}
+
+// connect returns a connection for peer: a multiplexed HTTP/2 one when
+// the peer speaks it (cc), or else a pooled or new HTTP/1.1 one (uc).
+func (p *Pool) connect(peer *Peer) (uc *upstreamConn, cc *http2.ClientConn, err error) {
+	key := peer.key()
+	if peer.ALPN != ALPNH1 && !p.knownH1(key) {
+		return p.connectH2(peer, key)
+	}
+	if uc := p.get(key, peer.Timeouts.withDefaults().Idle); uc != nil {
+		return uc, nil, nil
+	}
+	uc, err = p.dial(context.Background(), peer)
+	return uc, nil, err
+}
+
+// connectH2 returns the shared HTTP/2 connection for key, dialling it
+// when there is none. One request dials while the others wait for it, so
+// a burst of first requests opens one connection, not one each.
+func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn, error) {
+	for {
+		if cc := p.getH2(key); cc != nil {
+			return nil, cc, nil
+		}
+		p.mu.Lock()
+		if wait := p.h2dialing[key]; wait != nil {
+			p.mu.Unlock()
+			<-wait
+			if p.knownH1(key) {
+				return p.connect(peer)
+			}
+			continue
+		}
+		done := make(chan struct{})
+		p.h2dialing[key] = done
+		p.mu.Unlock()
+
+		uc, cc, err := p.dialH2(peer, key)
+		p.mu.Lock()
+		delete(p.h2dialing, key)
+		p.mu.Unlock()
+		close(done)
+		return uc, cc, err
+	}
+}
+
+func (p *Pool) dialH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn, error) {
+	uc, err := p.dial(context.Background(), peer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !speaksH2(peer, uc) {
+		// The upstream chose HTTP/1.1: pool its connections as such.
+		p.mu.Lock()
+		p.h1only[key] = true
+		p.mu.Unlock()
+		return uc, nil, nil
+	}
+	cc, err := p.addH2(key, uc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: http/2: %w", ErrUpstreamConnect, peer.Addr, err)
+	}
+	return nil, cc, nil
+}
+
+// knownH1 reports whether the peer key negotiated HTTP/1.1 before.
+func (p *Pool) knownH1(key poolKey) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.h1only[key]
+}
+
+// speaksH2 reports whether a new connection is to be used for HTTP/2: TLS
+// negotiated it, or the peer is plain and configured for HTTP/2 only
+// (prior-knowledge h2c).
+func speaksH2(peer *Peer, uc *upstreamConn) bool {
+	if tc, ok := uc.conn.(*tls.Conn); ok {
+		return tc.ConnectionState().NegotiatedProtocol == "h2"
+	}
+	return peer.ALPN == ALPNH2
+}
+
+// dial opens a new connection to peer, with TLS when asked.
+func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
+	t := peer.Timeouts.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, t.Connect)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(ctx, peer.network(), peer.dialAddr())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUpstreamConnect, peer.Addr, err)
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	conn := raw
+	if peer.TLS {
+		tc := tls.Client(raw, p.tlsConfig(peer))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("%w: %s: tls handshake: %w", ErrUpstreamConnect, peer.Addr, err)
+		}
+		conn = tc
+	}
+	w := p.bufs.Get().(*bufio.Writer)
+	w.Reset(conn)
+	return &upstreamConn{conn: conn, raw: raw, r: h1.NewReader(conn), w: w, key: peer.key()}, nil
+}
+
+// tlsConfig returns the client config for peer's key, shared by every
+// connection with that key so TLS sessions resume.
+func (p *Pool) tlsConfig(peer *Peer) *tls.Config {
+	key := peer.key()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cfg := p.tlsCfg[key]; cfg != nil {
+		return cfg
+	}
+	name := peer.SNI
+	if name == "" {
+		if host, _, err := net.SplitHostPort(peer.Addr); err == nil {
+			name = host
+		}
+	}
+	cfg := &tls.Config{
+		ServerName:         name,
+		InsecureSkipVerify: peer.InsecureSkipVerify,
+		RootCAs:            peer.RootCAs,
+		NextProtos:         peer.ALPN.protos(),
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+	}
+	p.tlsCfg[key] = cfg
+	return cfg
+}

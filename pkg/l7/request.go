@@ -1,0 +1,495 @@
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/l7/h1"
+)
+
+// downstream is the client side of one request: an HTTP/1.1 connection
+// or an HTTP/2 stream. The pipeline in this file speaks to either.
+type downstream interface {
+	// continue100 answers Expect: 100-continue where the protocol leaves
+	// that to the proxy.
+	continue100() error
+	// interim relays a 1xx response head.
+	interim(status int, reason []byte, h *h1.Header) error
+	// writeHead sends the response head. length is the body's length, -1
+	// when unknown; noBody says the response has none (HEAD, 204, 304).
+	// Framing fields in h are ignored: the downstream sets its own.
+	writeHead(status int, reason []byte, h *h1.Header, length int64, noBody bool) error
+	// body is where the response body goes; each write reaches the
+	// client at once.
+	body() io.Writer
+	// endBody ends the response body, with trailer fields when not nil.
+	endBody(trailer *h1.Header) error
+	// requestBody returns the request body, or nil when it has none.
+	requestBody() io.Reader
+	// tunnel joins the client to uc after a 101 Switching Protocols.
+	tunnel(r *request, uc *upstreamConn) error
+}
+
+// request is one request on its way through the proxy, with the buffers
+// it reuses. An HTTP/1.1 connection keeps one for all its requests; an
+// HTTP/2 stream takes one from a pool.
+type request struct {
+	srv  *Server
+	down downstream
+	sess Session
+	req  h1.Request
+	resp h1.Response
+	// https says the client connection is TLS (X-Forwarded-Proto).
+	https bool
+
+	scratch     []byte
+	upChunked   h1.ChunkedWriter // the request body towards the upstream
+	reqTrailer  h1.Header
+	respTrailer h1.Header
+	dr          deadlineReader
+	dw          deadlineWriter
+	// bodyDone is set once the request body was read to its end.
+	bodyDone bool
+}
+
+// serve runs the request through every phase and reports the error that
+// ended it, after logging and answering it where a head can still be sent.
+func (r *request) serve() error {
+	s := &r.sess
+	p := r.srv.Proxy
+	if m, ok := p.(CtxMaker); ok {
+		s.Ctx = m.NewCtx()
+	}
+	err := r.run(s)
+	if err != nil && s.Status == 0 {
+		r.writeError(statusFor(err))
+	}
+	if lg, ok := p.(Logger); ok {
+		lg.Log(s, err)
+	}
+	if err != nil {
+		r.srv.Logger.Warn("request failed", "service", r.srv.Name, "client", s.Client,
+			"method", string(r.req.Method), "target", string(r.req.Target), "status", s.Status, "err", err)
+	}
+	return err
+}
+
+// run is the request pipeline: filter, choose a peer, send, relay.
+func (r *request) run(s *Session) error {
+	p := r.srv.Proxy
+	if f, ok := p.(RequestFilter); ok {
+		done, err := f.RequestFilter(s)
+		if err != nil {
+			return fmt.Errorf("request filter: %w", err)
+		}
+		if done {
+			return nil
+		}
+	}
+	if r.req.Expect100 {
+		// Ask for the body ourselves: the upstream's 100 would arrive
+		// only after we had started waiting for the body it asks for.
+		r.req.Header.Del("Expect")
+		if err := r.down.continue100(); err != nil {
+			return fmt.Errorf("%w: %w", ErrDownstream, err)
+		}
+	}
+	r.prepareUpstreamRequest()
+
+	staleRetried := false
+	for attempt := 0; ; attempt++ {
+		peer, err := p.UpstreamPeer(s)
+		if err != nil {
+			return err
+		}
+		s.Tried = append(s.Tried, peer)
+		uc, cc, err := r.srv.Pool.connect(peer)
+		if err != nil {
+			if attempt < r.srv.MaxRetries && r.mayRetryConnect(peer, err) {
+				continue
+			}
+			return err
+		}
+		if f, ok := p.(UpstreamRequestFilter); ok {
+			if err := f.UpstreamRequestFilter(s, &r.req); err != nil {
+				if uc != nil {
+					uc.close()
+				}
+				return fmt.Errorf("upstream request filter: %w", err)
+			}
+		}
+		if peer.Backend != nil {
+			peer.Backend.Acquire()
+		}
+		if cc != nil {
+			err = r.exchangeH2(cc, peer)
+		} else {
+			err = r.exchange(uc, peer)
+		}
+		if peer.Backend != nil {
+			peer.Backend.Release()
+		}
+		var stale *staleConnError
+		if errors.As(err, &stale) && !staleRetried {
+			// A pooled connection the upstream had closed: the request
+			// did not reach it, so send it again on a fresh connection.
+			staleRetried = true
+			s.Tried = s.Tried[:len(s.Tried)-1]
+			attempt--
+			r.srv.Pool.dropKey(peer.key())
+			continue
+		}
+		return err
+	}
+}
+
+func (r *request) mayRetryConnect(peer *Peer, err error) bool {
+	if f, ok := r.srv.Proxy.(FailToConnect); ok {
+		return f.FailToConnect(&r.sess, peer, err)
+	}
+	r.srv.Logger.Info("upstream connect failed; trying another", "service", r.srv.Name, "peer", peer.Addr, "err", err)
+	return true
+}
+
+// staleConnError reports that a reused connection failed before the
+// upstream could have seen the request.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string { return "stale pooled connection: " + e.err.Error() }
+func (e *staleConnError) Unwrap() error { return e.err }
+
+// exchange sends the request on the HTTP/1.1 connection uc and relays the
+// response. It owns uc: it returns it to the pool or closes it.
+func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
+	t := peer.Timeouts.withDefaults()
+	retryable := uc.reused && r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
+	if err := r.sendRequest(uc, t); err != nil {
+		uc.close()
+		if retryable && !errors.Is(err, ErrDownstream) {
+			return &staleConnError{err}
+		}
+		return err
+	}
+	uc.conn.SetReadDeadline(time.Now().Add(t.Read))
+	if err := r.readResponseHead(uc); err != nil {
+		uc.close()
+		if retryable && !isTimeout(err) && uc.r.Buffered() == 0 {
+			return &staleConnError{err}
+		}
+		return upstreamReadError(peer.Addr, err)
+	}
+	if r.resp.Status == 101 {
+		return r.down.tunnel(r, uc)
+	}
+	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
+		if err := f.ResponseFilter(&r.sess, &r.resp); err != nil {
+			uc.close()
+			return fmt.Errorf("response filter: %w", err)
+		}
+	}
+	reusable, err := r.relayResponse(uc, t)
+	if err != nil || !reusable {
+		uc.close()
+		return err
+	}
+	r.srv.Pool.put(uc)
+	return nil
+}
+
+// readResponseHead reads the upstream's response head, relaying interim
+// (1xx) responses other than 101.
+func (r *request) readResponseHead(uc *upstreamConn) error {
+	for {
+		if err := uc.r.ReadResponse(&r.resp, r.req.Method, r.srv.Limits); err != nil {
+			return err
+		}
+		st := r.resp.Status
+		if st >= 200 || st == 101 {
+			return nil
+		}
+		if err := r.down.interim(st, r.resp.Reason, &r.resp.Header); err != nil {
+			return fmt.Errorf("%w: %w", ErrDownstream, err)
+		}
+	}
+}
+
+func upstreamReadError(addr string, err error) error {
+	if isTimeout(err) {
+		return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, addr, err)
+	}
+	if errors.Is(err, ErrDownstream) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, addr, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// sendRequest writes the request head and streams the request body.
+func (r *request) sendRequest(uc *upstreamConn, t Timeouts) error {
+	uc.conn.SetWriteDeadline(time.Now().Add(t.Write))
+	req := &r.req
+	buf := h1.AppendRequestLine(r.scratch[:0], req.Method, req.Target, 1)
+	buf = appendFields(buf, &req.Header)
+	switch {
+	case req.Chunked:
+		buf = append(buf, "Transfer-Encoding: chunked\r\n"...)
+	case req.ContentLength > 0:
+		buf = append(buf, "Content-Length: "...)
+		buf = strconv.AppendInt(buf, req.ContentLength, 10)
+		buf = append(buf, "\r\n"...)
+	}
+	if req.Upgrade != nil {
+		buf = append(buf, "Connection: upgrade\r\nUpgrade: "...)
+		buf = append(buf, req.Upgrade...)
+		buf = append(buf, "\r\n"...)
+	}
+	buf = append(buf, "\r\n"...)
+	r.scratch = buf[:0]
+	if _, err := uc.w.Write(buf); err != nil {
+		return err
+	}
+	if err := r.sendRequestBody(uc, t); err != nil {
+		return err
+	}
+	return uc.w.Flush()
+}
+
+func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
+	body := r.down.requestBody()
+	if body == nil {
+		return nil
+	}
+	dst := io.Writer(uc.w)
+	if r.req.Chunked {
+		r.upChunked.Reset(uc.w)
+		dst = &r.upChunked
+	}
+	r.dw = deadlineWriter{conn: uc.conn, w: dst, flush: uc.w, timeout: t.Write}
+	_, rerr, werr := copyBody(&r.dw, body)
+	if rerr != nil {
+		return fmt.Errorf("%w: reading request body: %w", ErrDownstream, rerr)
+	}
+	if werr != nil {
+		return werr
+	}
+	r.bodyDone = true
+	if r.req.Chunked {
+		return r.upChunked.Close(&r.reqTrailer)
+	}
+	return nil
+}
+
+// noBody reports whether the response to this request has no body.
+func (r *request) noBody(status int) bool {
+	return isHead(r.req.Method) || status == 204 || status == 304
+}
+
+// relayResponse sends the response head and body downstream. It reports
+// whether uc may be reused.
+func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
+	resp := &r.resp
+	noBody := r.noBody(resp.Status)
+	length := resp.ContentLength
+	if resp.Chunked {
+		length = -1
+	}
+	r.sess.Status = resp.Status
+	if err := r.down.writeHead(resp.Status, resp.Reason, &resp.Header, length, noBody); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
+	if noBody {
+		return resp.KeepAlive, r.endBody(nil)
+	}
+	var body io.Reader
+	r.respTrailer.Reset()
+	switch {
+	case resp.Chunked:
+		body = uc.r.BodyChunked(&r.respTrailer)
+	case resp.ContentLength >= 0:
+		body = uc.r.BodyLength(resp.ContentLength)
+	default:
+		body = uc.r.BodyUntilClose()
+	}
+	r.dr = deadlineReader{uc.conn, body, t.Read}
+	n, rerr, werr := copyBody(r.down.body(), &r.dr)
+	r.sess.BytesSent += n
+	if werr != nil {
+		return false, fmt.Errorf("%w: %w", ErrDownstream, werr)
+	}
+	if rerr != nil {
+		return false, upstreamReadError(uc.key.addr, rerr)
+	}
+	var tr *h1.Header
+	if r.respTrailer.Len() > 0 {
+		tr = &r.respTrailer
+	}
+	return resp.KeepAlive && (resp.Chunked || resp.ContentLength >= 0), r.endBody(tr)
+}
+
+func (r *request) endBody(trailer *h1.Header) error {
+	if err := r.down.endBody(trailer); err != nil {
+		return fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
+	return nil
+}
+
+// respond answers the request with a complete response (Session.Respond).
+func (r *request) respond(status int, header *h1.Header, body []byte) error {
+	noBody := r.noBody(status)
+	r.sess.Status = status
+	if err := r.down.writeHead(status, nil, header, int64(len(body)), noBody); err != nil {
+		return err
+	}
+	if !noBody && len(body) > 0 {
+		if _, err := r.down.body().Write(body); err != nil {
+			return err
+		}
+		r.sess.BytesSent += int64(len(body))
+	}
+	return r.down.endBody(nil)
+}
+
+// writeError answers with an empty response of the given status.
+func (r *request) writeError(status int) {
+	r.respond(status, nil, nil)
+}
+
+// appendFields writes every field of h except the framing and hop-by-hop
+// ones, which the proxy sets itself.
+func appendFields(buf []byte, h *h1.Header) []byte {
+	for i := 0; i < h.Len(); i++ {
+		name, value := h.At(i)
+		if h1.IsHopByHop(name) || asciiEqualFold(name, "Content-Length") {
+			continue
+		}
+		buf = h1.AppendField(buf, name, value)
+	}
+	return buf
+}
+
+// prepareUpstreamRequest turns the downstream request head into the
+// upstream one: hop-by-hop fields out, forwarding fields in.
+func (r *request) prepareUpstreamRequest() {
+	req := &r.req
+	stripConnectionListed(&req.Header)
+	if bytes.HasPrefix(req.Target, []byte("http://")) || bytes.HasPrefix(req.Target, []byte("https://")) {
+		// absolute-form: the authority is the Host, the upstream gets the
+		// origin-form.
+		rest := req.Target[bytes.Index(req.Target, []byte("//"))+2:]
+		slash := bytes.IndexByte(rest, '/')
+		authority, path := rest, []byte("/")
+		if slash >= 0 {
+			authority, path = rest[:slash], rest[slash:]
+		}
+		req.Header.SetValue("Host", authority)
+		req.Host = authority
+		req.Target = path
+	}
+	if r.srv.NoForwardedHeaders {
+		return
+	}
+	ip := r.sess.ClientIP()
+	if prev, ok := req.Header.Get("X-Forwarded-For"); ok && len(prev) > 0 {
+		v := append(append(append(r.scratch[:0], prev...), ", "...), ip...)
+		req.Header.SetValue("X-Forwarded-For", v)
+	} else {
+		req.Header.SetValue("X-Forwarded-For", ip)
+	}
+	if r.https {
+		req.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		req.Header.Set("X-Forwarded-Proto", "http")
+	}
+	if len(req.Host) > 0 {
+		req.Header.SetValue("X-Forwarded-Host", req.Host)
+	}
+}
+
+// stripConnectionListed removes the fields the Connection header names:
+// they concern this hop only. The hop-by-hop fields themselves are
+// skipped when the head is written.
+func stripConnectionListed(h *h1.Header) {
+	for i := h.Len() - 1; i >= 0; i-- {
+		name, _ := h.At(i)
+		if !h1.IsHopByHop(name) && h1.ConnectionListed(h, name) {
+			h.DelAt(i)
+		}
+	}
+}
+
+// deadlineReader extends the read deadline before every read, so a body
+// may take as long as it needs while each read is bounded.
+type deadlineReader struct {
+	conn    net.Conn
+	r       io.Reader
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	return d.r.Read(p)
+}
+
+// deadlineWriter extends the write deadline before every write, and
+// flushes the connection's buffer after it: a body is relayed as it
+// arrives (server-sent events, long polls), never held back in a buffer
+// while the proxy waits for more. A small body read in one go still leaves
+// in one write with its head.
+type deadlineWriter struct {
+	conn    net.Conn
+	w       io.Writer
+	flush   *bufio.Writer
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	n, err := d.w.Write(p)
+	if err == nil {
+		err = d.flush.Flush()
+	}
+	return n, err
+}
+
+// copyBody copies src to dst through a pooled buffer and tells read
+// errors from write errors, so the proxy knows which side failed.
+func copyBody(dst io.Writer, src io.Reader) (written int64, rerr, werr error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			m, err := dst.Write(buf[:n])
+			written += int64(m)
+			if err != nil {
+				return written, nil, err
+			}
+		}
+		if err == io.EOF {
+			return written, nil, nil
+		}
+		if err != nil {
+			return written, err, nil
+		}
+	}
+}

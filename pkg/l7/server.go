@@ -1,0 +1,217 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/l7/h1"
+	"golang.org/x/net/http2"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("l7: server closed")
+
+// Server serves a Proxy on listeners. Configure it before the first Serve
+// and do not change it afterwards.
+type Server struct {
+	// Name names the service in logs.
+	Name string
+	// Proxy handles every request. Required.
+	Proxy Proxy
+	// Pool holds upstream connections; nil gives the server its own,
+	// keeping up to 128 idle connections per peer.
+	Pool *Pool
+	// MaxRetries is how many more peers a request may try after a
+	// connection attempt fails.
+	MaxRetries int
+	// Limits bound request heads.
+	Limits h1.Limits
+	// HeaderTimeout bounds reading a request head once its first byte
+	// arrived (slowloris protection); default 10s.
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds waiting for the next request on a keep-alive
+	// connection, and each read of a request body; default 60s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client; default 60s.
+	WriteTimeout time.Duration
+	// NoForwardedHeaders stops the server from setting X-Forwarded-For,
+	// X-Forwarded-Proto and X-Forwarded-Host.
+	NoForwardedHeaders bool
+	// Logger receives request errors; nil discards them.
+	Logger *slog.Logger
+
+	once sync.Once
+	mu   sync.Mutex
+	// conns maps every open connection to whether it is idle.
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   atomic.Bool
+	wg        sync.WaitGroup
+
+	h2     *http2.Server
+	h2base *http.Server
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		if s.Pool == nil {
+			s.Pool = NewPool(128)
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		s.HeaderTimeout = orDefault(s.HeaderTimeout, 10*time.Second)
+		s.IdleTimeout = orDefault(s.IdleTimeout, 60*time.Second)
+		s.WriteTimeout = orDefault(s.WriteTimeout, 60*time.Second)
+		s.initH2()
+		s.conns = map[*conn]struct{}{}
+		s.listeners = map[net.Listener]struct{}{}
+	})
+}
+
+// Serve accepts connections on l until Shutdown or Close, and returns
+// ErrServerClosed then. A TLS listener (tls.NewListener) is served over
+// TLS; the handshake runs on the connection's own goroutine.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	if s.Proxy == nil {
+		return errors.New("l7: server has no Proxy")
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors or a transient error: wait, don't spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("accept failed; retrying", "service", s.Name, "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// newConn registers nc, or closes it when the server is shutting down.
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{srv: s, c: nc}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		nc.Close()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, closes
+// idle keep-alive connections, lets every request in flight finish (its
+// response says Connection: close), and returns when all connections are
+// gone or ctx is done, in which case the remaining ones are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.stopAccepting()
+	go s.h2base.Shutdown(ctx) // GOAWAY to every HTTP/2 connection
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case <-done:
+			s.Pool.Close()
+			return nil
+		case <-ctx.Done():
+			s.closeAll()
+			<-done
+			s.Pool.Close()
+			return ctx.Err()
+		case <-tick.C:
+			// A connection that was mid-request when Shutdown began
+			// turns idle when its response is done: close it then.
+		}
+	}
+}
+
+// Close stops the server at once, cutting every connection.
+func (s *Server) Close() error {
+	s.init()
+	s.stopAccepting()
+	s.closeAll()
+	s.wg.Wait()
+	s.Pool.Close()
+	return nil
+}
+
+func (s *Server) stopAccepting() {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.idle.Load() {
+			c.c.Close()
+		}
+	}
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.c.Close()
+	}
+}

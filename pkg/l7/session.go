@@ -1,0 +1,75 @@
+package l7
+
+import (
+	"crypto/tls"
+	"net/netip"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/l7/h1"
+)
+
+// Session is one request on its way through the proxy. The proxy reuses
+// Sessions: do not keep one, or anything it points to, after Log returns.
+type Session struct {
+	// Req is the downstream request head. What it holds after the
+	// UpstreamRequestFilter phase is what the upstream receives.
+	Req *h1.Request
+	// Resp is the upstream response head, from the ResponseFilter phase on.
+	Resp *h1.Response
+	// Client is the downstream peer's address.
+	Client netip.AddrPort
+	// TLS is the downstream TLS state, nil for plain connections.
+	TLS *tls.ConnectionState
+	// Ctx is the value CtxMaker.NewCtx returned for this request.
+	Ctx any
+	// Tried lists the peers tried for this request, in order; the last
+	// one served it when the request succeeded.
+	Tried []*Peer
+	// Start is when the request head was read.
+	Start time.Time
+	// Status is the status sent downstream; 0 until a head is sent.
+	Status int
+	// BytesSent counts response body bytes sent downstream.
+	BytesSent int64
+
+	r *request
+	// keyBuf holds derived selection keys, so that keying by client
+	// address allocates nothing.
+	keyBuf [64]byte
+}
+
+func (s *Session) reset(r *request, client netip.AddrPort, tlsState *tls.ConnectionState) {
+	tried := s.Tried[:0]
+	clear(s.Tried[:cap(s.Tried)])
+	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), r: r}
+}
+
+// ClientIP returns the client's IP address as text, in a buffer owned by
+// the Session (valid until the next request).
+func (s *Session) ClientIP() []byte {
+	return s.Client.Addr().AppendTo(s.keyBuf[:0])
+}
+
+// Respond answers the request directly with status, the fields of header
+// (may be nil) and body, as a RequestFilter does. Content-Length is set
+// from body; a HEAD request gets the head only. It may be called once.
+func (s *Session) Respond(status int, header *h1.Header, body []byte) error {
+	return s.r.respond(status, header, body)
+}
+
+func isHead(method []byte) bool { return string(method) == "HEAD" }
+
+// asciiEqualFold compares a header name with a lower- or mixed-case ASCII
+// constant without allocating.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+
+	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// respondProxy builds the fixed-response origin of a respond service.
+func respondProxy(sc *config.Service) *l7.Respond {
+	r := &l7.Respond{Status: sc.Respond.Status, Body: []byte(sc.Respond.Body)}
+	for _, name := range sortedKeys(sc.Respond.Headers) {
+		r.Header.Add(name, sc.Respond.Headers[name])
+	}
+	if !r.Header.Has("Content-Type") {
+		r.Header.Add("Content-Type", "text/plain; charset=utf-8")
+	}
+	return r
+}
+
+// balancedProxy builds an http_proxy service's load balancer and the
+// Proxy that selects from it. The returned runner keeps discovery and
+// health fresh until its context is done.
+func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, func(context.Context), error) {
+	up := sc.Upstream
+	opts, err := s.lbOptions(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel, run, err := newLoadBalancer(up, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl, err := s.peerTemplate(up)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &l7.Balanced{LB: sel, Template: tmpl, Host: up.Host}
+	if up.Selection.Hashed() {
+		if p.Key, err = l7.ParseHashKey(up.HashKey.String()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return p, run, nil
+}
+
+// balancer is what the server needs of any *lb.LoadBalancer[A].
+type balancer interface {
+	l7.Selector
+	Run(context.Context)
+}
+
+func newLoadBalancer(up *config.Upstream, opts lb.Options) (l7.Selector, func(context.Context), error) {
+	var (
+		b   balancer
+		err error
+	)
+	switch up.Selection {
+	case config.SelectRoundRobin:
+		b, err = lb.New(&lb.RoundRobin{}, opts)
+	case config.SelectRandom:
+		b, err = lb.New(lb.Random{}, opts)
+	case config.SelectLeastLoaded:
+		b, err = lb.New(lb.LeastLoaded{}, opts)
+	case config.SelectFNV:
+		b, err = lb.New(lb.FNV{}, opts)
+	case config.SelectConsistent:
+		b, err = lb.New(lb.Ketama{}, opts)
+	case config.SelectMaglev:
+		b, err = lb.New(lb.Maglev{}, opts)
+	default:
+		return nil, nil, fmt.Errorf("unknown selection %q", up.Selection)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Run, nil
+}
+
+func (s *Server) lbOptions(sc *config.Service) (lb.Options, error) {
+	up := sc.Upstream
+	opts := lb.Options{Logger: s.log.With("service", sc.Name)}
+	switch up.Discovery.Type {
+	case config.DiscoveryDNS:
+		names := make([]lb.DNSName, len(up.Discovery.Names))
+		for i, n := range up.Discovery.Names {
+			names[i] = lb.DNSName{Name: n}
+		}
+		d, err := lb.NewDNS(lb.DNSConfig{Names: names, Server: up.Discovery.Server, Network: up.Discovery.Network})
+		if err != nil {
+			return opts, err
+		}
+		opts.Discovery, opts.UpdateInterval = d, up.Discovery.Refresh
+	default:
+		backends := make([]lb.Backend, len(up.Backends))
+		for i, bs := range up.Backends {
+			b, err := lb.NewBackend(bs.Addr, bs.Weight)
+			if err != nil {
+				return opts, fmt.Errorf("backend at %s: %w", bs.Pos, err)
+			}
+			b.Metadata = bs.Metadata
+			backends[i] = b
+		}
+		d, err := lb.NewStatic(backends...)
+		if err != nil {
+			return opts, err
+		}
+		opts.Discovery = d
+	}
+	if hc := up.HealthCheck; hc != nil {
+		check, err := s.healthCheck(hc, up)
+		if err != nil {
+			return opts, fmt.Errorf("health_check at %s: %w", hc.Pos, err)
+		}
+		opts.HealthCheck = check
+		opts.CheckInterval = hc.Interval
+		opts.CheckTimeout = hc.Timeout
+		opts.ParallelChecks = hc.Parallel
+		opts.ConsecutiveSuccess = hc.ConsecutiveSuccess
+		opts.ConsecutiveFailure = hc.ConsecutiveFailure
+		if hc.Initially == config.InitiallyUnhealthy {
+			opts.Initially = lb.InitiallyUnhealthy
+		}
+		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", sc.Name)))
+	}
+	return opts, nil
+}
+
+// healthLogger logs every backend whose health or enablement changes.
+func healthLogger(log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) lb.Observer {
+	return lb.ObserverFunc(func(e lb.Event) {
+		switch {
+		case e.Kind == lb.HealthChanged && !e.Healthy:
+			log.Warn("backend is down", "backend", e.Backend.Addr, "reason", e.Reason)
+		case e.Kind == lb.HealthChanged:
+			log.Info("backend is up", "backend", e.Backend.Addr)
+		case e.Kind == lb.EnabledChanged:
+			log.Info("backend enablement changed", "backend", e.Backend.Addr, "enabled", e.Enabled)
+		}
+	})
+}
+
+func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.HealthCheck, error) {
+	if hc.Type == config.CheckTCP {
+		c := &lb.TCPCheck{Timeout: hc.Timeout}
+		return c, c.Validate()
+	}
+	h := hc.HTTP
+	c := &lb.HTTPCheck{
+		Method: h.Method, Path: h.Path, Host: h.Host, BodyContains: h.BodyContains,
+		Port: h.Port, SNI: h.SNI, Timeout: hc.Timeout,
+	}
+	if len(h.Headers) > 0 {
+		c.Header = http.Header{}
+		for k, v := range h.Headers {
+			c.Header.Set(k, v)
+		}
+	}
+	expect, err := lb.ParseStatusSet(h.Expect)
+	if err != nil {
+		return nil, err
+	}
+	c.Expect = expect
+	if h.TLS {
+		roots, err := s.roots(up.TLS)
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: up.TLS != nil && !up.TLS.Verify}
+	}
+	return c, c.Validate()
+}
+
+// peerTemplate holds the connection settings every backend shares.
+func (s *Server) peerTemplate(up *config.Upstream) (l7.Peer, error) {
+	t := up.Timeouts
+	p := l7.Peer{Timeouts: l7.Timeouts{Connect: t.Connect, Read: t.Read, Write: t.Write, Idle: t.Idle}}
+	if up.TLS == nil {
+		return p, nil
+	}
+	roots, err := s.roots(up.TLS)
+	if err != nil {
+		return p, err
+	}
+	p.TLS, p.SNI, p.InsecureSkipVerify, p.RootCAs = true, up.TLS.SNI, !up.TLS.Verify, roots
+	switch up.TLS.ALPN {
+	case config.ALPNH2:
+		p.ALPN = l7.ALPNH2
+	case config.ALPNH2H1:
+		p.ALPN = l7.ALPNH2H1
+	}
+	return p, nil
+}
+
+// roots returns the CA pool for upstream TLS: the system roots plus the
+// server's ca_file and the upstream's own ca_file; nil (system roots)
+// when neither is set.
+func (s *Server) roots(t *config.TLSClient) (*x509.CertPool, error) {
+	files := []string{}
+	if s.cfg.CAFile != "" {
+		files = append(files, s.cfg.CAFile)
+	}
+	if t != nil && t.CAFile != "" {
+		files = append(files, t.CAFile)
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", f)
+		}
+	}
+	return pool, nil
+}
+
+// listenerTLS builds the TLS config of each of a service's listeners,
+// aligned with sc.Listeners (nil for plain ones). A listener's several
+// certificates are chosen by the client's SNI; the first serves clients
+// that send none.
+func listenerTLS(sc *config.Service) ([]*tls.Config, error) {
+	out := make([]*tls.Config, len(sc.Listeners))
+	for i, l := range sc.Listeners {
+		if l.TLS == nil {
+			continue
+		}
+		cfg := &tls.Config{MinVersion: l.TLS.MinVersion, NextProtos: []string{"h2", "http/1.1"}}
+		for _, c := range l.TLS.Certs {
+			pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("certificate at %s: %w", c.Pos, err)
+			}
+			cfg.Certificates = append(cfg.Certificates, pair)
+		}
+		out[i] = cfg
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
