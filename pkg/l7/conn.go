@@ -215,7 +215,7 @@ func (c *conn) interim(status int, reason []byte, h *h1.Header) error {
 	if c.px.req.Minor != 1 {
 		return nil
 	}
-	buf := h1.AppendStatusLine(c.px.scratch[:0], 1, status, reason)
+	buf := appendStatusLine(c.px.scratch[:0], status, reason)
 	buf = appendFields(buf, h)
 	buf = append(buf, "\r\n"...)
 	c.px.scratch = buf[:0]
@@ -235,7 +235,7 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	if !noBody && length < 0 && !c.chunkOut {
 		c.closeAfter = true
 	}
-	buf := h1.AppendStatusLine(c.px.scratch[:0], 1, status, reason)
+	buf := appendStatusLine(c.px.scratch[:0], status, reason)
 	if h != nil {
 		buf = appendFields(buf, h)
 	}
@@ -303,7 +303,7 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	c.closeAfter = true
 	resp := &r.resp
 	c.c.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
-	buf := h1.AppendStatusLine(r.scratch[:0], 1, 101, resp.Reason)
+	buf := appendStatusLine(r.scratch[:0], 101, resp.Reason)
 	buf = appendFields(buf, &resp.Header)
 	if up, ok := resp.Header.Get("Upgrade"); ok {
 		buf = append(buf, "Connection: upgrade\r\nUpgrade: "...)
@@ -334,6 +334,19 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	uc.conn.SetReadDeadline(limit)
 	<-done
 	return nil
+}
+
+// appendStatusLine appends an HTTP/1.1 status line, with the standard
+// reason when the upstream gave none (HTTP/2 has none to give).
+func appendStatusLine(dst []byte, status int, reason []byte) []byte {
+	if len(reason) > 0 {
+		return h1.AppendStatusLine(dst, 1, status, reason)
+	}
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, h1.StatusText(status)...)
+	return append(dst, "\r\n"...)
 }
 
 // closeWrite half-closes dst so the other side sees EOF, where possible.

@@ -429,8 +429,8 @@ func TestBadRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, closed := rawExchange(t, addr, tc.req)
-			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.wantStatus+" ") {
-				t.Fatalf("answer %q, want status %s", firstLine(out), tc.wantStatus)
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.wantStatus+" ") || len(firstLine(out)) <= len("HTTP/1.1 400 ") {
+				t.Fatalf("answer %q, want status %s with its reason", firstLine(out), tc.wantStatus)
 			}
 			if !closed {
 				t.Fatal("the proxy left the connection open after a bad request")
