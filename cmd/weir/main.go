@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/server"
@@ -52,6 +53,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// threads is the worker parallelism: the Go scheduler runs the
+	// services' goroutines on that many OS threads.
+	runtime.GOMAXPROCS(cfg.Threads)
 	log, closeLog, err := openLog(cfg.ErrorLog, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "weir: %v\n", err)

@@ -149,6 +149,11 @@ func (c *conn) next() bool {
 // rejectRequest answers a malformed request head with its status and
 // closes: after a framing error the stream cannot be trusted.
 func (c *conn) rejectRequest(err error) {
+	if errors.Is(err, h1.ErrBodyUnread) {
+		// Our bookkeeping failed, not the client: close, don't blame it.
+		c.srv.Logger.Error("connection closed with a request body unread", "service", c.srv.Name, "client", c.remote)
+		return
+	}
 	var he *h1.Error
 	if !errors.As(err, &he) {
 		return // timeout or EOF mid-head: nothing sensible to answer

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
@@ -201,9 +202,22 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
 
-	hreq, err := r.h2Request(ctx, peer)
+	hreq, body, err := r.h2Request(ctx, peer)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		// The transport reads the body on a goroutine of its own, which
+		// may outlive RoundTrip. Before the downstream connection moves
+		// on, end the stream and wait for the transport to let go.
+		defer func() {
+			cancel(nil)
+			select {
+			case <-body.closed:
+			case <-time.After(t.Write):
+			}
+			r.bodyDone = body.eof.Load()
+		}()
 	}
 	retryable := r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
 	resp, err := cc.RoundTrip(hreq)
@@ -265,8 +279,9 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	return r.endBody(tr)
 }
 
-// h2Request builds the upstream HTTP/2 request from the request head.
-func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, error) {
+// h2Request builds the upstream HTTP/2 request from the request head,
+// and returns its body (nil when it has none).
+func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2ReqBody, error) {
 	req := &r.req
 	host := string(req.Host)
 	if h, ok := req.Header.Get("Host"); ok {
@@ -276,18 +291,18 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, err
 	if peer.TLS {
 		scheme = "https://"
 	}
-	var body io.Reader = http.NoBody
-	if b := r.down.requestBody(); b != nil {
-		body = b
-	}
-	hreq, err := http.NewRequestWithContext(ctx, string(req.Method), scheme+host+string(req.Target), io.NopCloser(body))
+	hreq, err := http.NewRequestWithContext(ctx, string(req.Method), scheme+host+string(req.Target), http.NoBody)
 	if err != nil {
-		return nil, fmt.Errorf("%w: request for %s: %w", ErrUpstreamProtocol, peer.Addr, err)
+		return nil, nil, fmt.Errorf("%w: request for %s: %w", ErrUpstreamProtocol, peer.Addr, err)
 	}
 	hreq.Host = host
-	hreq.ContentLength = req.ContentLength
-	if body == http.NoBody {
-		hreq.Body, hreq.ContentLength = http.NoBody, 0
+	var body *h2ReqBody
+	if b := r.down.requestBody(); b != nil {
+		body = &h2ReqBody{r: b, closed: make(chan struct{})}
+		hreq.Body, hreq.ContentLength = body, req.ContentLength
+		if req.Chunked {
+			hreq.ContentLength = -1
+		}
 	}
 	for i := 0; i < req.Header.Len(); i++ {
 		name, value := req.Header.At(i)
@@ -296,7 +311,29 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, err
 		}
 		hreq.Header.Add(string(name), string(value))
 	}
-	return hreq, nil
+	return hreq, body, nil
+}
+
+// h2ReqBody is a request body handed to the HTTP/2 transport. It records
+// whether it was read to the end and when the transport closed it.
+type h2ReqBody struct {
+	r      io.Reader
+	eof    atomic.Bool
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *h2ReqBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+func (b *h2ReqBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
 }
 
 // timedReader re-arms timer before every read.

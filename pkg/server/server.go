@@ -45,7 +45,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize)}
-	var errs []error
+	errs := unsupported(cfg)
 	for i := range cfg.Services {
 		svc, err := s.build(&cfg.Services[i])
 		if err != nil {
@@ -58,6 +58,20 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// unsupported reports settings this build parses but cannot honour yet;
+// ignoring them would surprise the operator (a "daemon" that stays in the
+// foreground, a server that keeps root).
+func unsupported(cfg *config.Config) []error {
+	var errs []error
+	if cfg.Daemon {
+		errs = append(errs, errors.New("daemon: true is not supported by this build of weir; run it in the foreground under a supervisor such as systemd"))
+	}
+	if cfg.User != "" || cfg.Group != "" {
+		errs = append(errs, errors.New("user and group are not supported by this build of weir; start it as the user it should run as"))
+	}
+	return errs
 }
 
 func (s *Server) build(sc *config.Service) (*service, error) {
@@ -103,13 +117,34 @@ func (s *Server) newHTTPServer(sc *config.Service, p l7.Proxy, t config.Timeouts
 	return hs
 }
 
-// Listen binds every listener. On error, the ones already bound are
-// closed again.
+// ListenerSpec names one listener of the configuration: the service, its
+// address, and the listener's index within the service.
+type ListenerSpec struct {
+	Service string
+	Addr    string
+	Index   int
+}
+
+// OpenFunc returns the listening socket for a listener: a new one, or one
+// inherited from a previous process during a graceful upgrade.
+type OpenFunc func(ListenerSpec) (net.Listener, error)
+
+// Listen binds every listener with a new socket.
 func (s *Server) Listen() error {
 	var lc net.ListenConfig
+	return s.ListenWith(func(l ListenerSpec) (net.Listener, error) {
+		return lc.Listen(context.Background(), "tcp", l.Addr)
+	})
+}
+
+// ListenWith takes every listener from open, which may hand over sockets
+// inherited from another process. TLS is layered on here, so open deals in
+// plain TCP listeners only. On error, the listeners already opened are
+// closed again.
+func (s *Server) ListenWith(open OpenFunc) error {
 	for _, svc := range s.services {
 		for i, l := range svc.cfg.Listeners {
-			ln, err := lc.Listen(context.Background(), "tcp", l.Addr)
+			ln, err := open(ListenerSpec{Service: svc.cfg.Name, Addr: l.Addr, Index: i})
 			if err != nil {
 				s.closeListeners()
 				return fmt.Errorf("service %q: listen on %s (%s): %w", svc.cfg.Name, l.Addr, l.Pos, err)

@@ -253,3 +253,59 @@ services:
 		t.Fatalf("Listen = %v, want an error naming the address and its position", err)
 	}
 }
+
+func TestNewRefusesSettingsItCannotHonour(t *testing.T) {
+	for _, tc := range []struct{ key, want string }{
+		{"daemon: true", "daemon"},
+		{"user: nobody", "user and group"},
+	} {
+		cfg, err := config.Parse("t.yaml", []byte("version: 1\n"+tc.key+"\nservices:\n  - {name: a, kind: respond, listen: [\"127.0.0.1:1\"]}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New = %v, want an error about %s", tc.key, err, tc.want)
+		}
+	}
+}
+
+// TestListenWithAdoptsSockets serves on sockets opened elsewhere, as a
+// graceful upgrade hands them over, and checks each spec names its
+// service, address and index.
+func TestListenWithAdoptsSockets(t *testing.T) {
+	p := freePorts(t, 2)
+	cfg, err := config.Parse("adopt.yaml", []byte(fmt.Sprintf(`
+version: 1
+services:
+  - {name: a, kind: respond, body: "adopted", listen: ["127.0.0.1:%d", "127.0.0.1:%d"]}
+`, p[0], p[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var specs []ListenerSpec
+	err = srv.ListenWith(func(l ListenerSpec) (net.Listener, error) {
+		specs = append(specs, l)
+		return net.Listen("tcp", l.Addr) // stands in for an inherited fd
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ListenerSpec{{"a", fmt.Sprintf("127.0.0.1:%d", p[0]), 0}, {"a", fmt.Sprintf("127.0.0.1:%d", p[1]), 1}}
+	if fmt.Sprint(specs) != fmt.Sprint(want) {
+		t.Fatalf("specs %v, want %v", specs, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
+	for _, port := range p {
+		if code, body := fetch(c, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || body != "adopted" {
+			t.Fatalf("port %d: %d %q", port, code, body)
+		}
+	}
+}
