@@ -97,6 +97,11 @@ type LoadBalancer[A Algorithm] struct {
 	// deliverMu makes event delivery one-at-a-time and in order, without
 	// holding mu, so observers may read the LoadBalancer.
 	deliverMu sync.Mutex
+
+	// ready is closed once Run finished its first update and its first
+	// round of health checks.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // New returns a LoadBalancer that selects with algo. It holds no backends
@@ -118,7 +123,7 @@ func New[A Algorithm](algo A, opts Options) (*LoadBalancer[A], error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}}
+	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}, ready: make(chan struct{})}
 	empty, err := algo.Build(nil)
 	if err != nil {
 		return nil, fmt.Errorf("build selector for an empty pool: %w", err)
@@ -489,8 +494,17 @@ func (lb *LoadBalancer[A]) updateLoop(ctx context.Context) {
 	}
 }
 
+// Ready is closed once Run has done its first update and its first round
+// of health checks, so that every backend's health reflects a real check.
+// A consumer that must not act on initial guesses (the BPF map mirror on a
+// restart, a graceful upgrade reporting ready) waits for it.
+func (lb *LoadBalancer[A]) Ready() <-chan struct{} { return lb.ready }
+
 func (lb *LoadBalancer[A]) checkLoop(ctx context.Context) {
 	lb.CheckHealth(ctx)
+	if ctx.Err() == nil {
+		lb.readyOnce.Do(func() { close(lb.ready) })
+	}
 	if lb.opts.HealthCheck == nil || lb.opts.CheckInterval <= 0 {
 		return
 	}

@@ -747,3 +747,30 @@ func waitEvent(t *testing.T, events <-chan Event, match func(Event) bool) {
 		}
 	}
 }
+
+func TestReadyAfterFirstHealthRound(t *testing.T) {
+	release := make(chan struct{})
+	checked := make(chan struct{}, 1)
+	check := checkFunc(func(ctx context.Context, b *Backend) error {
+		checked <- struct{}{}
+		<-release
+		return nil
+	})
+	l := newTestLB(t, listOrder{}, Options{Discovery: newFakeDiscovery("192.0.2.1:80"), HealthCheck: check, CheckInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	<-checked
+	select {
+	case <-l.Ready():
+		t.Fatal("Ready before the first health round finished")
+	default:
+	}
+	close(release)
+	select {
+	case <-l.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not Ready 5s after the first health round finished")
+	}
+}
