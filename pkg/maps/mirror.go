@@ -1,0 +1,215 @@
+// Package maps mirrors a load balancer's usable backends into the eBPF
+// data plane: it subscribes to pkg/lb's observer events and, whenever the
+// set of healthy, enabled backends changes, computes the service's Maglev
+// table with the same pkg/lb code the L7 proxy uses and publishes both in
+// one step through a Writer (pkg/dataplane's double-buffered maps).
+package maps
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// Writer publishes one service's backends and its Maglev table, whose
+// entries index backends, atomically from the data plane's point of view,
+// and returns the new table generation.
+type Writer interface {
+	Write(backends []netip.AddrPort, table []uint32) (generation uint32, err error)
+}
+
+// WriterFunc adapts a function to Writer.
+type WriterFunc func(backends []netip.AddrPort, table []uint32) (uint32, error)
+
+// Write calls f.
+func (f WriterFunc) Write(backends []netip.AddrPort, table []uint32) (uint32, error) {
+	return f(backends, table)
+}
+
+// ErrNotIP is returned for a backend the data plane cannot address: a
+// host name or a Unix socket. The kernel forwards to IP addresses only.
+var ErrNotIP = errors.New("backend is not an IP address and port")
+
+// State describes the mirror's last publication.
+type State struct {
+	Generation uint32
+	Backends   []netip.AddrPort
+	At         time.Time
+	Err        error
+}
+
+// Mirror keeps one service's usable backends in the data plane. It is an
+// lb.Observer; Run does the writing.
+type Mirror struct {
+	w    Writer
+	size uint32
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	usable map[netip.AddrPort]int // usable backends and their weights
+	state  State
+	dirty  bool
+
+	kick chan struct{}
+}
+
+var _ lb.Observer = (*Mirror)(nil)
+
+// New returns a Mirror writing tables of tableSize entries (a prime; 0
+// means lb.DefaultMaglevTableSize) through w.
+func New(w Writer, tableSize uint32, log *slog.Logger) *Mirror {
+	if tableSize == 0 {
+		tableSize = lb.DefaultMaglevTableSize
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Mirror{w: w, size: tableSize, log: log, usable: map[netip.AddrPort]int{}, kick: make(chan struct{}, 1)}
+}
+
+// Observe records a backend's state and asks Run to publish if the usable
+// set changed. It never blocks.
+func (m *Mirror) Observe(e lb.Event) {
+	ap, err := netip.ParseAddrPort(e.Backend.Addr)
+	if err != nil {
+		m.log.Error("backend cannot be mirrored into the data plane", "backend", e.Backend.Addr, "err", ErrNotIP)
+		return
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	usable := e.Kind != lb.Removed && e.Healthy && e.Enabled
+	m.mu.Lock()
+	w, was := m.usable[ap]
+	switch {
+	case usable && (!was || w != e.Backend.Weight):
+		m.usable[ap] = e.Backend.Weight
+		m.dirty = true
+	case !usable && was:
+		delete(m.usable, ap)
+		m.dirty = true
+	}
+	dirty := m.dirty
+	m.mu.Unlock()
+	if dirty {
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run publishes the usable set once ready is closed — after the load
+// balancer's first health round, so that a restarted weir never replaces
+// a live table with guesses — and then after every change, until ctx is
+// done. Bursts of changes are coalesced into one write.
+func (m *Mirror) Run(ctx context.Context, ready <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-ready:
+	}
+	m.markDirty()
+	for {
+		if err := m.Sync(); err != nil {
+			m.log.Error("data plane update failed; will retry on the next change", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.kick:
+		}
+	}
+}
+
+func (m *Mirror) markDirty() {
+	m.mu.Lock()
+	m.dirty = true
+	m.mu.Unlock()
+}
+
+// Sync publishes the usable set now if it changed since the last
+// successful publication.
+func (m *Mirror) Sync() error {
+	m.mu.Lock()
+	if !m.dirty {
+		m.mu.Unlock()
+		return nil
+	}
+	m.dirty = false
+	backends, weights := m.sortedUsable()
+	m.mu.Unlock()
+
+	table, err := m.table(backends, weights)
+	if err == nil {
+		var gen uint32
+		gen, err = m.w.Write(backends, table)
+		if err == nil {
+			m.mu.Lock()
+			m.state = State{Generation: gen, Backends: backends, At: time.Now()}
+			m.mu.Unlock()
+			m.log.Info("data plane updated", "generation", gen, "backends", len(backends))
+			return nil
+		}
+	}
+	m.mu.Lock()
+	m.dirty = true // try again with the next change
+	m.state.Err = err
+	m.mu.Unlock()
+	return err
+}
+
+// sortedUsable returns the usable backends in address order, so that the
+// same set always yields the same table, in this process or the next.
+// Call with mu held.
+func (m *Mirror) sortedUsable() ([]netip.AddrPort, []int) {
+	backends := make([]netip.AddrPort, 0, len(m.usable))
+	for ap := range m.usable {
+		backends = append(backends, ap)
+	}
+	slices.SortFunc(backends, func(a, b netip.AddrPort) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Port(), b.Port()))
+	})
+	weights := make([]int, len(backends))
+	for i, ap := range backends {
+		weights[i] = m.usable[ap]
+	}
+	return backends, weights
+}
+
+// table computes the Maglev lookup table with pkg/lb's Maglev, the same
+// code the L7 proxy selects with. An empty set gives an empty table: the
+// data plane then drops the service's new flows and counts them.
+func (m *Mirror) table(backends []netip.AddrPort, weights []int) ([]uint32, error) {
+	if len(backends) == 0 {
+		return nil, nil
+	}
+	bs := make([]lb.Backend, len(backends))
+	for i, ap := range backends {
+		b, err := lb.NewBackend(ap.String(), weights[i])
+		if err != nil {
+			return nil, err
+		}
+		bs[i] = b
+	}
+	t, err := lb.MaglevTable(bs, m.size)
+	if err != nil {
+		return nil, fmt.Errorf("maglev table over %d backends: %w", len(bs), err)
+	}
+	return t, nil
+}
+
+// State returns the last publication.
+func (m *Mirror) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state
+	s.Backends = slices.Clone(s.Backends)
+	return s
+}
