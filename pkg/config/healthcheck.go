@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/weir-lb/weir/internal/httpsyntax"
 	"math"
 	"strconv"
 	"strings"
@@ -127,7 +128,7 @@ func (p *parser) httpCheck(m *mapping) *HTTPCheck {
 // checkMethod returns a problem with a request method, or "". Methods
 // are case-sensitive, so "get" is almost certainly a typo for "GET".
 func checkMethod(method string) string {
-	if !isToken(method) {
+	if !httpsyntax.IsToken(method) {
 		return fmt.Sprintf("%q is not a valid request method", method)
 	}
 	if up := strings.ToUpper(method); up != method {

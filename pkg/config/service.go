@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/weir-lb/weir/internal/httpsyntax"
 	"net"
 	"net/netip"
 	"regexp"
@@ -324,7 +325,7 @@ func checkResponseHeader(name, value string) (badKey, badValue string) {
 // control characters but tab), so that no configuration can inject a
 // line break into a message.
 func checkHeader(name, value string) (badKey, badValue string) {
-	if !isToken(name) {
+	if !httpsyntax.IsToken(name) {
 		return fmt.Sprintf("%q is not a valid header name; use letters, digits and \"-\"", name), ""
 	}
 	for i := 0; i < len(value); i++ {
@@ -333,22 +334,6 @@ func checkHeader(name, value string) (badKey, badValue string) {
 		}
 	}
 	return "", ""
-}
-
-// isToken reports whether s is an RFC 9110 token: the form of header
-// names, methods and cookie names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // maxInterfaceName is the longest Linux network interface name

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/weir-lb/weir/internal/httpsyntax"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -330,7 +331,7 @@ func parseHashKey(s string) (HashKey, error) {
 	}
 	switch k.Kind {
 	case HashHeader, HashCookie:
-		if !isToken(name) {
+		if !httpsyntax.IsToken(name) {
 			return HashKey{}, fmt.Errorf("%q: %q is not a valid %s name", s, name, kind)
 		}
 		if k.Kind == HashHeader {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/weir-lb/weir/internal/httpsyntax"
 	"io"
 	"net"
 	"net/http"
@@ -119,7 +120,7 @@ func (c *HTTPCheck) Validate() error {
 	}
 	method := c.method()
 	switch {
-	case !isHTTPToken(method):
+	case !httpsyntax.IsToken(method):
 		return fmt.Errorf("%w: method %q is not an HTTP token", ErrBadHealthCheck, c.Method)
 	case c.Path != "" && !strings.HasPrefix(c.Path, "/"):
 		return fmt.Errorf("%w: path %q must start with /", ErrBadHealthCheck, c.Path)
@@ -437,21 +438,6 @@ func (m *bodyMatcher) Write(p []byte) (int, error) {
 	}
 	m.carry = append(m.carry[:0], tail[max(len(tail)-keep, 0):]...)
 	return len(p), nil
-}
-
-// isHTTPToken reports whether s is an RFC 9110 token, as a method must be.
-func isHTTPToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // StatusSet is a set of HTTP status codes, 100 to 599. The zero value

@@ -1,0 +1,35 @@
+// Package httpsyntax holds the HTTP grammar checks shared by the
+// configuration and the health checks, which validate names long before
+// any request is parsed (pkg/l7/h1 has its own table-driven ones for the
+// hot path).
+package httpsyntax
+
+// tchar lists the token characters besides letters and digits (RFC 9110
+// §5.6.2).
+const tchar = "!#$%&'*+-.^_`|~"
+
+// IsToken reports whether s is an RFC 9110 token: the form of methods,
+// header names and cookie names.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+		return true
+	}
+	for i := 0; i < len(tchar); i++ {
+		if tchar[i] == c {
+			return true
+		}
+	}
+	return false
+}
