@@ -16,6 +16,9 @@ var (
 	ErrUpstreamProtocol = errors.New("bad upstream response")
 	// ErrDownstream: the client went away or sent a malformed body.
 	ErrDownstream = errors.New("downstream error")
+	// ErrFilter: a request phase of the Proxy failed (500): the fault is
+	// the proxy's, not the upstream's.
+	ErrFilter = errors.New("proxy filter failed")
 )
 
 // statusFor maps an error that ends a request to the status a client gets.
@@ -25,6 +28,8 @@ func statusFor(err error) int {
 		return 503
 	case errors.Is(err, ErrUpstreamTimeout):
 		return 504
+	case errors.Is(err, ErrFilter):
+		return 500
 	default:
 		return 502
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 )
 
@@ -500,5 +501,50 @@ func TestKeepAliveReusesUpstreamConnections(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("20 sequential requests opened %d upstream connections, want 1", n)
+	}
+}
+
+// failingPhases fails the phase named by which.
+type failingPhases struct {
+	*Balanced
+	which string
+}
+
+func (f *failingPhases) RequestFilter(s *Session) (bool, error) {
+	if f.which == "request" {
+		return false, errors.New("boom")
+	}
+	return false, nil
+}
+
+func (f *failingPhases) UpstreamRequestFilter(s *Session, req *h1.Request) error {
+	if f.which == "upstream request" {
+		return errors.New("boom")
+	}
+	return nil
+}
+
+func (f *failingPhases) ResponseFilter(s *Session, resp *h1.Response) error {
+	if f.which == "response" {
+		return errors.New("boom")
+	}
+	return nil
+}
+
+// TestFailingPhasesAnswerAsDocumented: a failing request phase is the
+// proxy's fault (500), a failing response filter ends the request with 502.
+func TestFailingPhasesAnswerAsDocumented(t *testing.T) {
+	o := startOrigin(t, hello("o"))
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, o.addr)
+	for _, tc := range []struct {
+		which string
+		want  int
+	}{{"request", 500}, {"upstream request", 500}, {"response", 502}, {"none", 200}} {
+		t.Run(tc.which, func(t *testing.T) {
+			addr := startProxy(t, &Server{Proxy: &failingPhases{Balanced: &Balanced{LB: pool}, which: tc.which}})
+			if code, _ := get(t, newClient(), "http://"+addr+"/"); code != tc.want {
+				t.Fatalf("status %d, want %d", code, tc.want)
+			}
+		})
 	}
 }

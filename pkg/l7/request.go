@@ -87,7 +87,7 @@ func (r *request) run(s *Session) error {
 	if f, ok := p.(RequestFilter); ok {
 		done, err := f.RequestFilter(s)
 		if err != nil {
-			return fmt.Errorf("request filter: %w", err)
+			return fmt.Errorf("%w: request filter: %w", ErrFilter, err)
 		}
 		if done {
 			return nil
@@ -122,7 +122,7 @@ func (r *request) run(s *Session) error {
 				if uc != nil {
 					uc.close()
 				}
-				return fmt.Errorf("upstream request filter: %w", err)
+				return fmt.Errorf("%w: upstream request filter: %w", ErrFilter, err)
 			}
 		}
 		if peer.Backend != nil {
