@@ -136,8 +136,7 @@ func (r *request) run(s *Session) error {
 		if peer.Backend != nil {
 			peer.Backend.Release()
 		}
-		var stale *staleConnError
-		if errors.As(err, &stale) && !staleRetried {
+		if err != nil && isStale(err) && !staleRetried {
 			// A pooled connection the upstream had closed: the request
 			// did not reach it, so send it again on a fresh connection.
 			staleRetried = true
@@ -164,6 +163,14 @@ type staleConnError struct{ err error }
 
 func (e *staleConnError) Error() string { return "stale pooled connection: " + e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
+
+// isStale reports whether err is a staleConnError. It is kept out of the
+// request loop so that its errors.As target, which escapes, is only
+// allocated on the error path.
+func isStale(err error) bool {
+	var stale *staleConnError
+	return errors.As(err, &stale)
+}
 
 // exchange sends the request on the HTTP/1.1 connection uc and relays the
 // response. It owns uc: it returns it to the pool or closes it.
