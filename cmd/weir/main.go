@@ -4,6 +4,7 @@
 //
 //	weir -c FILE     serve the configuration in FILE
 //	weir -t -c FILE  check FILE and exit: 0 when valid, 1 with every error
+//	weir status      print the L4 services in the BPF data plane
 //	weir -h          list the flags
 //
 // SIGTERM stops gracefully (requests in flight finish, within
@@ -29,12 +30,15 @@ func main() {
 
 // run is main with its inputs and outputs passed in, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("weir", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	confPath := fs.String("c", "", "path of the YAML configuration `file` (required)")
 	testOnly := fs.Bool("t", false, "check the configuration, print whether it is valid, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: weir -c FILE [-t]\n\nweir is an eBPF-assisted L4/L7 load balancer.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "usage: weir -c FILE [-t]\n       weir status [-pin DIR] [-c FILE]\n\nweir is an eBPF-assisted L4/L7 load balancer.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

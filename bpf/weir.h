@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Layout of every map weir's data plane shares with user space.
+ *
+ * These structs are the single definition: bpf2go mirrors them into Go
+ * (bpf/weir_bpfel.go) and the BTF emitted for them is what lets bpftool
+ * print named fields. Maps are pinned under stable, versioned names
+ * (weir_v1_*) so that a new weir process reuses the state of the previous
+ * one. Changing any struct below, a map's type or the meaning of a field is
+ * a layout change: bump WEIR_LAYOUT_VERSION and rename every map to the new
+ * version (weir_v2_*) so that old pinned maps are left alone rather than
+ * misread.
+ *
+ * Conventions: addresses are 16 bytes in network byte order; an IPv4 address
+ * fills the first 4 bytes and the rest are zero. Ports are in host byte
+ * order, so bpftool shows them as humans write them. Every struct is padded
+ * explicitly so that keys hash the same in the kernel and in Go.
+ */
+#ifndef WEIR_H
+#define WEIR_H
+
+#include <linux/types.h>
+
+#define WEIR_LAYOUT_VERSION 1
+
+/* Values of the ip_version fields. */
+#define WEIR_IPV4 4
+#define WEIR_IPV6 6
+
+/* Source ports the balancer allocates on its SNAT address: [MIN, MIN+COUNT). */
+#define WEIR_SNAT_PORT_MIN 40000
+#define WEIR_SNAT_PORT_COUNT 20000
+/*
+ * Ports tried for one new flow before it is dropped as snat_exhausted, and
+ * the step between the hash inputs of successive tries (2^32 / golden ratio).
+ */
+#define WEIR_SNAT_PROBES 32
+#define WEIR_SNAT_PROBE_STEP 0x9e3779b9
+
+/* Seeds of the two flow hashes: backend choice and SNAT port choice. */
+#define WEIR_HASH_SEED_FLOW 0x77656972 /* "weir" */
+#define WEIR_HASH_SEED_SNAT 0x736e6174 /* "snat" */
+
+/* IPv6 extension headers skipped before giving up on a packet. */
+#define WEIR_MAX_IPV6_EXT 4
+
+/* Map sizes compiled into the object; the Go loader overrides them. */
+#define WEIR_DEFAULT_MAX_SERVICES 16
+#define WEIR_DEFAULT_MAX_BACKENDS 256
+#define WEIR_DEFAULT_TABLE_SIZE 65537
+#define WEIR_DEFAULT_MAX_FLOWS 262144
+
+/* Why the program dropped a packet; indexes counters.drops. */
+enum drop_reason {
+	DROP_TABLE_EMPTY = 0,    /* the service's live half has no backends */
+	DROP_NO_BACKEND = 1,     /* the Maglev entry names no backend */
+	DROP_SNAT_EXHAUSTED = 2, /* every probed SNAT port is taken */
+	DROP_REWRITE_FAILED = 3, /* a packet or checksum write failed */
+	DROP_REASONS = 4,
+};
+
+/* weir_v1_vips key: a virtual service as clients address it. */
+struct vip_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 ip_version;
+};
+
+/* weir_v1_vips value. */
+struct vip_value {
+	__u32 service_id;
+};
+
+/*
+ * weir_v1_active value, indexed by service id: the generation the program
+ * reads. 0 means no service; otherwise half (generation & 1) is live. This is
+ * the one word SetService writes to switch a service to new backends.
+ */
+struct active_generation {
+	__u32 generation;
+};
+
+/* weir_v1_svc value, indexed by service id * 2 + half. */
+struct service {
+	__u8 vip[16];
+	__u8 snat[16]; /* source address towards backends */
+	__u16 vip_port;
+	__u8 proto;
+	__u8 ip_version;
+	__u32 generation; /* generation this half was written for */
+	__u32 backend_count;
+};
+
+/* weir_v1_backend value, indexed by (service id * 2 + half) * max backends + i. */
+struct backend {
+	__u8 addr[16];
+	__u16 port;
+	__u8 ip_version;
+	__u8 pad;
+	__u32 slot; /* stable per-service counter slot, see live_value */
+};
+
+/* weir_v1_maglev value, indexed by (service id * 2 + half) * table size + j. */
+struct maglev_entry {
+	__u32 backend; /* index into the same half's backends */
+};
+
+/* weir_v1_live key: a backend that may receive packets of a service. */
+struct live_key {
+	__u32 service_id;
+	__u8 addr[16];
+	__u16 port;
+	__u8 ip_version;
+	__u8 pad;
+};
+
+/*
+ * weir_v1_live value. A backend keeps its slot for as long as it stays in the
+ * service, so its counters survive table changes; the slot indexes
+ * weir_v1_bestat at service id * 2 * max backends + slot.
+ */
+struct live_value {
+	__u32 slot;
+};
+
+/*
+ * A packet's 5-tuple as it was received: the key of weir_v1_ct (client to
+ * VIP) and of weir_v1_rnat (backend to SNAT address).
+ */
+struct flow {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 ip_version;
+	__u16 pad;
+};
+
+/*
+ * The 5-tuple to rewrite a packet to: the value of weir_v1_ct (SNAT address to
+ * backend) and of weir_v1_rnat (VIP to client).
+ */
+struct nat {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 service_id;
+};
+
+/* weir_v1_svcstat and weir_v1_bestat value (per CPU). */
+struct counters {
+	__u64 packets;   /* translated packets, both directions */
+	__u64 bytes;     /* their length including the Ethernet header */
+	__u64 new_flows; /* conntrack entries created */
+	__u64 drops[DROP_REASONS];
+};
+
+#endif /* WEIR_H */

@@ -1,0 +1,326 @@
+// Package dataplane loads and drives weir's in-kernel layer 4 balancer: a tc
+// program (bpf/weir.c) that translates TCP and UDP flows to virtual services
+// in NAT mode, so backends need no changes.
+//
+// The control plane computes a Maglev table per service and hands it over with
+// SetService; the program picks a backend per new flow from that table,
+// remembers the choice in a conntrack map, rewrites destination and source
+// (to the service's SNAT address and a port it allocates), and translates the
+// backend's replies back. Every map is pinned under Options.PinPath with a
+// versioned name, so the kernel keeps forwarding while weir restarts, and the
+// next weir process (or `weir status`) picks up the same state.
+//
+// Only Linux has an implementation; elsewhere every call fails with
+// ErrUnsupported.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+)
+
+// Errors returned by this package, always wrapped with the offending value.
+var (
+	// ErrUnsupported reports that this OS or kernel cannot run the data plane.
+	ErrUnsupported = errors.New("dataplane: eBPF data plane unsupported")
+	// ErrInvalidOptions reports an Options value out of range.
+	ErrInvalidOptions = errors.New("dataplane: invalid options")
+	// ErrIncompatibleMaps reports pinned maps created with other Options.
+	ErrIncompatibleMaps = errors.New("dataplane: pinned maps do not match options")
+	// ErrInvalidService reports a Service that cannot be programmed.
+	ErrInvalidService = errors.New("dataplane: invalid service")
+	// ErrInvalidBackend reports a backend that cannot be programmed.
+	ErrInvalidBackend = errors.New("dataplane: invalid backend")
+	// ErrInvalidTable reports a Maglev table of the wrong size or content.
+	ErrInvalidTable = errors.New("dataplane: invalid table")
+	// ErrVIPInUse reports a VIP that another service already owns.
+	ErrVIPInUse = errors.New("dataplane: VIP already in use")
+	// ErrNoService reports a service id that is not programmed.
+	ErrNoService = errors.New("dataplane: no such service")
+	// ErrNoInterface reports a network interface that does not exist.
+	ErrNoInterface = errors.New("dataplane: no such interface")
+	// ErrClosed reports use of a Dataplane after Close.
+	ErrClosed = errors.New("dataplane: closed")
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultPinPath     = "/sys/fs/bpf/weir"
+	DefaultMaxServices = 16
+	DefaultMaxBackends = 256
+	DefaultTableSize   = 65537
+	DefaultMaxFlows    = 262144
+)
+
+// Upper bounds that keep every map index within 32 bits and map memory sane.
+const (
+	maxServicesLimit = 1 << 16
+	maxBackendsLimit = 1 << 16
+	tableSizeLimit   = 1 << 24
+	maxFlowsLimit    = 1 << 26
+	indexLimit       = 1 << 31
+)
+
+// Options size the data plane. Zero fields take the defaults above. Maps
+// pinned by an earlier Open must have been created with the same sizes.
+type Options struct {
+	// PinPath is the bpffs directory holding the maps and links; its parent
+	// is mounted as bpffs when it is not one already.
+	PinPath string
+	// MaxServices bounds Service.ID.
+	MaxServices uint32
+	// MaxBackends bounds the backends of one service.
+	MaxBackends uint32
+	// TableSize is the Maglev table size M every SetService table must have.
+	TableSize uint32
+	// MaxFlows sizes the conntrack and reverse-NAT maps (LRU: the least
+	// recently used flow is forgotten when they are full).
+	MaxFlows uint32
+}
+
+// withDefaults returns o with zero fields defaulted, validated.
+func (o Options) withDefaults() (Options, error) {
+	if o.PinPath == "" {
+		o.PinPath = DefaultPinPath
+	}
+	defaultZero(&o.MaxServices, DefaultMaxServices)
+	defaultZero(&o.MaxBackends, DefaultMaxBackends)
+	defaultZero(&o.TableSize, DefaultTableSize)
+	defaultZero(&o.MaxFlows, DefaultMaxFlows)
+	return o, o.validate()
+}
+
+func defaultZero(v *uint32, def uint32) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+func (o Options) validate() error {
+	switch {
+	case !filepath.IsAbs(o.PinPath) || filepath.Clean(o.PinPath) != o.PinPath || filepath.Dir(o.PinPath) == "/":
+		// The parent may get a bpffs mounted on it: never the root.
+		return fmt.Errorf("%w: PinPath %q must be a clean absolute path at least two levels deep",
+			ErrInvalidOptions, o.PinPath)
+	case o.MaxServices > maxServicesLimit:
+		return fmt.Errorf("%w: MaxServices %d exceeds %d", ErrInvalidOptions, o.MaxServices, maxServicesLimit)
+	case o.MaxBackends > maxBackendsLimit:
+		return fmt.Errorf("%w: MaxBackends %d exceeds %d", ErrInvalidOptions, o.MaxBackends, maxBackendsLimit)
+	case o.TableSize > tableSizeLimit:
+		return fmt.Errorf("%w: TableSize %d exceeds %d", ErrInvalidOptions, o.TableSize, tableSizeLimit)
+	case o.MaxFlows > maxFlowsLimit:
+		return fmt.Errorf("%w: MaxFlows %d exceeds %d", ErrInvalidOptions, o.MaxFlows, maxFlowsLimit)
+	case uint64(o.halves())*uint64(o.TableSize) > indexLimit:
+		return fmt.Errorf("%w: MaxServices %d × TableSize %d needs too large a table map",
+			ErrInvalidOptions, o.MaxServices, o.TableSize)
+	case uint64(o.halves())*uint64(o.MaxBackends) > indexLimit:
+		return fmt.Errorf("%w: MaxServices %d × MaxBackends %d needs too large a backend map",
+			ErrInvalidOptions, o.MaxServices, o.MaxBackends)
+	}
+	return nil
+}
+
+// halves is the number of double-buffered service halves: two per service.
+func (o Options) halves() uint32 { return 2 * o.MaxServices }
+
+// slotsPerService is the number of counter slots of one service: while a
+// SetService switches tables, the old and the new backends are live at once.
+func (o Options) slotsPerService() uint32 { return 2 * o.MaxBackends }
+
+// Service is one virtual service as the data plane sees it.
+type Service struct {
+	// ID indexes the service in the maps; it must be below MaxServices.
+	ID uint32
+	// VIP is the address and port clients connect to.
+	VIP netip.AddrPort
+	// Proto is the IP protocol: 6 (TCP) or 17 (UDP).
+	Proto uint8
+	// SNAT is the balancer's own address, used as the source of packets
+	// towards backends so that their replies come back through it. It must
+	// be of the VIP's family.
+	SNAT netip.Addr
+}
+
+// IP protocol numbers a Service may carry.
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// Counters are a service's or a backend's traffic, summed over CPUs.
+type Counters struct {
+	// Packets and Bytes count translated packets in both directions; bytes
+	// include the Ethernet header.
+	Packets, Bytes uint64
+	// NewFlows counts conntrack entries created: new flows, and flows moved
+	// off a backend that left the service.
+	NewFlows uint64
+	// Drops counts dropped packets by reason; every reason is present.
+	Drops map[string]uint64
+}
+
+// ServiceState is a service as read back from the pinned maps.
+type ServiceState struct {
+	Service
+	// Generation is the live generation; SetService returned it.
+	Generation uint32
+	// Backends are the live backends, in SetService order.
+	Backends []netip.AddrPort
+	// Stats are the service's counters.
+	Stats Counters
+	// BackendStats are the counters of Backends[i], kept for as long as the
+	// backend stays in the service.
+	BackendStats []Counters
+}
+
+// Drop reasons, in the order of enum drop_reason in bpf/weir.h.
+const (
+	DropTableEmpty    = "table_empty"
+	DropNoBackend     = "no_backend"
+	DropSNATExhausted = "snat_exhausted"
+	DropRewriteFailed = "rewrite_failed"
+)
+
+// numDropReasons is DROP_REASONS in bpf/weir.h.
+const numDropReasons = 4
+
+// dropReasonNames maps enum drop_reason values to names.
+func dropReasonNames() [numDropReasons]string {
+	return [numDropReasons]string{DropTableEmpty, DropNoBackend, DropSNATExhausted, DropRewriteFailed}
+}
+
+// normalizedService validates svc against o and returns it with unmapped
+// addresses, so that ::ffff:192.0.2.1 and 192.0.2.1 are one VIP.
+func (o Options) normalizedService(svc Service) (Service, error) {
+	vip := netip.AddrPortFrom(svc.VIP.Addr().Unmap(), svc.VIP.Port())
+	snat := svc.SNAT.Unmap()
+	switch {
+	case svc.ID >= o.MaxServices:
+		return svc, fmt.Errorf("%w: id %d is not below MaxServices %d", ErrInvalidService, svc.ID, o.MaxServices)
+	case !usableAddr(vip.Addr()) || vip.Port() == 0:
+		return svc, fmt.Errorf("%w: service %d: VIP %s", ErrInvalidService, svc.ID, svc.VIP)
+	case svc.Proto != ProtoTCP && svc.Proto != ProtoUDP:
+		return svc, fmt.Errorf("%w: service %d: protocol %d is neither TCP (6) nor UDP (17)",
+			ErrInvalidService, svc.ID, svc.Proto)
+	case !usableAddr(snat) || snat.Is4() != vip.Addr().Is4():
+		return svc, fmt.Errorf("%w: service %d: SNAT address %s for VIP %s",
+			ErrInvalidService, svc.ID, svc.SNAT, svc.VIP)
+	}
+	svc.VIP, svc.SNAT = vip, snat
+	return svc, nil
+}
+
+// normalizedBackends validates backends for svc and returns them unmapped.
+func (o Options) normalizedBackends(svc Service, backends []netip.AddrPort) ([]netip.AddrPort, error) {
+	if uint32(len(backends)) > o.MaxBackends {
+		return nil, fmt.Errorf("%w: service %d: %d backends exceed MaxBackends %d",
+			ErrInvalidBackend, svc.ID, len(backends), o.MaxBackends)
+	}
+	out := make([]netip.AddrPort, len(backends))
+	seen := make(map[netip.AddrPort]struct{}, len(backends))
+	for i, b := range backends {
+		nb := netip.AddrPortFrom(b.Addr().Unmap(), b.Port())
+		if !usableAddr(nb.Addr()) || nb.Port() == 0 || nb.Addr().Is4() != svc.VIP.Addr().Is4() {
+			return nil, fmt.Errorf("%w: service %d: backend %s for VIP %s", ErrInvalidBackend, svc.ID, b, svc.VIP)
+		}
+		if _, dup := seen[nb]; dup {
+			return nil, fmt.Errorf("%w: service %d: backend %s listed twice", ErrInvalidBackend, svc.ID, b)
+		}
+		seen[nb] = struct{}{}
+		out[i] = nb
+	}
+	return out, nil
+}
+
+// validateTable checks that table is a Maglev table over n backends: of
+// length TableSize with every entry an index below n, or empty when n is 0.
+func (o Options) validateTable(id uint32, table []uint32, n int) error {
+	if n == 0 {
+		if len(table) != 0 {
+			return fmt.Errorf("%w: service %d: %d entries but no backends", ErrInvalidTable, id, len(table))
+		}
+		return nil
+	}
+	if uint32(len(table)) != o.TableSize || len(table) != int(o.TableSize) {
+		return fmt.Errorf("%w: service %d: %d entries, want TableSize %d", ErrInvalidTable, id, len(table), o.TableSize)
+	}
+	for j, idx := range table {
+		if idx >= uint32(n) {
+			return fmt.Errorf("%w: service %d: entry %d is backend %d of %d", ErrInvalidTable, id, j, idx, n)
+		}
+	}
+	return nil
+}
+
+// usableAddr reports whether a can be a VIP, SNAT address or backend.
+func usableAddr(a netip.Addr) bool {
+	return a.IsValid() && a.Zone() == "" && !a.IsUnspecified() && !a.IsMulticast()
+}
+
+// nextGeneration returns the generation after cur. It alternates halves
+// (parity) and skips 0, which means "no service".
+func nextGeneration(cur uint32) uint32 {
+	next := cur + 1
+	if next == 0 {
+		next = 2
+	}
+	return next
+}
+
+// assignSlots gives every backend in next a counter slot below capacity:
+// backends already live keep theirs (so their counters continue), new ones
+// take the lowest slots no live backend holds. fresh lists the slots handed
+// out anew, whose counters must start from zero.
+func assignSlots(live map[netip.AddrPort]uint32, next []netip.AddrPort, capacity uint32) (slots, fresh []uint32, err error) {
+	used := make(map[uint32]bool, len(live)+len(next))
+	for _, s := range live {
+		used[s] = true
+	}
+	slots = make([]uint32, len(next))
+	var cand uint32
+	for i, b := range next {
+		if s, ok := live[b]; ok {
+			slots[i] = s
+			continue
+		}
+		for cand < capacity && used[cand] {
+			cand++
+		}
+		if cand == capacity {
+			return nil, nil, fmt.Errorf("%w: backend %s: all %d counter slots in use", ErrInvalidBackend, b, capacity)
+		}
+		used[cand] = true
+		slots[i] = cand
+		fresh = append(fresh, cand)
+	}
+	return slots, fresh, nil
+}
+
+// addr16 is an address as the maps store it: IPv4 in the first four bytes.
+func addr16(a netip.Addr) [16]byte {
+	var out [16]byte
+	if a.Is4() {
+		v4 := a.As4()
+		copy(out[:], v4[:])
+		return out
+	}
+	return a.As16()
+}
+
+// ipVersion is the ip_version field value for a.
+func ipVersion(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// addrFrom16 decodes a stored address of the given ip_version.
+func addrFrom16(b [16]byte, version uint8) netip.Addr {
+	if version == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}

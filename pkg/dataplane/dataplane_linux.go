@@ -1,0 +1,173 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/weir-lb/weir/bpf"
+)
+
+// Dataplane is a loaded data plane: the program and the pinned maps it
+// shares with every other weir process using the same PinPath. Its methods
+// are safe for concurrent use; only one process should change services at a
+// time.
+type Dataplane struct {
+	opts Options
+	// mode selects how Attach hooks the program; tests force legacy tc.
+	mode attachMode
+
+	mu     sync.Mutex
+	closed bool
+	objs   bpf.WeirObjects
+}
+
+// Open loads the program and creates, or reuses, the maps pinned under
+// opts.PinPath. It mounts bpffs on PinPath's parent when needed.
+func Open(opts Options) (*Dataplane, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := features.HaveProgramType(ebpf.SchedCLS); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return nil, fmt.Errorf("%w: tc programs: %v", ErrUnsupported, err)
+		}
+		return nil, fmt.Errorf("dataplane: probe tc program support: %w", err)
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// make this a no-op.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("dataplane: lift memlock limit: %w", err)
+	}
+	if err := ensureBPFFS(opts.PinPath); err != nil {
+		return nil, err
+	}
+	d := &Dataplane{opts: opts, mode: attachAuto}
+	if err := d.load(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// load loads the object with maps sized by d.opts and pinned by name.
+func (d *Dataplane) load() error {
+	spec, err := bpf.LoadWeir()
+	if err != nil {
+		return fmt.Errorf("dataplane: parse embedded object: %w", err)
+	}
+	if err := sizeSpec(spec, d.opts); err != nil {
+		return err
+	}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: d.opts.PinPath},
+	})
+	switch {
+	case errors.Is(err, ebpf.ErrMapIncompatible):
+		return fmt.Errorf("%w: %s: %v", ErrIncompatibleMaps, d.opts.PinPath, err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	case err != nil:
+		return fmt.Errorf("dataplane: load program and maps into %s: %w", d.opts.PinPath, err)
+	}
+	return nil
+}
+
+// sizeSpec applies opts to the map sizes and to the program's constants,
+// which must agree with them.
+func sizeSpec(spec *ebpf.CollectionSpec, o Options) error {
+	sizes := map[string]uint32{
+		bpf.WeirMapWeirV1Vips:    o.halves(), // a VIP change briefly needs two keys
+		bpf.WeirMapWeirV1Active:  o.MaxServices,
+		bpf.WeirMapWeirV1Svc:     o.halves(),
+		bpf.WeirMapWeirV1Backend: o.halves() * o.MaxBackends,
+		bpf.WeirMapWeirV1Maglev:  o.halves() * o.TableSize,
+		bpf.WeirMapWeirV1Live:    o.MaxServices * o.slotsPerService(),
+		bpf.WeirMapWeirV1Ct:      o.MaxFlows,
+		bpf.WeirMapWeirV1Rnat:    o.MaxFlows,
+		bpf.WeirMapWeirV1Svcstat: o.MaxServices,
+		bpf.WeirMapWeirV1Bestat:  o.MaxServices * o.slotsPerService(),
+	}
+	for name, size := range sizes {
+		m, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("dataplane: embedded object lacks map %s", name)
+		}
+		m.MaxEntries = size
+	}
+	constants := map[string]uint32{
+		bpf.WeirVarWeirTableSize:   o.TableSize,
+		bpf.WeirVarWeirMaxBackends: o.MaxBackends,
+	}
+	for name, value := range constants {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("dataplane: embedded object lacks constant %s", name)
+		}
+		if err := v.Set(value); err != nil {
+			return fmt.Errorf("dataplane: set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases this process's handles. Pinned maps, and links pinned by
+// Attach, stay in the kernel, so forwarding continues without weir.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if err := d.objs.Close(); err != nil {
+		return fmt.Errorf("dataplane: close: %w", err)
+	}
+	return nil
+}
+
+// lock takes d.mu and fails once d is closed; callers unlock.
+func (d *Dataplane) lock() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// ensureBPFFS makes pinPath a directory on a bpffs, mounting one on its
+// parent when neither is on one.
+func ensureBPFFS(pinPath string) error {
+	if onBPFFS(pinPath) {
+		return nil
+	}
+	parent := filepath.Dir(pinPath)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("dataplane: create bpffs mount point: %w", err)
+	}
+	if !onBPFFS(parent) {
+		if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("dataplane: mount bpffs on %s: %w", parent, err)
+		}
+	}
+	if err := os.Mkdir(pinPath, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("dataplane: create pin directory: %w", err)
+	}
+	return nil
+}
+
+// onBPFFS reports whether path exists on a bpf filesystem.
+func onBPFFS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+}

@@ -1,0 +1,248 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// ioTimeout bounds every network wait of the end-to-end test.
+const ioTimeout = 5 * time.Second
+
+// e2eTopology is three namespaces: a client, the balancer and a backend,
+// joined by veth pairs. Only documentation prefixes are used and nothing
+// leaves the namespaces.
+//
+//	client cl-0 198.51.100.2, 2001:db8:c::2   (default route via the balancer)
+//	lb     lb-c 198.51.100.1, 2001:db8:c::1   lb-b 203.0.113.1, 2001:db8:1::1
+//	backend be-0 203.0.113.11, 2001:db8:1::11
+type e2eTopology struct {
+	client, lb, backend netns.NsHandle
+}
+
+func newE2ETopology(t *testing.T, fullChecksums bool) e2eTopology {
+	t.Helper()
+	topo := e2eTopology{client: newNetns(t), lb: newNetns(t), backend: newNetns(t)}
+	steps := []struct {
+		ns netns.NsHandle
+		f  func() error
+	}{
+		{topo.lb, func() error {
+			if err := addVeth("lb-c", "cl-0"); err != nil {
+				return err
+			}
+			if err := addVeth("lb-b", "be-0"); err != nil {
+				return err
+			}
+			if err := moveLink("cl-0", topo.client); err != nil {
+				return err
+			}
+			if err := moveLink("be-0", topo.backend); err != nil {
+				return err
+			}
+			if err := configureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"); err != nil {
+				return err
+			}
+			if err := configureLink("lb-b", "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
+				return err
+			}
+			return errors.Join(enableForwarding(), offload("lb-c", false, true), offload("lb-b", false, true))
+		}},
+		{topo.client, func() error {
+			if err := configureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"); err != nil {
+				return err
+			}
+			return errors.Join(offload("cl-0", !fullChecksums, false),
+				addDefaultRoutes(netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:c::1")))
+		}},
+		{topo.backend, func() error {
+			if err := configureLink("be-0", "203.0.113.11/24", "2001:db8:1::11/64"); err != nil {
+				return err
+			}
+			return offload("be-0", !fullChecksums, false)
+		}},
+	}
+	for _, s := range steps {
+		if err := inNetns(s.ns, s.f); err != nil {
+			t.Fatalf("set up topology: %v", err)
+		}
+	}
+	return topo
+}
+
+// offload sets checksum offload. The balancer's links never offload TX, so
+// that a packet arriving CHECKSUM_PARTIAL gets its checksum finished in
+// software on the way out; client and backend never trust RX, so that they
+// verify every checksum the balancer produced.
+func offload(link string, tx, rx bool) error { return setChecksumOffload(link, tx, rx) }
+
+// TestEndToEnd sends real TCP and UDP traffic from a client through the
+// attached program to a backend and back, for both families, once with
+// CHECKSUM_PARTIAL packets from the senders and once with full checksums.
+func TestEndToEnd(t *testing.T) {
+	needBPF(t)
+	for _, variant := range []struct {
+		name          string
+		fullChecksums bool
+	}{{"checksum offload", false}, {"full checksums", true}} {
+		t.Run(variant.name, func(t *testing.T) {
+			testEndToEnd(t, variant.fullChecksums)
+		})
+	}
+}
+
+func testEndToEnd(t *testing.T, fullChecksums bool) {
+	topo := newE2ETopology(t, fullChecksums)
+	d := openTest(t)
+	for _, ifname := range []string{"lb-c", "lb-b"} {
+		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
+			t.Fatalf("Attach(%s): %v", ifname, err)
+		}
+	}
+	backend4 := netip.MustParseAddr("203.0.113.11")
+	backend6 := netip.MustParseAddr("2001:db8:1::11")
+	services := []struct {
+		svc     Service
+		backend netip.AddrPort
+	}{
+		{Service{ID: 0, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1")},
+			netip.AddrPortFrom(backend4, 8080)},
+		{Service{ID: 1, VIP: netip.MustParseAddrPort("192.0.2.10:53"), Proto: ProtoUDP, SNAT: netip.MustParseAddr("203.0.113.1")},
+			netip.AddrPortFrom(backend4, 5353)},
+		{Service{ID: 2, VIP: netip.MustParseAddrPort("[2001:db8::10]:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("2001:db8:1::1")},
+			netip.AddrPortFrom(backend6, 8080)},
+		{Service{ID: 3, VIP: netip.MustParseAddrPort("[2001:db8::10]:53"), Proto: ProtoUDP, SNAT: netip.MustParseAddr("2001:db8:1::1")},
+			netip.AddrPortFrom(backend6, 5353)},
+	}
+	for _, s := range services {
+		if _, err := d.SetService(s.svc, []netip.AddrPort{s.backend}, constantTable(d.opts.TableSize, 0)); err != nil {
+			t.Fatalf("SetService: %v", err)
+		}
+		startEchoServer(t, topo.backend, s.svc.Proto, s.backend)
+	}
+
+	for _, s := range services {
+		name := fmt.Sprintf("%s/%d", s.svc.VIP, s.svc.Proto)
+		t.Run(name, func(t *testing.T) {
+			reply, err := exchange(topo.client, s.svc.Proto, s.svc.VIP, "hello "+name)
+			if err != nil {
+				t.Fatalf("exchange with %s: %v", s.svc.VIP, err)
+			}
+			// The backend saw the balancer's SNAT address and an allocated port.
+			seen, msg, _ := strings.Cut(reply, " ")
+			peer, err := netip.ParseAddrPort(seen)
+			if err != nil || msg != "hello "+name {
+				t.Fatalf("reply %q: want \"<peer> hello %s\"", reply, name)
+			}
+			if peer.Addr() != s.svc.SNAT || peer.Port() < snatPortMin || peer.Port() >= snatPortMin+snatPortCount {
+				t.Errorf("backend saw the client as %s, want %s with a port in [%d, %d)",
+					peer, s.svc.SNAT, snatPortMin, snatPortMin+snatPortCount)
+			}
+			st := serviceState(t, d, s.svc.ID)
+			if st.Stats.Packets < 2 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
+				t.Errorf("counters %+v, backend %+v: want ≥2 packets on one new flow, all via the backend",
+					st.Stats, st.BackendStats[0])
+			}
+		})
+	}
+}
+
+// startEchoServer answers every message on addr in ns with "<peer> <message>".
+func startEchoServer(t *testing.T, ns netns.NsHandle, proto uint8, addr netip.AddrPort) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var closer io.Closer
+	err := inNetns(ns, func() error {
+		if proto == ProtoTCP {
+			ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+			if err != nil {
+				return err
+			}
+			closer = ln
+			wg.Go(func() { serveTCP(ln) })
+			return nil
+		}
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return err
+		}
+		closer = conn
+		wg.Go(func() { serveUDP(conn) })
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	t.Cleanup(func() {
+		closer.Close()
+		wg.Wait()
+	})
+}
+
+func serveTCP(ln *net.TCPListener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return // closed by the test
+		}
+		buf := make([]byte, 512)
+		conn.SetDeadline(time.Now().Add(ioTimeout))
+		if n, err := conn.Read(buf); err == nil {
+			fmt.Fprintf(conn, "%s %s", conn.RemoteAddr(), buf[:n])
+		}
+		conn.Close()
+	}
+}
+
+func serveUDP(conn *net.UDPConn) {
+	buf := make([]byte, 512)
+	for {
+		n, peer, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed by the test
+		}
+		conn.WriteToUDPAddrPort([]byte(fmt.Sprintf("%s %s", peer, buf[:n])), peer)
+	}
+}
+
+// exchange sends msg to vip from a socket in ns and returns the answer. The
+// socket is connected, so the kernel only accepts an answer from vip itself:
+// a reply that was not translated back cannot be mistaken for one.
+func exchange(ns netns.NsHandle, proto uint8, vip netip.AddrPort, msg string) (string, error) {
+	network := "tcp"
+	if proto == ProtoUDP {
+		network = "udp"
+	}
+	var conn net.Conn
+	err := inNetns(ns, func() error {
+		var err error
+		conn, err = (&net.Dialer{Timeout: ioTimeout}).Dial(network, vip.String())
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		return "", err
+	}
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}

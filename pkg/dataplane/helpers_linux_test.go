@@ -1,0 +1,119 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/weir-lb/weir/internal/testenv"
+)
+
+// testOptions keeps maps small so that tests stay fast; TableSize is prime,
+// as Maglev wants.
+func testOptions(pinPath string) Options {
+	return Options{PinPath: pinPath, MaxServices: 4, MaxBackends: 8, TableSize: 251, MaxFlows: 4096}
+}
+
+// needBPF skips or fails t unless it may load tc programs.
+func needBPF(t testing.TB) {
+	t.Helper()
+	testenv.NeedRoot(t)
+	if err := features.HaveProgramType(ebpf.SchedCLS); err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("kernel cannot load tc programs: %v", err))
+	}
+}
+
+// newBPFFS mounts a private bpffs for t and returns its path.
+func newBPFFS(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bpffs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("cannot mount bpffs: %v", err))
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+	return dir
+}
+
+func unmount(t testing.TB, dir string) {
+	t.Helper()
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		t.Errorf("unmount %s: %v", dir, err)
+	}
+}
+
+// openTest opens a Dataplane on a fresh bpffs, closed when t ends.
+func openTest(t testing.TB) *Dataplane {
+	t.Helper()
+	needBPF(t)
+	return openAt(t, testOptions(filepath.Join(newBPFFS(t), "weir")))
+}
+
+func openAt(t testing.TB, opts Options) *Dataplane {
+	t.Helper()
+	d, err := Open(opts)
+	if errors.Is(err, ErrUnsupported) {
+		testenv.SkipOrFail(t, err.Error())
+	}
+	if err != nil {
+		t.Fatalf("Open(%+v): %v", opts, err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return d
+}
+
+// newNetns creates a network namespace, closed when t ends. Nothing in the
+// test process's own namespace changes.
+func newNetns(t testing.TB) netns.NsHandle {
+	t.Helper()
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread ends up in the new namespace; it stays locked so that
+		// it exits with this goroutine instead of serving others.
+		runtime.LockOSThread()
+		ns, err := netns.New()
+		ch <- result{ns, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", r.err))
+	}
+	t.Cleanup(func() { r.ns.Close() })
+	return r.ns
+}
+
+// inNetns runs f on a thread inside ns and returns its error.
+func inNetns(ns netns.NsHandle, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Locked and never unlocked: the thread dies with the goroutine
+		// rather than carry ns back into the scheduler's pool.
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
