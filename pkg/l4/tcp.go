@@ -1,0 +1,287 @@
+package l4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// Defaults for the TCPProxy fields left at zero.
+const (
+	// DefaultConnectTimeout bounds one connection attempt to a backend,
+	// as for weir's other upstreams.
+	DefaultConnectTimeout = 2 * time.Second
+	// DefaultTCPIdleTimeout closes a TCP connection on which no byte moved
+	// either way for this long (nginx's proxy_timeout default).
+	DefaultTCPIdleTimeout = 10 * time.Minute
+)
+
+// maxAcceptBackoff caps the wait between failed accepts.
+const maxAcceptBackoff = time.Second
+
+// TCPProxy forwards TCP connections to backends chosen by LB.
+//
+// For each accepted connection it selects a backend with the client's
+// address and port as key, connects to it (trying other backends, never
+// one twice, when a connection attempt fails), then copies bytes both ways
+// until both sides have finished. Between two TCP sockets the copy is
+// io.Copy, which Linux performs with splice(2): the bytes never enter the
+// process. A side that finishes sending (FIN) is half-closed towards the
+// other, so protocols that half-close work. The backend is Acquired for
+// the connection's life, so LeastLoaded and the status report see it.
+//
+// Set the fields before the first Serve and do not change them after.
+// The methods are safe for concurrent use.
+type TCPProxy struct {
+	// LB chooses the backends. Required.
+	LB Selector
+	// ConnectTimeout bounds one connection attempt; 0 means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a connection on which no byte has moved either
+	// way for this long; 0 means DefaultTCPIdleTimeout, a negative value
+	// no limit.
+	IdleTimeout time.Duration
+	// MaxRetries is how many other backends a connection may try after
+	// its first connection attempt failed; 0 tries one only.
+	MaxRetries int
+	// Logger receives accept failures (Warn), connections that could not
+	// be served (Warn) and the end of each connection (Debug); nil
+	// discards.
+	Logger *slog.Logger
+
+	once      sync.Once
+	ctx       context.Context // cancelled by Close and an expired Shutdown
+	cancel    context.CancelFunc
+	bufs      *bufferPool
+	stats     counters
+	closing   atomic.Bool
+	mu        sync.Mutex // guards listeners and conns
+	listeners map[net.Listener]struct{}
+	conns     map[*tcpConn]struct{}
+	wg        sync.WaitGroup // one per connection
+}
+
+func (p *TCPProxy) init() {
+	p.once.Do(func() {
+		if p.Logger == nil {
+			p.Logger = slog.New(slog.DiscardHandler)
+		}
+		p.ctx, p.cancel = context.WithCancel(context.Background())
+		p.bufs = newBufferPool(copyBufferSize)
+		p.listeners = map[net.Listener]struct{}{}
+		p.conns = map[*tcpConn]struct{}{}
+	})
+}
+
+func (p *TCPProxy) connectTimeout() time.Duration {
+	if p.ConnectTimeout > 0 {
+		return p.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (p *TCPProxy) idleTimeout() time.Duration {
+	switch {
+	case p.IdleTimeout == 0:
+		return DefaultTCPIdleTimeout
+	case p.IdleTimeout < 0:
+		return 0
+	}
+	return p.IdleTimeout
+}
+
+// Serve accepts connections on l and proxies each on its own goroutine,
+// until Shutdown or Close, when it returns ErrProxyClosed. Running out of
+// file descriptors does not stop it: it waits (5 ms, doubling up to 1 s)
+// and accepts again. Any other accept error is returned, naming l.
+func (p *TCPProxy) Serve(l net.Listener) error {
+	p.init()
+	if p.LB == nil {
+		return ErrNoSelector
+	}
+	if !p.track(l) {
+		return ErrProxyClosed
+	}
+	defer p.untrack(l)
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if p.closing.Load() {
+				return ErrProxyClosed
+			}
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("l4: accept on %s: %w", l.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), maxAcceptBackoff)
+			p.Logger.Warn("l4: accept failed; retrying", "listener", l.Addr().String(), "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if c := p.register(nc); c != nil {
+			go p.handle(c)
+		}
+	}
+}
+
+// temporaryAcceptError reports whether an accept error is worth waiting
+// out: a descriptor shortage or a timeout, not a closed listener.
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// track records l so that Shutdown and Close can close it; false means
+// the proxy is already closing.
+func (p *TCPProxy) track(l net.Listener) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing.Load() {
+		return false
+	}
+	p.listeners[l] = struct{}{}
+	return true
+}
+
+func (p *TCPProxy) untrack(l net.Listener) {
+	p.mu.Lock()
+	delete(p.listeners, l)
+	p.mu.Unlock()
+}
+
+// register records a new client connection, or closes it when the proxy
+// is closing. Registration under mu, with the closing check, orders every
+// wg.Add before Shutdown's wg.Wait.
+func (p *TCPProxy) register(nc net.Conn) *tcpConn {
+	c := &tcpConn{proxy: p, client: nc, started: time.Now()}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing.Load() {
+		nc.Close()
+		return nil
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	p.stats.connections.Add(1)
+	p.stats.activeConnections.Add(1)
+	return c
+}
+
+func (p *TCPProxy) forget(c *tcpConn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	decrement(&p.stats.activeConnections)
+	p.wg.Done()
+}
+
+// handle serves one client connection from start to end.
+func (p *TCPProxy) handle(c *tcpConn) {
+	defer p.forget(c)
+	defer c.client.Close()
+	client := addrPortOf(c.client.RemoteAddr())
+	key := flowKey(client)
+	b, upstream, err := p.connect(key[:])
+	if err != nil {
+		p.stats.drops.Add(1)
+		if errors.Is(err, ErrNoBackend) {
+			p.stats.noBackend.Add(1)
+		}
+		level := slog.LevelWarn
+		if p.closing.Load() {
+			level = slog.LevelDebug // cut short by Close, not a fault
+		}
+		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", client.String(), "err", err)
+		return
+	}
+	defer b.Release()
+	if !c.attach(b, upstream) {
+		return // Close came while connecting
+	}
+	err = c.pipe(p.idleTimeout())
+	p.Logger.Debug("l4: connection closed", "client", client.String(), "backend", b.Addr,
+		"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
+		"duration", time.Since(c.started), "err", err)
+}
+
+// connect selects a backend for key and connects to it, trying up to
+// MaxRetries other backends when an attempt fails. The backend it returns
+// is Acquired; the caller Releases it.
+func (p *TCPProxy) connect(key []byte) (*lb.Backend, net.Conn, error) {
+	d := net.Dialer{Timeout: p.connectTimeout()}
+	dial := func(b *lb.Backend) (net.Conn, error) {
+		return d.DialContext(p.ctx, b.Network(), b.DialAddr())
+	}
+	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// Shutdown stops the proxy gracefully: it closes the listeners, lets every
+// connection run until both its sides have finished, and returns nil when
+// none is left. If ctx ends first, it closes the remaining connections,
+// waits for their goroutines, and returns ctx's error.
+func (p *TCPProxy) Shutdown(ctx context.Context) error {
+	p.init()
+	p.stopAccepting()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		p.closeAll()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the proxy at once: it closes the listeners and every
+// connection, and returns when their goroutines have ended.
+func (p *TCPProxy) Close() error {
+	p.init()
+	p.stopAccepting()
+	p.closeAll()
+	p.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot of the proxy's counters.
+func (p *TCPProxy) Stats() Stats { return p.stats.Snapshot() }
+
+func (p *TCPProxy) stopAccepting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closing.Store(true)
+	for l := range p.listeners {
+		l.Close()
+	}
+}
+
+// closeAll cancels connection attempts and cuts every connection.
+func (p *TCPProxy) closeAll() {
+	p.cancel()
+	p.mu.Lock()
+	conns := make([]*tcpConn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.abort()
+	}
+}

@@ -1,0 +1,228 @@
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// copyBufferSize is the buffer of a copy that cannot splice (a side that
+// is not a TCP or Unix socket).
+const copyBufferSize = 32 << 10
+
+// idleChecksPerTimeout is how many times per IdleTimeout a connection is
+// checked for activity: a connection is closed between IdleTimeout and
+// IdleTimeout plus a quarter after its last byte moved.
+const idleChecksPerTimeout = 4
+
+// tcpConn is one proxied connection: the client side, and once connected,
+// the backend side.
+type tcpConn struct {
+	proxy   *TCPProxy
+	client  net.Conn
+	started time.Time
+
+	// in and out count the bytes copied client→backend and
+	// backend→client, a chunk at a time.
+	in, out atomic.Uint64
+
+	// mu guards the fields below; the idle watchdog and abort take it.
+	mu       sync.Mutex
+	upstream net.Conn
+	backend  *lb.Backend
+	aborted  bool // abort ran: both sockets are closed
+	finished bool // pipe returned: the watchdog must not re-arm
+	idle     idleWatch
+}
+
+// idleWatch is the state of a connection's idle watchdog.
+type idleWatch struct {
+	timeout    time.Duration
+	timer      *time.Timer
+	activity   uint64    // the last activity reading
+	lastChange time.Time // when the reading last changed
+	expired    bool      // the watchdog closed the connection
+}
+
+// attach sets the backend side, or closes it and reports false when the
+// connection was aborted while connecting.
+func (c *tcpConn) attach(b *lb.Backend, upstream net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aborted {
+		upstream.Close()
+		return false
+	}
+	c.backend, c.upstream = b, upstream
+	return true
+}
+
+// abort closes both sides, which ends both copies.
+func (c *tcpConn) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.abortLocked()
+}
+
+func (c *tcpConn) abortLocked() {
+	if c.aborted {
+		return
+	}
+	c.aborted = true
+	c.client.Close()
+	if c.upstream != nil {
+		c.upstream.Close()
+	}
+}
+
+// pipe copies both ways until both directions have finished, or one
+// fails, or the connection idles for idle (0: never). It returns what
+// ended it — the idle timeout, or each direction's error — and nil when
+// both sides finished cleanly.
+func (c *tcpConn) pipe(idle time.Duration) error {
+	c.startIdleWatch(idle)
+	var upErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		upErr = c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn)
+		if upErr != nil {
+			upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, upErr)
+		}
+	})
+	downErr := c.copyHalf(c.client, c.upstream, &c.out, &c.proxy.stats.bytesOut)
+	if downErr != nil {
+		downErr = fmt.Errorf("backend %s to client: %w", c.backend.Addr, downErr)
+	}
+	wg.Wait()
+
+	c.mu.Lock()
+	c.finished = true
+	if c.idle.timer != nil {
+		c.idle.timer.Stop()
+	}
+	expired := c.idle.expired
+	c.abortLocked()
+	c.mu.Unlock()
+	if expired {
+		c.proxy.stats.idleTimeouts.Add(1)
+		return fmt.Errorf("closed: no byte moved either way for %v", idle)
+	}
+	return errors.Join(upErr, downErr)
+}
+
+// copyHalf copies src to dst until src ends, then half-closes dst so its
+// peer sees the end too. It copies in chunks of copyChunk so that the
+// counters advance while a long transfer runs; between TCP sockets each
+// chunk is one splice(2) loop. An error closes both sides, so the other
+// direction ends as well.
+func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error {
+	var w io.Writer = dst
+	var buf []byte
+	if !spliceable(dst, src) {
+		// Hide dst's ReadFrom, which would allocate its own buffer for
+		// every chunk, and copy through one pooled buffer instead.
+		w = struct{ io.Writer }{dst}
+		b := c.proxy.bufs.get()
+		defer c.proxy.bufs.put(b)
+		buf = *b
+	}
+	chunk := io.LimitedReader{R: src}
+	for {
+		chunk.N = copyChunk
+		n, err := io.CopyBuffer(w, &chunk, buf)
+		conn.Add(uint64(n))
+		total.Add(uint64(n))
+		if err != nil {
+			c.abort()
+			return err
+		}
+		if chunk.N > 0 { // the chunk ended early: src reached EOF
+			return c.closeWrite(dst)
+		}
+	}
+}
+
+// spliceable reports whether io.Copy from src to dst runs in the kernel:
+// dst must read from src itself (ReadFrom), and src must be a socket the
+// runtime can splice from.
+func spliceable(dst, src net.Conn) bool {
+	if _, ok := dst.(io.ReaderFrom); !ok {
+		return false
+	}
+	switch src.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
+}
+
+// closeWrite tells dst's peer that no more bytes will come. A side that
+// cannot half-close is closed whole, the only way to send the end.
+func (c *tcpConn) closeWrite(dst net.Conn) error {
+	if hc, ok := dst.(interface{ CloseWrite() error }); ok {
+		if err := hc.CloseWrite(); err != nil && !c.wasAborted() {
+			c.abort()
+			return fmt.Errorf("half-close: %w", err)
+		}
+		return nil
+	}
+	c.abort()
+	return nil
+}
+
+func (c *tcpConn) wasAborted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aborted
+}
+
+// startIdleWatch arms the idle watchdog (idle 0: none). The watchdog reads
+// the connection's activity — bytes the kernel received or had
+// acknowledged on either socket where it can tell (Linux), and the bytes
+// copied — every idle/idleChecksPerTimeout, and aborts the connection once
+// the reading has not changed for idle. Reading kernel counters keeps the
+// copy a plain splice, with no per-read deadline to refresh, and still
+// sees a trickle that would not fill a chunk.
+func (c *tcpConn) startIdleWatch(idle time.Duration) {
+	if idle <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = idleWatch{timeout: idle, activity: c.activityLocked(), lastChange: time.Now()}
+	c.idle.timer = time.AfterFunc(c.idlePeriod(), c.checkIdle)
+}
+
+func (c *tcpConn) idlePeriod() time.Duration {
+	return max(c.idle.timeout/idleChecksPerTimeout, time.Millisecond)
+}
+
+// checkIdle is the watchdog's tick.
+func (c *tcpConn) checkIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished || c.aborted {
+		return
+	}
+	now := time.Now()
+	if a := c.activityLocked(); a != c.idle.activity {
+		c.idle.activity, c.idle.lastChange = a, now
+	} else if now.Sub(c.idle.lastChange) >= c.idle.timeout {
+		c.idle.expired = true
+		c.abortLocked()
+		return
+	}
+	c.idle.timer.Reset(c.idlePeriod())
+}
+
+// activityLocked returns a number that changes whenever bytes move on the
+// connection. Call with mu held.
+func (c *tcpConn) activityLocked() uint64 {
+	return c.in.Load() + c.out.Load() + socketActivity(c.client) + socketActivity(c.upstream)
+}
