@@ -58,7 +58,8 @@ type Mirror struct {
 	state  State
 	dirty  bool
 
-	kick chan struct{}
+	kick      chan struct{}
+	published chan struct{} // closed by the first successful write
 }
 
 var _ lb.Observer = (*Mirror)(nil)
@@ -72,7 +73,8 @@ func New(w Writer, tableSize uint32, log *slog.Logger) *Mirror {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Mirror{w: w, size: tableSize, log: log, usable: map[netip.AddrPort]int{}, kick: make(chan struct{}, 1)}
+	return &Mirror{w: w, size: tableSize, log: log, usable: map[netip.AddrPort]int{},
+		kick: make(chan struct{}, 1), published: make(chan struct{})}
 }
 
 // Observe records a backend's state and asks Run to publish if the usable
@@ -108,7 +110,8 @@ func (m *Mirror) Observe(e lb.Event) {
 // Run publishes the usable set once ready is closed — after the load
 // balancer's first health round, so that a restarted weir never replaces
 // a live table with guesses — and then after every change, until ctx is
-// done. Bursts of changes are coalesced into one write.
+// done. Bursts of changes are coalesced into one write, and a failed write
+// is retried with backoff until one succeeds.
 func (m *Mirror) Run(ctx context.Context, ready <-chan struct{}) {
 	select {
 	case <-ctx.Done():
@@ -116,17 +119,34 @@ func (m *Mirror) Run(ctx context.Context, ready <-chan struct{}) {
 	case <-ready:
 	}
 	m.markDirty()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	backoff := minRetry
 	for {
 		if err := m.Sync(); err != nil {
-			m.log.Error("data plane update failed; will retry on the next change", "err", err)
+			m.log.Error("data plane update failed; retrying", "err", err, "in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, maxRetry)
+		} else {
+			backoff = minRetry
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.kick:
+		case <-retry.C:
 		}
 	}
 }
+
+// A failed write is retried after minRetry, doubling up to maxRetry: a
+// transient failure (a map briefly full, an interface being renamed)
+// must not leave the kernel with a stale table until the next change.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 5 * time.Second
+)
 
 func (m *Mirror) markDirty() {
 	m.mu.Lock()
@@ -152,6 +172,11 @@ func (m *Mirror) Sync() error {
 		gen, err = m.w.Write(backends, table)
 		if err == nil {
 			m.mu.Lock()
+			select {
+			case <-m.published:
+			default:
+				close(m.published)
+			}
 			m.state = State{Generation: gen, Backends: backends, At: time.Now()}
 			m.mu.Unlock()
 			m.log.Info("data plane updated", "generation", gen, "backends", len(backends))
@@ -204,6 +229,10 @@ func (m *Mirror) table(backends []netip.AddrPort, weights []int) ([]uint32, erro
 	}
 	return t, nil
 }
+
+// Published is closed once the first write has succeeded: from then on
+// the data plane serves this process's view of the backends.
+func (m *Mirror) Published() <-chan struct{} { return m.published }
 
 // State returns the last publication.
 func (m *Mirror) State() State {

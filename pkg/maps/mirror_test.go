@@ -202,6 +202,45 @@ func TestMirrorRetriesAfterAFailedWrite(t *testing.T) {
 	}
 }
 
+// Run must not wait for the next health change to repair a failed write:
+// the kernel would keep a stale table meanwhile.
+func TestMirrorRunRetriesWithoutAChange(t *testing.T) {
+	w := newRecordingWriter()
+	w.fail = errors.New("map update: no space left")
+	m := New(w, tableSize, nil)
+	m.Observe(event(lb.Added, "203.0.113.11:80", true, true))
+	ready := make(chan struct{})
+	close(ready)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx, ready); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for m.State().Err == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the first write was not attempted within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-m.Published():
+		t.Fatal("Published closed although no write succeeded")
+	default:
+	}
+	w.mu.Lock()
+	w.fail = nil
+	w.mu.Unlock()
+	if wr := w.next(t); len(wr.backends) != 1 {
+		t.Fatalf("retry wrote %v", wr.backends)
+	}
+	select {
+	case <-m.Published():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Published not closed after a successful write")
+	}
+}
+
 func TestMirrorRefusesNonIPBackends(t *testing.T) {
 	w := newRecordingWriter()
 	m := New(w, tableSize, nil)

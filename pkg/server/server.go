@@ -27,6 +27,13 @@ type Server struct {
 	log      *slog.Logger
 	pool     *l7.Pool
 	services []*service
+	l4       []*l4Service
+
+	// kernel is the BPF data plane, opened by the first l4 service that
+	// wants it; kernelErr says why it could not be.
+	kernel      *kernel
+	kernelErr   error
+	warnedNoBPF bool
 }
 
 // service is one configured service and what runs it.
@@ -34,7 +41,7 @@ type service struct {
 	cfg       *config.Service
 	http      *l7.Server
 	tls       []*tls.Config // per listener; nil for plain ones
-	runners   []func(context.Context)
+	balancer  balancer      // nil for a respond service
 	listeners []net.Listener
 }
 
@@ -47,7 +54,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize)}
 	errs := unsupported(cfg)
 	for i := range cfg.Services {
-		svc, err := s.build(&cfg.Services[i])
+		sc := &cfg.Services[i]
+		if sc.Kind == config.KindL4 {
+			svc, err := s.buildL4(sc)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %q (%s): %w", sc.Name, sc.Pos, err))
+				continue
+			}
+			s.l4 = append(s.l4, svc)
+			continue
+		}
+		svc, err := s.build(sc)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -81,14 +98,12 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	case config.KindRespond:
 		svc.http = s.newHTTPServer(sc, respondProxy(sc), config.Timeouts{})
 	case config.KindHTTPProxy:
-		proxy, runner, err := s.balancedProxy(sc)
+		proxy, bal, err := s.balancedProxy(sc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		svc.http = s.newHTTPServer(sc, proxy, sc.Upstream.Timeouts)
-		svc.runners = append(svc.runners, runner)
-	case config.KindL4:
-		return nil, fmt.Errorf("%s: kind l4 needs the L4 data plane, which this build of weir does not include", where)
+		svc.balancer = bal
 	default:
 		return nil, fmt.Errorf("%s: unknown kind %q", where, sc.Kind)
 	}
@@ -139,9 +154,22 @@ func (s *Server) Listen() error {
 
 // ListenWith takes every listener from open, which may hand over sockets
 // inherited from another process. TLS is layered on here, so open deals in
-// plain TCP listeners only. On error, the listeners already opened are
-// closed again.
+// plain TCP listeners only. It then starts the l4 services: attaching the
+// BPF data plane, or binding their VIPs for the userspace one (TCP VIPs
+// through open too). On error, the listeners already opened are closed
+// again.
 func (s *Server) ListenWith(open OpenFunc) error {
+	if err := s.listenHTTP(open); err != nil {
+		return err
+	}
+	if err := s.startL4(open); err != nil {
+		s.closeListeners()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) listenHTTP(open OpenFunc) error {
 	for _, svc := range s.services {
 		for i, l := range svc.cfg.Listeners {
 			ln, err := open(ListenerSpec{Service: svc.cfg.Name, Addr: l.Addr, Index: i})
@@ -165,6 +193,20 @@ func (s *Server) closeListeners() {
 		}
 		svc.listeners = nil
 	}
+	for _, svc := range s.l4 {
+		svc.close()
+	}
+	s.closeKernel()
+}
+
+// closeKernel releases weir's handles on the BPF data plane; the pinned
+// program and maps keep forwarding.
+func (s *Server) closeKernel() {
+	if s.kernel != nil {
+		if err := s.kernel.dp.Close(); err != nil {
+			s.log.Warn("closing the BPF data plane", "err", err)
+		}
+	}
 }
 
 // Addrs returns the bound address of every listener, by service name, in
@@ -174,6 +216,14 @@ func (s *Server) Addrs() map[string][]net.Addr {
 	for _, svc := range s.services {
 		for _, ln := range svc.listeners {
 			out[svc.cfg.Name] = append(out[svc.cfg.Name], ln.Addr())
+		}
+	}
+	for _, svc := range s.l4 {
+		switch {
+		case svc.ln != nil:
+			out[svc.cfg.Name] = append(out[svc.cfg.Name], svc.ln.Addr())
+		case svc.pc != nil:
+			out[svc.cfg.Name] = append(out[svc.cfg.Name], svc.pc.LocalAddr())
 		}
 	}
 	return out
@@ -186,27 +236,47 @@ func (s *Server) Serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
 	for _, svc := range s.services {
-		for _, run := range svc.runners {
+		if svc.balancer != nil {
+			bgWG.Go(func() { svc.balancer.Run(bg) })
+		}
+	}
+	for _, svc := range s.l4 {
+		for _, run := range svc.runners() {
 			bgWG.Go(func() { run(bg) })
 		}
 	}
+	if s.kernel != nil {
+		bgWG.Go(func() { s.retireStaleServices(bg) })
+	}
 	defer func() { stopBG(); bgWG.Wait() }()
 
+	// Accepting waits for the first discovery and health round, so that
+	// the first clients meet a balancer that knows its backends; they
+	// queue in the listen backlog meanwhile.
+	if !s.waitReady(ctx) {
+		s.closeListeners()
+		s.Close()
+		return nil
+	}
 	errc := make(chan error, 1)
 	var serveWG sync.WaitGroup
 	for _, svc := range s.services {
 		for _, ln := range svc.listeners {
 			serveWG.Go(func() {
 				if err := svc.http.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) {
-					select {
-					case errc <- fmt.Errorf("service %q: %w", svc.cfg.Name, err):
-					default:
-					}
+					report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
 				}
 			})
 		}
 	}
-	s.log.Info("weir is serving", "services", len(s.services))
+	for _, svc := range s.l4 {
+		serveWG.Go(func() {
+			if err := svc.serve(); err != nil {
+				report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
+			}
+		})
+	}
+	s.log.Info("weir is serving", "services", len(s.services)+len(s.l4))
 
 	var err error
 	select {
@@ -216,6 +286,55 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.Shutdown(s.cfg.GracefulShutdownTimeout)
 	serveWG.Wait()
 	return err
+}
+
+// waitReady waits until every load balancer has done its first round,
+// or ctx is done (false).
+func (s *Server) waitReady(ctx context.Context) bool {
+	var ready []<-chan struct{}
+	for _, svc := range s.services {
+		if svc.balancer != nil {
+			ready = append(ready, svc.balancer.Ready())
+		}
+	}
+	for _, svc := range s.l4 {
+		ready = append(ready, svc.lb.Ready())
+	}
+	for _, r := range ready {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-r:
+		}
+	}
+	return true
+}
+
+// report passes err on unless an earlier error already was.
+func report(errc chan<- error, err error) {
+	select {
+	case errc <- err:
+	default:
+	}
+}
+
+// retireStaleServices removes the services a previous weir pinned that
+// this configuration no longer has, once every l4 service of this one has
+// published its own table.
+func (s *Server) retireStaleServices(ctx context.Context) {
+	for _, svc := range s.l4 {
+		if svc.bpf == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-svc.mirror.Published():
+		}
+	}
+	if err := s.kernel.retireStale(); err != nil {
+		s.log.Error("removing services no longer configured from the BPF data plane", "err", err)
+	}
 }
 
 // Shutdown stops every service gracefully, waiting at most timeout for
@@ -231,8 +350,12 @@ func (s *Server) Shutdown(timeout time.Duration) {
 			}
 		})
 	}
+	for _, svc := range s.l4 {
+		wg.Go(func() { svc.shutdown(ctx) })
+	}
 	wg.Wait()
 	s.pool.Close()
+	s.closeKernel()
 }
 
 // Close stops every service at once.
@@ -240,7 +363,11 @@ func (s *Server) Close() {
 	for _, svc := range s.services {
 		svc.http.Close()
 	}
+	for _, svc := range s.l4 {
+		svc.close()
+	}
 	s.pool.Close()
+	s.closeKernel()
 }
 
 // RunUntilSignal binds, serves, and stops on a signal: SIGTERM shuts down

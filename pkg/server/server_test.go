@@ -208,26 +208,6 @@ func waitRefused(t *testing.T, addr string) {
 	t.Fatalf("%s still accepted connections 3s after shutdown began", addr)
 }
 
-func TestNewRejectsL4UntilTheDataPlaneExists(t *testing.T) {
-	cfg, err := config.Parse("l4.yaml", []byte(`
-version: 1
-services:
-  - name: vip
-    kind: l4
-    protocol: tcp
-    vip: "127.0.0.1:9999"
-    dataplane: userspace
-    upstream:
-      backends: ["127.0.0.1:8001"]
-`))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), `service "vip" (l4.yaml:4:5)`) {
-		t.Fatalf("New = %v, want an error naming the service and its position", err)
-	}
-}
-
 func TestListenConflictIsReported(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -27,15 +27,15 @@ func respondProxy(sc *config.Service) *l7.Respond {
 }
 
 // balancedProxy builds an http_proxy service's load balancer and the
-// Proxy that selects from it. The returned runner keeps discovery and
+// Proxy that selects from it. The balancer's Run keeps discovery and
 // health fresh until its context is done.
-func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, func(context.Context), error) {
+func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, balancer, error) {
 	up := sc.Upstream
 	opts, err := s.lbOptions(sc)
 	if err != nil {
 		return nil, nil, err
 	}
-	sel, run, err := newLoadBalancer(up, opts)
+	bal, err := newLoadBalancer(up, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -43,22 +43,23 @@ func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, func(context.Conte
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &l7.Balanced{LB: sel, Template: tmpl, Host: up.Host}
+	p := &l7.Balanced{LB: bal, Template: tmpl, Host: up.Host}
 	if up.Selection.Hashed() {
 		if p.Key, err = l7.ParseHashKey(up.HashKey.String()); err != nil {
 			return nil, nil, err
 		}
 	}
-	return p, run, nil
+	return p, bal, nil
 }
 
 // balancer is what the server needs of any *lb.LoadBalancer[A].
 type balancer interface {
 	l7.Selector
 	Run(context.Context)
+	Ready() <-chan struct{}
 }
 
-func newLoadBalancer(up *config.Upstream, opts lb.Options) (l7.Selector, func(context.Context), error) {
+func newLoadBalancer(up *config.Upstream, opts lb.Options) (balancer, error) {
 	var (
 		b   balancer
 		err error
@@ -77,12 +78,12 @@ func newLoadBalancer(up *config.Upstream, opts lb.Options) (l7.Selector, func(co
 	case config.SelectMaglev:
 		b, err = lb.New(lb.Maglev{}, opts)
 	default:
-		return nil, nil, fmt.Errorf("unknown selection %q", up.Selection)
+		return nil, fmt.Errorf("unknown selection %q", up.Selection)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return b, b.Run, nil
+	return b, nil
 }
 
 func (s *Server) lbOptions(sc *config.Service) (lb.Options, error) {

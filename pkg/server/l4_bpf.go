@@ -1,0 +1,196 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/dataplane"
+)
+
+// kernel is the BPF data plane shared by every l4 service of a server:
+// one loaded program and one set of pinned maps, attached to the
+// interfaces the services' traffic crosses.
+type kernel struct {
+	dp *dataplane.Dataplane
+	// pinned is what the maps held when weir started: services a previous
+	// weir programmed, which keep forwarding until replaced.
+	pinned []dataplane.ServiceState
+	// ids are the service slots claimed by this configuration.
+	ids map[uint32]bool
+
+	mu       sync.Mutex
+	attached map[string]bool
+}
+
+// bpfService is an l4 service's part in the kernel data plane.
+type bpfService struct {
+	k  *kernel
+	id uint32
+
+	mu     sync.Mutex
+	snat   netip.Addr
+	routed map[netip.Addr]bool // backends whose route's interface is attached
+}
+
+// openKernel loads the data plane once, on first use; a failure is
+// remembered so that every service reports the same reason.
+func (s *Server) openKernel() (*kernel, error) {
+	if s.kernel != nil || s.kernelErr != nil {
+		return s.kernel, s.kernelErr
+	}
+	dp, err := dataplane.Open(dataplane.Options{PinPath: s.cfg.BPF.PinPath})
+	if err != nil {
+		s.kernelErr = fmt.Errorf("open the BPF data plane at %s: %w", s.cfg.BPF.PinPath, err)
+		return nil, s.kernelErr
+	}
+	pinned, err := dp.Services()
+	if err != nil {
+		dp.Close()
+		s.kernelErr = fmt.Errorf("read the services pinned at %s: %w", s.cfg.BPF.PinPath, err)
+		return nil, s.kernelErr
+	}
+	s.kernel = &kernel{dp: dp, pinned: pinned, ids: map[uint32]bool{}, attached: map[string]bool{}}
+	return s.kernel, nil
+}
+
+// startBPF claims a service slot and attaches the program where the VIP's
+// traffic arrives. The service's table is written later, by the mirror,
+// once the first health round is done: until then a service a previous
+// weir programmed keeps forwarding as it was.
+func (s *Server) startBPF(svc *l4Service) error {
+	k, err := s.openKernel()
+	if err != nil {
+		return err
+	}
+	if svc.cfg.L4.Interface == "" {
+		return errors.New("no interface is configured for the BPF program to attach to (set interface: to where VIP traffic arrives)")
+	}
+	id, err := k.claimID(svc.vip, svc.proto())
+	if err != nil {
+		return err
+	}
+	if err := k.attach(svc.cfg.L4.Interface); err != nil {
+		delete(k.ids, id)
+		return err
+	}
+	svc.bpf = &bpfService{k: k, id: id, routed: map[netip.Addr]bool{}}
+	return nil
+}
+
+// claimID returns the slot a previous weir gave the same VIP and protocol,
+// so that its flows and counters carry on, or else the lowest slot that
+// neither a pinned service nor this configuration uses.
+func (k *kernel) claimID(vip netip.AddrPort, proto uint8) (uint32, error) {
+	for _, p := range k.pinned {
+		if p.VIP == vip && p.Proto == proto && !k.ids[p.ID] {
+			k.ids[p.ID] = true
+			return p.ID, nil
+		}
+	}
+	for id := uint32(0); id < dataplane.DefaultMaxServices; id++ {
+		if k.ids[id] || slices.ContainsFunc(k.pinned, func(p dataplane.ServiceState) bool { return p.ID == id }) {
+			continue
+		}
+		k.ids[id] = true
+		return id, nil
+	}
+	return 0, fmt.Errorf("all %d BPF service slots are in use (weir status lists them)", dataplane.DefaultMaxServices)
+}
+
+// attach hooks the program to ifname's ingress once per server.
+func (k *kernel) attach(ifname string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.attached[ifname] {
+		return nil
+	}
+	if err := k.dp.Attach(ifname); err != nil {
+		return fmt.Errorf("attach to interface %s: %w", ifname, err)
+	}
+	k.attached[ifname] = true
+	return nil
+}
+
+// retireStale deletes the pinned services this configuration no longer
+// has. It runs once every l4 service has published its first table, so
+// that a VIP moving between slots is never without one.
+func (k *kernel) retireStale() error {
+	var errs []error
+	for _, p := range k.pinned {
+		if !k.ids[p.ID] {
+			if err := k.dp.DeleteService(p.ID); err != nil && !errors.Is(err, dataplane.ErrNoService) {
+				errs = append(errs, fmt.Errorf("remove service %d (vip %s) no longer configured: %w", p.ID, p.VIP, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeBPF publishes the mirror's table into this service's slot. It
+// attaches the program to the interface towards each new backend too:
+// the backends' replies must be translated back where they arrive.
+func (svc *l4Service) writeBPF(backends []netip.AddrPort, table []uint32) (uint32, error) {
+	b := svc.bpf
+	if b == nil {
+		return 0, errors.New("the BPF data plane is not running")
+	}
+	snat, err := b.route(backends, svc.cfg.Upstream)
+	if err != nil {
+		return 0, err
+	}
+	if !snat.IsValid() {
+		// No backend to route to: the empty table makes the program drop
+		// and count the service's new flows, and never uses the address.
+		snat = svc.vip.Addr()
+	}
+	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat}, backends, table)
+}
+
+// route returns the service's SNAT address — the source the kernel would
+// use towards its first backend, fixed for the life of the process so that
+// flows keep their translation — and attaches to the interfaces towards
+// backends not seen before. With no backend at all it returns the zero
+// Addr.
+func (b *bpfService) route(backends []netip.AddrPort, up *config.Upstream) (netip.Addr, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ap := range backends {
+		if b.routed[ap.Addr()] {
+			continue
+		}
+		src, ifname, err := routeTo(ap.Addr())
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if err := b.k.attach(ifname); err != nil {
+			return netip.Addr{}, fmt.Errorf("backend %s: %w", ap, err)
+		}
+		b.routed[ap.Addr()] = true
+		if !b.snat.IsValid() {
+			b.snat = src
+		}
+	}
+	if !b.snat.IsValid() && up != nil && len(backends) == 0 {
+		return b.configuredSource(up)
+	}
+	return b.snat, nil
+}
+
+// configuredSource finds a SNAT address from the configured static
+// backends when none is usable yet, without fixing it.
+func (b *bpfService) configuredSource(up *config.Upstream) (netip.Addr, error) {
+	for _, bc := range up.Backends {
+		ap, err := netip.ParseAddrPort(bc.Addr)
+		if err != nil {
+			continue
+		}
+		if src, _, err := routeTo(ap.Addr()); err == nil {
+			return src, nil
+		}
+	}
+	return netip.Addr{}, nil
+}
