@@ -9,10 +9,10 @@ import (
 // key; these constants are the single source of the values it quotes.
 const (
 	// DefaultPIDFile is where a daemonised server writes its process id.
-	DefaultPIDFile = "/tmp/weir.pid"
+	DefaultPIDFile = "/run/weir/weir.pid"
 	// DefaultUpgradeSock is the Unix socket over which an old process hands
 	// its listening sockets to the new one during a graceful upgrade.
-	DefaultUpgradeSock = "/tmp/weir_upgrade.sock"
+	DefaultUpgradeSock = "/run/weir/upgrade.sock"
 	// DefaultGracePeriod bounds how long the old process waits, during an
 	// upgrade, for the new one to report ready.
 	DefaultGracePeriod = 10 * time.Second
