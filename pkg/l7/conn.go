@@ -123,7 +123,11 @@ func (c *conn) next() bool {
 	}
 	c.c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
 	if err := c.r.Wait(); err != nil {
-		return false // idle timeout, client closed, or Shutdown closed us
+		// Idle timeout, client gone, or Shutdown's grace over. A request
+		// racing with this close must meet a FIN, not a reset, so that the
+		// client can tell it was not processed and retry it.
+		c.lingering = true
+		return false
 	}
 	c.idle.Store(false)
 	c.closeAfter = s.closing.Load()

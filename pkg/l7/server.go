@@ -149,20 +149,23 @@ func (s *Server) forget(c *conn) {
 	s.wg.Done()
 }
 
-// Shutdown stops the server gracefully: it closes the listeners, closes
-// idle keep-alive connections, lets every request in flight finish (its
-// response says Connection: close), and returns when all connections are
-// gone or ctx is done, in which case the remaining ones are closed.
+// Shutdown stops the server gracefully: it closes the listeners, lets
+// every request in flight finish (its response says Connection: close),
+// gives idle keep-alive connections a short grace to send one more
+// request (answered with Connection: close) before closing them without a
+// reset, and returns when all connections are gone or ctx is done, in
+// which case the remaining ones are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.stopAccepting()
 	go s.h2base.Shutdown(ctx) // GOAWAY to every HTTP/2 connection
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	idleUntil := time.Now().Add(shutdownIdleGrace)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		s.closeIdle()
+		s.expireIdle(idleUntil)
 		select {
 		case <-done:
 			s.Pool.Close()
@@ -174,10 +177,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 			// A connection that was mid-request when Shutdown began
-			// turns idle when its response is done: close it then.
+			// turns idle when its response is done: expire it then.
 		}
 	}
 }
+
+// shutdownIdleGrace is how long a connection idle when Shutdown begins
+// may still send a request. Closing an idle keep-alive connection races
+// with the client's next request, which the client then has to retry; a
+// busy client sends within the grace and is answered with
+// Connection: close instead, so under load a graceful shutdown or an
+// upgrade makes no client retry at all.
+const shutdownIdleGrace = 250 * time.Millisecond
 
 // Close stops the server at once, cutting every connection.
 func (s *Server) Close() error {
@@ -198,12 +209,16 @@ func (s *Server) stopAccepting() {
 	s.mu.Unlock()
 }
 
-func (s *Server) closeIdle() {
+// expireIdle makes idle connections stop waiting for a request at the
+// latest at t. It is called again on every Shutdown tick because a
+// connection turning idle sets its own idle deadline, which may land just
+// after this one.
+func (s *Server) expireIdle(t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.idle.Load() {
-			c.c.Close()
+			c.c.SetReadDeadline(t)
 		}
 	}
 }
