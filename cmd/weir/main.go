@@ -3,24 +3,35 @@
 // Usage:
 //
 //	weir -c FILE     serve the configuration in FILE
+//	weir -d -c FILE  the same as a daemon (or daemon: true)
+//	weir -u -c FILE  take the sockets over from the running weir
 //	weir -t -c FILE  check FILE and exit: 0 when valid, 1 with every error
 //	weir status      print the L4 services in the BPF data plane
 //	weir -h          list the flags
 //
 // SIGTERM stops gracefully (requests in flight finish, within
-// graceful_shutdown_timeout_seconds); SIGINT stops at once.
+// graceful_shutdown_timeout_seconds); SIGINT stops at once; SIGQUIT hands
+// the listening sockets to a new weir started with -u, then drains and
+// exits; SIGHUP starts that new weir itself, with the same configuration
+// file, and upgrades into it.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 
 	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/daemon"
 	"github.com/weir-lb/weir/pkg/server"
 )
 
@@ -33,12 +44,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "status" {
 		return runStatus(args[1:], stdout, stderr)
 	}
+	// First of all: a daemon child takes its readiness pipe out of the
+	// environment, so that no process it starts inherits it.
+	notifier, err := daemon.FromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "weir: %v\n", err)
+		return 1
+	}
+	defer notifier.Close()
 	fs := flag.NewFlagSet("weir", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	confPath := fs.String("c", "", "path of the YAML configuration `file` (required)")
 	testOnly := fs.Bool("t", false, "check the configuration, print whether it is valid, and exit")
+	detach := fs.Bool("d", false, "run as a daemon: return once it serves (or with its error), as daemon: true does")
+	takeOver := fs.Bool("u", false, "upgrade: take the listening sockets over from the running weir (which gets SIGQUIT), through upgrade_sock")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: weir -c FILE [-t]\n       weir status [-pin DIR] [-c FILE]\n\nweir is an eBPF-assisted L4/L7 load balancer.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "usage: weir -c FILE [-t] [-d] [-u]\n       weir status [-pin DIR] [-c FILE]\n\nweir is an eBPF-assisted L4/L7 load balancer.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -52,22 +73,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if abs, err := filepath.Abs(*confPath); err == nil {
+		*confPath = abs // a daemon and a reloaded weir run from elsewhere
+	}
 	cfg, err := config.Load(*confPath)
 	if err != nil {
+		notifier.Fail(err)
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	// threads is the worker parallelism: the Go scheduler runs the
 	// services' goroutines on that many OS threads.
 	runtime.GOMAXPROCS(cfg.Threads)
+	if (*detach || cfg.Daemon) && !*testOnly && !notifier.Detached() {
+		return startDaemon(args, cfg, stdout, stderr)
+	}
 	log, closeLog, err := openLog(cfg.ErrorLog, stderr)
 	if err != nil {
+		notifier.Fail(err)
 		fmt.Fprintf(stderr, "weir: %v\n", err)
 		return 1
 	}
 	defer closeLog()
 	srv, err := server.New(cfg, log)
 	if err != nil {
+		notifier.Fail(err)
 		fmt.Fprintf(stderr, "%s: %v\n", *confPath, err)
 		return 1
 	}
@@ -75,12 +105,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "weir: configuration %s is valid\n", *confPath)
 		return 0
 	}
-	if err := srv.RunUntilSignal(); err != nil {
-		log.Error("weir stopped", "err", err)
-		fmt.Fprintf(stderr, "weir: %v\n", err)
+	p := &process{cfg: cfg, confPath: *confPath, srv: srv, log: log, notifier: notifier, upgrade: *takeOver}
+	return p.run()
+}
+
+// startDaemon runs this weir again as a daemon and returns once it
+// serves (0) or failed to start (1, with its error).
+func startDaemon(args []string, cfg *config.Config, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	pid, err := daemon.Start(ctx, daemon.DetachOptions{Args: absConfigArgs(args), ErrorLog: cfg.ErrorLog, Dir: "/"})
+	if err != nil {
+		fmt.Fprintf(stderr, "weir: the daemon did not start: %v\n", err)
 		return 1
 	}
+	fmt.Fprintf(stdout, "weir: daemon serving, pid %d\n", pid)
 	return 0
+}
+
+// absConfigArgs returns args with the -c path made absolute: the daemon
+// runs in /.
+func absConfigArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		switch {
+		case (a == "-c" || a == "--c") && i+1 < len(out):
+			if abs, err := filepath.Abs(out[i+1]); err == nil {
+				out[i+1] = abs
+			}
+		case strings.HasPrefix(a, "-c=") || strings.HasPrefix(a, "--c="):
+			name, value, _ := strings.Cut(a, "=")
+			if abs, err := filepath.Abs(value); err == nil {
+				out[i] = name + "=" + abs
+			}
+		}
+	}
+	return out
 }
 
 // openLog opens error_log (standard error when empty) for the server's

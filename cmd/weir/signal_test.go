@@ -44,16 +44,18 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	probe, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := probe.Addr().String()
 	probe.Close()
-	conf := filepath.Join(t.TempDir(), "weir.yaml")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "weir.yaml")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`version: 1
 graceful_shutdown_timeout_seconds: 10
+pid_file: %s
 services:
   - name: lb
     kind: http_proxy
     listen: ["%s"]
     upstream:
       backends: ["%s"]
-`, addr, bl.Addr())), 0o644)
+`, filepath.Join(dir, "weir.pid"), addr, bl.Addr())), 0o644)
 
 	cmd := exec.Command(os.Args[0], "-c", conf)
 	cmd.Env = append(os.Environ(), "WEIR_TEST_RUN_MAIN=1")

@@ -118,10 +118,7 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 func (c *conn) next() bool {
 	s := c.srv
 	c.idle.Store(true)
-	if s.closing.Load() {
-		return false
-	}
-	c.c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+	c.c.SetReadDeadline(s.idleDeadline())
 	if err := c.r.Wait(); err != nil {
 		// Idle timeout, client gone, or Shutdown's grace over. A request
 		// racing with this close must meet a FIN, not a reset, so that the

@@ -103,7 +103,7 @@ func (r *request) run(s *Session) error {
 	}
 	r.prepareUpstreamRequest()
 
-	staleRetried := false
+	staleRetries := 0
 	for attempt := 0; ; attempt++ {
 		peer, err := p.UpstreamPeer(s)
 		if err != nil {
@@ -136,10 +136,13 @@ func (r *request) run(s *Session) error {
 		if peer.Backend != nil {
 			peer.Backend.Release()
 		}
-		if err != nil && isStale(err) && !staleRetried {
+		if err != nil && isStale(err) && staleRetries < maxStaleRetries {
 			// A pooled connection the upstream had closed: the request
-			// did not reach it, so send it again on a fresh connection.
-			staleRetried = true
+			// did not reach it, so send it again. The key's idle
+			// connections are dropped, but one returned by a request in
+			// flight may be just as stale (an upstream draining for an
+			// upgrade closes them all): hence a few tries, not one.
+			staleRetries++
 			s.Tried = s.Tried[:len(s.Tried)-1]
 			attempt--
 			r.srv.Pool.dropKey(peer.key())
@@ -156,6 +159,10 @@ func (r *request) mayRetryConnect(peer *Peer, err error) bool {
 	r.srv.Logger.Info("upstream connect failed; trying another", "service", r.srv.Name, "peer", peer.Addr, "err", err)
 	return true
 }
+
+// maxStaleRetries bounds the resends of one request after stale pooled
+// connections; each try drops the upstream's idle connections.
+const maxStaleRetries = 3
 
 // staleConnError reports that a reused connection failed before the
 // upstream could have seen the request.

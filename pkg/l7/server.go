@@ -55,7 +55,12 @@ type Server struct {
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	closing   atomic.Bool
-	wg        sync.WaitGroup
+	accepting sync.WaitGroup // Serve's accept loops
+	// drainUntil (Unix nanoseconds) ends the grace Shutdown gives idle
+	// connections; it is set before closing, so whoever sees closing
+	// sees it too. Zero: no grace (Close).
+	drainUntil atomic.Int64
+	wg         sync.WaitGroup
 
 	h2     *http2.Server
 	h2base *http.Server
@@ -92,11 +97,13 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
+	s.accepting.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, l)
 		s.mu.Unlock()
+		s.accepting.Done()
 	}()
 
 	var backoff time.Duration
@@ -125,7 +132,9 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// newConn registers nc, or closes it when the server is shutting down.
+// newConn registers nc, or closes it when the server is closed. A
+// connection accepted as a graceful Shutdown began is served: its client
+// has a request on the way, and closing would reset it.
 func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{srv: s, c: nc}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
@@ -133,7 +142,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.closing.Load() && s.drainUntil.Load() == 0 {
 		nc.Close()
 		return nil
 	}
@@ -157,11 +166,18 @@ func (s *Server) forget(c *conn) {
 // which case the remaining ones are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
+	idleUntil := time.Now().Add(shutdownIdleGrace)
+	s.drainUntil.Store(idleUntil.UnixNano())
 	s.stopAccepting()
 	go s.h2base.Shutdown(ctx) // GOAWAY to every HTTP/2 connection
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	idleUntil := time.Now().Add(shutdownIdleGrace)
+	go func() {
+		// Connections accepted until the accept loops stop are served;
+		// only then can the count of connections be waited on.
+		s.accepting.Wait()
+		s.wg.Wait()
+		close(done)
+	}()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -193,7 +209,9 @@ const shutdownIdleGrace = 250 * time.Millisecond
 // Close stops the server at once, cutting every connection.
 func (s *Server) Close() error {
 	s.init()
+	s.drainUntil.Store(0) // no grace, even if a Shutdown gave one
 	s.stopAccepting()
+	s.accepting.Wait()
 	s.closeAll()
 	s.wg.Wait()
 	s.Pool.Close()
@@ -207,6 +225,18 @@ func (s *Server) stopAccepting() {
 		l.Close()
 	}
 	s.mu.Unlock()
+}
+
+// idleDeadline is when a connection turning idle now stops waiting for
+// its next request: after IdleTimeout normally; at the end of the grace
+// during Shutdown, so that a connection accepted or done with a request
+// just as Shutdown began is still served once more (a new connection's
+// client has its request on the way).
+func (s *Server) idleDeadline() time.Time {
+	if s.closing.Load() {
+		return time.Unix(0, s.drainUntil.Load())
+	}
+	return time.Now().Add(s.IdleTimeout)
 }
 
 // expireIdle makes idle connections stop waiting for a request at the

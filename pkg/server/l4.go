@@ -66,7 +66,7 @@ func (svc *l4Service) proto() uint8 {
 // and privileges allow and userspace otherwise. The BPF data plane's
 // unavailability is logged once, with the reason, however many services
 // it affects.
-func (s *Server) startL4(open OpenFunc) error {
+func (s *Server) startL4(open Opener) error {
 	for _, svc := range s.l4 {
 		if err := s.startL4Service(svc, open); err != nil {
 			return fmt.Errorf("service %q (%s): %w", svc.cfg.Name, svc.cfg.L4.Pos, err)
@@ -75,7 +75,7 @@ func (s *Server) startL4(open OpenFunc) error {
 	return nil
 }
 
-func (s *Server) startL4Service(svc *l4Service, open OpenFunc) error {
+func (s *Server) startL4Service(svc *l4Service, open Opener) error {
 	mode := svc.cfg.L4.Dataplane
 	if mode != config.DataplaneUserspace {
 		err := s.startBPF(svc)
@@ -98,12 +98,16 @@ func (s *Server) startL4Service(svc *l4Service, open OpenFunc) error {
 	return nil
 }
 
+// spec names the service's VIP socket.
+func (svc *l4Service) spec() ListenerSpec {
+	return ListenerSpec{Service: svc.cfg.Name, Network: string(svc.cfg.L4.Protocol), Addr: svc.vip.String()}
+}
+
 // listenUserspace binds the VIP for the userspace proxy.
-func (svc *l4Service) listenUserspace(open OpenFunc, maxRetries int) error {
+func (svc *l4Service) listenUserspace(open Opener, maxRetries int) error {
 	t := svc.cfg.Upstream.Timeouts
 	if svc.cfg.L4.Protocol == config.ProtocolUDP {
-		var lc net.ListenConfig
-		pc, err := lc.ListenPacket(context.Background(), "udp", svc.vip.String())
+		pc, err := open.ListenPacket(svc.spec())
 		if err != nil {
 			return fmt.Errorf("listen on vip: %w", err)
 		}
@@ -111,7 +115,7 @@ func (svc *l4Service) listenUserspace(open OpenFunc, maxRetries int) error {
 		svc.udp = &l4.UDPProxy{LB: svc.lb, IdleTimeout: t.Idle, Logger: svc.log}
 		return nil
 	}
-	ln, err := open(ListenerSpec{Service: svc.cfg.Name, Addr: svc.vip.String()})
+	ln, err := open.Listen(svc.spec())
 	if err != nil {
 		return fmt.Errorf("listen on vip: %w", err)
 	}

@@ -1,7 +1,9 @@
 // Package server runs weir's services from a configuration: it binds the
-// listeners, runs each service's load balancer (discovery and health
-// checks) in the background, and stops gracefully on SIGTERM or at once
-// on SIGINT.
+// listeners (new ones, or sockets inherited through an Opener during an
+// upgrade), starts the l4 services on the BPF or the userspace data
+// plane, runs each service's load balancer (discovery and health checks)
+// in the background, and stops gracefully (Shutdown) or at once (Close).
+// Signals, daemons and upgrades are the command's business (cmd/weir).
 package server
 
 import (
@@ -11,10 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/weir-lb/weir/pkg/config"
@@ -34,6 +33,8 @@ type Server struct {
 	kernel      *kernel
 	kernelErr   error
 	warnedNoBPF bool
+
+	ready chan struct{} // closed by Serve once it accepts
 }
 
 // service is one configured service and what runs it.
@@ -42,7 +43,8 @@ type service struct {
 	http      *l7.Server
 	tls       []*tls.Config // per listener; nil for plain ones
 	balancer  balancer      // nil for a respond service
-	listeners []net.Listener
+	listeners []net.Listener // what serves: TLS-wrapped where configured
+	sockets   []net.Listener // the same, unwrapped: what an upgrade hands over
 }
 
 // New builds every service of cfg without binding anything: a config that
@@ -51,8 +53,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize)}
-	errs := unsupported(cfg)
+	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{})}
+	var errs []error
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		if sc.Kind == config.KindL4 {
@@ -75,20 +77,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// unsupported reports settings this build parses but cannot honour yet;
-// ignoring them would surprise the operator (a "daemon" that stays in the
-// foreground, a server that keeps root).
-func unsupported(cfg *config.Config) []error {
-	var errs []error
-	if cfg.Daemon {
-		errs = append(errs, errors.New("daemon: true is not supported by this build of weir; run it in the foreground under a supervisor such as systemd"))
-	}
-	if cfg.User != "" || cfg.Group != "" {
-		errs = append(errs, errors.New("user and group are not supported by this build of weir; start it as the user it should run as"))
-	}
-	return errs
 }
 
 func (s *Server) build(sc *config.Service) (*service, error) {
@@ -132,33 +120,52 @@ func (s *Server) newHTTPServer(sc *config.Service, p l7.Proxy, t config.Timeouts
 	return hs
 }
 
-// ListenerSpec names one listener of the configuration: the service, its
-// address, and the listener's index within the service.
+// ListenerSpec names one socket of the configuration: the service, the
+// network ("tcp" or "udp"), the configured address, and the listener's
+// index within the service. Together they identify a socket across an
+// upgrade, even when two listeners share an address.
 type ListenerSpec struct {
 	Service string
+	Network string
 	Addr    string
 	Index   int
 }
 
-// OpenFunc returns the listening socket for a listener: a new one, or one
+// Opener provides the sockets a server listens on: new ones, or ones
 // inherited from a previous process during a graceful upgrade.
-type OpenFunc func(ListenerSpec) (net.Listener, error)
-
-// Listen binds every listener with a new socket.
-func (s *Server) Listen() error {
-	var lc net.ListenConfig
-	return s.ListenWith(func(l ListenerSpec) (net.Listener, error) {
-		return lc.Listen(context.Background(), "tcp", l.Addr)
-	})
+type Opener interface {
+	// Listen returns a TCP listener for spec.
+	Listen(spec ListenerSpec) (net.Listener, error)
+	// ListenPacket returns a UDP socket for spec.
+	ListenPacket(spec ListenerSpec) (net.PacketConn, error)
 }
 
-// ListenWith takes every listener from open, which may hand over sockets
+// FreshSockets is the Opener that binds new sockets.
+type FreshSockets struct{}
+
+var _ Opener = FreshSockets{}
+
+// Listen binds a new TCP listener.
+func (FreshSockets) Listen(spec ListenerSpec) (net.Listener, error) {
+	var lc net.ListenConfig
+	return lc.Listen(context.Background(), "tcp", spec.Addr)
+}
+
+// ListenPacket binds a new UDP socket.
+func (FreshSockets) ListenPacket(spec ListenerSpec) (net.PacketConn, error) {
+	var lc net.ListenConfig
+	return lc.ListenPacket(context.Background(), "udp", spec.Addr)
+}
+
+// Listen binds every listener with a new socket.
+func (s *Server) Listen() error { return s.ListenWith(FreshSockets{}) }
+
+// ListenWith takes every socket from open, which may hand over sockets
 // inherited from another process. TLS is layered on here, so open deals in
 // plain TCP listeners only. It then starts the l4 services: attaching the
-// BPF data plane, or binding their VIPs for the userspace one (TCP VIPs
-// through open too). On error, the listeners already opened are closed
-// again.
-func (s *Server) ListenWith(open OpenFunc) error {
+// BPF data plane, or binding their VIPs for the userspace one (through
+// open too). On error, the sockets already opened are closed again.
+func (s *Server) ListenWith(open Opener) error {
 	if err := s.listenHTTP(open); err != nil {
 		return err
 	}
@@ -169,14 +176,15 @@ func (s *Server) ListenWith(open OpenFunc) error {
 	return nil
 }
 
-func (s *Server) listenHTTP(open OpenFunc) error {
+func (s *Server) listenHTTP(open Opener) error {
 	for _, svc := range s.services {
 		for i, l := range svc.cfg.Listeners {
-			ln, err := open(ListenerSpec{Service: svc.cfg.Name, Addr: l.Addr, Index: i})
+			ln, err := open.Listen(ListenerSpec{Service: svc.cfg.Name, Network: "tcp", Addr: l.Addr, Index: i})
 			if err != nil {
 				s.closeListeners()
 				return fmt.Errorf("service %q: listen on %s (%s): %w", svc.cfg.Name, l.Addr, l.Pos, err)
 			}
+			svc.sockets = append(svc.sockets, ln)
 			if l.TLS != nil {
 				ln = tls.NewListener(ln, svc.tls[i])
 			}
@@ -186,12 +194,42 @@ func (s *Server) listenHTTP(open OpenFunc) error {
 	return nil
 }
 
+// Socket is one of a server's sockets, for handing over to a successor.
+type Socket struct {
+	ListenerSpec
+	// Exactly one is set: a TCP listener (never TLS-wrapped) or a UDP
+	// socket.
+	Listener   net.Listener
+	PacketConn net.PacketConn
+}
+
+// Sockets returns every socket the server listens on, with its spec.
+func (s *Server) Sockets() []Socket {
+	var out []Socket
+	for _, svc := range s.services {
+		for i, ln := range svc.sockets {
+			l := svc.cfg.Listeners[i]
+			out = append(out, Socket{ListenerSpec: ListenerSpec{svc.cfg.Name, "tcp", l.Addr, i}, Listener: ln})
+		}
+	}
+	for _, svc := range s.l4 {
+		spec := svc.spec()
+		switch {
+		case svc.ln != nil:
+			out = append(out, Socket{ListenerSpec: spec, Listener: svc.ln})
+		case svc.pc != nil:
+			out = append(out, Socket{ListenerSpec: spec, PacketConn: svc.pc})
+		}
+	}
+	return out
+}
+
 func (s *Server) closeListeners() {
 	for _, svc := range s.services {
 		for _, ln := range svc.listeners {
 			ln.Close()
 		}
-		svc.listeners = nil
+		svc.listeners, svc.sockets = nil, nil
 	}
 	for _, svc := range s.l4 {
 		svc.close()
@@ -277,6 +315,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		})
 	}
 	s.log.Info("weir is serving", "services", len(s.services)+len(s.l4))
+	close(s.ready)
 
 	var err error
 	select {
@@ -288,8 +327,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// waitReady waits until every load balancer has done its first round,
-// or ctx is done (false).
+// Ready is closed once Serve accepts on every listener: every load
+// balancer has done its first discovery and health round, and every l4
+// service on the BPF data plane has published its table. A new process
+// of an upgrade reports ready to the old one then.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// waitReady waits until every load balancer has done its first round and
+// every BPF service has its table, or ctx is done (false).
 func (s *Server) waitReady(ctx context.Context) bool {
 	var ready []<-chan struct{}
 	for _, svc := range s.services {
@@ -299,6 +344,9 @@ func (s *Server) waitReady(ctx context.Context) bool {
 	}
 	for _, svc := range s.l4 {
 		ready = append(ready, svc.lb.Ready())
+		if svc.bpf != nil {
+			ready = append(ready, svc.mirror.Published())
+		}
 	}
 	for _, r := range ready {
 		select {
@@ -368,28 +416,4 @@ func (s *Server) Close() {
 	}
 	s.pool.Close()
 	s.closeKernel()
-}
-
-// RunUntilSignal binds, serves, and stops on a signal: SIGTERM shuts down
-// gracefully (in-flight requests finish), SIGINT stops at once.
-func (s *Server) RunUntilSignal() error {
-	if err := s.Listen(); err != nil {
-		return err
-	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		sig := <-sigs
-		if sig == syscall.SIGINT {
-			s.log.Info("SIGINT: stopping now")
-			s.Close()
-		} else {
-			s.log.Info("SIGTERM: stopping gracefully", "timeout", s.cfg.GracefulShutdownTimeout)
-		}
-		cancel()
-	}()
-	return s.Serve(ctx)
 }

@@ -234,24 +234,6 @@ services:
 	}
 }
 
-func TestNewRefusesSettingsItCannotHonour(t *testing.T) {
-	for _, tc := range []struct{ key, want string }{
-		{"daemon: true", "daemon"},
-		{"user: nobody", "user and group"},
-	} {
-		cfg, err := config.Parse("t.yaml", []byte("version: 1\n"+tc.key+"\nservices:\n  - {name: a, kind: respond, listen: [\"127.0.0.1:1\"]}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v, want an error about %s", tc.key, err, tc.want)
-		}
-	}
-}
-
-// TestListenWithAdoptsSockets serves on sockets opened elsewhere, as a
-// graceful upgrade hands them over, and checks each spec names its
-// service, address and index.
 func TestListenWithAdoptsSockets(t *testing.T) {
 	p := freePorts(t, 2)
 	cfg, err := config.Parse("adopt.yaml", []byte(fmt.Sprintf(`
@@ -267,14 +249,11 @@ services:
 		t.Fatal(err)
 	}
 	var specs []ListenerSpec
-	err = srv.ListenWith(func(l ListenerSpec) (net.Listener, error) {
-		specs = append(specs, l)
-		return net.Listen("tcp", l.Addr) // stands in for an inherited fd
-	})
+	err = srv.ListenWith(recordingOpener{&specs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ListenerSpec{{"a", fmt.Sprintf("127.0.0.1:%d", p[0]), 0}, {"a", fmt.Sprintf("127.0.0.1:%d", p[1]), 1}}
+	want := []ListenerSpec{{"a", "tcp", fmt.Sprintf("127.0.0.1:%d", p[0]), 0}, {"a", "tcp", fmt.Sprintf("127.0.0.1:%d", p[1]), 1}}
 	if fmt.Sprint(specs) != fmt.Sprint(want) {
 		t.Fatalf("specs %v, want %v", specs, want)
 	}
@@ -288,4 +267,18 @@ services:
 			t.Fatalf("port %d: %d %q", port, code, body)
 		}
 	}
+}
+
+// recordingOpener opens fresh sockets, standing in for inherited ones, and
+// records what it was asked for.
+type recordingOpener struct{ specs *[]ListenerSpec }
+
+func (r recordingOpener) Listen(l ListenerSpec) (net.Listener, error) {
+	*r.specs = append(*r.specs, l)
+	return FreshSockets{}.Listen(l)
+}
+
+func (r recordingOpener) ListenPacket(l ListenerSpec) (net.PacketConn, error) {
+	*r.specs = append(*r.specs, l)
+	return FreshSockets{}.ListenPacket(l)
 }

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/daemon"
+	"github.com/weir-lb/weir/pkg/server"
+	"github.com/weir-lb/weir/pkg/upgrade"
+)
+
+// process is one weir process's life: it binds its sockets (new, or
+// inherited from the weir it replaces), serves, and answers signals:
+// SIGTERM stops gracefully, SIGINT at once, SIGQUIT hands the sockets to
+// a new weir started with -u, and SIGHUP starts that new weir itself.
+type process struct {
+	cfg      *config.Config
+	confPath string // absolute, so a re-executed weir finds it anywhere
+	srv      *server.Server
+	log      *slog.Logger
+	notifier *daemon.Notifier // nil-safe: no daemon parent, no systemd
+	upgrade  bool             // -u: take the sockets over from a running weir
+
+	mu        sync.Mutex
+	upgrading bool // an outgoing upgrade is in progress
+	stop      context.CancelFunc
+}
+
+// run serves until a signal ends the process and returns its exit code.
+func (p *process) run() int {
+	inh, err := p.bind()
+	if err != nil {
+		return p.fail(err)
+	}
+	if err := daemon.DropPrivileges(p.cfg.User, p.cfg.Group); err != nil {
+		return p.abort(inh, err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	p.stop = stop
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- p.srv.Serve(ctx) }()
+
+	select {
+	case <-p.srv.Ready():
+	case err := <-served:
+		return p.abort(inh, fmt.Errorf("serving stopped before it was ready: %v", err))
+	case sig := <-sigs:
+		p.abort(inh, fmt.Errorf("%v before ready", sig))
+		p.srv.Close()
+		<-served
+		return 1
+	}
+	if !p.announceReady(inh) {
+		p.srv.Close()
+		<-served
+		return 1
+	}
+	defer p.cleanUp()
+	for {
+		select {
+		case err := <-served:
+			if err != nil {
+				p.log.Error("weir stopped", "err", err)
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			p.onSignal(sig)
+		}
+	}
+}
+
+// bind takes the sockets over from the running weir with -u, or binds
+// new ones. The returned Inheritance is nil without -u.
+func (p *process) bind() (*upgrade.Inheritance, error) {
+	if !p.upgrade {
+		return nil, p.srv.Listen()
+	}
+	if err := ensureDir(p.cfg.UpgradeSock); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+	defer cancel()
+	p.log.Info("waiting for the running weir to hand over its sockets", "upgrade_sock", p.cfg.UpgradeSock)
+	inh, err := upgrade.Receive(ctx, p.cfg.UpgradeSock)
+	if err != nil {
+		return nil, fmt.Errorf("take over from the running weir: %w", err)
+	}
+	if err := p.srv.ListenWith(inherited{inh}); err != nil {
+		return inh, err
+	}
+	return inh, nil
+}
+
+// abort reports a failed start: to the old weir, which keeps serving, to
+// a waiting daemon parent, and on standard error.
+func (p *process) abort(inh *upgrade.Inheritance, err error) int {
+	if inh != nil {
+		inh.Abort(err)
+	}
+	return p.fail(err)
+}
+
+func (p *process) fail(err error) int {
+	p.log.Error("weir could not start", "err", err)
+	p.notifier.Fail(err)
+	fmt.Fprintf(os.Stderr, "weir: %v\n", err)
+	return 1
+}
+
+// announceReady tells whoever waits that this weir serves: the old weir
+// of an upgrade (which then stops accepting), then the pid file, then a
+// daemon parent or systemd. It reports false when the old weir called
+// the upgrade off, in which case this one must go.
+func (p *process) announceReady(inh *upgrade.Inheritance) bool {
+	if inh != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+		err := inh.Ready(ctx)
+		cancel()
+		inh.Close() // sockets this configuration no longer uses
+		switch {
+		case errors.Is(err, upgrade.ErrCanceled):
+			p.log.Error("the running weir called the upgrade off; exiting", "err", err)
+			return false
+		case err != nil:
+			// The old weir may have stopped: serving on is safer.
+			p.log.Warn("the running weir did not confirm the hand-over; serving anyway", "err", err)
+		default:
+			p.log.Info("took over from the previous weir", "pid", inh.PeerPID())
+		}
+	}
+	p.writePIDFile()
+	if err := p.notifier.Ready(); err != nil {
+		p.log.Warn("could not report readiness", "err", err)
+	}
+	return true
+}
+
+// writePIDFile records this process as the live weir. A missing default
+// directory (/run/weir) is created; failing to write is worth a warning
+// when someone asked for the file (daemon, or pid_file set), and only a
+// note otherwise.
+func (p *process) writePIDFile() {
+	err := ensureDir(p.cfg.PIDFile)
+	if err == nil {
+		err = daemon.WritePIDFile(p.cfg.PIDFile, os.Getpid())
+	}
+	switch {
+	case err == nil:
+	case p.cfg.Daemon || p.cfg.PIDFile != config.DefaultPIDFile:
+		p.log.Warn("could not write the pid file", "err", err)
+	default:
+		p.log.Info("no pid file", "err", err)
+	}
+}
+
+// cleanUp runs at exit: systemd hears we stop, and the pid file goes if
+// it still names us (after an upgrade it names the successor).
+func (p *process) cleanUp() {
+	p.notifier.Stopping()
+	if err := daemon.RemovePIDFile(p.cfg.PIDFile, os.Getpid()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		p.log.Warn("could not remove the pid file", "err", err)
+	}
+}
+
+func (p *process) onSignal(sig os.Signal) {
+	switch sig {
+	case syscall.SIGTERM:
+		p.log.Info("SIGTERM: stopping gracefully", "timeout", p.cfg.GracefulShutdownTimeout)
+		p.stop()
+	case syscall.SIGINT:
+		p.log.Info("SIGINT: stopping now")
+		p.srv.Close()
+		p.stop()
+	case syscall.SIGQUIT:
+		p.log.Info("SIGQUIT: handing the sockets to a new weir", "upgrade_sock", p.cfg.UpgradeSock)
+		go p.upgradeTo(nil)
+	case syscall.SIGHUP:
+		p.log.Info("SIGHUP: reloading through an upgrade into a new weir", "config", p.confPath)
+		go p.reload()
+	}
+}
+
+// beginUpgrade claims the one outgoing upgrade a process may run.
+func (p *process) beginUpgrade() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.upgrading {
+		return false
+	}
+	p.upgrading = true
+	return true
+}
+
+func (p *process) endUpgrade() {
+	p.mu.Lock()
+	p.upgrading = false
+	p.mu.Unlock()
+}
+
+// upgradeTo hands every socket to the new weir listening on upgrade_sock
+// and, once it reports ready, drains and exits. On any failure this weir
+// keeps serving as if nothing happened. successor, when set, is the new
+// weir this process started (SIGHUP): its exit ends the wait at once.
+func (p *process) upgradeTo(successor *exec.Cmd) {
+	if !p.beginUpgrade() {
+		p.log.Warn("an upgrade is already in progress; ignoring this one")
+		return
+	}
+	err := p.handOver(successor)
+	if err == nil {
+		p.stop() // graceful: finish what is in flight, then exit
+		return
+	}
+	p.endUpgrade()
+	p.log.Error("upgrade failed; still serving", "err", err)
+	if successor != nil {
+		successor.Process.Kill()
+	}
+}
+
+func (p *process) handOver(successor *exec.Cmd) error {
+	sockets, err := handoffSockets(p.srv.Sockets())
+	if err != nil {
+		return err
+	}
+	defer closeFiles(sockets)
+	if err := ensureDir(p.cfg.UpgradeSock); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+	defer cancel()
+	if successor != nil {
+		go func() {
+			successor.Wait()
+			cancel()
+		}()
+	}
+	h, err := upgrade.Offer(ctx, p.cfg.UpgradeSock, sockets)
+	if err != nil {
+		return err
+	}
+	if err := h.Wait(ctx); err != nil {
+		return err
+	}
+	p.log.Info("the new weir serves; draining and exiting", "pid", h.PeerPID())
+	if err := p.notifier.HandOver(h.PeerPID()); err != nil {
+		p.log.Warn("could not tell systemd about the new main process", "err", err)
+	}
+	return nil
+}
+
+// reload checks the configuration with weir -t, starts a new weir with
+// -u in its own session (so that it outlives this one), and upgrades
+// into it.
+func (p *process) reload() {
+	exe, err := os.Executable()
+	if err != nil {
+		p.log.Error("reload: cannot find the weir binary", "err", err)
+		return
+	}
+	if out, err := exec.Command(exe, "-t", "-c", p.confPath).CombinedOutput(); err != nil {
+		p.log.Error("reload refused: the configuration does not check", "err", err, "output", string(out))
+		return
+	}
+	p.notifier.Reloading()
+	cmd := exec.Command(exe, "-u", "-c", p.confPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		p.log.Error("reload: start the new weir", "err", err)
+		return
+	}
+	p.log.Info("reload: started the new weir", "pid", cmd.Process.Pid)
+	p.upgradeTo(cmd)
+}
+
+// handoffSockets describes the server's sockets for the upgrade manifest.
+func handoffSockets(socks []server.Socket) ([]upgrade.Socket, error) {
+	out := make([]upgrade.Socket, 0, len(socks))
+	for _, s := range socks {
+		var us upgrade.Socket
+		var err error
+		if s.Listener != nil {
+			us, err = upgrade.FromListener(s.Service, s.Addr, s.Index, s.Listener)
+		} else {
+			us, err = upgrade.FromPacketConn(s.Service, s.Addr, s.Index, s.PacketConn)
+		}
+		if err != nil {
+			closeFiles(out)
+			return nil, fmt.Errorf("hand over %s %s of service %q: %w", s.Network, s.Addr, s.Service, err)
+		}
+		out = append(out, us)
+	}
+	return out, nil
+}
+
+func closeFiles(socks []upgrade.Socket) {
+	for _, s := range socks {
+		if s.File != nil {
+			s.File.Close()
+		}
+	}
+}
+
+// inherited opens the sockets a previous weir handed over, and new ones
+// for what it did not have (a listener added to the configuration).
+type inherited struct{ inh *upgrade.Inheritance }
+
+var _ server.Opener = inherited{}
+
+func (o inherited) Listen(spec server.ListenerSpec) (net.Listener, error) {
+	ln, err := o.inh.Listener(spec.Service, spec.Addr, spec.Index)
+	if errors.Is(err, upgrade.ErrNotInherited) {
+		return server.FreshSockets{}.Listen(spec)
+	}
+	return ln, err
+}
+
+func (o inherited) ListenPacket(spec server.ListenerSpec) (net.PacketConn, error) {
+	pc, err := o.inh.PacketConn(spec.Service, spec.Addr, spec.Index)
+	if errors.Is(err, upgrade.ErrNotInherited) {
+		return server.FreshSockets{}.ListenPacket(spec)
+	}
+	return pc, err
+}
+
+// ensureDir creates the directory of path (mode 0755) when it is missing,
+// as for the default /run/weir.
+func ensureDir(path string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
+}

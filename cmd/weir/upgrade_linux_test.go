@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// weirProc is a weir process the test started (the test binary running
+// main, see TestMain).
+type weirProc struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+func startWeir(t *testing.T, log weirLog, args ...string) *weirProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "WEIR_TEST_RUN_MAIN=1")
+	cmd.Stdout, cmd.Stderr = log.File, log.File
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &weirProc{cmd: cmd, exited: make(chan error, 1)}
+	go func() { w.exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return w
+}
+
+func (w *weirProc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to weir %d: %v", sig, w.cmd.Process.Pid, err)
+	}
+}
+
+func (w *weirProc) waitExit(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-w.exited:
+		return err
+	case <-time.After(within):
+		t.Fatalf("weir %d did not exit within %v", w.cmd.Process.Pid, within)
+		return nil
+	}
+}
+
+// upgradeLab is a weir configuration for the upgrade tests: an
+// http_proxy on a fixed loopback port in front of two respond backends,
+// all in the one weir that is upgraded, so every socket changes hands.
+type upgradeLab struct {
+	dir, conf, pidFile, addr string
+	backends                 [2]string
+}
+
+func newUpgradeLab(t *testing.T) *upgradeLab {
+	t.Helper()
+	dir := t.TempDir() // mode 0700: a safe home for upgrade_sock
+	l := &upgradeLab{dir: dir, conf: filepath.Join(dir, "weir.yaml"), pidFile: filepath.Join(dir, "weir.pid")}
+	var ports [3]string
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().String()
+		ln.Close()
+	}
+	l.addr, l.backends = ports[0], [2]string{ports[1], ports[2]}
+	l.write(t, 2, "")
+	return l
+}
+
+// write rewrites the configuration with threads and extra YAML appended
+// to the services.
+func (l *upgradeLab) write(t *testing.T, threads int, extra string) {
+	t.Helper()
+	conf := fmt.Sprintf(`version: 1
+threads: %d
+pid_file: %s
+upgrade_sock: %s
+grace_period_seconds: 5
+graceful_shutdown_timeout_seconds: 5
+services:
+  - {name: a, kind: respond, body: "a", listen: ["%s"]}
+  - {name: b, kind: respond, body: "b", listen: ["%s"]}
+  - name: lb
+    kind: http_proxy
+    listen: ["%s"]
+    upstream:
+      backends: ["%s", "%s"]
+      health_check: {type: tcp, interval: 1s}
+%s`, threads, l.pidFile, filepath.Join(l.dir, "upgrade.sock"), l.backends[0], l.backends[1], l.addr, l.backends[0], l.backends[1], extra)
+	if err := os.WriteFile(l.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPIDFile polls until the pid file names pid.
+func (l *upgradeLab) waitPIDFile(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if l.pid() == pid {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid file %s names %d, want %d", l.pidFile, l.pid(), pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (l *upgradeLab) pid() int {
+	b, err := os.ReadFile(l.pidFile)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// loadResult counts what the clients saw.
+type loadResult struct {
+	ok, failed, resets, timeouts, retried atomic.Int64
+	mu                                    sync.Mutex
+	errs                                  []string
+	wait                                  func() // returns once every client stopped
+}
+
+func (r *loadResult) fail(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		r.resets.Add(1)
+	case errors.As(err, &ne) && ne.Timeout():
+		r.timeouts.Add(1)
+	default:
+		r.failed.Add(1)
+	}
+	r.mu.Lock()
+	if len(r.errs) < 10 {
+		r.errs = append(r.errs, err.Error())
+	}
+	r.mu.Unlock()
+}
+
+// load drives requests at addr until stop is closed, from keepAlive
+// clients that reuse their connection and fresh clients that open one
+// per request, and checks every response body.
+func load(addr string, keepAlive, fresh int, stop <-chan struct{}) *loadResult {
+	r := &loadResult{}
+	var wg sync.WaitGroup
+	for range keepAlive {
+		wg.Go(func() { keepAliveClient(addr, r, stop) })
+	}
+	for range fresh {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					r.fail(err)
+					continue
+				}
+				if _, err := exchange(c, bufio.NewReader(c), true); err != nil {
+					r.fail(err)
+				} else {
+					r.ok.Add(1)
+				}
+				c.Close()
+			}
+		})
+	}
+	r.wait = wg.Wait
+	return r
+}
+
+// exchange sends one GET and reads the response, which must be a 200
+// from backend a or b. It reports whether the server will close.
+func exchange(c net.Conn, br *bufio.Reader, closeConn bool) (bool, error) {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
+	if closeConn {
+		req = "GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+	}
+	if _, err := io.WriteString(c, req); err != nil {
+		return false, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return false, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return false, err
+	}
+	if resp.StatusCode != 200 || (string(body) != "a" && string(body) != "b") {
+		return false, fmt.Errorf("status %d body %q", resp.StatusCode, body)
+	}
+	return resp.Close, nil
+}
+
+// keepAliveClient reuses one connection until the server says it closes
+// it. A request on a reused connection that meets an orderly close
+// before any byte of response was not processed (RFC 9112 §9.3.1): it is
+// retried on a new connection and counted, like every client does.
+func keepAliveClient(addr string, r *loadResult, stop <-chan struct{}) {
+	var c net.Conn
+	var br *bufio.Reader
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	reused := false
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if c == nil {
+			var err error
+			if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
+				r.fail(err)
+				c = nil
+				continue
+			}
+			br, reused = bufio.NewReader(c), false
+		}
+		closing, err := exchange(c, br, false)
+		switch {
+		case err == nil:
+			r.ok.Add(1)
+			reused = true
+		case reused && errors.Is(err, io.EOF):
+			r.retried.Add(1)
+		default:
+			r.fail(err)
+		}
+		if err != nil || closing {
+			c.Close()
+			c = nil
+		}
+	}
+}
+
+func (r *loadResult) check(t *testing.T, elapsed time.Duration) {
+	t.Helper()
+	total := r.ok.Load() + r.failed.Load() + r.resets.Load() + r.timeouts.Load()
+	rate := float64(r.ok.Load()) / elapsed.Seconds()
+	t.Logf("%d requests in %v (%.0f/s): %d failed, %d resets, %d timeouts, %d keep-alive retries",
+		total, elapsed.Round(time.Millisecond), rate, r.failed.Load(), r.resets.Load(), r.timeouts.Load(), r.retried.Load())
+	if r.failed.Load()+r.resets.Load()+r.timeouts.Load() > 0 {
+		t.Errorf("clients saw failures; first errors: %q", r.errs)
+	}
+	if r.ok.Load() == 0 {
+		t.Error("no request succeeded: the load never ran")
+	}
+}
+
+// waitServing polls until addr answers a request.
+func waitServing(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_, err = exchange(c, bufio.NewReader(c), true)
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("weir does not serve %s: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUpgradesUnderLoadLoseNothing is issue 5's proof: 20 consecutive
+// upgrades of a loaded weir, in both orders (new process first, SIGQUIT
+// first), with threads changing and a SIGHUP reload among them, and not
+// one request may fail, be reset or time out.
+func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
+	lab := newUpgradeLab(t)
+	logs := logFile(t)
+	cur := startWeir(t, logs, "-c", lab.conf)
+	lab.waitPIDFile(t, cur.cmd.Process.Pid)
+	waitServing(t, lab.addr)
+
+	stop := make(chan struct{})
+	start := time.Now()
+	res := load(lab.addr, 8, 4, stop)
+	threads := []int{4, 1, 3, 2}
+	for step := range 20 {
+		lab.write(t, threads[step%len(threads)], "")
+		var next int
+		switch {
+		case step == 9: // a reload: weir starts its successor itself
+			cur.signal(t, syscall.SIGHUP)
+		case step%2 == 0: // the new process first, then SIGQUIT
+			w := startWeir(t, logs, "-u", "-c", lab.conf)
+			next = w.cmd.Process.Pid
+			cur.signal(t, syscall.SIGQUIT)
+			old := cur
+			cur = w
+			if err := old.waitExit(t, 20*time.Second); err != nil {
+				t.Fatalf("step %d: the old weir exited with %v\n%s", step, err, logs)
+			}
+		default: // SIGQUIT first: the old weir retries until the new one listens
+			cur.signal(t, syscall.SIGQUIT)
+			w := startWeir(t, logs, "-u", "-c", lab.conf)
+			next = w.cmd.Process.Pid
+			old := cur
+			cur = w
+			if err := old.waitExit(t, 20*time.Second); err != nil {
+				t.Fatalf("step %d: the old weir exited with %v\n%s", step, err, logs)
+			}
+		}
+		if step == 9 {
+			// The successor is not our child: follow it by its pid file.
+			old := cur
+			if err := old.waitExit(t, 20*time.Second); err != nil {
+				t.Fatalf("reload: the old weir exited with %v\n%s", err, logs)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for lab.pid() == old.cmd.Process.Pid || lab.pid() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("reload: the pid file still names %d\n%s", lab.pid(), logs)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			adopted, err := adoptProcess(lab.pid())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = adopted
+			continue
+		}
+		lab.waitPIDFile(t, next)
+	}
+	// The last successor serves under load too before the clients stop.
+	for until, deadline := res.ok.Load()+500, time.Now().Add(10*time.Second); res.ok.Load() < until; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the last weir served fewer than 500 requests in 10s")
+		}
+	}
+	close(stop)
+	res.wait()
+	res.check(t, time.Since(start))
+	if rate := float64(res.ok.Load()) / time.Since(start).Seconds(); rate < 2000 {
+		t.Logf("note: the load ran at %.0f requests/s, below the 2,000/s the issue asks for (race detector, shared CPU)", rate)
+	}
+	cur.signal(t, syscall.SIGTERM)
+	if err := cur.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the last weir exited with %v", err)
+	}
+}
+
+// adoptProcess follows a weir the test did not start (a reload's
+// successor): its exit is seen by polling, since only its parent may wait.
+func adoptProcess(pid int) (*weirProc, error) {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	w := &weirProc{cmd: &exec.Cmd{Process: p}, exited: make(chan error, 1)}
+	go func() {
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.exited <- nil
+	}()
+	return w, nil
+}
+
+// weirLog is the output of every weir process of a test: a file, not a
+// pipe, because a reloaded weir's successor inherits its output, and a
+// pipe would keep the parent's Wait waiting for the successor.
+type weirLog struct{ *os.File }
+
+func logFile(t *testing.T) weirLog {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "weir.log"), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("weir logs:\n%s", weirLog{f})
+		}
+		f.Close()
+	})
+	return weirLog{f}
+}
+
+func (l weirLog) String() string {
+	b, _ := os.ReadFile(l.Name())
+	return string(b)
+}
