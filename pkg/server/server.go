@@ -41,8 +41,8 @@ type Server struct {
 type service struct {
 	cfg       *config.Service
 	http      *l7.Server
-	tls       []*tls.Config // per listener; nil for plain ones
-	balancer  balancer      // nil for a respond service
+	tls       []*tls.Config  // per listener; nil for plain ones
+	balancer  balancer       // nil for a respond service
 	listeners []net.Listener // what serves: TLS-wrapped where configured
 	sockets   []net.Listener // the same, unwrapped: what an upgrade hands over
 }
