@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // weirProc is a weir process the test started (the test binary running
@@ -418,4 +420,120 @@ func logFile(t *testing.T) weirLog {
 func (l weirLog) String() string {
 	b, _ := os.ReadFile(l.Name())
 	return string(b)
+}
+
+// A new weir that fails after it adopted the sockets (here: an l4
+// service that insists on a BPF data plane it cannot have) aborts the
+// upgrade; the old weir serves on as if nothing happened, a reload with
+// a broken configuration is refused before anything starts, and a good
+// upgrade afterwards still works.
+func TestFailedUpgradesKeepTheOldWeirServing(t *testing.T) {
+	lab := newUpgradeLab(t)
+	logs := logFile(t)
+	old := startWeir(t, logs, "-c", lab.conf)
+	lab.waitPIDFile(t, old.cmd.Process.Pid)
+	waitServing(t, lab.addr)
+	stop := make(chan struct{})
+	start := time.Now()
+	res := load(lab.addr, 4, 2, stop)
+
+	notDir := filepath.Join(lab.dir, "not-a-dir")
+	os.WriteFile(notDir, nil, 0o600)
+	lab.write(t, 2, fmt.Sprintf(`  - {name: vip, kind: l4, protocol: tcp, vip: "127.0.0.1:1", interface: lo, dataplane: bpf, upstream: {backends: ["%s"]}}
+bpf: {pin_path: %s}
+`, lab.backends[0], filepath.Join(notDir, "weir")))
+	failing := startWeir(t, logs, "-u", "-c", lab.conf)
+	old.signal(t, syscall.SIGQUIT)
+	if err := failing.waitExit(t, 20*time.Second); err == nil {
+		t.Fatal("the failing weir exited 0")
+	}
+	waitLog(t, logs, "upgrade failed; still serving")
+
+	os.WriteFile(lab.conf, []byte("version: 1\nservices: [oops"), 0o644)
+	old.signal(t, syscall.SIGHUP)
+	waitLog(t, logs, "reload refused")
+
+	select {
+	case err := <-old.exited:
+		t.Fatalf("the old weir exited (%v) after failed upgrades", err)
+	default:
+	}
+	if pid := lab.pid(); pid != old.cmd.Process.Pid {
+		t.Fatalf("pid file names %d, want the old weir %d", pid, old.cmd.Process.Pid)
+	}
+
+	lab.write(t, 2, "")
+	next := startWeir(t, logs, "-u", "-c", lab.conf)
+	old.signal(t, syscall.SIGQUIT)
+	if err := old.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the old weir exited with %v", err)
+	}
+	lab.waitPIDFile(t, next.cmd.Process.Pid)
+	close(stop)
+	res.wait()
+	res.check(t, time.Since(start))
+	next.signal(t, syscall.SIGTERM)
+	next.waitExit(t, 20*time.Second)
+}
+
+// waitLog polls the weir log until it contains text.
+func waitLog(t *testing.T, logs weirLog, text string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the weir log does not say %q within 20s", text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// weir -d returns only once the daemon serves, and a daemon that cannot
+// start makes -d fail with the daemon's own error.
+func TestDaemonReturnsOnceServing(t *testing.T) {
+	lab := newUpgradeLab(t)
+	logs := logFile(t)
+	d := startWeir(t, logs, "-d", "-c", lab.conf)
+	if err := d.waitExit(t, 30*time.Second); err != nil {
+		t.Fatalf("weir -d exited with %v", err)
+	}
+	pid := lab.pid()
+	if pid <= 0 {
+		t.Fatal("weir -d returned without a pid file")
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// Serving already: no waiting, no retry.
+	c, err := net.Dial("tcp", lab.addr)
+	if err != nil {
+		t.Fatalf("weir -d returned but %s refuses: %v", lab.addr, err)
+	}
+	if _, err := exchange(c, bufio.NewReader(c), true); err != nil {
+		t.Fatalf("first request to the daemon: %v", err)
+	}
+	c.Close()
+	if sid, err := unix.Getsid(pid); err != nil || sid != pid {
+		t.Fatalf("daemon %d has session %d (%v), want its own", pid, sid, err)
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("daemon serving, pid %d", pid)) {
+		t.Fatalf("weir -d did not print the daemon's pid:\n%s", logs)
+	}
+
+	// A second daemon on the same ports cannot bind.
+	other := newUpgradeLab(t)
+	other.addr = lab.addr
+	other.write(t, 1, "")
+	failed := startWeir(t, logs, "-d", "-c", other.conf)
+	if err := failed.waitExit(t, 30*time.Second); err == nil {
+		t.Fatal("weir -d exited 0 for a daemon that cannot bind")
+	}
+	if !strings.Contains(logs.String(), "address already in use") {
+		t.Fatalf("weir -d did not relay the daemon's error:\n%s", logs)
+	}
+
+	syscall.Kill(pid, syscall.SIGTERM)
+	adopted, _ := adoptProcess(pid)
+	adopted.waitExit(t, 20*time.Second)
+	if _, err := os.Stat(lab.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pid file left after a clean exit: %v", err)
+	}
 }
