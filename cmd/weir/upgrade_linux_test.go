@@ -357,6 +357,7 @@ func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { adopted.cmd.Process.Kill() })
 			cur = adopted
 			continue
 		}
