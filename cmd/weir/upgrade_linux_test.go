@@ -28,7 +28,7 @@ type weirProc struct {
 	exited chan error
 }
 
-func startWeir(t *testing.T, log weirLog, args ...string) *weirProc {
+func startWeir(t testing.TB, log weirLog, args ...string) *weirProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "WEIR_TEST_RUN_MAIN=1")
@@ -42,14 +42,14 @@ func startWeir(t *testing.T, log weirLog, args ...string) *weirProc {
 	return w
 }
 
-func (w *weirProc) signal(t *testing.T, sig syscall.Signal) {
+func (w *weirProc) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := w.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v to weir %d: %v", sig, w.cmd.Process.Pid, err)
 	}
 }
 
-func (w *weirProc) waitExit(t *testing.T, within time.Duration) error {
+func (w *weirProc) waitExit(t testing.TB, within time.Duration) error {
 	t.Helper()
 	select {
 	case err := <-w.exited:
@@ -68,7 +68,7 @@ type upgradeLab struct {
 	backends                 [2]string
 }
 
-func newUpgradeLab(t *testing.T) *upgradeLab {
+func newUpgradeLab(t testing.TB) *upgradeLab {
 	t.Helper()
 	dir := t.TempDir() // mode 0700: a safe home for upgrade_sock
 	l := &upgradeLab{dir: dir, conf: filepath.Join(dir, "weir.yaml"), pidFile: filepath.Join(dir, "weir.pid")}
@@ -88,7 +88,7 @@ func newUpgradeLab(t *testing.T) *upgradeLab {
 
 // write rewrites the configuration with threads and extra YAML appended
 // to the services.
-func (l *upgradeLab) write(t *testing.T, threads int, extra string) {
+func (l *upgradeLab) write(t testing.TB, threads int, extra string) {
 	t.Helper()
 	conf := fmt.Sprintf(`version: 1
 threads: %d
@@ -112,7 +112,7 @@ services:
 }
 
 // waitPIDFile polls until the pid file names pid.
-func (l *upgradeLab) waitPIDFile(t *testing.T, pid int) {
+func (l *upgradeLab) waitPIDFile(t testing.TB, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -281,7 +281,7 @@ func (r *loadResult) check(t *testing.T, elapsed time.Duration) {
 }
 
 // waitServing polls until addr answers a request.
-func waitServing(t *testing.T, addr string) {
+func waitServing(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -403,7 +403,7 @@ func adoptProcess(pid int) (*weirProc, error) {
 // pipe would keep the parent's Wait waiting for the successor.
 type weirLog struct{ *os.File }
 
-func logFile(t *testing.T) weirLog {
+func logFile(t testing.TB) weirLog {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(t.TempDir(), "weir.log"), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
