@@ -11,6 +11,13 @@
  * the program must be attached to every interface clients and backends reach
  * the balancer through. Anything else passes untouched.
  *
+ * Established packets take a short path: one conntrack lookup gives the
+ * rewrite, its checksum deltas, the counter slot and the cached forwarding
+ * decision, checked against the service's generation and the cache's age.
+ * Everything else (new flows, table changes, an entry older than the flow
+ * cache TTL, a packet longer than any the FIB has accepted for the flow)
+ * takes the full path, which refreshes the entry.
+ *
  * Map layout and naming rules live in weir.h.
  */
 
@@ -42,12 +49,16 @@
 #define IPV4_CSUM_OFF (ETH_HLEN + 10)
 #define IPV6_ADDRS_OFF (ETH_HLEN + 8)
 #define IPV6_HDR_LEN 40
+/* Bound on header offsets, so that the verifier can check packet pointers. */
+#define MAX_HDR_OFF 0x3fff
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* Set by the loader before the program is loaded; must match the map sizes. */
 const volatile __u32 weir_table_size = WEIR_DEFAULT_TABLE_SIZE;
 const volatile __u32 weir_max_backends = WEIR_DEFAULT_MAX_BACKENDS;
+/* Set by the loader: how long an established flow trusts its ct_entry. */
+const volatile __u64 weir_flow_cache_ttl_ns = WEIR_DEFAULT_FLOW_CACHE_TTL_NS;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -101,7 +112,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, WEIR_DEFAULT_MAX_FLOWS);
 	__type(key, struct flow);
-	__type(value, struct nat);
+	__type(value, struct ct_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_v1_ct SEC(".maps");
 
@@ -109,7 +120,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, WEIR_DEFAULT_MAX_FLOWS);
 	__type(key, struct flow);
-	__type(value, struct nat);
+	__type(value, struct ct_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_v1_rnat SEC(".maps");
 
@@ -138,47 +149,95 @@ struct packet {
 	__u16 pad;
 };
 
-/* Outcome of the conntrack lookup for a client packet. */
+/* Outcome of checking a client packet's conntrack entry on the full path. */
 enum ct_state {
 	CT_MISS,        /* no usable entry: choose a backend */
 	CT_SNAT_LOST,   /* backend still live, reverse entry gone: new SNAT port */
 	CT_ESTABLISHED, /* forward as before */
 };
 
+/* A forwarding outcome that is never cached, beside enum fwd_action's. */
+#define FWD_NEIGH 3 /* bpf_redirect_neigh: the next hop's MAC is not known yet */
+
+/* Returned by the short path when the packet needs the full one. */
+#define NOT_HANDLED (-1)
+
+/*
+ * skb->data and skb->data_end, read afresh at every use: left to itself,
+ * clang reuses an earlier read through a 32-bit register move, which the
+ * verifier no longer accepts as a packet pointer.
+ */
+static __always_inline void *packet_start(struct __sk_buff *skb)
+{
+	return (void *)(long)*(volatile __u32 *)&skb->data;
+}
+
+static __always_inline void *packet_end(struct __sk_buff *skb)
+{
+	return (void *)(long)*(volatile __u32 *)&skb->data_end;
+}
+
+/*
+ * Points at len bytes at offset off of the packet, pulling them into the
+ * linear area when they are not there yet (rare: headers normally are).
+ * NULL when the packet is shorter. Every call may move the packet, so a
+ * pointer is only good until the next call of this or of a helper that
+ * changes packet data.
+ */
+static __always_inline void *packet_at(struct __sk_buff *skb, __u32 off, const __u32 len)
+{
+	void *data, *end;
+
+	if (off > MAX_HDR_OFF)
+		return NULL;
+	data = packet_start(skb);
+	end = packet_end(skb);
+	if (data + off + len <= end)
+		return data + off;
+	if (off + len > skb->len || bpf_skb_pull_data(skb, off + len) < 0)
+		return NULL;
+	data = packet_start(skb);
+	end = packet_end(skb);
+	if (data + off + len > end)
+		return NULL;
+	return data + off;
+}
+
 static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p)
 {
-	__be16 ports[2];
-	__u32 min_len = p->flow.proto == IPPROTO_TCP ? TCP_MIN_LEN : UDP_LEN;
+	__be16 *ports;
 
-	if (skb->len < p->l4_off + min_len)
-		return -1;
-	if (bpf_skb_load_bytes(skb, p->l4_off, ports, sizeof(ports)) < 0)
+	if (p->flow.proto == IPPROTO_TCP) {
+		ports = packet_at(skb, p->l4_off, TCP_MIN_LEN);
+		p->csum_off = p->l4_off + TCP_CSUM_OFF;
+	} else {
+		ports = packet_at(skb, p->l4_off, UDP_LEN);
+		p->csum_off = p->l4_off + UDP_CSUM_OFF;
+	}
+	if (!ports)
 		return -1;
 	p->flow.sport = bpf_ntohs(ports[0]);
 	p->flow.dport = bpf_ntohs(ports[1]);
-	p->csum_off = p->l4_off + (p->flow.proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF);
 	return 0;
 }
 
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 {
-	struct iphdr ip;
+	struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
-		return -1;
-	if (ip.version != 4 || ip.ihl < 5)
+	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return -1;
 	/* A fragment's ports are not where we would look for them. */
-	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return -1;
-	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return -1;
-	__builtin_memcpy(p->flow.src, &ip.saddr, 4);
-	__builtin_memcpy(p->flow.dst, &ip.daddr, 4);
-	p->flow.proto = ip.protocol;
+	__builtin_memcpy(p->flow.src, &ip->saddr, 4);
+	__builtin_memcpy(p->flow.dst, &ip->daddr, 4);
+	p->flow.proto = ip->protocol;
 	p->flow.ip_version = WEIR_IPV4;
-	p->l4_off = ETH_HLEN + ip.ihl * 4;
-	p->ip_len = bpf_ntohs(ip.tot_len);
+	p->l4_off = ETH_HLEN + ip->ihl * 4;
+	p->ip_len = bpf_ntohs(ip->tot_len);
 	return parse_l4(skb, p);
 }
 
@@ -189,43 +248,39 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
  */
 static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u32 *off)
 {
-	struct {
-		__u8 next;
-		__u8 len;
-	} ext;
+	__u8 *ext;
 
 	for (int i = 0; i < WEIR_MAX_IPV6_EXT; i++) {
 		if (*next == IPPROTO_TCP || *next == IPPROTO_UDP)
 			return 0;
 		if (*next != IPPROTO_HOPOPTS && *next != IPPROTO_DSTOPTS)
 			return -1;
-		if (bpf_skb_load_bytes(skb, *off, &ext, sizeof(ext)) < 0)
+		ext = packet_at(skb, *off, 2);
+		if (!ext)
 			return -1;
-		*next = ext.next;
-		*off += (ext.len + 1) * 8;
+		*next = ext[0];
+		*off += (ext[1] + 1) * 8;
 	}
 	return *next == IPPROTO_TCP || *next == IPPROTO_UDP ? 0 : -1;
 }
 
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 {
-	struct ipv6hdr ip6;
+	struct ipv6hdr *ip6 = packet_at(skb, ETH_HLEN, sizeof(*ip6));
 	__u32 off = ETH_HLEN + IPV6_HDR_LEN;
 	__u8 next;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+	if (!ip6 || ip6->version != 6)
 		return -1;
-	if (ip6.version != 6)
-		return -1;
-	next = ip6.nexthdr;
+	__builtin_memcpy(p->flow.src, &ip6->saddr, 16);
+	__builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
+	p->ip_len = bpf_ntohs(ip6->payload_len) + IPV6_HDR_LEN;
+	next = ip6->nexthdr;
 	if (skip_ipv6_ext(skb, &next, &off) < 0)
 		return -1;
-	__builtin_memcpy(p->flow.src, &ip6.saddr, 16);
-	__builtin_memcpy(p->flow.dst, &ip6.daddr, 16);
 	p->flow.proto = next;
 	p->flow.ip_version = WEIR_IPV6;
 	p->l4_off = off;
-	p->ip_len = bpf_ntohs(ip6.payload_len) + IPV6_HDR_LEN;
 	return parse_l4(skb, p);
 }
 
@@ -237,6 +292,12 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		return parse_ipv6(skb, p);
 	return -1;
+}
+
+/* Whether port is one the balancer hands out, so a packet to it may be a reply. */
+static __always_inline int is_snat_port(__u16 port)
+{
+	return (__u32)port - WEIR_SNAT_PORT_MIN < WEIR_SNAT_PORT_COUNT;
 }
 
 static __always_inline __u32 rol32(__u32 x, int r)
@@ -271,6 +332,64 @@ static __always_inline __u32 flow_hash(const struct flow *f, __u32 seed)
 		h = rol32(h ^ k, 13) * 5 + 0xe6546b64;
 	}
 	return fmix32(h ^ sizeof(*f));
+}
+
+/* One's complement addition with the end-around carry. */
+static __always_inline __u32 csum_add(__u32 a, __u32 b)
+{
+	a += b;
+	return a + (a < b);
+}
+
+/*
+ * The one's complement delta that turns a checksum over from[] into one over
+ * to[] (words as they lie in the packet), as bpf_csum_diff would compute it.
+ */
+static __always_inline __u32 csum_delta(const __u32 *from, const __u32 *to, const int words)
+{
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		sum = csum_add(csum_add(sum, ~from[i]), to[i]);
+	return sum;
+}
+
+/* The delta of rewriting the ports (host order) sport, dport to to_sport, to_dport. */
+static __always_inline __u32 csum_delta_ports(__u16 sport, __u16 dport, __u16 to_sport, __u16 to_dport)
+{
+	__be16 from[2] = {bpf_htons(sport), bpf_htons(dport)};
+	__be16 to[2] = {bpf_htons(to_sport), bpf_htons(to_dport)};
+
+	return csum_delta((const __u32 *)from, (const __u32 *)to, 1);
+}
+
+/* Fills e's checksum deltas for rewriting packets of flow f to e->nat. */
+static __always_inline void csum_deltas(const struct flow *f, struct ct_entry *e)
+{
+	/* flow.src/dst and nat.src/dst are adjacent, as in both IP headers. */
+	if (f->ip_version == WEIR_IPV4) {
+		__u32 from[2], to[2];
+
+		__builtin_memcpy(&from[0], f->src, 4);
+		__builtin_memcpy(&from[1], f->dst, 4);
+		__builtin_memcpy(&to[0], e->nat.src, 4);
+		__builtin_memcpy(&to[1], e->nat.dst, 4);
+		e->csum_addrs = csum_delta(from, to, 2);
+	} else {
+		e->csum_addrs = csum_delta((const __u32 *)f, (const __u32 *)&e->nat, 8);
+	}
+	e->csum_ports = csum_delta_ports(f->sport, f->dport, e->nat.sport, e->nat.dport);
+}
+
+/* Applies delta to a 16-bit checksum field, as bpf_l3_csum_replace does. */
+static __always_inline __u16 csum_apply(__u16 check, __u32 delta)
+{
+	__u32 sum = csum_add(delta, ~(__u32)check);
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
 }
 
 static __always_inline int nat_equal(const struct nat *a, const struct nat *b)
@@ -312,14 +431,14 @@ static __always_inline int reverse_is_ours(const struct packet *p, const struct 
 {
 	struct flow rk;
 	struct nat want;
-	struct nat *got;
+	struct ct_entry *got;
 
 	reply_flow(fwd, p->flow.proto, p->flow.ip_version, &rk);
 	got = bpf_map_lookup_elem(&weir_v1_rnat, &rk);
 	if (!got)
 		return 0;
 	reverse_nat(&p->flow, fwd->service_id, &want);
-	return nat_equal(got, &want);
+	return nat_equal(&got->nat, &want);
 }
 
 static __always_inline struct live_value *live_backend(__u32 service_id, const __u8 *addr, __u16 port,
@@ -335,23 +454,28 @@ static __always_inline struct live_value *live_backend(__u32 service_id, const _
 	return bpf_map_lookup_elem(&weir_v1_live, &lk);
 }
 
-static __always_inline enum ct_state ct_lookup(const struct packet *p, __u32 service_id, struct nat *fwd,
-					       __u32 *slot)
+/*
+ * Checks a client packet's conntrack entry ct (NULL: none) on the full path
+ * and copies what stays valid into e: the rewrite, and for an established
+ * flow also the backend's counter slot and the checksum deltas.
+ */
+static __always_inline enum ct_state ct_check(const struct packet *p, __u32 service_id, const struct ct_entry *ct,
+					      struct ct_entry *e)
 {
 	struct live_value *live;
-	struct nat *ct;
 
-	ct = bpf_map_lookup_elem(&weir_v1_ct, &p->flow);
-	if (!ct)
+	if (!ct || ct->nat.service_id != service_id)
 		return CT_MISS;
-	__builtin_memcpy(fwd, ct, sizeof(*fwd));
-	if (fwd->service_id != service_id)
-		return CT_MISS;
-	live = live_backend(service_id, fwd->dst, fwd->dport, p->flow.ip_version);
+	__builtin_memcpy(&e->nat, &ct->nat, sizeof(e->nat));
+	live = live_backend(service_id, e->nat.dst, e->nat.dport, p->flow.ip_version);
 	if (!live)
 		return CT_MISS;
-	*slot = live->slot;
-	return reverse_is_ours(p, fwd) ? CT_ESTABLISHED : CT_SNAT_LOST;
+	e->slot = live->slot;
+	if (!reverse_is_ours(p, &e->nat))
+		return CT_SNAT_LOST;
+	e->csum_addrs = ct->csum_addrs;
+	e->csum_ports = ct->csum_ports;
+	return CT_ESTABLISHED;
 }
 
 /* Chooses a backend through the live half's Maglev table; returns a drop reason or -1. */
@@ -378,8 +502,9 @@ static __always_inline int pick_backend(const struct packet *p, __u32 half_index
 }
 
 /*
- * Claims a source port on fwd->src towards fwd->dst:fwd->dport by inserting
- * the reverse entry with BPF_NOEXIST, so two CPUs can never share a port.
+ * Claims a source port on fwd->nat.src towards fwd->nat.dst:dport by
+ * inserting the reverse entry with BPF_NOEXIST, so two CPUs can never share
+ * a port; sets fwd->nat.sport on success.
  *
  * Probe i tries port MIN + fmix32(start + i * golden) % COUNT: probes are
  * independent, so with a fraction a of the ports taken all of them fail with
@@ -387,154 +512,240 @@ static __always_inline int pick_backend(const struct packet *p, __u32 half_index
  * sequence depends on the flow only: after its conntrack entry is lost the
  * same flow lands on the same port again, and an entry that already belongs
  * to this flow is taken over.
+ *
+ * Out of line: only new flows come here, and its locals would otherwise
+ * share one stack frame with everything else.
  */
-static __always_inline int alloc_snat_port(const struct packet *p, struct nat *fwd)
+static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *fwd)
 {
 	__u32 start = flow_hash(&p->flow, WEIR_HASH_SEED_SNAT);
+	struct ct_entry rv = {};
 	struct flow rk;
-	struct nat rv;
 
-	reply_flow(fwd, p->flow.proto, p->flow.ip_version, &rk);
-	reverse_nat(&p->flow, fwd->service_id, &rv);
+	reply_flow(&fwd->nat, p->flow.proto, p->flow.ip_version, &rk);
+	reverse_nat(&p->flow, fwd->nat.service_id, &rv.nat);
+	rv.generation = fwd->generation;
+	rv.slot = fwd->slot;
+	/* The reply's address delta does not depend on the port. */
+	csum_deltas(&rk, &rv);
 	for (__u32 i = 0; i < WEIR_SNAT_PROBES; i++) {
 		__u16 port = WEIR_SNAT_PORT_MIN + fmix32(start + i * WEIR_SNAT_PROBE_STEP) % WEIR_SNAT_PORT_COUNT;
-		struct nat *cur;
+		struct ct_entry *cur;
 
 		rk.dport = port;
+		rv.csum_ports = csum_delta_ports(rk.sport, port, rv.nat.sport, rv.nat.dport);
 		if (bpf_map_update_elem(&weir_v1_rnat, &rk, &rv, BPF_NOEXIST) == 0) {
-			fwd->sport = port;
+			fwd->nat.sport = port;
 			return 0;
 		}
 		cur = bpf_map_lookup_elem(&weir_v1_rnat, &rk);
-		if (cur && nat_equal(cur, &rv)) {
-			fwd->sport = port;
+		if (cur && nat_equal(&cur->nat, &rv.nat)) {
+			fwd->nat.sport = port;
 			return 0;
 		}
 	}
 	return -1;
 }
 
-static __always_inline int l4_csum_flags(const struct packet *p)
+static __always_inline __u64 l4_csum_flags(const struct packet *p)
 {
 	/* An IPv4 UDP checksum of zero means "none" and must stay zero. */
 	return p->flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
-static __always_inline int rewrite_ipv4_addrs(struct __sk_buff *skb, const struct packet *p, const struct nat *to)
+/* Writes the new addresses and, for IPv4, fixes the header checksum. */
+static __always_inline int rewrite_addrs(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
 {
-	__be32 from_addrs[2], to_addrs[2];
-	__s64 diff;
+	if (p->flow.ip_version == WEIR_IPV4) {
+		struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
 
-	__builtin_memcpy(&from_addrs[0], p->flow.src, 4);
-	__builtin_memcpy(&from_addrs[1], p->flow.dst, 4);
-	__builtin_memcpy(&to_addrs[0], to->src, 4);
-	__builtin_memcpy(&to_addrs[1], to->dst, 4);
-	diff = bpf_csum_diff(from_addrs, sizeof(from_addrs), to_addrs, sizeof(to_addrs), 0);
-	if (diff < 0)
-		return -1;
-	if (bpf_skb_store_bytes(skb, IPV4_ADDRS_OFF, to_addrs, sizeof(to_addrs), 0) < 0)
-		return -1;
-	if (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, 0, diff, 0) < 0)
-		return -1;
-	return bpf_l4_csum_replace(skb, p->csum_off, 0, diff, BPF_F_PSEUDO_HDR | l4_csum_flags(p));
+		if (!ip)
+			return -1;
+		__builtin_memcpy(&ip->saddr, e->nat.src, 4);
+		__builtin_memcpy(&ip->daddr, e->nat.dst, 4);
+		ip->check = csum_apply(ip->check, e->csum_addrs);
+	} else {
+		struct ipv6hdr *ip6 = packet_at(skb, ETH_HLEN, sizeof(*ip6));
+
+		if (!ip6)
+			return -1;
+		__builtin_memcpy(&ip6->saddr, e->nat.src, 16);
+		__builtin_memcpy(&ip6->daddr, e->nat.dst, 16);
+	}
+	return 0;
 }
 
-static __always_inline int rewrite_ipv6_addrs(struct __sk_buff *skb, const struct packet *p, const struct nat *to)
+static __always_inline int rewrite_ports(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
+{
+	__be16 *ports = packet_at(skb, p->l4_off, 4);
+
+	if (!ports)
+		return -1;
+	ports[0] = bpf_htons(e->nat.sport);
+	ports[1] = bpf_htons(e->nat.dport);
+	return 0;
+}
+
+static __always_inline int write_macs(struct __sk_buff *skb, const struct fwd_cache *fwd)
+{
+	__u8 *eth = packet_at(skb, 0, 2 * ETH_ALEN);
+
+	if (!eth)
+		return -1;
+	__builtin_memcpy(eth, fwd->dmac, ETH_ALEN);
+	__builtin_memcpy(eth + ETH_ALEN, fwd->smac, ETH_ALEN);
+	return 0;
+}
+
+/*
+ * Folds e's precomputed deltas into the L4 checksum: the addresses as part
+ * of the pseudo header, the ports as plain data. Two calls, because the
+ * helper treats them differently for CHECKSUM_PARTIAL packets (whose field
+ * holds only the pseudo-header sum) and CHECKSUM_COMPLETE ones (whose
+ * skb->csum must follow the pseudo header only).
+ */
+static __always_inline int fix_l4_csum(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
 {
 	__u64 flags = BPF_F_PSEUDO_HDR | l4_csum_flags(p);
-	__s64 diff;
 	long err;
 
-	/* flow.src/dst and nat.src/dst are adjacent, as in the IPv6 header. */
-	diff = bpf_csum_diff((__be32 *)&p->flow, 32, (__be32 *)to, 32, 0);
-	if (diff < 0)
-		return -1;
-	if (bpf_skb_store_bytes(skb, IPV6_ADDRS_OFF, to, 32, 0) < 0)
-		return -1;
-	/*
-	 * BPF_F_IPV6 keeps skb->csum right for CHECKSUM_COMPLETE packets, whose
-	 * IPv6 header carries no checksum to absorb the change; kernels before
-	 * 6.16 reject the flag, and there the old behaviour is all there is.
-	 */
-	err = bpf_l4_csum_replace(skb, p->csum_off, 0, diff, flags | BPF_F_IPV6);
-	if (err == -22 /* EINVAL */)
-		err = bpf_l4_csum_replace(skb, p->csum_off, 0, diff, flags);
-	return err;
-}
-
-static __always_inline int rewrite_ports(struct __sk_buff *skb, const struct packet *p, const struct nat *to)
-{
-	__be16 from_ports[2] = {bpf_htons(p->flow.sport), bpf_htons(p->flow.dport)};
-	__be16 to_ports[2] = {bpf_htons(to->sport), bpf_htons(to->dport)};
-	__u32 from_word, to_word;
-
-	__builtin_memcpy(&from_word, from_ports, 4);
-	__builtin_memcpy(&to_word, to_ports, 4);
-	if (bpf_skb_store_bytes(skb, p->l4_off, to_ports, sizeof(to_ports), 0) < 0)
-		return -1;
-	return bpf_l4_csum_replace(skb, p->csum_off, from_word, to_word, sizeof(to_word) | l4_csum_flags(p));
-}
-
-/*
- * Rewrites the packet's 5-tuple to `to`, fixing the IPv4 header checksum and
- * the L4 checksum incrementally (the helpers also handle CHECKSUM_PARTIAL
- * packets, whose L4 field holds only the pseudo-header sum).
- */
-static __always_inline int rewrite(struct __sk_buff *skb, const struct packet *p, const struct nat *to)
-{
-	int err;
-
-	if (p->flow.ip_version == WEIR_IPV4)
-		err = rewrite_ipv4_addrs(skb, p, to);
-	else
-		err = rewrite_ipv6_addrs(skb, p, to);
+	if (p->flow.ip_version == WEIR_IPV4) {
+		err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags);
+	} else {
+		/*
+		 * BPF_F_IPV6 keeps skb->csum right for CHECKSUM_COMPLETE packets,
+		 * whose IPv6 header carries no checksum to absorb the change;
+		 * kernels before 6.16 reject the flag, and there the old
+		 * behaviour is all there is.
+		 */
+		err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags | BPF_F_IPV6);
+		if (err == -22 /* EINVAL */)
+			err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags);
+	}
 	if (err < 0)
 		return err;
-	return rewrite_ports(skb, p, to);
+	return bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_ports, l4_csum_flags(p));
 }
 
 /*
- * Sends the rewritten packet towards its new destination. When the FIB has no
- * answer for us (local destination, forwarding disabled, MTU exceeded, ...)
- * the kernel's own routing takes over.
+ * Rewrites the packet's 5-tuple to e->nat (and its MAC addresses, when
+ * macs) with e's checksum deltas. Stores go straight into the packet; only
+ * the L4 checksum needs the helper, which alone knows how the skb carries
+ * its checksum.
  */
-static __always_inline int forward(struct __sk_buff *skb, const struct packet *p, const struct nat *to)
+static __always_inline int rewrite(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+				   int macs)
 {
-	struct bpf_fib_lookup fib = {
-		.l4_protocol = p->flow.proto,
-		.sport = bpf_htons(to->sport),
-		.dport = bpf_htons(to->dport),
-		.tot_len = p->ip_len,
-		.ifindex = skb->ifindex,
-	};
-	struct bpf_redir_neigh nh = {};
-	__u8 macs[2 * ETH_ALEN];
+	if (rewrite_addrs(skb, p, e) < 0 || rewrite_ports(skb, p, e) < 0)
+		return -1;
+	if (macs && write_macs(skb, &e->fwd) < 0)
+		return -1;
+	return fix_l4_csum(skb, p, e);
+}
+
+/* The FIB lookup of a packet of ip_len bytes rewritten to `to`. */
+static __always_inline void fib_params(struct __sk_buff *skb, const struct packet *p, const struct nat *to,
+				       __u16 ip_len, struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->l4_protocol = p->flow.proto;
+	fib->sport = bpf_htons(to->sport);
+	fib->dport = bpf_htons(to->dport);
+	fib->tot_len = ip_len;
+	fib->ifindex = skb->ifindex;
+	if (p->flow.ip_version == WEIR_IPV4) {
+		fib->family = AF_INET;
+		__builtin_memcpy(&fib->ipv4_src, to->src, 4);
+		__builtin_memcpy(&fib->ipv4_dst, to->dst, 4);
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, to->src, 16);
+		__builtin_memcpy(fib->ipv6_dst, to->dst, 16);
+	}
+}
+
+/*
+ * Asks the FIB where the packet rewritten to `to` goes and fills the cache
+ * c with the answer; returns the enum fwd_action to take, or FWD_NEIGH with
+ * nh and c->ifindex set. Only cacheable answers leave c->action set: the
+ * next hop is resolved (its MAC addresses are final), or the kernel must
+ * route the packet for a reason other than its length.
+ *
+ * The FIB checks the MTU for the length it is given. Asking for at least
+ * WEIR_FIB_PROBE_LEN bytes lets a flow whose first packet is a small SYN
+ * send full-size packets from the cache too; where the MTU is smaller, a
+ * second lookup with the packet's own length decides.
+ *
+ * Out of line, like alloc_snat_port: the lookup parameters are large.
+ */
+static __noinline __u32 fib_decide(struct __sk_buff *skb, const struct packet *p, const struct nat *to,
+				   struct fwd_cache *c, struct bpf_redir_neigh *nh)
+{
+	__u16 len = p->ip_len > WEIR_FIB_PROBE_LEN ? p->ip_len : WEIR_FIB_PROBE_LEN;
+	struct bpf_fib_lookup fib;
 	long rc;
 
-	if (p->flow.ip_version == WEIR_IPV4) {
-		fib.family = AF_INET;
-		__builtin_memcpy(&fib.ipv4_src, to->src, 4);
-		__builtin_memcpy(&fib.ipv4_dst, to->dst, 4);
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, to->src, 16);
-		__builtin_memcpy(fib.ipv6_dst, to->dst, 16);
-	}
+	__builtin_memset(c, 0, sizeof(*c));
+	fib_params(skb, p, to, len, &fib);
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && len > p->ip_len) {
+		len = p->ip_len;
+		fib_params(skb, p, to, len, &fib);
+		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	}
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
-		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-			return TC_ACT_OK;
-		return bpf_redirect(fib.ifindex, 0);
+		c->action = FWD_REDIRECT;
+		c->ifindex = fib.ifindex;
+		c->max_len = len;
+		__builtin_memcpy(c->dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(c->smac, fib.smac, ETH_ALEN);
+		c->stamp = bpf_ktime_get_coarse_ns();
+		return FWD_REDIRECT;
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		/* The lookup left the next hop (gateway or destination) in *_dst. */
-		nh.nh_family = fib.family;
-		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		nh->nh_family = fib.family;
+		__builtin_memcpy(nh->ipv6_nh, fib.ipv6_dst, sizeof(nh->ipv6_nh));
+		c->ifindex = fib.ifindex;
+		return FWD_NEIGH;
 	}
-	return TC_ACT_OK;
+	if (rc != BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* Local, unreachable, forwarding disabled, ...: the kernel decides. */
+		c->action = FWD_KERNEL;
+		c->max_len = 0xffff;
+		c->stamp = bpf_ktime_get_coarse_ns();
+	}
+	return FWD_KERNEL;
+}
+
+/* Whether c holds a decision for a packet of ip_len bytes at time now. */
+static __always_inline int fwd_fresh(const struct fwd_cache *c, __u16 ip_len, __u64 now)
+{
+	return c->action != FWD_NONE && now - c->stamp < weir_flow_cache_ttl_ns && ip_len <= c->max_len;
+}
+
+/*
+ * Stores what the full path learnt into the entry in the map, in place: an
+ * established flow's rewrite and deltas do not change, and rewriting the
+ * whole value would take a new LRU node (possibly evicting another flow)
+ * every TTL. The action is withdrawn first and set last, so that a reader
+ * on another CPU starting meanwhile takes the full path too; one that read
+ * the action just before may mix old and new fields for that one packet,
+ * the price of not locking.
+ */
+static __always_inline void refresh(struct ct_entry *entry, const struct ct_entry *e)
+{
+	entry->fwd.action = FWD_NONE;
+	asm volatile("" ::: "memory");
+	entry->generation = e->generation;
+	entry->slot = e->slot;
+	entry->fwd.stamp = e->fwd.stamp;
+	entry->fwd.ifindex = e->fwd.ifindex;
+	entry->fwd.max_len = e->fwd.max_len;
+	__builtin_memcpy(entry->fwd.dmac, e->fwd.dmac, ETH_ALEN);
+	__builtin_memcpy(entry->fwd.smac, e->fwd.smac, ETH_ALEN);
+	asm volatile("" ::: "memory");
+	entry->fwd.action = e->fwd.action;
 }
 
 static __always_inline void count(struct counters *c, __u32 bytes, int new_flow)
@@ -562,87 +773,158 @@ static __noinline int drop(struct counters *svc_stats, struct counters *be_stats
 	return TC_ACT_SHOT;
 }
 
-/* A client packet to a VIP: choose or recall the backend, translate, forward. */
-static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, __u32 service_id)
-{
-	struct counters *svc_stats, *be_stats;
-	struct active_generation *active;
-	struct service *svc;
-	struct nat fwd = {};
-	struct backend be;
-	enum ct_state state;
-	__u32 half_index, slot = 0;
-	int reason, new_flow = 0;
-
-	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
-	if (!active || active->generation == 0)
-		return TC_ACT_OK;
-	half_index = service_id * 2 + (active->generation & 1);
-	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
-	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
-	if (!svc || !svc_stats)
-		return TC_ACT_OK;
-
-	state = ct_lookup(p, service_id, &fwd, &slot);
-	if (state == CT_MISS) {
-		reason = pick_backend(p, half_index, svc, &be);
-		if (reason >= 0)
-			return drop(svc_stats, NULL, reason);
-		slot = be.slot;
-		__builtin_memcpy(fwd.dst, be.addr, 16);
-		fwd.dport = be.port;
-		fwd.service_id = service_id;
-	}
-	be_stats = backend_counters(service_id, slot);
-	if (state != CT_ESTABLISHED) {
-		__builtin_memcpy(fwd.src, svc->snat, 16);
-		if (alloc_snat_port(p, &fwd) < 0)
-			return drop(svc_stats, be_stats, DROP_SNAT_EXHAUSTED);
-		bpf_map_update_elem(&weir_v1_ct, &p->flow, &fwd, BPF_ANY);
-		new_flow = 1;
-	}
-	if (rewrite(skb, p, &fwd) < 0)
-		return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
-	count(svc_stats, skb->len, new_flow);
-	if (be_stats)
-		count(be_stats, skb->len, new_flow);
-	return forward(skb, p, &fwd);
-}
-
-/* A backend's reply to a SNAT address and port we handed out: translate back. */
-static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p, const struct nat *rev)
+/*
+ * Translates a packet whose entry e is settled and sends it on as action
+ * says (FWD_NEIGH: through nh, which only the full path has). Both paths, both directions end here, so
+ * that a cached decision rewrites exactly as a fresh one.
+ */
+static __always_inline int translate(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+				     __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
 {
 	struct counters *svc_stats, *be_stats = NULL;
-	struct live_value *live;
-	struct nat to;
+	__u32 service_id = e->nat.service_id;
 
-	__builtin_memcpy(&to, rev, sizeof(to));
-	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &to.service_id);
-	live = live_backend(to.service_id, p->flow.src, p->flow.sport, p->flow.ip_version);
-	if (live)
-		be_stats = backend_counters(to.service_id, live->slot);
-	if (rewrite(skb, p, &to) < 0) {
+	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
+	if (e->slot != WEIR_NO_SLOT)
+		be_stats = backend_counters(service_id, e->slot);
+	if (rewrite(skb, p, e, action == FWD_REDIRECT) < 0) {
 		if (svc_stats)
 			return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
 		return TC_ACT_SHOT;
 	}
 	if (svc_stats)
-		count(svc_stats, skb->len, 0);
+		count(svc_stats, skb->len, new_flow);
 	if (be_stats)
-		count(be_stats, skb->len, 0);
-	return forward(skb, p, &to);
+		count(be_stats, skb->len, new_flow);
+	if (action == FWD_REDIRECT)
+		return bpf_redirect(e->fwd.ifindex, 0);
+	if (action == FWD_NEIGH && nh)
+		return bpf_redirect_neigh(e->fwd.ifindex, (struct bpf_redir_neigh *)nh, sizeof(*nh), 0);
+	return TC_ACT_OK;
+}
+
+/*
+ * The short path: an entry checked in its service's live generation, with a
+ * fresh forwarding decision that covers this packet's length. One array
+ * lookup and the counters besides the entry itself; NOT_HANDLED otherwise.
+ */
+static __always_inline int try_established(struct __sk_buff *skb, const struct packet *p,
+					   const struct ct_entry *entry)
+{
+	__u32 service_id = entry->nat.service_id;
+	struct active_generation *active;
+
+	if (!fwd_fresh(&entry->fwd, p->ip_len, bpf_ktime_get_coarse_ns()))
+		return NOT_HANDLED;
+	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
+	if (!active || active->generation != entry->generation)
+		return NOT_HANDLED;
+	return translate(skb, p, entry, entry->fwd.action, NULL, 0);
+}
+
+/*
+ * A client packet to a VIP on the full path: choose or recheck the backend,
+ * look the route up, store all of it in conntrack, translate, forward. ct is
+ * the packet's conntrack entry, NULL if none.
+ */
+static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, __u32 service_id,
+				      struct ct_entry *ct)
+{
+	struct bpf_redir_neigh nh = {};
+	struct active_generation *active;
+	struct counters *svc_stats;
+	struct ct_entry e = {};
+	struct service *svc;
+	struct backend be;
+	enum ct_state state;
+	__u32 half_index, action;
+	int reason;
+
+	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
+	if (!active || active->generation == 0)
+		return TC_ACT_OK;
+	e.generation = active->generation;
+	half_index = service_id * 2 + (e.generation & 1);
+	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
+	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
+	if (!svc || !svc_stats)
+		return TC_ACT_OK;
+
+	state = ct_check(p, service_id, ct, &e);
+	if (state == CT_MISS) {
+		reason = pick_backend(p, half_index, svc, &be);
+		if (reason >= 0)
+			return drop(svc_stats, NULL, reason);
+		e.slot = be.slot;
+		__builtin_memcpy(e.nat.dst, be.addr, 16);
+		e.nat.dport = be.port;
+		e.nat.service_id = service_id;
+	}
+	if (state != CT_ESTABLISHED) {
+		__builtin_memcpy(e.nat.src, svc->snat, 16);
+		if (alloc_snat_port(p, &e) < 0)
+			return drop(svc_stats, backend_counters(service_id, e.slot), DROP_SNAT_EXHAUSTED);
+		csum_deltas(&p->flow, &e);
+	}
+	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
+	if (state == CT_ESTABLISHED)
+		refresh(ct, &e);
+	else
+		bpf_map_update_elem(&weir_v1_ct, &p->flow, &e, BPF_ANY);
+	return translate(skb, p, &e, action, &nh, state != CT_ESTABLISHED);
+}
+
+/*
+ * A backend's reply to a SNAT address and port we handed out: translate it
+ * back. The full path rechecks the backend's counter slot and the route.
+ */
+static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
+{
+	struct bpf_redir_neigh nh = {};
+	struct active_generation *active;
+	struct live_value *live;
+	struct ct_entry e;
+	__u32 service_id, action;
+	int ret;
+
+	ret = try_established(skb, p, rev);
+	if (ret != NOT_HANDLED)
+		return ret;
+	__builtin_memcpy(&e, rev, sizeof(e));
+	service_id = e.nat.service_id;
+	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
+	e.generation = active ? active->generation : 0;
+	live = live_backend(service_id, p->flow.src, p->flow.sport, p->flow.ip_version);
+	e.slot = live ? live->slot : WEIR_NO_SLOT;
+	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
+	refresh(rev, &e);
+	return translate(skb, p, &e, action, &nh, 0);
 }
 
 SEC("tc")
 int weir_ingress(struct __sk_buff *skb)
 {
-	struct packet p;
 	struct vip_key vk = {};
 	struct vip_value *vip;
-	struct nat *rev;
+	struct ct_entry *entry;
+	struct packet p;
+	int ret;
 
 	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK;
+
+	/* Only a packet to a port we hand out can be a reply. */
+	if (is_snat_port(p.flow.dport)) {
+		entry = bpf_map_lookup_elem(&weir_v1_rnat, &p.flow);
+		if (entry)
+			return handle_reply(skb, &p, entry);
+	}
+	entry = bpf_map_lookup_elem(&weir_v1_ct, &p.flow);
+	if (entry) {
+		ret = try_established(skb, &p, entry);
+		if (ret != NOT_HANDLED)
+			return ret;
+	}
 
 	__builtin_memcpy(vk.addr, p.flow.dst, 16);
 	vk.port = p.flow.dport;
@@ -650,10 +932,6 @@ int weir_ingress(struct __sk_buff *skb)
 	vk.ip_version = p.flow.ip_version;
 	vip = bpf_map_lookup_elem(&weir_v1_vips, &vk);
 	if (vip)
-		return handle_vip(skb, &p, vip->service_id);
-
-	rev = bpf_map_lookup_elem(&weir_v1_rnat, &p.flow);
-	if (rev)
-		return handle_reply(skb, &p, rev);
+		return handle_vip(skb, &p, vip->service_id, entry);
 	return TC_ACT_OK;
 }

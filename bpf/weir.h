@@ -44,6 +44,23 @@
 /* IPv6 extension headers skipped before giving up on a packet. */
 #define WEIR_MAX_IPV6_EXT 4
 
+/*
+ * How long an established flow trusts what its conntrack entry caches (the
+ * forwarding decision and the ownership of its SNAT port) before checking
+ * again; the loader overrides it (Options.FlowCacheTTL).
+ */
+#define WEIR_DEFAULT_FLOW_CACHE_TTL_NS 1000000000ULL
+
+/*
+ * The IP length the forwarding decision is looked up for when a packet is
+ * shorter: the Ethernet MTU, so that one lookup covers a flow's full-size
+ * packets as well as its first, small one.
+ */
+#define WEIR_FIB_PROBE_LEN 1500
+
+/* ct_entry.slot of a flow whose backend has no counters (it left the service). */
+#define WEIR_NO_SLOT 0xffffffffU
+
 /* Map sizes compiled into the object; the Go loader overrides them. */
 #define WEIR_DEFAULT_MAX_SERVICES 16
 #define WEIR_DEFAULT_MAX_BACKENDS 256
@@ -81,7 +98,13 @@ struct active_generation {
 	__u32 generation;
 };
 
-/* weir_v1_svc value, indexed by service id * 2 + half. */
+/*
+ * weir_v1_svc value, indexed by service id * 2 + half. After DeleteService
+ * the half of the last generation keeps that generation (and nothing else),
+ * so that a re-created service continues counting: a generation never
+ * names two different tables of one service, which is what lets conntrack
+ * entries trust a matching generation.
+ */
 struct service {
 	__u8 vip[16];
 	__u8 snat[16]; /* source address towards backends */
@@ -138,16 +161,57 @@ struct flow {
 	__u16 pad;
 };
 
-/*
- * The 5-tuple to rewrite a packet to: the value of weir_v1_ct (SNAT address to
- * backend) and of weir_v1_rnat (VIP to client).
- */
+/* The 5-tuple to rewrite a packet to: SNAT address to backend, or VIP to client. */
 struct nat {
 	__u8 src[16];
 	__u8 dst[16];
 	__u16 sport;
 	__u16 dport;
 	__u32 service_id;
+};
+
+/* What a cached forwarding decision does with a translated packet. */
+enum fwd_action {
+	FWD_NONE = 0,     /* nothing cached: ask bpf_fib_lookup */
+	FWD_REDIRECT = 1, /* write dmac and smac, bpf_redirect to ifindex */
+	FWD_KERNEL = 2,   /* TC_ACT_OK: the kernel routes it (local, no route, ...) */
+};
+
+/*
+ * One direction's forwarding decision, as bpf_fib_lookup gave it for the
+ * rewritten packet. Trusted for the flow cache TTL after stamp, for packets
+ * no longer than max_len (the FIB's MTU check passed for that length). A
+ * next hop without a resolved neighbour is never cached: such packets go
+ * through bpf_redirect_neigh until the kernel has resolved it.
+ */
+struct fwd_cache {
+	__u64 stamp;   /* bpf_ktime_get_coarse_ns() at the lookup */
+	__u32 ifindex; /* egress device of FWD_REDIRECT */
+	__u16 max_len; /* longest IP packet (header included) known to fit */
+	__u8 action;   /* enum fwd_action */
+	__u8 pad;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 pad2;
+};
+
+/*
+ * weir_v1_ct value (client to VIP: rewrite to SNAT address to backend) and
+ * weir_v1_rnat value (backend to SNAT address: rewrite to VIP to client).
+ * Everything an established packet needs is here, so that it costs one
+ * hash lookup: the rewrite, its checksum deltas (computed once, when the
+ * entry is made), the backend's counter slot, and the forwarding decision.
+ * generation is the service's live generation when the entry was last
+ * checked; while it still is, the backend is still live and the slot still
+ * its own, because only a new generation removes backends.
+ */
+struct ct_entry {
+	struct nat nat;   /* the rewrite; the SNAT port's owner in weir_v1_rnat */
+	__u32 generation; /* weir_v1_active generation the entry was checked against */
+	__u32 slot;       /* the backend's counter slot; WEIR_NO_SLOT: none */
+	__u32 csum_addrs; /* one's complement delta of the address rewrite */
+	__u32 csum_ports; /* one's complement delta of the port rewrite */
+	struct fwd_cache fwd;
 };
 
 /* weir_v1_svcstat and weir_v1_bestat value (per CPU). */

@@ -35,6 +35,33 @@ type WeirCounters struct {
 	Drops    [4]uint64
 }
 
+type WeirCtEntry struct {
+	_   structs.HostLayout
+	Nat struct {
+		_         structs.HostLayout
+		Src       [16]uint8
+		Dst       [16]uint8
+		Sport     uint16
+		Dport     uint16
+		ServiceId uint32
+	}
+	Generation uint32
+	Slot       uint32
+	CsumAddrs  uint32
+	CsumPorts  uint32
+	Fwd        struct {
+		_       structs.HostLayout
+		Stamp   uint64
+		Ifindex uint32
+		MaxLen  uint16
+		Action  uint8
+		Pad     uint8
+		Dmac    [6]uint8
+		Smac    [6]uint8
+		Pad2    uint32
+	}
+}
+
 type WeirDropReason uint32
 
 const (
@@ -75,15 +102,6 @@ type WeirMaglevEntry struct {
 	Backend uint32
 }
 
-type WeirNat struct {
-	_         structs.HostLayout
-	Src       [16]uint8
-	Dst       [16]uint8
-	Sport     uint16
-	Dport     uint16
-	ServiceId uint32
-}
-
 type WeirService struct {
 	_            structs.HostLayout
 	Vip          [16]uint8
@@ -112,19 +130,20 @@ type WeirVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	WeirMapWeirV1Active    = "weir_v1_active"
-	WeirMapWeirV1Backend   = "weir_v1_backend"
-	WeirMapWeirV1Bestat    = "weir_v1_bestat"
-	WeirMapWeirV1Ct        = "weir_v1_ct"
-	WeirMapWeirV1Live      = "weir_v1_live"
-	WeirMapWeirV1Maglev    = "weir_v1_maglev"
-	WeirMapWeirV1Rnat      = "weir_v1_rnat"
-	WeirMapWeirV1Svc       = "weir_v1_svc"
-	WeirMapWeirV1Svcstat   = "weir_v1_svcstat"
-	WeirMapWeirV1Vips      = "weir_v1_vips"
-	WeirProgWeirIngress    = "weir_ingress"
-	WeirVarWeirMaxBackends = "weir_max_backends"
-	WeirVarWeirTableSize   = "weir_table_size"
+	WeirMapWeirV1Active       = "weir_v1_active"
+	WeirMapWeirV1Backend      = "weir_v1_backend"
+	WeirMapWeirV1Bestat       = "weir_v1_bestat"
+	WeirMapWeirV1Ct           = "weir_v1_ct"
+	WeirMapWeirV1Live         = "weir_v1_live"
+	WeirMapWeirV1Maglev       = "weir_v1_maglev"
+	WeirMapWeirV1Rnat         = "weir_v1_rnat"
+	WeirMapWeirV1Svc          = "weir_v1_svc"
+	WeirMapWeirV1Svcstat      = "weir_v1_svcstat"
+	WeirMapWeirV1Vips         = "weir_v1_vips"
+	WeirProgWeirIngress       = "weir_ingress"
+	WeirVarWeirFlowCacheTtlNs = "weir_flow_cache_ttl_ns"
+	WeirVarWeirMaxBackends    = "weir_max_backends"
+	WeirVarWeirTableSize      = "weir_table_size"
 )
 
 // LoadWeir returns the embedded CollectionSpec for Weir.
@@ -192,8 +211,9 @@ type WeirMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirVariableSpecs struct {
-	WeirMaxBackends *ebpf.VariableSpec `ebpf:"weir_max_backends"`
-	WeirTableSize   *ebpf.VariableSpec `ebpf:"weir_table_size"`
+	WeirFlowCacheTtlNs *ebpf.VariableSpec `ebpf:"weir_flow_cache_ttl_ns"`
+	WeirMaxBackends    *ebpf.VariableSpec `ebpf:"weir_max_backends"`
+	WeirTableSize      *ebpf.VariableSpec `ebpf:"weir_table_size"`
 }
 
 // WeirObjects contains all objects after they have been loaded into the kernel.
@@ -247,8 +267,9 @@ func (m *WeirMaps) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirVariables struct {
-	WeirMaxBackends *ebpf.Variable `ebpf:"weir_max_backends"`
-	WeirTableSize   *ebpf.Variable `ebpf:"weir_table_size"`
+	WeirFlowCacheTtlNs *ebpf.Variable `ebpf:"weir_flow_cache_ttl_ns"`
+	WeirMaxBackends    *ebpf.Variable `ebpf:"weir_max_backends"`
+	WeirTableSize      *ebpf.Variable `ebpf:"weir_table_size"`
 }
 
 // WeirPrograms contains all programs after they have been loaded into the kernel.

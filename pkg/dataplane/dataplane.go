@@ -6,9 +6,12 @@
 // SetService; the program picks a backend per new flow from that table,
 // remembers the choice in a conntrack map, rewrites destination and source
 // (to the service's SNAT address and a port it allocates), and translates the
-// backend's replies back. Every map is pinned under Options.PinPath with a
-// versioned name, so the kernel keeps forwarding while weir restarts, and the
-// next weir process (or `weir status`) picks up the same state.
+// backend's replies back. Conntrack entries also cache the route (egress
+// device and MAC addresses) for Options.FlowCacheTTL, so that an established
+// packet costs one map lookup and no route lookup. Every map is pinned under
+// Options.PinPath with a versioned name, so the kernel keeps forwarding while
+// weir restarts, and the next weir process (or `weir status`) picks up the
+// same state.
 //
 // Only Linux has an implementation; elsewhere every call fails with
 // ErrUnsupported.
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"time"
 )
 
 // Errors returned by this package, always wrapped with the offending value.
@@ -27,7 +31,8 @@ var (
 	ErrUnsupported = errors.New("dataplane: eBPF data plane unsupported")
 	// ErrInvalidOptions reports an Options value out of range.
 	ErrInvalidOptions = errors.New("dataplane: invalid options")
-	// ErrIncompatibleMaps reports pinned maps created with other Options.
+	// ErrIncompatibleMaps reports pinned maps created with other Options,
+	// or by a weir whose map layout differs under the same version.
 	ErrIncompatibleMaps = errors.New("dataplane: pinned maps do not match options")
 	// ErrInvalidService reports a Service that cannot be programmed.
 	ErrInvalidService = errors.New("dataplane: invalid service")
@@ -52,6 +57,11 @@ const (
 	DefaultMaxBackends = 256
 	DefaultTableSize   = 65537
 	DefaultMaxFlows    = 262144
+	// DefaultFlowCacheTTL is how long an established flow trusts its cached
+	// forwarding decision and SNAT port: long enough that the route lookup
+	// is a rare cost, short enough that a neighbour or route change is
+	// followed within a second.
+	DefaultFlowCacheTTL = time.Second
 )
 
 // Upper bounds that keep every map index within 32 bits and map memory sane.
@@ -61,6 +71,11 @@ const (
 	tableSizeLimit   = 1 << 24
 	maxFlowsLimit    = 1 << 26
 	indexLimit       = 1 << 31
+	// The flow cache TTL's range: below a millisecond the coarse clock the
+	// program reads (one tick, 1-10 ms) could not tell it from zero; above
+	// an hour a stale route would outlive any operator's patience.
+	minFlowCacheTTL = time.Millisecond
+	maxFlowCacheTTL = time.Hour
 )
 
 // Options size the data plane. Zero fields take the defaults above. Maps
@@ -78,6 +93,15 @@ type Options struct {
 	// MaxFlows sizes the conntrack and reverse-NAT maps (LRU: the least
 	// recently used flow is forgotten when they are full).
 	MaxFlows uint32
+	// FlowCacheTTL bounds how long an established flow trusts what its
+	// conntrack entry caches: the egress device and MAC addresses from the
+	// kernel's route and neighbour tables, and the ownership of its SNAT
+	// port. Within it a packet costs one conntrack lookup and no route
+	// lookup; after it the next packet looks both up again, so neighbour,
+	// route and interface changes take effect within FlowCacheTTL. Table
+	// changes (SetService, DeleteService) take effect at once regardless.
+	// It is a property of the loaded program, not of the pinned maps.
+	FlowCacheTTL time.Duration
 }
 
 // withDefaults returns o with zero fields defaulted, validated.
@@ -89,6 +113,9 @@ func (o Options) withDefaults() (Options, error) {
 	defaultZero(&o.MaxBackends, DefaultMaxBackends)
 	defaultZero(&o.TableSize, DefaultTableSize)
 	defaultZero(&o.MaxFlows, DefaultMaxFlows)
+	if o.FlowCacheTTL == 0 {
+		o.FlowCacheTTL = DefaultFlowCacheTTL
+	}
 	return o, o.validate()
 }
 
@@ -112,6 +139,9 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: TableSize %d exceeds %d", ErrInvalidOptions, o.TableSize, tableSizeLimit)
 	case o.MaxFlows > maxFlowsLimit:
 		return fmt.Errorf("%w: MaxFlows %d exceeds %d", ErrInvalidOptions, o.MaxFlows, maxFlowsLimit)
+	case o.FlowCacheTTL < minFlowCacheTTL || o.FlowCacheTTL > maxFlowCacheTTL:
+		return fmt.Errorf("%w: FlowCacheTTL %s is outside [%s, %s]",
+			ErrInvalidOptions, o.FlowCacheTTL, minFlowCacheTTL, maxFlowCacheTTL)
 	case uint64(o.halves())*uint64(o.TableSize) > indexLimit:
 		return fmt.Errorf("%w: MaxServices %d × TableSize %d needs too large a table map",
 			ErrInvalidOptions, o.MaxServices, o.TableSize)
@@ -260,7 +290,9 @@ func usableAddr(a netip.Addr) bool {
 }
 
 // nextGeneration returns the generation after cur. It alternates halves
-// (parity) and skips 0, which means "no service".
+// (parity) and skips 0, which means "no service". A generation is never
+// reused by one service (short of 2^32 changes): conntrack entries checked
+// in a generation trust it for as long as it is live.
 func nextGeneration(cur uint32) uint32 {
 	next := cur + 1
 	if next == 0 {

@@ -73,7 +73,9 @@ func (d *Dataplane) load() error {
 	})
 	switch {
 	case errors.Is(err, ebpf.ErrMapIncompatible):
-		return fmt.Errorf("%w: %s: %v", ErrIncompatibleMaps, d.opts.PinPath, err)
+		return fmt.Errorf("%w: %s holds maps of other sizes or of another layout (other Options, or an "+
+			"incompatible weir build); open it with the Options that created it, or remove it to start afresh: %v",
+			ErrIncompatibleMaps, d.opts.PinPath, err)
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	case err != nil:
@@ -104,9 +106,10 @@ func sizeSpec(spec *ebpf.CollectionSpec, o Options) error {
 		}
 		m.MaxEntries = size
 	}
-	constants := map[string]uint32{
-		bpf.WeirVarWeirTableSize:   o.TableSize,
-		bpf.WeirVarWeirMaxBackends: o.MaxBackends,
+	constants := map[string]any{
+		bpf.WeirVarWeirTableSize:      o.TableSize,
+		bpf.WeirVarWeirMaxBackends:    o.MaxBackends,
+		bpf.WeirVarWeirFlowCacheTtlNs: uint64(o.FlowCacheTTL.Nanoseconds()),
 	}
 	for name, value := range constants {
 		v, ok := spec.Variables[name]

@@ -23,11 +23,15 @@ var pinnedMaps = map[string][]string{
 	bpf.WeirMapWeirV1Backend: {"addr", "port", "ip_version", "slot"},
 	bpf.WeirMapWeirV1Maglev:  {"backend"},
 	bpf.WeirMapWeirV1Live:    {"service_id", "addr", "port", "ip_version", "slot"},
-	bpf.WeirMapWeirV1Ct:      {"src", "dst", "sport", "dport", "proto", "ip_version", "service_id"},
-	bpf.WeirMapWeirV1Rnat:    {"src", "dst", "sport", "dport", "proto", "ip_version", "service_id"},
+	bpf.WeirMapWeirV1Ct:      ctEntryFields,
+	bpf.WeirMapWeirV1Rnat:    ctEntryFields,
 	bpf.WeirMapWeirV1Svcstat: {"packets", "bytes", "new_flows", "drops"},
 	bpf.WeirMapWeirV1Bestat:  {"packets", "bytes", "new_flows", "drops"},
 }
+
+// ctEntryFields are the key and value fields of both conntrack maps.
+var ctEntryFields = []string{"src", "dst", "sport", "dport", "proto", "ip_version", "nat", "service_id",
+	"generation", "slot", "csum_addrs", "csum_ports", "fwd", "stamp", "ifindex", "max_len", "action", "dmac", "smac"}
 
 func TestReopenReusesPinnedMaps(t *testing.T) {
 	needBPF(t)
@@ -107,7 +111,7 @@ func TestOpenDefaults(t *testing.T) {
 	needBPF(t)
 	d := openAt(t, Options{PinPath: filepath.Join(newBPFFS(t), "weir")})
 	want := Options{PinPath: d.opts.PinPath, MaxServices: DefaultMaxServices, MaxBackends: DefaultMaxBackends,
-		TableSize: DefaultTableSize, MaxFlows: DefaultMaxFlows}
+		TableSize: DefaultTableSize, MaxFlows: DefaultMaxFlows, FlowCacheTTL: DefaultFlowCacheTTL}
 	if d.opts != want {
 		t.Errorf("options %+v, want %+v", d.opts, want)
 	}
@@ -230,9 +234,10 @@ func TestDeleteService(t *testing.T) {
 		t.Errorf("DeleteService(99): %v, want ErrInvalidService", err)
 	}
 
-	// Re-created, it starts from generation 1 with zero counters.
-	if gen := f.setService(svc, backends4, sequentialTable(m, 3)); gen != 1 {
-		t.Errorf("generation after re-create = %d, want 1", gen)
+	// Re-created, it continues from its last generation (so that its old
+	// conntrack entries cannot pass for current ones) with zero counters.
+	if gen := f.setService(svc, backends4, sequentialTable(m, 3)); gen != 2 {
+		t.Errorf("generation after re-create = %d, want 2", gen)
 	}
 	if st := serviceState(t, f.d, svc.ID); st.Stats.Packets != 0 || st.BackendStats[0].Packets != 0 {
 		t.Errorf("counters after re-create: %+v / %+v, want zero", st.Stats, st.BackendStats)

@@ -89,18 +89,71 @@ func enableForwarding() error {
 }
 
 func addNeighbour(link string, ip netip.Addr, mac net.HardwareAddr) error {
-	l, err := netlink.LinkByName(link)
+	n, err := permanentNeighbour(link, ip, mac)
 	if err != nil {
 		return err
+	}
+	if err := netlink.NeighAdd(n); err != nil {
+		return fmt.Errorf("add neighbour %s: %w", ip, err)
+	}
+	return nil
+}
+
+// replaceNeighbour gives ip a new MAC address, as when a host is replaced.
+func replaceNeighbour(link string, ip netip.Addr, mac net.HardwareAddr) error {
+	n, err := permanentNeighbour(link, ip, mac)
+	if err != nil {
+		return err
+	}
+	if err := netlink.NeighSet(n); err != nil {
+		return fmt.Errorf("replace neighbour %s: %w", ip, err)
+	}
+	return nil
+}
+
+func deleteNeighbour(link string, ip netip.Addr) error {
+	n, err := permanentNeighbour(link, ip, nil)
+	if err != nil {
+		return err
+	}
+	if err := netlink.NeighDel(n); err != nil {
+		return fmt.Errorf("delete neighbour %s: %w", ip, err)
+	}
+	return nil
+}
+
+func permanentNeighbour(link string, ip netip.Addr, mac net.HardwareAddr) (*netlink.Neigh, error) {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return nil, err
 	}
 	family := netlink.FAMILY_V6
 	if ip.Is4() {
 		family = netlink.FAMILY_V4
 	}
-	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, State: netlink.NUD_PERMANENT,
-		IP: net.IP(ip.AsSlice()), HardwareAddr: mac}
-	if err := netlink.NeighAdd(n); err != nil {
-		return fmt.Errorf("add neighbour %s: %w", ip, err)
+	return &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, State: netlink.NUD_PERMANENT,
+		IP: net.IP(ip.AsSlice()), HardwareAddr: mac}, nil
+}
+
+func setMTU(name string, mtu int) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetMTU(l, mtu); err != nil {
+		return fmt.Errorf("set MTU of %s to %d: %w", name, mtu, err)
+	}
+	return nil
+}
+
+// deleteLink removes link (both ends, for a veth), and its routes with it.
+func deleteLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestOptionsWithDefaults(t *testing.T) {
@@ -16,12 +17,15 @@ func TestOptionsWithDefaults(t *testing.T) {
 	}{
 		{
 			name: "zero value",
-			want: Options{PinPath: DefaultPinPath, MaxServices: 16, MaxBackends: 256, TableSize: 65537, MaxFlows: 262144},
+			want: Options{PinPath: DefaultPinPath, MaxServices: 16, MaxBackends: 256, TableSize: 65537, MaxFlows: 262144,
+				FlowCacheTTL: time.Second},
 		},
 		{
 			name: "explicit",
-			in:   Options{PinPath: "/run/weir/bpf", MaxServices: 2, MaxBackends: 3, TableSize: 7, MaxFlows: 9},
-			want: Options{PinPath: "/run/weir/bpf", MaxServices: 2, MaxBackends: 3, TableSize: 7, MaxFlows: 9},
+			in: Options{PinPath: "/run/weir/bpf", MaxServices: 2, MaxBackends: 3, TableSize: 7, MaxFlows: 9,
+				FlowCacheTTL: time.Minute},
+			want: Options{PinPath: "/run/weir/bpf", MaxServices: 2, MaxBackends: 3, TableSize: 7, MaxFlows: 9,
+				FlowCacheTTL: time.Minute},
 		},
 		{name: "relative pin path", in: Options{PinPath: "weir"}, err: ErrInvalidOptions},
 		{name: "unclean pin path", in: Options{PinPath: "/sys/fs/bpf/../weir"}, err: ErrInvalidOptions},
@@ -30,6 +34,9 @@ func TestOptionsWithDefaults(t *testing.T) {
 		{name: "too many backends", in: Options{MaxBackends: 1<<16 + 1}, err: ErrInvalidOptions},
 		{name: "table too large", in: Options{TableSize: 1<<24 + 1}, err: ErrInvalidOptions},
 		{name: "too many flows", in: Options{MaxFlows: 1<<26 + 1}, err: ErrInvalidOptions},
+		{name: "flow cache TTL below a millisecond", in: Options{FlowCacheTTL: time.Microsecond}, err: ErrInvalidOptions},
+		{name: "negative flow cache TTL", in: Options{FlowCacheTTL: -time.Second}, err: ErrInvalidOptions},
+		{name: "flow cache TTL above an hour", in: Options{FlowCacheTTL: 2 * time.Hour}, err: ErrInvalidOptions},
 		{name: "table map too large", in: Options{MaxServices: 1 << 16, TableSize: 1 << 16}, err: ErrInvalidOptions},
 		{name: "backend map too large", in: Options{MaxServices: 1 << 16, MaxBackends: 1 << 16}, err: ErrInvalidOptions},
 	}

@@ -62,7 +62,11 @@ func (d *Dataplane) setService(svc Service, backends []netip.AddrPort, table []u
 	if err != nil {
 		return 0, err
 	}
-	u := update{svc: svc, vip: vipKey(svc), next: nextGeneration(cur), backends: backends, table: table}
+	last, err := d.lastGeneration(svc.ID, cur)
+	if err != nil {
+		return 0, err
+	}
+	u := update{svc: svc, vip: vipKey(svc), next: nextGeneration(last), backends: backends, table: table}
 	if err := d.checkVIPFree(u.vip, svc); err != nil {
 		return 0, err
 	}
@@ -182,7 +186,8 @@ func (d *Dataplane) retire(u *update) error {
 
 // DeleteService stops balancing service id: its VIP no longer matches, its
 // backends and counters are cleared. Replies of flows already translated are
-// still translated back until their reverse entries age out.
+// still translated back until their reverse entries age out. Programming the
+// id again continues from the generation after its last one.
 func (d *Dataplane) DeleteService(id uint32) error {
 	if id >= d.opts.MaxServices {
 		return fmt.Errorf("%w: id %d is not below MaxServices %d", ErrInvalidService, id, d.opts.MaxServices)
@@ -204,11 +209,13 @@ func (d *Dataplane) DeleteService(id uint32) error {
 	if err := d.objs.WeirV1Active.Put(id, bpf.WeirActiveGeneration{}); err != nil {
 		return fmt.Errorf("dataplane: service %d: deactivate: %w", id, err)
 	}
-	return d.clearService(id)
+	return d.clearService(id, cur)
 }
 
-// clearService removes an inactive service's live backends, halves and counters.
-func (d *Dataplane) clearService(id uint32) error {
+// clearService removes an inactive service's live backends, halves and
+// counters. The half of its last generation, last, keeps that generation
+// (see lastGeneration).
+func (d *Dataplane) clearService(id, last uint32) error {
 	live, err := d.liveBackends(id)
 	if err != nil {
 		return err
@@ -217,9 +224,13 @@ func (d *Dataplane) clearService(id uint32) error {
 	for b := range live {
 		errs = append(errs, deleteIfPresent(d.objs.WeirV1Live, liveKey(id, b)))
 	}
-	for gen := uint32(0); gen < 2; gen++ {
-		if err := d.objs.WeirV1Svc.Put(halfIndex(id, gen), bpf.WeirService{}); err != nil {
-			errs = append(errs, fmt.Errorf("dataplane: service %d: clear half %d: %w", id, gen, err))
+	for _, gen := range []uint32{last, last + 1} {
+		tombstone := bpf.WeirService{}
+		if gen == last {
+			tombstone.Generation = last
+		}
+		if err := d.objs.WeirV1Svc.Put(halfIndex(id, gen), tombstone); err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: service %d: clear half %d: %w", id, gen&1, err))
 		}
 	}
 	errs = append(errs, d.zeroCounters(d.objs.WeirV1Svcstat, id))
@@ -293,6 +304,26 @@ func (d *Dataplane) generation(id uint32) (uint32, error) {
 		return 0, fmt.Errorf("dataplane: service %d: read generation: %w", id, err)
 	}
 	return g.Generation, nil
+}
+
+// lastGeneration is the generation service id had last: cur while it is
+// live, otherwise the one its deletion left in its halves (0 for a service
+// never programmed). Continuing from it instead of from 0 means a
+// re-created service never reuses a generation whose conntrack entries
+// could still be around, pointing at backends it no longer has.
+func (d *Dataplane) lastGeneration(id, cur uint32) (uint32, error) {
+	if cur != 0 {
+		return cur, nil
+	}
+	var last uint32
+	for half := uint32(0); half < 2; half++ {
+		var sv bpf.WeirService
+		if err := d.objs.WeirV1Svc.Lookup(id*2+half, &sv); err != nil {
+			return 0, fmt.Errorf("dataplane: service %d: read half %d: %w", id, half, err)
+		}
+		last = max(last, sv.Generation)
+	}
+	return last, nil
 }
 
 // checkVIPFree fails when another service's live generation uses key. A key
