@@ -1,0 +1,135 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/weir-lb/weir/internal/testenv"
+)
+
+// Lab is a running lab.
+type Lab struct {
+	name string
+}
+
+// Up creates a lab named after t and removes it when t ends. It skips (or
+// fails, in CI) when not root.
+func Up(t testing.TB) *Lab {
+	t.Helper()
+	testenv.NeedRoot(t)
+	l := &Lab{name: Name(t.Name())}
+	l.script("down") // a lab left by a killed run of the same test
+	if out, err := l.script("up"); err != nil {
+		t.Fatalf("scripts/lab up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := l.script("down"); err != nil {
+			t.Errorf("scripts/lab down: %v\n%s", err, out)
+		}
+	})
+	return l
+}
+
+func (l *Lab) script(cmd string) (string, error) {
+	out, err := exec.Command("bash", Script(), cmd, "--name", l.name).CombinedOutput()
+	return string(out), err
+}
+
+// Name is the lab's name, the prefix of its namespaces.
+func (l *Lab) Name() string { return l.name }
+
+// NS is the name of role's namespace.
+func (l *Lab) NS(role string) string { return l.name + "-" + role }
+
+// PinPath is the bpffs directory a weir in this lab should pin under;
+// scripts/lab down removes it.
+func (l *Lab) PinPath() string { return "/sys/fs/bpf/" + l.name + "-lab" }
+
+// Do runs f on an OS thread inside role's network namespace. Sockets f
+// opens stay in that namespace for their whole life, whichever goroutine
+// uses them later.
+func (l *Lab) Do(role string, f func() error) error {
+	ns, err := netns.GetFromName(l.NS(role))
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", l.NS(role), err)
+	}
+	defer ns.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("read this thread's namespace: %w", err)
+			return
+		}
+		defer home.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", l.NS(role), err)
+			return
+		}
+		errc <- f()
+		// Only a thread back home may serve other goroutines; one that
+		// cannot return stays locked and exits with this goroutine.
+		if netns.Set(home) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return <-errc
+}
+
+// Listen opens a listener inside role's namespace.
+func (l *Lab) Listen(role, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := l.Do(role, func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// ListenPacket opens a packet socket inside role's namespace.
+func (l *Lab) ListenPacket(role, network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := l.Do(role, func() (err error) {
+		pc, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return pc, err
+}
+
+// Dial connects from inside role's namespace.
+func (l *Lab) Dial(ctx context.Context, role, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := l.Do(role, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Command returns a command that runs inside role's network namespace.
+// The balancer's keeps the host's mount namespace (nsenter), so that a
+// weir there sees the host's bpffs; the others use ip netns exec.
+func (l *Lab) Command(role string, name string, args ...string) *exec.Cmd {
+	if role == Balancer {
+		return exec.Command("nsenter", append([]string{"--net=/run/netns/" + l.NS(role), name}, args...)...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", l.NS(role), name}, args...)...)
+}
+
+// Exec runs a command inside role's namespace and returns its output.
+func (l *Lab) Exec(role string, name string, args ...string) (string, error) {
+	out, err := l.Command(role, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), l.NS(role), err, out)
+	}
+	return string(out), nil
+}
