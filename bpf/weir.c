@@ -901,6 +901,27 @@ static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p,
 	return translate(skb, p, &e, action, &nh, 0);
 }
 
+/*
+ * A GSO packet (a stream's segments aggregated by GRO, or by the sender
+ * on a veth) is longer than the MTU and leaves as segments of gso_size
+ * bytes of payload each: what must fit the route's MTU, and be cached as
+ * fitting, is one segment, not the aggregate.
+ */
+static __always_inline void segment_len(struct __sk_buff *skb, struct packet *p)
+{
+	__u32 l4_hdr = 8; /* UDP */
+	__u8 doff;
+
+	if (!skb->gso_size)
+		return;
+	if (p->flow.proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, p->l4_off + 12, &doff, 1) < 0)
+			return;
+		l4_hdr = (doff >> 4) * 4;
+	}
+	p->ip_len = p->l4_off - ETH_HLEN + l4_hdr + skb->gso_size;
+}
+
 SEC("tc")
 int weir_ingress(struct __sk_buff *skb)
 {
@@ -912,6 +933,7 @@ int weir_ingress(struct __sk_buff *skb)
 
 	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK;
+	segment_len(skb, &p);
 
 	/* Only a packet to a port we hand out can be a reply. */
 	if (is_snat_port(p.flow.dport)) {
