@@ -94,16 +94,7 @@ func labConfig(t *testing.T, l *lab.Lab, dataplane string, interval time.Duratio
 // startLabWeir runs weir (this test binary) in the balancer namespace.
 func startLabWeir(t *testing.T, l *lab.Lab, conf string, log weirLog) *weirProc {
 	t.Helper()
-	cmd := l.Command(lab.Balancer, os.Args[0], "-c", conf)
-	cmd.Env = append(os.Environ(), "WEIR_TEST_RUN_MAIN=1")
-	cmd.Stdout, cmd.Stderr = log.File, log.File
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &weirProc{cmd: cmd, exited: make(chan error, 1)}
-	go func() { w.exited <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	return w
+	return runWeir(t, l.Command(lab.Balancer, os.Args[0], "-c", conf), log)
 }
 
 // labGet fetches / through addr from the client namespace on a new

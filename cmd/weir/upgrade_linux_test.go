@@ -30,7 +30,13 @@ type weirProc struct {
 
 func startWeir(t testing.TB, log weirLog, args ...string) *weirProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	return runWeir(t, exec.Command(os.Args[0], args...), log)
+}
+
+// runWeir starts cmd, which runs this test binary as weir, logging to log;
+// the process is killed when the test ends.
+func runWeir(t testing.TB, cmd *exec.Cmd, log weirLog) *weirProc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "WEIR_TEST_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = log.File, log.File
 	if err := cmd.Start(); err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -187,23 +186,8 @@ func (s *syncBuffer) String() string {
 // and the operator reads why exactly once.
 func TestL4AutoFallsBackToUserspaceWithOneWarning(t *testing.T) {
 	yaml, tcpVIP, udpVIP := l4Config(t, "auto", unusablePinPath(t))
-	cfg, err := config.Parse("auto.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncBuffer
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
-
+	startServerLogging(t, yaml, slog.New(slog.NewTextHandler(&logs, nil)))
 	checkL4Serves(t, tcpVIP, udpVIP)
 	warnings := 0
 	for _, line := range strings.Split(logs.String(), "\n") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -39,11 +40,17 @@ func freePorts(t *testing.T, n int) []int {
 // function shuts it down gracefully and waits.
 func startServer(t *testing.T, yaml string) (stop func() error) {
 	t.Helper()
+	return startServerLogging(t, yaml, nil)
+}
+
+// startServerLogging is startServer with the server's log.
+func startServerLogging(t *testing.T, yaml string, log *slog.Logger) (stop func() error) {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatalf("config:\n%v", err)
 	}
-	srv, err := New(cfg, nil)
+	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
