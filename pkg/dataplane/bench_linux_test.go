@@ -303,3 +303,22 @@ func reportRuns(b *testing.B, runs []time.Duration) {
 	b.ReportMetric(float64(total.Nanoseconds())/float64(len(runs)), "ns/op")
 	b.ReportMetric(float64(runs[len(runs)/2].Nanoseconds()), "p50-ns")
 }
+
+// BenchmarkSetService measures one table change as the mirror makes it
+// after a health decision: a default-size Maglev table over a set that
+// alternates between two and three backends, staged and switched.
+func BenchmarkSetService(b *testing.B) {
+	d, _ := newBenchDataplane(b)
+	svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+	backends := make([]netip.AddrPort, 3)
+	for i := range backends {
+		backends[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(11 + i)}), 8080)
+	}
+	tables := [][]uint32{sequentialTable(d.opts.TableSize, 2), sequentialTable(d.opts.TableSize, 3)}
+	for i := 0; b.Loop(); i++ {
+		n := 2 + i%2
+		if _, err := d.SetService(svc, backends[:n], tables[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -166,6 +166,7 @@ func (m *Mirror) Sync() error {
 	backends, weights := m.sortedUsable()
 	m.mu.Unlock()
 
+	start := time.Now()
 	table, err := m.table(backends, weights)
 	if err == nil {
 		var gen uint32
@@ -179,7 +180,8 @@ func (m *Mirror) Sync() error {
 			}
 			m.state = State{Generation: gen, Backends: backends, At: time.Now()}
 			m.mu.Unlock()
-			m.log.Info("data plane updated", "generation", gen, "backends", len(backends))
+			m.log.Info("data plane updated", "generation", gen, "backends", len(backends),
+				"took", time.Since(start).Round(time.Microsecond))
 			return nil
 		}
 	}
