@@ -44,6 +44,9 @@
 #define TCP_CSUM_OFF 16
 #define UDP_CSUM_OFF 6
 #define TCP_MIN_LEN 20
+#define TCP_FLAGS_OFF 13
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
 #define UDP_LEN 8
 #define IPV4_ADDRS_OFF (ETH_HLEN + 12)
 #define IPV4_CSUM_OFF (ETH_HLEN + 10)
@@ -59,6 +62,10 @@ const volatile __u32 weir_table_size = WEIR_DEFAULT_TABLE_SIZE;
 const volatile __u32 weir_max_backends = WEIR_DEFAULT_MAX_BACKENDS;
 /* Set by the loader: how long an established flow trusts its ct_entry. */
 const volatile __u64 weir_flow_cache_ttl_ns = WEIR_DEFAULT_FLOW_CACHE_TTL_NS;
+/* Set by the loader: how long a flow must be idle before its SNAT port is reclaimed. */
+const volatile __u64 weir_closed_timeout_ns = WEIR_DEFAULT_CLOSED_TIMEOUT_NS;
+const volatile __u64 weir_tcp_idle_timeout_ns = WEIR_DEFAULT_TCP_IDLE_TIMEOUT_NS;
+const volatile __u64 weir_udp_idle_timeout_ns = WEIR_DEFAULT_UDP_IDLE_TIMEOUT_NS;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -140,13 +147,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_v1_bestat SEC(".maps");
 
+/*
+ * Where alloc_snat_port builds the reverse entry it inserts: on the stack
+ * it would push the deepest call chain past the verifier's 512 bytes. Not
+ * pinned: it holds nothing between packets.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+} weir_scratch SEC(".maps");
+
 /* A parsed TCP or UDP packet. */
 struct packet {
 	struct flow flow;
 	__u32 l4_off;   /* offset of the TCP or UDP header */
 	__u32 csum_off; /* offset of the L4 checksum */
 	__u16 ip_len;   /* length from the IP header on, for the MTU check */
-	__u16 pad;
+	__u8 tcp_flags; /* the TCP header's FIN and RST bits; 0 for UDP */
+	__u8 pad;
 };
 
 /* Outcome of checking a client packet's conntrack entry on the full path. */
@@ -208,7 +228,13 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p)
 	__be16 *ports;
 
 	if (p->flow.proto == IPPROTO_TCP) {
-		ports = packet_at(skb, p->l4_off, TCP_MIN_LEN);
+		__u8 *tcp = packet_at(skb, p->l4_off, TCP_MIN_LEN);
+
+		if (!tcp)
+			return -1;
+		/* Closing packets end a flow's claim on its SNAT port. */
+		p->tcp_flags = tcp[TCP_FLAGS_OFF] & (TCP_FLAG_FIN | TCP_FLAG_RST);
+		ports = (__be16 *)tcp;
 		p->csum_off = p->l4_off + TCP_CSUM_OFF;
 	} else {
 		ports = packet_at(skb, p->l4_off, UDP_LEN);
@@ -392,6 +418,14 @@ static __always_inline __u16 csum_apply(__u16 check, __u32 delta)
 	return (__u16)~sum;
 }
 
+static __always_inline int addr_equal(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a;
+	const __u32 *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
 static __always_inline int nat_equal(const struct nat *a, const struct nat *b)
 {
 	const __u32 *x = (const __u32 *)a;
@@ -426,8 +460,13 @@ static __always_inline void reverse_nat(const struct flow *client, __u32 service
 	out->service_id = service_id;
 }
 
-/* Whether the reverse-NAT entry of fwd still leads back to this client flow. */
-static __always_inline int reverse_is_ours(const struct packet *p, const struct nat *fwd)
+/*
+ * Whether the reverse-NAT entry of fwd still leads back to this client flow
+ * (and is not being reclaimed). Out of line: the full path alone asks, and
+ * its locals would otherwise add to the stack frame alloc_snat_port's sits
+ * on.
+ */
+static __noinline int reverse_is_ours(const struct packet *p, const struct nat *fwd)
 {
 	struct flow rk;
 	struct nat want;
@@ -435,10 +474,87 @@ static __always_inline int reverse_is_ours(const struct packet *p, const struct 
 
 	reply_flow(fwd, p->flow.proto, p->flow.ip_version, &rk);
 	got = bpf_map_lookup_elem(&weir_v1_rnat, &rk);
-	if (!got)
+	if (!got || got->seen == WEIR_SEEN_RECLAIMING)
 		return 0;
 	reverse_nat(&p->flow, fwd->service_id, &want);
 	return nat_equal(&got->nat, &want);
+}
+
+/*
+ * The WEIR_TCP_* bits packet p adds to its flow's entries; client says
+ * whether p goes from client to backend. 0 for all but FIN and RST packets.
+ */
+static __always_inline __u32 closing_bits(const struct packet *p, const int client)
+{
+	__u32 bits = 0;
+
+	if (p->tcp_flags & TCP_FLAG_RST)
+		bits |= WEIR_TCP_RST;
+	if (p->tcp_flags & TCP_FLAG_FIN)
+		bits |= client ? WEIR_TCP_FIN_CLIENT : WEIR_TCP_FIN_BACKEND;
+	return bits;
+}
+
+/*
+ * Whether e's last-seen time is due for a refresh at now. A time ahead of
+ * now (another CPU's later reading, or WEIR_SEEN_RECLAIMING) is not.
+ */
+static __always_inline int seen_due(const struct ct_entry *e, __u64 now)
+{
+	__u64 seen = e->seen;
+
+	return now > seen && now - seen >= WEIR_SEEN_REFRESH_NS;
+}
+
+/*
+ * Passes activity on to the other direction's entry of the flow whose
+ * rewrite is nat: refreshes its last-seen time to now (0: no refresh) and
+ * adds closing bits. Out of line: it runs once a second per flow or on a
+ * FIN or RST, and its key would otherwise sit in the short path's frame.
+ */
+static __noinline void touch_peer(const struct packet *p, const struct nat *nat, __u64 now, __u32 bits,
+				  const int client)
+{
+	struct ct_entry *peer;
+	struct flow pk;
+
+	/* Both ways, the other entry's key is the reply 5-tuple of this one's rewrite. */
+	reply_flow(nat, p->flow.proto, p->flow.ip_version, &pk);
+	if (client)
+		peer = bpf_map_lookup_elem(&weir_v1_rnat, &pk);
+	else
+		peer = bpf_map_lookup_elem(&weir_v1_ct, &pk);
+	if (!peer)
+		return;
+	if (now && seen_due(peer, now))
+		peer->seen = now;
+	if (bits)
+		__sync_fetch_and_or(&peer->tcp, bits);
+}
+
+/*
+ * Records that a packet of entry's flow went by: refreshes entry->seen at
+ * most once per WEIR_SEEN_REFRESH_NS, so that the common packet only reads
+ * it, and adds the packet's closing bits. A client packet (client) also
+ * refreshes the reverse entry, which decides when the SNAT port may be
+ * reclaimed and would otherwise look idle on a one-way flow; closing bits
+ * go to the other direction's entry either way. The other entry costs a
+ * lookup, only once a second or on a FIN or RST.
+ */
+static __always_inline void note_activity(const struct packet *p, struct ct_entry *entry, __u64 now,
+					  const int client)
+{
+	__u32 bits = closing_bits(p, client);
+	int due = seen_due(entry, now);
+
+	if (!due && !(bits & ~entry->tcp))
+		return;
+	if (due)
+		entry->seen = now;
+	if (bits)
+		__sync_fetch_and_or(&entry->tcp, bits);
+	if (client || bits)
+		touch_peer(p, &entry->nat, due && client ? now : 0, bits, client);
 }
 
 static __always_inline struct live_value *live_backend(__u32 service_id, const __u8 *addr, __u16 port,
@@ -501,6 +617,74 @@ static __always_inline int pick_backend(const struct packet *p, __u32 half_index
 	return -1;
 }
 
+/* Whether a flow that has seen closing bits tcp is over: an RST, or a FIN each way. */
+static __always_inline int tcp_closed(__u32 tcp)
+{
+	const __u32 both_fins = WEIR_TCP_FIN_CLIENT | WEIR_TCP_FIN_BACKEND;
+
+	return (tcp & WEIR_TCP_RST) || (tcp & both_fins) == both_fins;
+}
+
+/*
+ * Whether the SNAT port held by reverse entry rev, last seen at seen, may
+ * go to another flow at now: its flow has been idle for longer than the
+ * timeout of its protocol and state.
+ */
+static __always_inline int reclaimable(const struct ct_entry *rev, __u64 seen, __u8 proto, __u64 now)
+{
+	__u64 timeout = weir_tcp_idle_timeout_ns;
+
+	if (proto == IPPROTO_UDP)
+		timeout = weir_udp_idle_timeout_ns;
+	else if (tcp_closed(rev->tcp))
+		timeout = weir_closed_timeout_ns;
+	return now > seen && now - seen > timeout;
+}
+
+/*
+ * Removes the conntrack entry of the flow that held a reclaimed SNAT port,
+ * so that a late packet of it (within the flow cache TTL it would not
+ * recheck the reverse entry) starts a new flow instead of sending on the
+ * new owner's 5-tuple. ck is that flow's conntrack key, rk the reclaimed
+ * port's reverse key; the entry is removed only if it still names the port.
+ */
+static __always_inline void forget_owner(const struct flow *rk, const struct flow *ck, __u32 service_id)
+{
+	struct ct_entry *ct = bpf_map_lookup_elem(&weir_v1_ct, ck);
+
+	if (ct && ct->nat.service_id == service_id && ct->nat.sport == rk->dport && ct->nat.dport == rk->sport &&
+	    addr_equal(ct->nat.src, rk->dst) && addr_equal(ct->nat.dst, rk->src))
+		bpf_map_delete_elem(&weir_v1_ct, ck);
+}
+
+/*
+ * Takes over the SNAT port of reverse entry cur (at key rk) for the flow
+ * whose reverse entry is rv, if cur's flow has been idle long enough.
+ * Exactly one CPU wins a port: the compare-and-swap on cur->seen from the
+ * idle time it judged to WEIR_SEEN_RECLAIMING fails for every other (and
+ * for the old flow, should a packet of it refresh seen meanwhile); the
+ * losers go on probing. Returns 0 when the port is rv's.
+ */
+static __always_inline int reclaim_port(const struct flow *rk, const struct ct_entry *rv, struct ct_entry *cur)
+{
+	__u64 seen = *(volatile __u64 *)&cur->seen;
+	__u32 service_id = cur->nat.service_id;
+	struct flow ck;
+
+	if (!reclaimable(cur, seen, rk->proto, rv->seen))
+		return -1;
+	/* The old owner's conntrack key, read while cur is still its entry. */
+	reply_flow(&cur->nat, rk->proto, rk->ip_version, &ck);
+	if (__sync_val_compare_and_swap(&cur->seen, seen, WEIR_SEEN_RECLAIMING) != seen)
+		return -1;
+	if (bpf_map_update_elem(&weir_v1_rnat, rk, rv, BPF_ANY) < 0) {
+		cur->seen = seen;
+		return -1;
+	}
+	forget_owner(rk, &ck, service_id);
+	return 0;
+}
+
 /*
  * Claims a source port on fwd->nat.src towards fwd->nat.dst:dport by
  * inserting the reverse entry with BPF_NOEXIST, so two CPUs can never share
@@ -511,7 +695,9 @@ static __always_inline int pick_backend(const struct packet *p, __u32 half_index
  * probability a^PROBES, where linear probing would run into clusters. The
  * sequence depends on the flow only: after its conntrack entry is lost the
  * same flow lands on the same port again, and an entry that already belongs
- * to this flow is taken over.
+ * to this flow is taken over. A port whose flow has closed or gone idle is
+ * reclaimed (reclaim_port). fwd->seen and fwd->tcp must be set: the reverse
+ * entry starts with the same liveness.
  *
  * Out of line: only new flows come here, and its locals would otherwise
  * share one stack frame with everything else.
@@ -519,27 +705,37 @@ static __always_inline int pick_backend(const struct packet *p, __u32 half_index
 static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *fwd)
 {
 	__u32 start = flow_hash(&p->flow, WEIR_HASH_SEED_SNAT);
-	struct ct_entry rv = {};
+	struct ct_entry *rv;
 	struct flow rk;
+	__u32 zero = 0;
 
+	rv = bpf_map_lookup_elem(&weir_scratch, &zero);
+	if (!rv)
+		return -1;
+	__builtin_memset(rv, 0, sizeof(*rv));
 	reply_flow(&fwd->nat, p->flow.proto, p->flow.ip_version, &rk);
-	reverse_nat(&p->flow, fwd->nat.service_id, &rv.nat);
-	rv.generation = fwd->generation;
-	rv.slot = fwd->slot;
+	reverse_nat(&p->flow, fwd->nat.service_id, &rv->nat);
+	rv->generation = fwd->generation;
+	rv->slot = fwd->slot;
+	rv->seen = fwd->seen;
+	rv->tcp = fwd->tcp;
 	/* The reply's address delta does not depend on the port. */
-	csum_deltas(&rk, &rv);
+	csum_deltas(&rk, rv);
 	for (__u32 i = 0; i < WEIR_SNAT_PROBES; i++) {
 		__u16 port = WEIR_SNAT_PORT_MIN + fmix32(start + i * WEIR_SNAT_PROBE_STEP) % WEIR_SNAT_PORT_COUNT;
 		struct ct_entry *cur;
 
 		rk.dport = port;
-		rv.csum_ports = csum_delta_ports(rk.sport, port, rv.nat.sport, rv.nat.dport);
-		if (bpf_map_update_elem(&weir_v1_rnat, &rk, &rv, BPF_NOEXIST) == 0) {
+		rv->csum_ports = csum_delta_ports(rk.sport, port, rv->nat.sport, rv->nat.dport);
+		if (bpf_map_update_elem(&weir_v1_rnat, &rk, rv, BPF_NOEXIST) == 0) {
 			fwd->nat.sport = port;
 			return 0;
 		}
 		cur = bpf_map_lookup_elem(&weir_v1_rnat, &rk);
-		if (cur && nat_equal(&cur->nat, &rv.nat)) {
+		if (!cur)
+			continue;
+		if ((cur->seen != WEIR_SEEN_RECLAIMING && nat_equal(&cur->nat, &rv->nat)) ||
+		    reclaim_port(&rk, rv, cur) == 0) {
 			fwd->nat.sport = port;
 			return 0;
 		}
@@ -807,18 +1003,21 @@ static __always_inline int translate(struct __sk_buff *skb, const struct packet 
  * The short path: an entry checked in its service's live generation, with a
  * fresh forwarding decision that covers this packet's length. One array
  * lookup and the counters besides the entry itself; NOT_HANDLED otherwise.
+ * client says which way the packet goes (entry is in weir_v1_ct).
  */
 static __always_inline int try_established(struct __sk_buff *skb, const struct packet *p,
-					   const struct ct_entry *entry)
+					   struct ct_entry *entry, const int client)
 {
 	__u32 service_id = entry->nat.service_id;
 	struct active_generation *active;
+	__u64 now = bpf_ktime_get_coarse_ns();
 
-	if (!fwd_fresh(&entry->fwd, p->ip_len, bpf_ktime_get_coarse_ns()))
+	if (!fwd_fresh(&entry->fwd, p->ip_len, now))
 		return NOT_HANDLED;
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation != entry->generation)
 		return NOT_HANDLED;
+	note_activity(p, entry, now, client);
 	return translate(skb, p, entry, entry->fwd.action, NULL, 0);
 }
 
@@ -851,6 +1050,8 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 		return TC_ACT_OK;
 
 	state = ct_check(p, service_id, ct, &e);
+	e.seen = bpf_ktime_get_coarse_ns();
+	e.tcp = closing_bits(p, 1);
 	if (state == CT_MISS) {
 		reason = pick_backend(p, half_index, svc, &be);
 		if (reason >= 0)
@@ -867,29 +1068,24 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 		csum_deltas(&p->flow, &e);
 	}
 	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
-	if (state == CT_ESTABLISHED)
+	if (state == CT_ESTABLISHED) {
 		refresh(ct, &e);
-	else
+		note_activity(p, ct, e.seen, 1);
+	} else {
 		bpf_map_update_elem(&weir_v1_ct, &p->flow, &e, BPF_ANY);
+	}
 	return translate(skb, p, &e, action, &nh, state != CT_ESTABLISHED);
 }
 
-/*
- * A backend's reply to a SNAT address and port we handed out: translate it
- * back. The full path rechecks the backend's counter slot and the route.
- */
-static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
+/* The full path of a backend's reply: recheck the backend's counter slot and the route. */
+static __always_inline int reply_full_path(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
 {
 	struct bpf_redir_neigh nh = {};
 	struct active_generation *active;
 	struct live_value *live;
 	struct ct_entry e;
 	__u32 service_id, action;
-	int ret;
 
-	ret = try_established(skb, p, rev);
-	if (ret != NOT_HANDLED)
-		return ret;
 	__builtin_memcpy(&e, rev, sizeof(e));
 	service_id = e.nat.service_id;
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
@@ -898,7 +1094,18 @@ static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p,
 	e.slot = live ? live->slot : WEIR_NO_SLOT;
 	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
 	refresh(rev, &e);
+	note_activity(p, rev, bpf_ktime_get_coarse_ns(), 0);
 	return translate(skb, p, &e, action, &nh, 0);
+}
+
+/* A backend's reply to a SNAT address and port we handed out: translate it back. */
+static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
+{
+	int ret = try_established(skb, p, rev, 0);
+
+	if (ret != NOT_HANDLED)
+		return ret;
+	return reply_full_path(skb, p, rev);
 }
 
 /*
@@ -943,7 +1150,7 @@ int weir_ingress(struct __sk_buff *skb)
 	}
 	entry = bpf_map_lookup_elem(&weir_v1_ct, &p.flow);
 	if (entry) {
-		ret = try_established(skb, &p, entry);
+		ret = try_established(skb, &p, entry, 1);
 		if (ret != NOT_HANDLED)
 			return ret;
 	}

@@ -52,6 +52,33 @@
 #define WEIR_DEFAULT_FLOW_CACHE_TTL_NS 1000000000ULL
 
 /*
+ * How often at most a flow's packets refresh ct_entry.seen: rarely enough
+ * that an established packet does not dirty its entry's cache line, often
+ * enough that idle times are known to within a second.
+ */
+#define WEIR_SEEN_REFRESH_NS 1000000000ULL
+/*
+ * ct_entry.seen of a reverse entry whose SNAT port one CPU is reclaiming:
+ * later than any clock reading, so the entry is neither idle nor refreshed
+ * until the reclaiming CPU has overwritten it.
+ */
+#define WEIR_SEEN_RECLAIMING 0xffffffffffffffffULL
+/*
+ * How long a flow must have been idle before its SNAT port is reclaimed:
+ * a closed TCP flow (both FINs or an RST seen), an open TCP flow, a UDP
+ * flow. The loader overrides them (Options.ClosedFlowTimeout,
+ * TCPIdleTimeout, UDPIdleTimeout).
+ */
+#define WEIR_DEFAULT_CLOSED_TIMEOUT_NS 2000000000ULL
+#define WEIR_DEFAULT_TCP_IDLE_TIMEOUT_NS 7440000000000ULL /* 2 h 4 min */
+#define WEIR_DEFAULT_UDP_IDLE_TIMEOUT_NS 120000000000ULL
+
+/* Bits of ct_entry.tcp: what closing packets the flow has seen. */
+#define WEIR_TCP_FIN_CLIENT 0x1  /* a FIN from the client */
+#define WEIR_TCP_FIN_BACKEND 0x2 /* a FIN from the backend */
+#define WEIR_TCP_RST 0x4         /* an RST, from either side */
+
+/*
  * The IP length the forwarding decision is looked up for when a packet is
  * shorter: the Ethernet MTU, so that one lookup covers a flow's full-size
  * packets as well as its first, small one.
@@ -203,7 +230,9 @@ struct fwd_cache {
  * entry is made), the backend's counter slot, and the forwarding decision.
  * generation is the service's live generation when the entry was last
  * checked; while it still is, the backend is still live and the slot still
- * its own, because only a new generation removes backends.
+ * its own, because only a new generation removes backends. seen and tcp
+ * tell how alive the flow is, in both entries alike: the reverse entry's
+ * decide when its SNAT port may be reclaimed.
  */
 struct ct_entry {
 	struct nat nat;   /* the rewrite; the SNAT port's owner in weir_v1_rnat */
@@ -211,6 +240,9 @@ struct ct_entry {
 	__u32 slot;       /* the backend's counter slot; WEIR_NO_SLOT: none */
 	__u32 csum_addrs; /* one's complement delta of the address rewrite */
 	__u32 csum_ports; /* one's complement delta of the port rewrite */
+	__u64 seen;       /* bpf_ktime_get_coarse_ns() of a packet at most WEIR_SEEN_REFRESH_NS old */
+	__u32 tcp;        /* WEIR_TCP_* bits: the flow's closing packets so far */
+	__u32 pad;
 	struct fwd_cache fwd;
 };
 

@@ -49,6 +49,9 @@ type WeirCtEntry struct {
 	Slot       uint32
 	CsumAddrs  uint32
 	CsumPorts  uint32
+	Seen       uint64
+	Tcp        uint32
+	Pad        uint32
 	Fwd        struct {
 		_       structs.HostLayout
 		Stamp   uint64
@@ -130,20 +133,24 @@ type WeirVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	WeirMapWeirV1Active       = "weir_v1_active"
-	WeirMapWeirV1Backend      = "weir_v1_backend"
-	WeirMapWeirV1Bestat       = "weir_v1_bestat"
-	WeirMapWeirV1Ct           = "weir_v1_ct"
-	WeirMapWeirV1Live         = "weir_v1_live"
-	WeirMapWeirV1Maglev       = "weir_v1_maglev"
-	WeirMapWeirV1Rnat         = "weir_v1_rnat"
-	WeirMapWeirV1Svc          = "weir_v1_svc"
-	WeirMapWeirV1Svcstat      = "weir_v1_svcstat"
-	WeirMapWeirV1Vips         = "weir_v1_vips"
-	WeirProgWeirIngress       = "weir_ingress"
-	WeirVarWeirFlowCacheTtlNs = "weir_flow_cache_ttl_ns"
-	WeirVarWeirMaxBackends    = "weir_max_backends"
-	WeirVarWeirTableSize      = "weir_table_size"
+	WeirMapWeirScratch          = "weir_scratch"
+	WeirMapWeirV1Active         = "weir_v1_active"
+	WeirMapWeirV1Backend        = "weir_v1_backend"
+	WeirMapWeirV1Bestat         = "weir_v1_bestat"
+	WeirMapWeirV1Ct             = "weir_v1_ct"
+	WeirMapWeirV1Live           = "weir_v1_live"
+	WeirMapWeirV1Maglev         = "weir_v1_maglev"
+	WeirMapWeirV1Rnat           = "weir_v1_rnat"
+	WeirMapWeirV1Svc            = "weir_v1_svc"
+	WeirMapWeirV1Svcstat        = "weir_v1_svcstat"
+	WeirMapWeirV1Vips           = "weir_v1_vips"
+	WeirProgWeirIngress         = "weir_ingress"
+	WeirVarWeirClosedTimeoutNs  = "weir_closed_timeout_ns"
+	WeirVarWeirFlowCacheTtlNs   = "weir_flow_cache_ttl_ns"
+	WeirVarWeirMaxBackends      = "weir_max_backends"
+	WeirVarWeirTableSize        = "weir_table_size"
+	WeirVarWeirTcpIdleTimeoutNs = "weir_tcp_idle_timeout_ns"
+	WeirVarWeirUdpIdleTimeoutNs = "weir_udp_idle_timeout_ns"
 )
 
 // LoadWeir returns the embedded CollectionSpec for Weir.
@@ -195,6 +202,7 @@ type WeirProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirMapSpecs struct {
+	WeirScratch   *ebpf.MapSpec `ebpf:"weir_scratch"`
 	WeirV1Active  *ebpf.MapSpec `ebpf:"weir_v1_active"`
 	WeirV1Backend *ebpf.MapSpec `ebpf:"weir_v1_backend"`
 	WeirV1Bestat  *ebpf.MapSpec `ebpf:"weir_v1_bestat"`
@@ -211,9 +219,12 @@ type WeirMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirVariableSpecs struct {
-	WeirFlowCacheTtlNs *ebpf.VariableSpec `ebpf:"weir_flow_cache_ttl_ns"`
-	WeirMaxBackends    *ebpf.VariableSpec `ebpf:"weir_max_backends"`
-	WeirTableSize      *ebpf.VariableSpec `ebpf:"weir_table_size"`
+	WeirClosedTimeoutNs  *ebpf.VariableSpec `ebpf:"weir_closed_timeout_ns"`
+	WeirFlowCacheTtlNs   *ebpf.VariableSpec `ebpf:"weir_flow_cache_ttl_ns"`
+	WeirMaxBackends      *ebpf.VariableSpec `ebpf:"weir_max_backends"`
+	WeirTableSize        *ebpf.VariableSpec `ebpf:"weir_table_size"`
+	WeirTcpIdleTimeoutNs *ebpf.VariableSpec `ebpf:"weir_tcp_idle_timeout_ns"`
+	WeirUdpIdleTimeoutNs *ebpf.VariableSpec `ebpf:"weir_udp_idle_timeout_ns"`
 }
 
 // WeirObjects contains all objects after they have been loaded into the kernel.
@@ -236,6 +247,7 @@ func (o *WeirObjects) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirMaps struct {
+	WeirScratch   *ebpf.Map `ebpf:"weir_scratch"`
 	WeirV1Active  *ebpf.Map `ebpf:"weir_v1_active"`
 	WeirV1Backend *ebpf.Map `ebpf:"weir_v1_backend"`
 	WeirV1Bestat  *ebpf.Map `ebpf:"weir_v1_bestat"`
@@ -250,6 +262,7 @@ type WeirMaps struct {
 
 func (m *WeirMaps) Close() error {
 	return _WeirClose(
+		m.WeirScratch,
 		m.WeirV1Active,
 		m.WeirV1Backend,
 		m.WeirV1Bestat,
@@ -267,9 +280,12 @@ func (m *WeirMaps) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirVariables struct {
-	WeirFlowCacheTtlNs *ebpf.Variable `ebpf:"weir_flow_cache_ttl_ns"`
-	WeirMaxBackends    *ebpf.Variable `ebpf:"weir_max_backends"`
-	WeirTableSize      *ebpf.Variable `ebpf:"weir_table_size"`
+	WeirClosedTimeoutNs  *ebpf.Variable `ebpf:"weir_closed_timeout_ns"`
+	WeirFlowCacheTtlNs   *ebpf.Variable `ebpf:"weir_flow_cache_ttl_ns"`
+	WeirMaxBackends      *ebpf.Variable `ebpf:"weir_max_backends"`
+	WeirTableSize        *ebpf.Variable `ebpf:"weir_table_size"`
+	WeirTcpIdleTimeoutNs *ebpf.Variable `ebpf:"weir_tcp_idle_timeout_ns"`
+	WeirUdpIdleTimeoutNs *ebpf.Variable `ebpf:"weir_udp_idle_timeout_ns"`
 }
 
 // WeirPrograms contains all programs after they have been loaded into the kernel.

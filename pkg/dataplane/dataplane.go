@@ -62,6 +62,19 @@ const (
 	// is a rare cost, short enough that a neighbour or route change is
 	// followed within a second.
 	DefaultFlowCacheTTL = time.Second
+	// DefaultClosedFlowTimeout is how long a closed TCP flow keeps its SNAT
+	// port: long enough for the last ACK and a retransmitted FIN, short
+	// enough that one backend sustains about 8000 new connections a second
+	// (80 % of 20000 ports over the timeout). See bpf/README.md on TIME_WAIT.
+	DefaultClosedFlowTimeout = 2 * time.Second
+	// DefaultTCPIdleTimeout is how long an open TCP flow may stay silent
+	// before its SNAT port may go to another flow: RFC 5382's minimum for
+	// a NAT's established-connection idle timeout, 2 hours 4 minutes, which
+	// outlasts the default TCP keepalive interval.
+	DefaultTCPIdleTimeout = 2*time.Hour + 4*time.Minute
+	// DefaultUDPIdleTimeout is how long a UDP flow may stay silent before
+	// its SNAT port may go to another flow: RFC 4787's minimum of 2 minutes.
+	DefaultUDPIdleTimeout = 2 * time.Minute
 )
 
 // Upper bounds that keep every map index within 32 bits and map memory sane.
@@ -76,6 +89,12 @@ const (
 	// an hour a stale route would outlive any operator's patience.
 	minFlowCacheTTL = time.Millisecond
 	maxFlowCacheTTL = time.Hour
+	// The idle timeouts' range: a flow's last-seen time is refreshed once a
+	// second (WEIR_SEEN_REFRESH_NS), so below two seconds a flow sending
+	// every second could look idle; above a day a dead flow holds its port
+	// long after anyone could care.
+	minIdleTimeout = 2 * time.Second
+	maxIdleTimeout = 24 * time.Hour
 )
 
 // Options size the data plane. Zero fields take the defaults above. Maps
@@ -102,6 +121,20 @@ type Options struct {
 	// changes (SetService, DeleteService) take effect at once regardless.
 	// It is a property of the loaded program, not of the pinned maps.
 	FlowCacheTTL time.Duration
+	// ClosedFlowTimeout is how long a TCP flow that has been closed (an RST,
+	// or a FIN each way) must stay silent before its SNAT port may be
+	// reused for another flow to the same backend. Shorter sustains more
+	// new connections per backend; longer avoids meeting the backend's
+	// TIME_WAIT for the old connection (see bpf/README.md). Like the other
+	// timeouts it is a property of the loaded program.
+	ClosedFlowTimeout time.Duration
+	// TCPIdleTimeout is how long an open TCP flow must stay silent before its
+	// SNAT port may be reused; the flow then starts afresh (on a new port) if
+	// it ever sends again.
+	TCPIdleTimeout time.Duration
+	// UDPIdleTimeout is how long a UDP flow must stay silent before its SNAT
+	// port may be reused.
+	UDPIdleTimeout time.Duration
 }
 
 // withDefaults returns o with zero fields defaulted, validated.
@@ -113,16 +146,50 @@ func (o Options) withDefaults() (Options, error) {
 	defaultZero(&o.MaxBackends, DefaultMaxBackends)
 	defaultZero(&o.TableSize, DefaultTableSize)
 	defaultZero(&o.MaxFlows, DefaultMaxFlows)
-	if o.FlowCacheTTL == 0 {
-		o.FlowCacheTTL = DefaultFlowCacheTTL
+	defaultZeroDuration(&o.FlowCacheTTL, DefaultFlowCacheTTL)
+	defaultZeroDuration(&o.ClosedFlowTimeout, DefaultClosedFlowTimeout)
+	defaultZeroDuration(&o.TCPIdleTimeout, DefaultTCPIdleTimeout)
+	defaultZeroDuration(&o.UDPIdleTimeout, DefaultUDPIdleTimeout)
+	if err := o.validate(); err != nil {
+		return o, err
 	}
-	return o, o.validate()
+	return o, o.validateTimeouts()
 }
 
 func defaultZero(v *uint32, def uint32) {
 	if *v == 0 {
 		*v = def
 	}
+}
+
+func defaultZeroDuration(v *time.Duration, def time.Duration) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// validateTimeouts checks the idle timeouts of SNAT port reclaim.
+func (o Options) validateTimeouts() error {
+	timeouts := []struct {
+		name  string
+		value time.Duration
+	}{
+		{"ClosedFlowTimeout", o.ClosedFlowTimeout},
+		{"TCPIdleTimeout", o.TCPIdleTimeout},
+		{"UDPIdleTimeout", o.UDPIdleTimeout},
+	}
+	for _, t := range timeouts {
+		if t.value < minIdleTimeout || t.value > maxIdleTimeout {
+			return fmt.Errorf("%w: %s %s is outside [%s, %s]",
+				ErrInvalidOptions, t.name, t.value, minIdleTimeout, maxIdleTimeout)
+		}
+	}
+	if o.ClosedFlowTimeout > o.TCPIdleTimeout {
+		// A closed flow is more surely over than an open one.
+		return fmt.Errorf("%w: ClosedFlowTimeout %s exceeds TCPIdleTimeout %s",
+			ErrInvalidOptions, o.ClosedFlowTimeout, o.TCPIdleTimeout)
+	}
+	return nil
 }
 
 func (o Options) validate() error {

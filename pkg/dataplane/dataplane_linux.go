@@ -107,9 +107,12 @@ func sizeSpec(spec *ebpf.CollectionSpec, o Options) error {
 		m.MaxEntries = size
 	}
 	constants := map[string]any{
-		bpf.WeirVarWeirTableSize:      o.TableSize,
-		bpf.WeirVarWeirMaxBackends:    o.MaxBackends,
-		bpf.WeirVarWeirFlowCacheTtlNs: uint64(o.FlowCacheTTL.Nanoseconds()),
+		bpf.WeirVarWeirTableSize:        o.TableSize,
+		bpf.WeirVarWeirMaxBackends:      o.MaxBackends,
+		bpf.WeirVarWeirFlowCacheTtlNs:   uint64(o.FlowCacheTTL.Nanoseconds()),
+		bpf.WeirVarWeirClosedTimeoutNs:  uint64(o.ClosedFlowTimeout.Nanoseconds()),
+		bpf.WeirVarWeirTcpIdleTimeoutNs: uint64(o.TCPIdleTimeout.Nanoseconds()),
+		bpf.WeirVarWeirUdpIdleTimeoutNs: uint64(o.UDPIdleTimeout.Nanoseconds()),
 	}
 	for name, value := range constants {
 		v, ok := spec.Variables[name]

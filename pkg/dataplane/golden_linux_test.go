@@ -373,7 +373,7 @@ func TestDrops(t *testing.T) {
 		table := constantTable(f.d.opts.TableSize, 0)
 		f.setService(svc, backends4, table)
 		p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
-		occupySNATPorts(t, f.d, p, backends4[0])
+		occupySNATPorts(t, f.d, p, backends4[0], coarseNow(t), 0)
 		ret, _ := f.run(p.build())
 		if ret != tcActShot {
 			t.Errorf("verdict %d, want TC_ACT_SHOT", ret)
@@ -387,16 +387,17 @@ func TestDrops(t *testing.T) {
 }
 
 // occupySNATPorts gives every port the program would probe for p, towards
-// be, to another client.
-func occupySNATPorts(t *testing.T, d *Dataplane, p testPacket, be netip.AddrPort) {
+// be, to another client whose flow was last seen at seen (coarse clock)
+// and has seen the closing bits tcp (WEIR_TCP_*).
+func occupySNATPorts(t *testing.T, d *Dataplane, p testPacket, be netip.AddrPort, seen uint64, tcp uint32) {
 	t.Helper()
 	var other bpf.WeirCtEntry
-	other.Nat.Src, other.Nat.Dst = addr16(p.dst.Addr()), addr16(netip.MustParseAddr("198.51.100.99"))
-	other.Nat.Sport, other.Nat.Dport = p.dst.Port(), 1
+	other.Nat.Src, other.Nat.Dst = addr16(p.dst.Addr()), addr16(otherClient.Addr())
+	other.Nat.Sport, other.Nat.Dport = p.dst.Port(), otherClient.Port()
+	other.Seen, other.Tcp = seen, tcp
 	for i := range uint32(snatProbes) {
 		port := snatProbe(p.src, p.dst, p.proto, i)
-		rk := bpf.WeirFlow{Src: addr16(be.Addr()), Dst: addr16(snat4), Sport: be.Port(), Dport: port,
-			Proto: p.proto, IpVersion: 4}
+		rk := snatKey(p, be, port)
 		if err := d.objs.WeirV1Rnat.Put(rk, other); err != nil {
 			t.Fatalf("occupy port %d: %v", port, err)
 		}

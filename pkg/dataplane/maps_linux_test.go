@@ -31,7 +31,7 @@ var pinnedMaps = map[string][]string{
 
 // ctEntryFields are the key and value fields of both conntrack maps.
 var ctEntryFields = []string{"src", "dst", "sport", "dport", "proto", "ip_version", "nat", "service_id",
-	"generation", "slot", "csum_addrs", "csum_ports", "fwd", "stamp", "ifindex", "max_len", "action", "dmac", "smac"}
+	"generation", "slot", "csum_addrs", "csum_ports", "seen", "tcp", "fwd", "stamp", "ifindex", "max_len", "action", "dmac", "smac"}
 
 func TestReopenReusesPinnedMaps(t *testing.T) {
 	needBPF(t)
@@ -111,7 +111,9 @@ func TestOpenDefaults(t *testing.T) {
 	needBPF(t)
 	d := openAt(t, Options{PinPath: filepath.Join(newBPFFS(t), "weir")})
 	want := Options{PinPath: d.opts.PinPath, MaxServices: DefaultMaxServices, MaxBackends: DefaultMaxBackends,
-		TableSize: DefaultTableSize, MaxFlows: DefaultMaxFlows, FlowCacheTTL: DefaultFlowCacheTTL}
+		TableSize: DefaultTableSize, MaxFlows: DefaultMaxFlows, FlowCacheTTL: DefaultFlowCacheTTL,
+		ClosedFlowTimeout: DefaultClosedFlowTimeout, TCPIdleTimeout: DefaultTCPIdleTimeout,
+		UDPIdleTimeout: DefaultUDPIdleTimeout}
 	if d.opts != want {
 		t.Errorf("options %+v, want %+v", d.opts, want)
 	}
