@@ -1,7 +1,9 @@
-// Package bpf holds weir's eBPF data plane: the tc program in weir.c, the map
-// layout it shares with user space in weir.h, and the Go bindings bpf2go
-// generates from them (weir_bpfel.go, weir_bpfel.o). pkg/dataplane loads and
-// drives it; nothing else should import this package.
+// Package bpf holds weir's eBPF programs and the Go bindings bpf2go generates
+// from them: the tc data plane in weir.c, with the map layout it shares with
+// user space in weir.h (weir_bpfel.go, weir_bpfel.o), which pkg/dataplane
+// loads and drives; and the SO_REUSEPORT steering in reuseport.c
+// (reuseport_bpfel.go, reuseport_bpfel.o), which pkg/reuseport drives.
+// Nothing else should import this package.
 //
 // Regenerate after editing weir.c or weir.h with `go generate ./bpf/` (or
 // `make generate`); the output is reproducible, so CI regenerates and diffs.
@@ -10,3 +12,4 @@ package bpf
 // The -idirafter pair finds <asm/types.h> on Debian and Ubuntu multiarch
 // layouts for amd64 and arm64; a missing directory is ignored.
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -mcpu=v3 -idirafter /usr/include/x86_64-linux-gnu -idirafter /usr/include/aarch64-linux-gnu" -target bpfel -type drop_reason Weir weir.c
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -mcpu=v3 -idirafter /usr/include/x86_64-linux-gnu -idirafter /usr/include/aarch64-linux-gnu" -target bpfel -type rp_ctl Reuseport reuseport.c

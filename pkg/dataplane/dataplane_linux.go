@@ -5,16 +5,14 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/bpffs"
 )
 
 // Dataplane is a loaded data plane: the program and the pinned maps it
@@ -154,26 +152,8 @@ func (d *Dataplane) lock() error {
 // ensureBPFFS makes pinPath a directory on a bpffs, mounting one on its
 // parent when neither is on one.
 func ensureBPFFS(pinPath string) error {
-	if onBPFFS(pinPath) {
-		return nil
-	}
-	parent := filepath.Dir(pinPath)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("dataplane: create bpffs mount point: %w", err)
-	}
-	if !onBPFFS(parent) {
-		if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("dataplane: mount bpffs on %s: %w", parent, err)
-		}
-	}
-	if err := os.Mkdir(pinPath, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("dataplane: create pin directory: %w", err)
+	if err := bpffs.Ensure(pinPath); err != nil {
+		return fmt.Errorf("dataplane: %w", err)
 	}
 	return nil
-}
-
-// onBPFFS reports whether path exists on a bpf filesystem.
-func onBPFFS(path string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }

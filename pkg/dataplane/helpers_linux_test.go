@@ -5,7 +5,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -36,15 +35,7 @@ func needBPF(t testing.TB) {
 // newBPFFS mounts a private bpffs for t and returns its path.
 func newBPFFS(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "bpffs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		testenv.SkipOrFail(t, fmt.Sprintf("cannot mount bpffs: %v", err))
-	}
-	t.Cleanup(func() { unmount(t, dir) })
-	return dir
+	return testenv.BPFFS(t)
 }
 
 func unmount(t testing.TB, dir string) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/bpffs"
 )
 
 // pinnedMaps are the maps the program pins, with the fields BTF names in
@@ -102,7 +103,7 @@ func TestOpenMountsBPFFS(t *testing.T) {
 	parent := filepath.Join(t.TempDir(), "fs")
 	t.Cleanup(func() { unmount(t, parent) }) // runs after the Dataplane's Close
 	openAt(t, testOptions(filepath.Join(parent, "weir")))
-	if !onBPFFS(parent) {
+	if !bpffs.On(parent) {
 		t.Errorf("%s is not a bpffs after Open", parent)
 	}
 }

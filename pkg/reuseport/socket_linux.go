@@ -1,0 +1,93 @@
+package reuseport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listen binds one listening TCP socket; with reuse, SO_REUSEPORT is set
+// before bind, so that it founds or joins addr's reuseport group.
+func listen(network, addr string, reuse bool) (*net.TCPListener, error) {
+	var lc net.ListenConfig
+	// Go listens with MPTCP where the kernel has it; a REUSEPORT_SOCKARRAY
+	// takes TCP and UDP sockets only (ENOTSUPP for MPTCP).
+	lc.SetMultipathTCP(false)
+	if reuse {
+		lc.Control = setReusePort
+	}
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+func setReusePort(_, _ string, rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", err)
+	}
+	return nil
+}
+
+// withFD runs f on ln's descriptor.
+func withFD(ln *net.TCPListener, f func(fd int) error) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// cookie returns the kernel's identifier of ln's socket, which every
+// duplicate of its descriptor shares and a sockarray lookup returns.
+func cookie(ln *net.TCPListener) (uint64, error) {
+	var c uint64
+	err := withFD(ln, func(fd int) error {
+		var err error
+		c, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("socket cookie of %s: %w", ln.Addr(), err)
+	}
+	return c, nil
+}
+
+// reusePort reports whether ln has SO_REUSEPORT set: only then can more
+// sockets join its address.
+func reusePort(ln *net.TCPListener) bool {
+	var on int
+	err := withFD(ln, func(fd int) error {
+		var err error
+		on, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
+		return err
+	})
+	return err == nil && on == 1
+}
+
+// detach removes any sk_reuseport program from ln's group, so that the
+// kernel hashes over the group again. No program is not an error.
+func detach(ln *net.TCPListener) error {
+	err := withFD(ln, func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_REUSEPORT_BPF, 0)
+	})
+	if err != nil && err != unix.ENOENT {
+		return fmt.Errorf("detach the reuseport program of %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
