@@ -272,6 +272,9 @@ func testLabL4(t *testing.T, dp string) {
 	pids := upgradeLab{pidFile: filepath.Join(filepath.Dir(conf), "weir.pid")}
 	pids.waitPIDFile(t, restarted.cmd.Process.Pid)
 	held.check(t, "after weir restarted")
+	// Its table has b1 and b3 once its health checks agree: on a loaded
+	// machine one check of the first round may time out.
+	waitPinned(t, l, labVIP4, 2)
 	checkMaglevShares(t, "after restart", spread(t, l, labVIP4, flows), []string{lab.B1, lab.B3}, flows)
 	restarted.signal(t, syscall.SIGTERM)
 	if err := restarted.waitExit(t, 20*time.Second); err != nil {
@@ -376,6 +379,19 @@ func failoverBudget(interval time.Duration) time.Duration {
 		budget += 300 * time.Millisecond
 	}
 	return budget
+}
+
+// waitPinned waits (5 s at most) until the pinned table of vip has n
+// backends.
+func waitPinned(t *testing.T, l *lab.Lab, vip string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pinnedBackends(t, l, vip) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pinned table of %s has %d backends after 5 s, want %d", vip, pinnedBackends(t, l, vip), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func pinnedBackends(t *testing.T, l *lab.Lab, vip string) int {

@@ -31,9 +31,10 @@ type process struct {
 	notifier *daemon.Notifier // nil-safe: no daemon parent, no systemd
 	upgrade  bool             // -u: take the sockets over from a running weir
 
-	mu        sync.Mutex
-	upgrading bool // an outgoing upgrade is in progress
-	stop      context.CancelFunc
+	mu         sync.Mutex
+	upgrading  bool // an outgoing upgrade is in progress
+	handedOver bool // a successor serves: the pid file is its own
+	stop       context.CancelFunc
 }
 
 // run serves until a signal ends the process and returns its exit code.
@@ -169,9 +170,17 @@ func (p *process) writePIDFile() {
 }
 
 // cleanUp runs at exit: systemd hears we stop, and the pid file goes if
-// it still names us (after an upgrade it names the successor).
+// it still names us; after a hand-over it is the successor's to keep.
 func (p *process) cleanUp() {
 	p.notifier.Stopping()
+	p.mu.Lock()
+	handedOver := p.handedOver
+	p.mu.Unlock()
+	if handedOver {
+		// The successor writes the pid file once it hears we let go;
+		// removing "ours" could race with its rename and remove its file.
+		return
+	}
 	if err := daemon.RemovePIDFile(p.cfg.PIDFile, os.Getpid()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		p.log.Warn("could not remove the pid file", "err", err)
 	}
@@ -223,6 +232,9 @@ func (p *process) upgradeTo(successor *exec.Cmd) {
 	}
 	err := p.handOver(successor)
 	if err == nil {
+		p.mu.Lock()
+		p.handedOver = true
+		p.mu.Unlock()
 		p.stop() // graceful: finish what is in flight, then exit
 		return
 	}
@@ -296,7 +308,7 @@ func handoffSockets(socks []server.Socket) ([]upgrade.Socket, error) {
 		var us upgrade.Socket
 		var err error
 		if s.Listener != nil {
-			us, err = upgrade.FromListener(s.Service, s.Addr, s.Index, s.Listener)
+			us, err = upgrade.FromListener(s.Service, s.Addr, s.Index, s.Member, s.Listener)
 		} else {
 			us, err = upgrade.FromPacketConn(s.Service, s.Addr, s.Index, s.PacketConn)
 		}
@@ -317,24 +329,25 @@ func closeFiles(socks []upgrade.Socket) {
 	}
 }
 
-// inherited opens the sockets a previous weir handed over, and new ones
-// for what it did not have (a listener added to the configuration).
+// inherited gives the server the sockets a previous weir handed over; the
+// server binds new ones for the rest (a listener added to the
+// configuration, more threads).
 type inherited struct{ inh *upgrade.Inheritance }
 
 var _ server.Opener = inherited{}
 
-func (o inherited) Listen(spec server.ListenerSpec) (net.Listener, error) {
-	ln, err := o.inh.Listener(spec.Service, spec.Addr, spec.Index)
+func (o inherited) Listener(spec server.ListenerSpec) (net.Listener, error) {
+	ln, err := o.inh.Listener(spec.Service, spec.Addr, spec.Index, spec.Member)
 	if errors.Is(err, upgrade.ErrNotInherited) {
-		return server.FreshSockets{}.Listen(spec)
+		return nil, nil
 	}
 	return ln, err
 }
 
-func (o inherited) ListenPacket(spec server.ListenerSpec) (net.PacketConn, error) {
+func (o inherited) PacketConn(spec server.ListenerSpec) (net.PacketConn, error) {
 	pc, err := o.inh.PacketConn(spec.Service, spec.Addr, spec.Index)
 	if errors.Is(err, upgrade.ErrNotInherited) {
-		return server.FreshSockets{}.ListenPacket(spec)
+		return nil, nil
 	}
 	return pc, err
 }

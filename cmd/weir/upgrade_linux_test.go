@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // weirProc is a weir process the test started (the test binary running
@@ -72,12 +75,19 @@ func (w *weirProc) waitExit(t testing.TB, within time.Duration) error {
 type upgradeLab struct {
 	dir, conf, pidFile, addr string
 	backends                 [2]string
+	// pinPath is the configuration's bpf.pin_path; empty keeps the
+	// default.
+	pinPath string
+	// bin and cred are how lab.start runs weir: this test binary as root,
+	// or (unprivileged) a copy anyone may run, as cred.
+	bin  string
+	cred *syscall.Credential
 }
 
 func newUpgradeLab(t testing.TB) *upgradeLab {
 	t.Helper()
 	dir := t.TempDir() // mode 0700: a safe home for upgrade_sock
-	l := &upgradeLab{dir: dir, conf: filepath.Join(dir, "weir.yaml"), pidFile: filepath.Join(dir, "weir.pid")}
+	l := &upgradeLab{dir: dir, conf: filepath.Join(dir, "weir.yaml"), pidFile: filepath.Join(dir, "weir.pid"), bin: os.Args[0]}
 	var ports [3]string
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,6 +106,9 @@ func newUpgradeLab(t testing.TB) *upgradeLab {
 // to the services.
 func (l *upgradeLab) write(t testing.TB, threads int, extra string) {
 	t.Helper()
+	if l.pinPath != "" {
+		extra = fmt.Sprintf("bpf: {pin_path: %s}\n", l.pinPath) + extra
+	}
 	conf := fmt.Sprintf(`version: 1
 threads: %d
 pid_file: %s
@@ -115,6 +128,63 @@ services:
 	if err := os.WriteFile(l.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// start runs weir with args as the lab says: as root, or unprivileged.
+func (l *upgradeLab) start(t testing.TB, log weirLog, args ...string) *weirProc {
+	t.Helper()
+	cmd := exec.Command(l.bin, args...)
+	if l.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.cred}
+	}
+	return runWeir(t, cmd, log)
+}
+
+// unprivileged makes the lab run weir as nobody (65534): a copy of the
+// test binary it may run, and the lab directory its own (mode 0700, as
+// upgrade_sock wants), reachable through a parent it may traverse.
+func (l *upgradeLab) unprivileged(t testing.TB) {
+	t.Helper()
+	const nobody = 65534
+	bin := filepath.Join(l.dir, "weir")
+	exe, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{l.dir, l.conf, bin} {
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Dir(l.dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	l.bin, l.cred = bin, &syscall.Credential{Uid: nobody, Gid: nobody}
+}
+
+// listening counts the sockets listening on the lab's address: a
+// listener's SO_REUSEPORT group, as /proc/net/tcp shows it.
+func (l *upgradeLab) listening(t testing.TB) int {
+	t.Helper()
+	ap := netip.MustParseAddrPort(l.addr)
+	ip := ap.Addr().As4()
+	// /proc/net/tcp writes the address as a little-endian word.
+	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[1] == local && f[3] == "0A" { // TCP_LISTEN
+			n++
+		}
+	}
+	return n
 }
 
 // waitPIDFile polls until the pid file names pid.
@@ -310,10 +380,30 @@ func waitServing(t testing.TB, addr string) {
 // upgrades of a loaded weir, in both orders (new process first, SIGQUIT
 // first), with threads changing and a SIGHUP reload among them, and not
 // one request may fail, be reset or time out.
+//
+// As root each listener is a SO_REUSEPORT group of `threads` sockets
+// steered by BPF, so the upgrades also grow and shrink the groups; as
+// nobody there is one socket a listener, handed over as it is.
 func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
-	lab := newUpgradeLab(t)
+	testenv.NeedRoot(t)
+	t.Run("root", func(t *testing.T) {
+		lab := newUpgradeLab(t)
+		lab.pinPath = filepath.Join(testenv.BPFFS(t), "weir")
+		testUpgradesUnderLoad(t, lab, func(threads int) int { return threads })
+	})
+	t.Run("unprivileged", func(t *testing.T) {
+		lab := newUpgradeLab(t)
+		lab.unprivileged(t)
+		testUpgradesUnderLoad(t, lab, func(int) int { return 1 })
+	})
+}
+
+// testUpgradesUnderLoad runs the 20 upgrades; sockets says how many
+// sockets a listener has with a given threads.
+func testUpgradesUnderLoad(t *testing.T, lab *upgradeLab, sockets func(threads int) int) {
+	lab.write(t, 2, "")
 	logs := logFile(t)
-	cur := startWeir(t, logs, "-c", lab.conf)
+	cur := lab.start(t, logs, "-c", lab.conf)
 	lab.waitPIDFile(t, cur.cmd.Process.Pid)
 	waitServing(t, lab.addr)
 
@@ -328,7 +418,7 @@ func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
 		case step == 9: // a reload: weir starts its successor itself
 			cur.signal(t, syscall.SIGHUP)
 		case step%2 == 0: // the new process first, then SIGQUIT
-			w := startWeir(t, logs, "-u", "-c", lab.conf)
+			w := lab.start(t, logs, "-u", "-c", lab.conf)
 			next = w.cmd.Process.Pid
 			cur.signal(t, syscall.SIGQUIT)
 			old := cur
@@ -338,7 +428,7 @@ func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
 			}
 		default: // SIGQUIT first: the old weir retries until the new one listens
 			cur.signal(t, syscall.SIGQUIT)
-			w := startWeir(t, logs, "-u", "-c", lab.conf)
+			w := lab.start(t, logs, "-u", "-c", lab.conf)
 			next = w.cmd.Process.Pid
 			old := cur
 			cur = w
@@ -365,9 +455,15 @@ func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
 			}
 			t.Cleanup(func() { adopted.cmd.Process.Kill() })
 			cur = adopted
+			if got, want := lab.listening(t), sockets(threads[step%len(threads)]); got != want {
+				t.Fatalf("reload: %d sockets listen on %s, want %d\n%s", got, lab.addr, want, logs)
+			}
 			continue
 		}
 		lab.waitPIDFile(t, next)
+		if got, want := lab.listening(t), sockets(threads[step%len(threads)]); got != want {
+			t.Fatalf("step %d: %d sockets listen on %s, want %d\n%s", step, got, lab.addr, want, logs)
+		}
 	}
 	// The last successor serves under load too before the clients stop.
 	for until, deadline := res.ok.Load()+500, time.Now().Add(10*time.Second); res.ok.Load() < until; time.Sleep(time.Millisecond) {

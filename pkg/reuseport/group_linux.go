@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 )
 
 // Group is one listen address's SO_REUSEPORT sockets.
@@ -46,8 +47,8 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	if fresh && g.steer != nil && len(g.steer.slots) > 1 {
 		dir := g.steer.dir
 		g.Close()
-		return nil, fmt.Errorf("%w: %s: another process serves it (its sockets are in %s); stop it, or take over with weir -u",
-			ErrInUse, addr, dir)
+		return nil, fmt.Errorf("%w: %s: %w: another process serves it (its sockets are in %s); stop it, or take over with weir -u",
+			ErrInUse, addr, syscall.EADDRINUSE, dir)
 	}
 	k := cfg.Sockets
 	if g.steer == nil {

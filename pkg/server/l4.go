@@ -86,10 +86,7 @@ func (s *Server) startL4Service(svc *l4Service, open Opener) error {
 		if mode == config.DataplaneBPF {
 			return fmt.Errorf("dataplane: bpf: %w", err)
 		}
-		if !s.warnedNoBPF {
-			s.warnedNoBPF = true
-			s.log.Warn("the BPF data plane is unavailable; L4 services with dataplane: auto are proxied in userspace", "reason", err)
-		}
+		s.degraded.dataplane = cmpNil(s.degraded.dataplane, err)
 	}
 	if err := svc.listenUserspace(open, s.cfg.MaxRetries); err != nil {
 		return err
@@ -107,7 +104,10 @@ func (svc *l4Service) spec() ListenerSpec {
 func (svc *l4Service) listenUserspace(open Opener, maxRetries int) error {
 	t := svc.cfg.Upstream.Timeouts
 	if svc.cfg.L4.Protocol == config.ProtocolUDP {
-		pc, err := open.ListenPacket(svc.spec())
+		pc, err := open.PacketConn(svc.spec())
+		if err == nil && pc == nil {
+			pc, err = new(net.ListenConfig).ListenPacket(context.Background(), "udp", svc.vip.String())
+		}
 		if err != nil {
 			return fmt.Errorf("listen on vip: %w", err)
 		}
@@ -115,7 +115,10 @@ func (svc *l4Service) listenUserspace(open Opener, maxRetries int) error {
 		svc.udp = &l4.UDPProxy{LB: svc.lb, IdleTimeout: t.Idle, Logger: svc.log}
 		return nil
 	}
-	ln, err := open.Listen(svc.spec())
+	ln, err := open.Listener(svc.spec())
+	if err == nil && ln == nil {
+		ln, err = new(net.ListenConfig).Listen(context.Background(), "tcp", svc.vip.String())
+	}
 	if err != nil {
 		return fmt.Errorf("listen on vip: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/reuseport"
 )
 
 // Server hosts the services of one configuration.
@@ -30,9 +31,9 @@ type Server struct {
 
 	// kernel is the BPF data plane, opened by the first l4 service that
 	// wants it; kernelErr says why it could not be.
-	kernel      *kernel
-	kernelErr   error
-	warnedNoBPF bool
+	kernel    *kernel
+	kernelErr error
+	degraded  degraded
 
 	ready chan struct{} // closed by Serve once it accepts
 }
@@ -41,10 +42,11 @@ type Server struct {
 type service struct {
 	cfg       *config.Service
 	http      *l7.Server
-	tls       []*tls.Config  // per listener; nil for plain ones
-	balancer  balancer       // nil for a respond service
-	listeners []net.Listener // what serves: TLS-wrapped where configured
-	sockets   []net.Listener // the same, unwrapped: what an upgrade hands over
+	tls       []*tls.Config      // per listener; nil for plain ones
+	balancer  balancer           // nil for a respond service
+	groups    []*reuseport.Group // one per configured listener
+	listeners []net.Listener     // what serves: every group's members, TLS-wrapped where configured
+	sockets   []member           // the same, unwrapped: what an upgrade hands over
 }
 
 // New builds every service of cfg without binding anything: a config that
@@ -120,123 +122,6 @@ func (s *Server) newHTTPServer(sc *config.Service, p l7.Proxy, t config.Timeouts
 	return hs
 }
 
-// ListenerSpec names one socket of the configuration: the service, the
-// network ("tcp" or "udp"), the configured address, and the listener's
-// index within the service. Together they identify a socket across an
-// upgrade, even when two listeners share an address.
-type ListenerSpec struct {
-	Service string
-	Network string
-	Addr    string
-	Index   int
-}
-
-// Opener provides the sockets a server listens on: new ones, or ones
-// inherited from a previous process during a graceful upgrade.
-type Opener interface {
-	// Listen returns a TCP listener for spec.
-	Listen(spec ListenerSpec) (net.Listener, error)
-	// ListenPacket returns a UDP socket for spec.
-	ListenPacket(spec ListenerSpec) (net.PacketConn, error)
-}
-
-// FreshSockets is the Opener that binds new sockets.
-type FreshSockets struct{}
-
-var _ Opener = FreshSockets{}
-
-// Listen binds a new TCP listener.
-func (FreshSockets) Listen(spec ListenerSpec) (net.Listener, error) {
-	var lc net.ListenConfig
-	return lc.Listen(context.Background(), "tcp", spec.Addr)
-}
-
-// ListenPacket binds a new UDP socket.
-func (FreshSockets) ListenPacket(spec ListenerSpec) (net.PacketConn, error) {
-	var lc net.ListenConfig
-	return lc.ListenPacket(context.Background(), "udp", spec.Addr)
-}
-
-// Listen binds every listener with a new socket.
-func (s *Server) Listen() error { return s.ListenWith(FreshSockets{}) }
-
-// ListenWith takes every socket from open, which may hand over sockets
-// inherited from another process. TLS is layered on here, so open deals in
-// plain TCP listeners only. It then starts the l4 services: attaching the
-// BPF data plane, or binding their VIPs for the userspace one (through
-// open too). On error, the sockets already opened are closed again.
-func (s *Server) ListenWith(open Opener) error {
-	if err := s.listenHTTP(open); err != nil {
-		return err
-	}
-	if err := s.startL4(open); err != nil {
-		s.closeListeners()
-		return err
-	}
-	return nil
-}
-
-func (s *Server) listenHTTP(open Opener) error {
-	for _, svc := range s.services {
-		for i, l := range svc.cfg.Listeners {
-			ln, err := open.Listen(ListenerSpec{Service: svc.cfg.Name, Network: "tcp", Addr: l.Addr, Index: i})
-			if err != nil {
-				s.closeListeners()
-				return fmt.Errorf("service %q: listen on %s (%s): %w", svc.cfg.Name, l.Addr, l.Pos, err)
-			}
-			svc.sockets = append(svc.sockets, ln)
-			if l.TLS != nil {
-				ln = tls.NewListener(ln, svc.tls[i])
-			}
-			svc.listeners = append(svc.listeners, ln)
-		}
-	}
-	return nil
-}
-
-// Socket is one of a server's sockets, for handing over to a successor.
-type Socket struct {
-	ListenerSpec
-	// Exactly one is set: a TCP listener (never TLS-wrapped) or a UDP
-	// socket.
-	Listener   net.Listener
-	PacketConn net.PacketConn
-}
-
-// Sockets returns every socket the server listens on, with its spec.
-func (s *Server) Sockets() []Socket {
-	var out []Socket
-	for _, svc := range s.services {
-		for i, ln := range svc.sockets {
-			l := svc.cfg.Listeners[i]
-			out = append(out, Socket{ListenerSpec: ListenerSpec{svc.cfg.Name, "tcp", l.Addr, i}, Listener: ln})
-		}
-	}
-	for _, svc := range s.l4 {
-		spec := svc.spec()
-		switch {
-		case svc.ln != nil:
-			out = append(out, Socket{ListenerSpec: spec, Listener: svc.ln})
-		case svc.pc != nil:
-			out = append(out, Socket{ListenerSpec: spec, PacketConn: svc.pc})
-		}
-	}
-	return out
-}
-
-func (s *Server) closeListeners() {
-	for _, svc := range s.services {
-		for _, ln := range svc.listeners {
-			ln.Close()
-		}
-		svc.listeners, svc.sockets = nil, nil
-	}
-	for _, svc := range s.l4 {
-		svc.close()
-	}
-	s.closeKernel()
-}
-
 // closeKernel releases weir's handles on the BPF data plane; the pinned
 // program and maps keep forwarding.
 func (s *Server) closeKernel() {
@@ -245,26 +130,6 @@ func (s *Server) closeKernel() {
 			s.log.Warn("closing the BPF data plane", "err", err)
 		}
 	}
-}
-
-// Addrs returns the bound address of every listener, by service name, in
-// configuration order; useful when a config asks for port 0.
-func (s *Server) Addrs() map[string][]net.Addr {
-	out := map[string][]net.Addr{}
-	for _, svc := range s.services {
-		for _, ln := range svc.listeners {
-			out[svc.cfg.Name] = append(out[svc.cfg.Name], ln.Addr())
-		}
-	}
-	for _, svc := range s.l4 {
-		switch {
-		case svc.ln != nil:
-			out[svc.cfg.Name] = append(out[svc.cfg.Name], svc.ln.Addr())
-		case svc.pc != nil:
-			out[svc.cfg.Name] = append(out[svc.cfg.Name], svc.pc.LocalAddr())
-		}
-	}
-	return out
 }
 
 // Serve runs the services on the bound listeners until ctx is done, then
@@ -296,6 +161,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.Close()
 		return nil
 	}
+	if err := s.activate(); err != nil {
+		s.closeListeners()
+		s.Close()
+		return err
+	}
 	errc := make(chan error, 1)
 	var serveWG sync.WaitGroup
 	for _, svc := range s.services {
@@ -324,6 +194,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.Shutdown(s.cfg.GracefulShutdownTimeout)
 	serveWG.Wait()
+	s.closeGroups()
 	return err
 }
 

@@ -37,7 +37,7 @@ func Example() {
 			return
 		}
 		defer in.Close() // closes what the configuration no longer uses
-		ln, err := in.Listener("web", addr, 0)
+		ln, err := in.Listener("web", addr, 0, 0)
 		if err != nil {
 			in.Abort(err)
 			close(adopted)
@@ -51,7 +51,7 @@ func Example() {
 	}()
 
 	// The old process, on SIGQUIT.
-	sock, err := upgrade.FromListener("web", addr, 0, old)
+	sock, err := upgrade.FromListener("web", addr, 0, 0, old)
 	if err != nil {
 		fmt.Println(err)
 		return

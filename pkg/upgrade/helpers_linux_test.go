@@ -82,7 +82,7 @@ func socketOf(t testing.TB, service string, index int, c any) Socket {
 	)
 	switch c := c.(type) {
 	case net.Listener:
-		s, err = FromListener(service, c.Addr().String(), index, c)
+		s, err = FromListener(service, c.Addr().String(), index, 0, c)
 	case net.PacketConn:
 		s, err = FromPacketConn(service, c.LocalAddr().String(), index, c)
 	}

@@ -49,13 +49,14 @@ func (in *Inheritance) Sockets() []Socket {
 }
 
 // Listener adopts the inherited TCP listener of service's listener index,
-// configured as addr, as a net.Listener; the kernel socket, its accept
+// configured as addr, member member of its SO_REUSEPORT group (0 for a
+// single socket), as a net.Listener; the kernel socket, its accept
 // queue included, is the one the old process listened on. It returns an
 // error wrapping ErrNotInherited when there is no such TCP socket (the
 // configuration changed, or it was adopted already): open a new one.
-func (in *Inheritance) Listener(service, addr string, index int) (net.Listener, error) {
+func (in *Inheritance) Listener(service, addr string, index, member int) (net.Listener, error) {
 	var ln net.Listener
-	err := in.adopt(key{service, addr, index}, NetworkTCP, func(f *os.File) (err error) {
+	err := in.adopt(key{service, addr, index, member}, NetworkTCP, func(f *os.File) (err error) {
 		ln, err = net.FileListener(f)
 		return err
 	})
@@ -66,7 +67,7 @@ func (in *Inheritance) Listener(service, addr string, index int) (net.Listener, 
 // configured as addr, as a net.PacketConn. Errors are those of Listener.
 func (in *Inheritance) PacketConn(service, addr string, index int) (net.PacketConn, error) {
 	var pc net.PacketConn
-	err := in.adopt(key{service, addr, index}, NetworkUDP, func(f *os.File) (err error) {
+	err := in.adopt(key{service, addr, index, 0}, NetworkUDP, func(f *os.File) (err error) {
 		pc, err = net.FilePacketConn(f)
 		return err
 	})

@@ -73,16 +73,17 @@ type entry struct {
 	Service string         `json:"service"`
 	Addr    string         `json:"addr"`
 	Index   int            `json:"index"`
+	Member  int            `json:"member,omitempty"`
 	Network string         `json:"network"`
 	Bound   netip.AddrPort `json:"bound"`
 	Options Options        `json:"options"`
 }
 
-func (e *entry) key() key { return key{e.Service, e.Addr, e.Index} }
+func (e *entry) key() key { return key{e.Service, e.Addr, e.Index, e.Member} }
 
 // socket is the Socket e describes, with its descriptor f.
 func (e *entry) socket(f *os.File) Socket {
-	return Socket{Service: e.Service, Addr: e.Addr, Index: e.Index, Network: e.Network, Bound: e.Bound, Options: e.Options, File: f}
+	return Socket{Service: e.Service, Addr: e.Addr, Index: e.Index, Member: e.Member, Network: e.Network, Bound: e.Bound, Options: e.Options, File: f}
 }
 
 // offerMessage opens a handoff of count sockets.
@@ -182,6 +183,8 @@ func (e *entry) validate() error {
 		return fmt.Errorf("%w: %s: the configured address must be 1 to %d bytes", ErrManifest, e.key(), maxNameBytes)
 	case e.Index < 0:
 		return fmt.Errorf("%w: %s: negative listener index", ErrManifest, e.key())
+	case e.Member < 0 || e.Member >= maxSockets:
+		return fmt.Errorf("%w: %s: socket %d of a group; want 0 to %d", ErrManifest, e.key(), e.Member, maxSockets-1)
 	case e.Network != NetworkTCP && e.Network != NetworkUDP:
 		return fmt.Errorf("%w: %s: network %q; want %q or %q", ErrManifest, e.key(), e.Network, NetworkTCP, NetworkUDP)
 	case !e.Bound.IsValid() || e.Bound.Port() == 0:

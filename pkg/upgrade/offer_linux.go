@@ -111,7 +111,7 @@ func describeOne(s *Socket) (entry, int, error) {
 	if err != nil {
 		return entry{}, -1, fmt.Errorf("%s: %w", k, err)
 	}
-	e := entry{Service: s.Service, Addr: s.Addr, Index: s.Index, Network: info.network, Bound: info.bound, Options: info.options}
+	e := entry{Service: s.Service, Addr: s.Addr, Index: s.Index, Member: s.Member, Network: info.network, Bound: info.bound, Options: info.options}
 	if err := e.validate(); err != nil {
 		unix.Close(dup)
 		return entry{}, -1, err
@@ -193,22 +193,22 @@ func refusal(ctl *unixControl, peerPID int, err error) error {
 }
 
 // FromListener describes ln, a TCP listener of this process, as listener
-// index of service, configured as addr. The Socket's File is a duplicate
+// index of service, configured as addr, member member of its SO_REUSEPORT
+// group (0 for a single socket). The Socket's File is a duplicate
 // of ln's descriptor made without (*net.TCPListener).File, whose Fd
 // would switch the shared socket to blocking mode and stall ln's
 // Accept; the caller closes it when done.
-func FromListener(service, addr string, index int, ln net.Listener) (Socket, error) {
-	return fromConn(service, addr, index, ln, NetworkTCP)
+func FromListener(service, addr string, index, member int, ln net.Listener) (Socket, error) {
+	return fromConn(key{service, addr, index, member}, ln, NetworkTCP)
 }
 
 // FromPacketConn describes pc, a bound UDP socket of this process, as
 // listener index of service, configured as addr; see FromListener.
 func FromPacketConn(service, addr string, index int, pc net.PacketConn) (Socket, error) {
-	return fromConn(service, addr, index, pc, NetworkUDP)
+	return fromConn(key{service, addr, index, 0}, pc, NetworkUDP)
 }
 
-func fromConn(service, addr string, index int, c any, network string) (Socket, error) {
-	k := key{service, addr, index}
+func fromConn(k key, c any, network string) (Socket, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return Socket{}, fmt.Errorf("upgrade: %s: %w: a %T does not expose its descriptor; hand over the *net.TCPListener or *net.UDPConn underneath (TLS is layered on again after adoption)", k, ErrUnsupportedSocket, c)
@@ -226,7 +226,7 @@ func fromConn(service, addr string, index int, c any, network string) (Socket, e
 	if inner != nil {
 		return Socket{}, fmt.Errorf("upgrade: %s: %w", k, inner)
 	}
-	e := entry{Service: service, Addr: addr, Index: index, Network: info.network, Bound: info.bound, Options: info.options}
+	e := entry{Service: k.service, Addr: k.addr, Index: k.index, Member: k.member, Network: info.network, Bound: info.bound, Options: info.options}
 	if err := e.validate(); err != nil {
 		unix.Close(dup)
 		return Socket{}, fmt.Errorf("upgrade: %w", err)

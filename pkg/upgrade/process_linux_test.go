@@ -88,7 +88,7 @@ func serve(ctx context.Context, in *Inheritance) error {
 		var err error
 		switch s.Network {
 		case NetworkTCP:
-			web, err = in.Listener(s.Service, s.Addr, s.Index)
+			web, err = in.Listener(s.Service, s.Addr, s.Index, 0)
 		case NetworkUDP:
 			dns, err = in.PacketConn(s.Service, s.Addr, s.Index)
 		}

@@ -29,9 +29,12 @@ type Socket struct {
 	// Addr is the listen address as configured ("0.0.0.0:443", ":80"),
 	// not as bound: the new process matches its configuration on it.
 	Addr string
-	// Index is the listener's position within the service: several
-	// sockets may share Service and Addr (SO_REUSEPORT) and differ here.
+	// Index is the listener's position within the service: two listeners
+	// may share Service and Addr and differ here.
 	Index int
+	// Member is the socket's position in its listener's SO_REUSEPORT
+	// group (threads: K gives members 0 to K-1); 0 for a single socket.
+	Member int
 	// Network is NetworkTCP or NetworkUDP.
 	Network string
 	// Bound is the address the socket is bound to (getsockname).
@@ -75,12 +78,16 @@ type key struct {
 	service string
 	addr    string
 	index   int
+	member  int
 }
 
-func (s *Socket) key() key { return key{s.Service, s.Addr, s.Index} }
+func (s *Socket) key() key { return key{s.Service, s.Addr, s.Index, s.Member} }
 
 // String names the socket as an operator would look for it in the
 // configuration.
 func (k key) String() string {
+	if k.member > 0 {
+		return fmt.Sprintf("service %q listener %d (%s) socket %d", k.service, k.index, k.addr, k.member)
+	}
 	return fmt.Sprintf("service %q listener %d (%s)", k.service, k.index, k.addr)
 }

@@ -162,7 +162,7 @@ func checkManifest(t *testing.T, got, sent []Socket) {
 // clients sent before the handoff.
 func adoptAndServeQueued(t *testing.T, in *Inheritance, webAddr, dnsAddr string) {
 	t.Helper()
-	ln, err := in.Listener("web", webAddr, 0)
+	ln, err := in.Listener("web", webAddr, 0, 0)
 	if err != nil {
 		t.Fatalf("adopt web: %v", err)
 	}
@@ -200,7 +200,7 @@ func TestQueuedConnectionData(t *testing.T) {
 	in, _ := handoff(t, sent)
 	web.Close()
 	sent[0].File.Close()
-	ln, err := in.Listener("web", web.Addr().String(), 0)
+	ln, err := in.Listener("web", web.Addr().String(), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,10 +331,10 @@ func TestAdoption(t *testing.T) {
 		get  func() error
 		text string
 	}{
-		{"unknown service", func() error { _, err := in.Listener("api", webAddr, 0); return err }, "no socket"},
-		{"other index", func() error { _, err := in.Listener("web", webAddr, 1); return err }, "no socket"},
-		{"other address", func() error { _, err := in.Listener("web", "127.0.0.1:1", 0); return err }, "no socket"},
-		{"UDP as a listener", func() error { _, err := in.Listener("dns", dnsAddr, 0); return err }, "as a udp socket, not tcp"},
+		{"unknown service", func() error { _, err := in.Listener("api", webAddr, 0, 0); return err }, "no socket"},
+		{"other index", func() error { _, err := in.Listener("web", webAddr, 1, 0); return err }, "no socket"},
+		{"other address", func() error { _, err := in.Listener("web", "127.0.0.1:1", 0, 0); return err }, "no socket"},
+		{"UDP as a listener", func() error { _, err := in.Listener("dns", dnsAddr, 0, 0); return err }, "as a udp socket, not tcp"},
 		{"TCP as a packet conn", func() error { _, err := in.PacketConn("web", webAddr, 0); return err }, "as a tcp socket, not udp"},
 	}
 	for _, r := range refusals {
@@ -343,12 +343,12 @@ func TestAdoption(t *testing.T) {
 		}
 	}
 
-	ln, err := in.Listener("web", webAddr, 0)
+	ln, err := in.Listener("web", webAddr, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if _, err := in.Listener("web", webAddr, 0); !errors.Is(err, ErrNotInherited) || !strings.Contains(err.Error(), "adopted already") {
+	if _, err := in.Listener("web", webAddr, 0, 0); !errors.Is(err, ErrNotInherited) || !strings.Contains(err.Error(), "adopted already") {
 		t.Errorf("second adoption: %v, want ErrNotInherited", err)
 	}
 	left := in.Sockets()
@@ -567,11 +567,11 @@ func TestFromListenerRefuses(t *testing.T) {
 		want error
 		text string
 	}{
-		{"unix listener", func() error { _, err := FromListener("a", "x", 0, unixLn); return err }, ErrUnsupportedSocket, "address family"},
-		{"wrapped listener", func() error { _, err := FromListener("a", "x", 0, struct{ net.Listener }{web}); return err }, ErrUnsupportedSocket, "does not expose"},
-		{"empty service", func() error { _, err := FromListener("", "x", 0, web); return err }, ErrManifest, "service name"},
+		{"unix listener", func() error { _, err := FromListener("a", "x", 0, 0, unixLn); return err }, ErrUnsupportedSocket, "address family"},
+		{"wrapped listener", func() error { _, err := FromListener("a", "x", 0, 0, struct{ net.Listener }{web}); return err }, ErrUnsupportedSocket, "does not expose"},
+		{"empty service", func() error { _, err := FromListener("", "x", 0, 0, web); return err }, ErrManifest, "service name"},
 		{"TCP as packet conn", func() error {
-			_, err := fromConn("a", "x", 0, web, NetworkUDP)
+			_, err := fromConn(key{"a", "x", 0, 0}, web, NetworkUDP)
 			return err
 		}, ErrUnsupportedSocket, "not udp"},
 	}
@@ -584,4 +584,55 @@ func TestFromListenerRefuses(t *testing.T) {
 			t.Errorf("%s: %d descriptors leaked", tc.name, after-before)
 		}
 	}
+}
+
+// The members of one listener's SO_REUSEPORT group share service, address
+// and index; each arrives as itself, under its member number.
+func TestReusePortMembersKeepTheirPlace(t *testing.T) {
+	first := listenTCP(t, "127.0.0.1:0", true)
+	second := listenTCP(t, first.Addr().String(), true)
+	addr := first.Addr().String()
+	var sent []Socket
+	for member, ln := range []*net.TCPListener{first, second} {
+		s, err := FromListener("web", addr, 0, member, ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.File.Close() })
+		sent = append(sent, s)
+	}
+	in, _ := handoff(t, sent)
+	checkManifest(t, in.Sockets(), sent)
+	for member, want := range []*net.TCPListener{first, second} {
+		got, err := in.Listener("web", addr, 0, member)
+		if err != nil {
+			t.Fatalf("adopt member %d: %v", member, err)
+		}
+		defer got.Close()
+		if a, b := cookieOf(t, got), cookieOf(t, want); a != b {
+			t.Errorf("member %d adopted socket %d, want the one handed over as it (%d)", member, a, b)
+		}
+	}
+	if _, err := in.Listener("web", addr, 0, 2); !errors.Is(err, ErrNotInherited) {
+		t.Errorf("member 2, never handed over: %v, want ErrNotInherited", err)
+	}
+}
+
+// cookieOf is the kernel's identifier of ln's socket, shared by all its
+// descriptors.
+func cookieOf(t *testing.T, ln net.Listener) uint64 {
+	t.Helper()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c uint64
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { c, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return c
 }

@@ -23,7 +23,7 @@ func Offer(ctx context.Context, path string, sockets []Socket) (*Handoff, error)
 
 // FromListener describes a listener for Offer. It needs Linux and
 // returns ErrUnsupported here.
-func FromListener(service, addr string, index int, ln net.Listener) (Socket, error) {
+func FromListener(service, addr string, index, member int, ln net.Listener) (Socket, error) {
 	return Socket{}, unsupported()
 }
 
