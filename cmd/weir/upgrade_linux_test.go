@@ -106,10 +106,12 @@ func newUpgradeLab(t testing.TB) *upgradeLab {
 // to the services.
 func (l *upgradeLab) write(t testing.TB, threads int, extra string) {
 	t.Helper()
+	bpf := ""
 	if l.pinPath != "" {
-		extra = fmt.Sprintf("bpf: {pin_path: %s}\n", l.pinPath) + extra
+		bpf = fmt.Sprintf("bpf: {pin_path: %s}", l.pinPath)
 	}
 	conf := fmt.Sprintf(`version: 1
+%s
 threads: %d
 pid_file: %s
 upgrade_sock: %s
@@ -124,7 +126,7 @@ services:
     upstream:
       backends: ["%s", "%s"]
       health_check: {type: tcp, interval: 1s}
-%s`, threads, l.pidFile, filepath.Join(l.dir, "upgrade.sock"), l.backends[0], l.backends[1], l.addr, l.backends[0], l.backends[1], extra)
+%s`, bpf, threads, l.pidFile, filepath.Join(l.dir, "upgrade.sock"), l.backends[0], l.backends[1], l.addr, l.backends[0], l.backends[1], extra)
 	if err := os.WriteFile(l.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -411,8 +413,16 @@ func testUpgradesUnderLoad(t *testing.T, lab *upgradeLab, sockets func(threads i
 	start := time.Now()
 	res := load(lab.addr, 8, 4, stop)
 	threads := []int{4, 1, 3, 2}
+	// Steps 12 and 13 add a listener on another port and remove it again:
+	// the reload that drops one listener keeps the others serving.
+	extraAddr := freeAddr(t)
+	extra := fmt.Sprintf("  - {name: c, kind: respond, body: \"c\", listen: [\"%s\"]}\n", extraAddr)
 	for step := range 20 {
-		lab.write(t, threads[step%len(threads)], "")
+		conf := ""
+		if step == 12 {
+			conf = extra
+		}
+		lab.write(t, threads[step%len(threads)], conf)
 		var next int
 		switch {
 		case step == 9: // a reload: weir starts its successor itself
@@ -464,6 +474,7 @@ func testUpgradesUnderLoad(t *testing.T, lab *upgradeLab, sockets func(threads i
 		if got, want := lab.listening(t), sockets(threads[step%len(threads)]); got != want {
 			t.Fatalf("step %d: %d sockets listen on %s, want %d\n%s", step, got, lab.addr, want, logs)
 		}
+		checkExtraListener(t, step, extraAddr, step == 12)
 	}
 	// The last successor serves under load too before the clients stop.
 	for until, deadline := res.ok.Load()+500, time.Now().Add(10*time.Second); res.ok.Load() < until; time.Sleep(time.Millisecond) {
@@ -481,6 +492,46 @@ func testUpgradesUnderLoad(t *testing.T, lab *upgradeLab, sockets func(threads i
 	if err := cur.waitExit(t, 20*time.Second); err != nil {
 		t.Fatalf("the last weir exited with %v", err)
 	}
+}
+
+// checkExtraListener checks that addr serves exactly while the
+// configuration has it.
+func checkExtraListener(t *testing.T, step int, addr string, configured bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if !configured {
+		if err == nil {
+			c.Close()
+			t.Fatalf("step %d: %s still accepts after its listener left the configuration", step, addr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("step %d: the added listener %s: %v", step, addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("step %d: request to the added listener %s: %v", step, addr, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || string(body) != "c" {
+		t.Fatalf("step %d: the added listener %s answered %d %q (%v), want 200 \"c\"", step, addr, resp.StatusCode, body, err)
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // adoptProcess follows a weir the test did not start (a reload's
