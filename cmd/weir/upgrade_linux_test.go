@@ -98,6 +98,11 @@ func newUpgradeLab(t testing.TB) *upgradeLab {
 		ln.Close()
 	}
 	l.addr, l.backends = ports[0], [2]string{ports[1], ports[2]}
+	if os.Geteuid() == 0 {
+		// Steering pins go to a private bpffs, gone with the test even
+		// when a weir of it was killed.
+		l.pinPath = filepath.Join(testenv.BPFFS(t), "weir")
+	}
 	l.write(t, 2, "")
 	return l
 }
@@ -390,7 +395,6 @@ func TestUpgradesUnderLoadLoseNothing(t *testing.T) {
 	testenv.NeedRoot(t)
 	t.Run("root", func(t *testing.T) {
 		lab := newUpgradeLab(t)
-		lab.pinPath = filepath.Join(testenv.BPFFS(t), "weir")
 		testUpgradesUnderLoad(t, lab, func(threads int) int { return threads })
 	})
 	t.Run("unprivileged", func(t *testing.T) {

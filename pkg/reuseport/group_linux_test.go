@@ -262,3 +262,29 @@ func TestOpenRejectsBadSizes(t *testing.T) {
 		}
 	}
 }
+
+// Sweep removes the pins of groups whose sockets are all gone (a killed
+// weir's) and keeps those with a live socket.
+func TestSweepRemovesOnlyDeadGroups(t *testing.T) {
+	pin := filepath.Join(testenv.BPFFS(t), "weir")
+	live := steered(t, pin, 2, nil)
+	dead := steered(t, pin, 2, nil)
+	deadDir := filepath.Join(pin, PinDir, GroupName(dead.Addr()))
+	// A killed process closes its sockets but never its steering: keep
+	// the pins as such a process leaves them.
+	for _, ln := range dead.Listeners() {
+		ln.Close()
+	}
+	if _, err := os.Stat(deadDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sweep(pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(deadDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead group's pins: stat %v, want removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, PinDir, GroupName(live.Addr()))); err != nil {
+		t.Errorf("the live group's pins were swept: %v", err)
+	}
+}

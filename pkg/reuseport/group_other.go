@@ -65,3 +65,6 @@ func (g *Group) Close() error {
 	}
 	return nil
 }
+
+// Sweep does nothing: only Linux pins steering maps.
+func Sweep(pinPath string) error { return nil }

@@ -196,6 +196,36 @@ func (s *steering) close() error {
 	}
 	if unpin {
 		errs = append(errs, os.RemoveAll(s.dir))
+		os.Remove(filepath.Dir(s.dir)) // the last group: an empty reuseport directory goes too
+	}
+	return errors.Join(errs...)
+}
+
+// Sweep removes the pinned maps of groups under pinPath that no socket is
+// left in: those of a weir that was killed, or of an address no longer
+// configured. A group with a live socket (this process's, a successor's)
+// is kept.
+func Sweep(pinPath string) error {
+	root := filepath.Join(pinPath, PinDir)
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reuseport: sweep %s: %w", root, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		socks, err := ebpf.LoadPinnedMap(filepath.Join(dir, "weir_rp1_socks"), nil)
+		if err != nil {
+			continue // not a group of this layout: leave it to its owner
+		}
+		s := steering{maps: bpf.ReuseportMaps{WeirRp1Socks: socks}}
+		if s.empty() {
+			errs = append(errs, os.RemoveAll(dir))
+		}
+		socks.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -159,7 +159,7 @@ func checkL4Serves(t *testing.T, tcpVIP, udpVIP string) {
 }
 
 func TestL4UserspaceServesTCPAndUDP(t *testing.T) {
-	yaml, tcpVIP, udpVIP := l4Config(t, "userspace", "/sys/fs/bpf/weir-unused")
+	yaml, tcpVIP, udpVIP := l4Config(t, "userspace", unusablePinPath(t))
 	startServer(t, yaml)
 	checkL4Serves(t, tcpVIP, udpVIP)
 }

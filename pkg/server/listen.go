@@ -126,6 +126,13 @@ func (s *Server) listenHTTP(open Opener) error {
 	if noSteering != nil && k > 1 {
 		s.degraded.steering, s.degraded.threads = noSteering, s.cfg.Threads
 	}
+	if noSteering == nil {
+		// Groups a killed weir left pinned, or of addresses no longer
+		// configured; live ones (ours, a successor's) stay.
+		if err := reuseport.Sweep(s.cfg.BPF.PinPath); err != nil {
+			s.log.Warn("could not remove stale reuseport pins", "err", err)
+		}
+	}
 	return nil
 }
 
