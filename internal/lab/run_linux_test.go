@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,28 +16,10 @@ import (
 	"github.com/weir-lb/weir/internal/testenv"
 )
 
-// syncBuffer collects a command's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // scriptRun is `scripts/lab run` running in its own process group.
 type scriptRun struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testenv.Buffer
 	// done is closed once the script has exited, with err its result.
 	done chan struct{}
 	err  error
@@ -47,7 +27,7 @@ type scriptRun struct {
 
 func startScriptRun(t *testing.T, name string) *scriptRun {
 	t.Helper()
-	r := &scriptRun{out: &syncBuffer{}, done: make(chan struct{})}
+	r := &scriptRun{out: &testenv.Buffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command("bash", Script(), "run", "--name", name)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

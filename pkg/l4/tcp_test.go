@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // Connections spread over three backends as Maglev places their keys:
@@ -218,7 +220,7 @@ func TestTCPUnservableConnection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
+			var logs testenv.Buffer
 			proxy := &TCPProxy{LB: newPool(t, nil, tt.backends), MaxRetries: 3, Logger: newTestLogger(&logs)}
 			c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
 			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
@@ -459,7 +461,7 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // Running out of descriptors pauses accepting; it does not stop Serve.
 func TestTCPAcceptBacksOffOnEMFILE(t *testing.T) {
 	backend := startTCPBackend(t, "127.0.0.1", echo)
-	var logs logBuffer
+	var logs testenv.Buffer
 	proxy := &TCPProxy{LB: newPool(t, nil, []string{backend.addr}), Logger: newTestLogger(&logs)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

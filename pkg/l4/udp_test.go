@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // Datagrams from many clients reach the backends Maglev picks for them;
@@ -156,7 +158,7 @@ func TestUDPMaxFlows(t *testing.T) {
 
 // With no usable backend, datagrams are dropped, counted and logged.
 func TestUDPNoBackend(t *testing.T) {
-	var logs logBuffer
+	var logs testenv.Buffer
 	proxy := &UDPProxy{LB: newPool(t, nil, nil), Logger: newTestLogger(&logs)}
 	c := dialUDP(t, serveUDP(t, proxy, "127.0.0.1"))
 	if _, err := c.Write([]byte("anyone?")); err != nil {

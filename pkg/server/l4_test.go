@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/config"
 )
 
@@ -164,29 +164,11 @@ func TestL4UserspaceServesTCPAndUDP(t *testing.T) {
 	checkL4Serves(t, tcpVIP, udpVIP)
 }
 
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Without a usable BPF data plane, auto services are proxied in userspace
 // and the operator reads why exactly once.
 func TestL4AutoFallsBackToUserspaceWithOneWarning(t *testing.T) {
 	yaml, tcpVIP, udpVIP := l4Config(t, "auto", unusablePinPath(t))
-	var logs syncBuffer
+	var logs testenv.Buffer
 	startServerLogging(t, yaml, slog.New(slog.NewTextHandler(&logs, nil)))
 	checkL4Serves(t, tcpVIP, udpVIP)
 	warnings := 0
