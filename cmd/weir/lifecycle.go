@@ -292,7 +292,7 @@ func (p *process) reload() {
 	p.notifier.Reloading()
 	cmd := exec.Command(exe, "-u", "-c", p.confPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	ownSession(cmd)
 	if err := cmd.Start(); err != nil {
 		p.log.Error("reload: start the new weir", "err", err)
 		return
