@@ -411,3 +411,34 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestBPFFlowTimeouts(t *testing.T) {
+	const service = "services:\n  - {name: r, kind: respond, listen: [\"127.0.0.1:1\"]}\n"
+	tests := []struct {
+		bpf     string
+		want    BPF
+		problem string // empty: valid
+	}{
+		{"{}", BPF{PinPath: DefaultBPFPinPath}, ""},
+		{"{tcp_idle_timeout: 1h, udp_idle_timeout: 30s, tcp_closed_timeout: 5s}",
+			BPF{PinPath: DefaultBPFPinPath, TCPIdleTimeout: time.Hour, UDPIdleTimeout: 30 * time.Second, TCPClosedTimeout: 5 * time.Second}, ""},
+		{"{tcp_closed_timeout: 1s}", BPF{}, "bpf.tcp_closed_timeout: 1s is outside 2s to 24h0m0s"},
+		{"{udp_idle_timeout: 25h}", BPF{}, "bpf.udp_idle_timeout: 25h0m0s is outside 2s to 24h0m0s"},
+		{"{tcp_idle_timeout: 0}", BPF{}, "bpf.tcp_idle_timeout: must be greater than 0"},
+		{"{tcp_idle_timeout: 10s, tcp_closed_timeout: 20s}", BPF{}, "exceeds tcp_idle_timeout 10s"},
+	}
+	for _, tc := range tests {
+		cfg, err := Parse("w.yaml", []byte("version: 1\nbpf: "+tc.bpf+"\n"+service))
+		if tc.problem == "" {
+			if err != nil {
+				t.Errorf("bpf %s: %v", tc.bpf, err)
+			} else if cfg.BPF != tc.want {
+				t.Errorf("bpf %s = %+v, want %+v", tc.bpf, cfg.BPF, tc.want)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.problem) || !strings.Contains(err.Error(), "w.yaml:2:") {
+			t.Errorf("bpf %s: error %v, want one at w.yaml:2 saying %q", tc.bpf, err, tc.problem)
+		}
+	}
+}

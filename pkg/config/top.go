@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"path/filepath"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -83,7 +84,7 @@ func (p *parser) version(m *mapping, cfg *Config) {
 // bpf reads the bpf mapping.
 func (p *parser) bpf(n *yaml.Node) BPF {
 	b := BPF{PinPath: DefaultBPFPinPath}
-	m := p.mapping(n, "bpf", []string{"pin_path"})
+	m := p.mapping(n, "bpf", []string{"pin_path", "tcp_idle_timeout", "udp_idle_timeout", "tcp_closed_timeout"})
 	if m == nil {
 		return b
 	}
@@ -95,5 +96,25 @@ func (p *parser) bpf(n *yaml.Node) BPF {
 			b.PinPath = filepath.Clean(pin)
 		}
 	}
+	m.flowTimeout("tcp_idle_timeout", &b.TCPIdleTimeout)
+	m.flowTimeout("udp_idle_timeout", &b.UDPIdleTimeout)
+	m.flowTimeout("tcp_closed_timeout", &b.TCPClosedTimeout)
+	if b.TCPIdleTimeout > 0 && b.TCPClosedTimeout > b.TCPIdleTimeout {
+		p.errorf(m.get("tcp_closed_timeout"), "bpf.tcp_closed_timeout",
+			"%v exceeds tcp_idle_timeout %v; a closed flow is more surely over than an open one", b.TCPClosedTimeout, b.TCPIdleTimeout)
+	}
 	return b
+}
+
+// flowTimeout reads one of the BPF flow timeouts, within their range.
+func (m *mapping) flowTimeout(key string, dst *time.Duration) {
+	var d time.Duration
+	if !m.duration(key, &d, true) {
+		return
+	}
+	if d < MinFlowTimeout || d > MaxFlowTimeout {
+		m.p.errorf(m.get(key), m.at(key), "%v is outside %v to %v", d, MinFlowTimeout, MaxFlowTimeout)
+		return
+	}
+	*dst = d
 }

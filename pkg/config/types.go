@@ -126,7 +126,22 @@ type BPF struct {
 	// PinPath is the bpffs directory for pinned maps and programs (key
 	// pin_path, default DefaultBPFPinPath).
 	PinPath string
+	// TCPIdleTimeout, UDPIdleTimeout and TCPClosedTimeout are how long a
+	// flow through the BPF data plane must stay silent before its SNAT
+	// port may go to another flow: an open TCP flow, a UDP flow, a TCP flow
+	// that has seen an RST or a FIN each way (keys tcp_idle_timeout,
+	// udp_idle_timeout, tcp_closed_timeout; 0 means the data plane's
+	// defaults of 2h4m, 2m and 2s).
+	TCPIdleTimeout, UDPIdleTimeout, TCPClosedTimeout time.Duration
 }
+
+// The range of the BPF flow timeouts. The data plane refreshes a flow's
+// last-seen time once a second, so below 2 s a live flow could look idle;
+// pkg/dataplane enforces the same bounds.
+const (
+	MinFlowTimeout = 2 * time.Second
+	MaxFlowTimeout = 24 * time.Hour
+)
 
 // Kind is what a service does.
 type Kind string

@@ -42,7 +42,9 @@ func (s *Server) openKernel() (*kernel, error) {
 	if s.kernel != nil || s.kernelErr != nil {
 		return s.kernel, s.kernelErr
 	}
-	dp, err := dataplane.Open(dataplane.Options{PinPath: s.cfg.BPF.PinPath})
+	b := s.cfg.BPF
+	dp, err := dataplane.Open(dataplane.Options{PinPath: b.PinPath,
+		TCPIdleTimeout: b.TCPIdleTimeout, UDPIdleTimeout: b.UDPIdleTimeout, ClosedFlowTimeout: b.TCPClosedTimeout})
 	if err != nil {
 		s.kernelErr = fmt.Errorf("open the BPF data plane at %s: %w", s.cfg.BPF.PinPath, err)
 		return nil, s.kernelErr
