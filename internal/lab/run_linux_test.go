@@ -88,8 +88,10 @@ func httpGet(ctx context.Context, l *Lab, addr string) (string, error) {
 	return body, nil
 }
 
-// waitServing polls the IPv4 VIP until weir answers through it, the script
-// exits, or two minutes pass (run builds weir first).
+// waitServing waits until weir says it serves (every service has its
+// first table: the IPv4 VIP may answer before the IPv6 one has) and
+// answers through the IPv4 VIP, the script exits, or two minutes pass (run
+// builds weir first).
 func (r *scriptRun) waitServing(t *testing.T, l *Lab) {
 	t.Helper()
 	vip := netip.AddrPortFrom(VIP4, 80).String()
@@ -104,7 +106,7 @@ func (r *scriptRun) waitServing(t *testing.T, l *Lab) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, lastErr = httpGet(ctx, l, vip)
 		cancel()
-		if lastErr == nil {
+		if lastErr == nil && strings.Contains(r.out.String(), "weir is serving") {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -164,7 +164,10 @@ func TestUDPNoBackend(t *testing.T) {
 	if _, err := c.Write([]byte("anyone?")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the datagram to be dropped", func() bool { return proxy.Stats().NoBackend == 1 })
+	// The drop is counted before it is logged: wait for both.
+	eventually(t, "the datagram to be dropped and logged", func() bool {
+		return proxy.Stats().NoBackend == 1 && strings.Contains(logs.String(), "no usable backend")
+	})
 	if s := proxy.Stats(); s.Drops != 1 || s.Flows != 0 {
 		t.Errorf("stats %+v: want one drop, no flow", s)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 )
 
 // Group is one listen address's SO_REUSEPORT sockets.
@@ -32,11 +31,8 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	if err != nil {
 		return nil, err
 	}
-	fresh := len(own) == 0
-	if fresh {
-		// Without steering the group stays one socket: bind it exclusively,
-		// so that a second weir on the address fails as it should.
-		ln, err := listen(network, addr, cfg.PinPath != "" && canSteer() == nil)
+	if len(own) == 0 {
+		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil)
 		if err != nil {
 			return nil, err
 		}
@@ -44,12 +40,6 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	}
 	g.addr = own[0].Addr().(*net.TCPAddr).AddrPort()
 	g.steer, g.why = g.startSteering(own, cfg.PinPath)
-	if fresh && g.steer != nil && len(g.steer.slots) > 1 {
-		dir := g.steer.dir
-		g.Close()
-		return nil, fmt.Errorf("%w: %s: %w: another process serves it (its sockets are in %s); stop it, or take over with weir -u",
-			ErrInUse, addr, syscall.EADDRINUSE, dir)
-	}
 	k := cfg.Sockets
 	if g.steer == nil {
 		k = 1

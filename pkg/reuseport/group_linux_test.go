@@ -190,15 +190,6 @@ func TestGrowSpreadsOverNewMembers(t *testing.T) {
 	}
 }
 
-func TestSecondFreshGroupOnAnAddressInUse(t *testing.T) {
-	pin := filepath.Join(testenv.BPFFS(t), "weir")
-	g := steered(t, pin, 2, nil)
-	_, err := Open("tcp", g.Addr().String(), nil, Config{Sockets: 2, PinPath: pin})
-	if !errors.Is(err, ErrInUse) {
-		t.Fatalf("a second fresh group on %s: %v, want ErrInUse", g.Addr(), err)
-	}
-}
-
 func TestWithoutSteeringOneExclusiveSocket(t *testing.T) {
 	g, err := Open("tcp", "127.0.0.1:0", nil, Config{Sockets: 4})
 	if err != nil {
@@ -286,5 +277,18 @@ func TestSweepRemovesOnlyDeadGroups(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(pin, PinDir, GroupName(live.Addr()))); err != nil {
 		t.Errorf("the live group's pins were swept: %v", err)
+	}
+}
+
+// A fresh group never joins a listener already on its address: a second
+// weir fails to bind as it should, whether it shares the pin path or not.
+func TestFreshGroupRefusesAnAddressInUse(t *testing.T) {
+	bpffs := testenv.BPFFS(t)
+	g := steered(t, filepath.Join(bpffs, "one"), 2, nil)
+	for _, pin := range []string{"one", "two"} {
+		_, err := Open("tcp", g.Addr().String(), nil, Config{Sockets: 2, PinPath: filepath.Join(bpffs, pin)})
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("a fresh group on %s with pin path %s: %v, want EADDRINUSE", g.Addr(), pin, err)
+		}
 	}
 }

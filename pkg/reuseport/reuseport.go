@@ -20,8 +20,6 @@ var (
 	ErrInvalidConfig = errors.New("reuseport: invalid configuration")
 	// ErrInherited reports an inherited socket a group cannot take over.
 	ErrInherited = errors.New("reuseport: unusable inherited socket")
-	// ErrInUse reports an address another process's group serves.
-	ErrInUse = errors.New("reuseport: address in use")
 	// ErrNoSteering reports why a group runs without BPF steering.
 	ErrNoSteering = errors.New("reuseport: no BPF steering")
 )

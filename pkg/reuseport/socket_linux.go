@@ -9,6 +9,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// listenFirst binds the first socket of a new group, failing with
+// EADDRINUSE when anything listens on addr already. SO_REUSEPORT (with
+// reuse) would otherwise let this socket join another process's group on
+// the address (one of the same user's, a second weir with another pin
+// path) and share its connections; so an exclusive listener probes the
+// address first, and the group's socket takes the port it got (port 0
+// included). Without reuse the probe is the socket.
+func listenFirst(network, addr string, reuse bool) (*net.TCPListener, error) {
+	probe, err := listen(network, addr, false)
+	if err != nil || !reuse {
+		return probe, err
+	}
+	bound := probe.Addr().String()
+	probe.Close()
+	return listen(network, bound, true)
+}
+
 // listen binds one listening TCP socket; with reuse, SO_REUSEPORT is set
 // before bind, so that it founds or joins addr's reuseport group.
 func listen(network, addr string, reuse bool) (*net.TCPListener, error) {
