@@ -18,9 +18,13 @@ Subcommands:
                             arrives or --max-seconds pass; keep
                             "PEAK_RSS_KIB HWM_SUM_KIB PEAK_PSS_KIB" in OUT,
                             rewritten whenever any of them grows
-  wait-http PORT            poll http://127.0.0.1:PORT/ until it answers 200,
+  wait-http PORT            poll http://127.0.0.1:PORT/ (https:// with --tls,
+                            certificate not verified) until it answers 200,
                             failing early if --pid is given and that process
                             exits; bounded by --timeout seconds
+  h2load-report LOG         print h2load's output in LOG as the one-line
+                            "WEIR-BENCH key=value ..." report wrk-report.lua
+                            prints, so both clients feed the same CSV code
 
 Only the standard library is used, so a stock Debian python3 is enough.
 """
@@ -28,7 +32,9 @@ Only the standard library is used, so a stock Debian python3 is enough.
 import argparse
 import http.client
 import os
+import re
 import signal
+import ssl
 import sys
 import time
 
@@ -183,9 +189,17 @@ def cmd_sample(args):
     return 0
 
 
-def answers_200(port, path, timeout):
-    """Return True if GET PATH on 127.0.0.1:PORT answers with status 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def answers_200(port, path, timeout, use_tls=False):
+    """Return True if GET PATH on 127.0.0.1:PORT answers with status 200,
+    over TLS (without verifying the benchmark's self-signed certificate)
+    when USE_TLS is set."""
+    if use_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -206,12 +220,65 @@ def cmd_wait_http(args):
             print(f"process {args.pid} exited before 127.0.0.1:{args.port} answered",
                   file=sys.stderr)
             return 1
-        if answers_200(args.port, args.path, timeout=1.0):
+        if answers_200(args.port, args.path, timeout=1.0, use_tls=args.tls):
             return 0
         time.sleep(0.05)
     print(f"127.0.0.1:{args.port}{args.path} did not answer 200 within {args.timeout:g} s",
           file=sys.stderr)
     return 1
+
+
+# h2load's duration units, in microseconds.
+H2LOAD_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def h2load_us(text):
+    """Convert an h2load duration such as "12.34ms" or "1.2s" to µs."""
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"not an h2load duration: {text!r}")
+    return float(match.group(1)) * H2LOAD_UNITS_US[match.group(2)]
+
+
+def h2load_report(text):
+    """Turn h2load's summary into the WEIR-BENCH line of wrk-report.lua.
+
+    h2load reports no percentiles, so p50 and p99 are -1 (the CSV shows NA);
+    max is the slowest request. Requests that failed, errored or timed out
+    count as read errors, non-2xx/3xx statuses as status errors."""
+    finished = re.search(r"^finished in ([0-9.]+\w+),", text, re.M)
+    reqs = re.search(r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    traffic = re.search(r"^traffic: \S+ \((\d+)\) total", text, re.M)
+    timing = re.search(r"^time for request:\s+(\S+)\s+(\S+)", text, re.M)
+    if not (finished and reqs and codes and traffic):
+        raise ValueError("h2load output lacks its summary (did it fail to connect?)")
+    max_us = h2load_us(timing.group(2)) if timing else -1
+    fields = {
+        "requests": int(reqs.group(3)),
+        "duration_us": int(h2load_us(finished.group(1))),
+        "bytes": int(traffic.group(1)),
+        "p50_us": -1, "p99_us": -1, "max_us": int(max_us),
+        "err_connect": 0,
+        "err_read": int(reqs.group(4)) + int(reqs.group(5)) + int(reqs.group(6)),
+        "err_write": 0,
+        "err_status": int(codes.group(3)) + int(codes.group(4)),
+        "err_timeout": 0,
+    }
+    return "WEIR-BENCH " + " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def cmd_h2load_report(args):
+    """Print the WEIR-BENCH line for an h2load log; 1 if it has no summary."""
+    with open(args.log, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    try:
+        print(h2load_report(text))
+    except ValueError as err:
+        print(f"{args.log}: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def parse_args(argv):
@@ -237,6 +304,10 @@ def parse_args(argv):
     p.add_argument("--path", default="/")
     p.add_argument("--pid", type=int, default=0)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--tls", action="store_true", help="use https")
+
+    p = sub.add_parser("h2load-report", help="h2load output as a WEIR-BENCH line")
+    p.add_argument("log")
     return parser.parse_args(argv)
 
 
@@ -252,6 +323,8 @@ def main(argv):
         return 0
     if args.command == "sample":
         return cmd_sample(args)
+    if args.command == "h2load-report":
+        return cmd_h2load_report(args)
     return cmd_wait_http(args)
 
 

@@ -41,7 +41,18 @@ METRICS = [
     ("p99_ms", "p99 ms", 2, 1.0),
     ("peak_rss_kib", "peak RSS MiB", 1, 1.0 / 1024.0),
     ("cpu_us_per_req", "CPU µs/req", 2, 1.0),
+    ("mb_per_s", "MB/s", 1, 1.0),
 ]
+
+# How each scenario's client talks to the proxy, where that is not plain
+# HTTP/1.1 with wrk.
+PROTOCOL_NOTES = {
+    "tls": "HTTP/1.1 over TLS (ECDHE, P-256 certificate), wrk",
+    "h2": "HTTP/2 over TLS, h2load with 100 concurrent streams per connection "
+          "(h2load reports no percentiles: p99 is –)",
+    "idle10k": "idle after one request each, held open while the proxy's memory "
+               "is sampled (no load: only peak RSS counts)",
+}
 
 
 def parse_float(text):
@@ -88,7 +99,9 @@ def describe(row):
     else:
         size = f"{body} B"
     mode = "keep-alive" if row["keepalive"] == "yes" else "Connection: close"
-    return f"{row['connections']} connections, {mode}, {size} body"
+    text = f"{row['connections']} connections, {mode}, {size} body"
+    note = PROTOCOL_NOTES.get(row["scenario"])
+    return f"{text}, {note}" if note else text
 
 
 def group_rows(rows):
@@ -172,7 +185,10 @@ def render(args, rows):
     out.append("")
     for scenario, by_proxy in groups.items():
         first = next(iter(by_proxy.values()))[0]
-        out.append(f"- `{scenario}`: {describe(first)}, {first['duration_s']} s per run")
+        if parse_float(first["rps"]) is None:
+            out.append(f"- `{scenario}`: {describe(first)}")
+        else:
+            out.append(f"- `{scenario}`: {describe(first)}, {first['duration_s']} s per run")
     out.append("")
     for proxy, reason in unavailable.items():
         out.append(f"**{proxy}: not available** ({reason}); the peers were measured anyway.")
@@ -196,7 +212,9 @@ def render(args, rows):
             "is better for req/s and worse for p99, RSS and CPU. CPU µs/req is the "
             "proxy's utime+stime over the measured run divided by requests served; "
             "proxy CPU % is that CPU time over the run's wall time (100% = the "
-            "proxy's whole core). req/s spread is (max − min) ÷ median across rounds. "
+            "proxy's whole core). MB/s is response bytes (heads and bodies, as "
+            "the client counts them) per second, in 10^6 bytes. "
+            "req/s spread is (max − min) ÷ median across rounds. "
             "errors counts wrk socket errors and non-2xx/3xx responses. "
             "See docs/benchmarking.md.",
             ""]
