@@ -28,3 +28,30 @@ func alive(c net.Conn) bool {
 	})
 	return err == nil && usable
 }
+
+// canWaitReadable reports whether waitReadable can wait on c without a
+// buffer: c must expose its socket.
+func canWaitReadable(c net.Conn) bool {
+	_, ok := c.(syscall.Conn)
+	return ok
+}
+
+// waitReadable blocks until c has input (or EOF, or an error) to read,
+// under c's read deadline, without reading it and without a buffer: an
+// idle keep-alive connection waits here holding no memory for its next
+// request. Each check is a one-byte non-blocking peek.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var buf [1]byte
+	return raw.Read(func(fd uintptr) bool {
+		_, _, rerr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,20 +21,35 @@ import (
 // conn is one downstream HTTP/1.x connection and the request state it
 // reuses for every request it carries.
 type conn struct {
-	srv    *Server
-	c      net.Conn
-	r      *h1.Reader
-	w      *bufio.Writer
+	srv *Server
+	c   net.Conn
+	r   *h1.Reader // &reader, set once the connection is ready for HTTP
+	// reader is allocated with the connection rather than on its own.
+	reader h1.Reader
+	// w buffers responses. It comes from writerPool while a request is
+	// being served and goes back when the connection turns idle, so an
+	// idle connection holds no write buffer.
+	w *bufio.Writer
+	// io reads and writes c for src and wdst.
+	io rawIO
+	// src is r's source and wdst w's destination: they apply the read and
+	// write deadlines right before the system calls that need them.
+	src    readSource
+	wdst   writeDest
 	remote netip.AddrPort
 	tls    *tls.ConnectionState
 	// idle is true while waiting for a request: Shutdown may close it.
 	idle atomic.Bool
+	// idleUntil is when waiting for the next request ends.
+	idleUntil time.Time
 	// closeAfter asks that the connection close after this response.
 	closeAfter bool
 	// lingering asks close to drain input first.
 	lingering bool
 
-	px request
+	// px is the request being served. Like w it comes from a pool while a
+	// request is in flight, so an idle connection holds no request state.
+	px *request
 	// Response framing chosen by writeHead.
 	chunkOut bool
 	chunked  h1.ChunkedWriter
@@ -46,38 +62,83 @@ var _ downstream = (*conn)(nil)
 var (
 	writerPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 	copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	// requestPool holds the per-request state of HTTP/1.1 connections,
+	// with the header and scratch buffers it grew.
+	requestPool = sync.Pool{New: func() any { return new(request) }}
 )
 
 // h2Preface starts every HTTP/2 connection (RFC 9113 §3.4).
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (c *conn) serve() {
-	defer c.srv.forget(c)
-	defer c.close()
 	if tc, ok := c.c.(*tls.Conn); ok {
 		if !c.handshake(tc) {
+			c.finish()
 			return
 		}
 	}
-	c.r = h1.NewReader(c.c)
-	c.w = writerPool.Get().(*bufio.Writer)
-	c.w.Reset(c.c)
-	defer func() {
-		c.r.Release()
-		c.w.Reset(nil)
-		writerPool.Put(c.w)
-	}()
-	if c.tls != nil && c.tls.NegotiatedProtocol == "h2" {
+	c.io.init(c.c)
+	if c.tls == nil {
+		// As for an upstream's answer (see exchange): a client's first
+		// request is rarely there the moment its connection is accepted.
+		runtime.Gosched()
+	}
+	c.src = readSource{conn: c.c, io: &c.io}
+	c.wdst = writeDest{conn: c.c, io: &c.io, timeout: c.srv.WriteTimeout}
+	c.r = &c.reader
+	c.reader.Reset(&c.src)
+	switch {
+	case c.tls != nil && c.tls.NegotiatedProtocol == "h2":
 		c.srv.serveH2(c, c.c)
-		return
-	}
-	if c.isH2C() {
+	case c.isH2C():
 		c.srv.serveH2(c, &prefacedConn{Conn: c.c, r: c.r})
+	default:
+		c.serveRequests()
 		return
 	}
-	c.px = request{srv: c.srv, down: c, https: c.tls != nil}
-	for c.next() {
+	c.finish()
+}
+
+// serveRequests serves HTTP/1.x requests until the connection ends, or
+// until it goes quiet: it then waits on in a new goroutine and this one
+// ends. The goroutine's stack grew while it proxied, and Go shrinks stacks
+// only during garbage collection; a fresh goroutine starts small, so
+// thousands of idle keep-alive connections cost little memory.
+func (c *conn) serveRequests() {
+	for {
+		switch c.next() {
+		case nextRequest:
+		case quiet:
+			go c.waitQuiet()
+			return
+		default:
+			c.finish()
+			return
+		}
 	}
+}
+
+// waitQuiet waits for the next request of a quiet connection, holding no
+// buffer, and serves on when it comes.
+func (c *conn) waitQuiet() {
+	c.setIdleDeadline()
+	if err := waitReadable(c.c); err != nil {
+		c.lingering = true
+		c.finish()
+		return
+	}
+	c.serveRequests()
+}
+
+// finish ends the connection: buffers back to their pools, the socket
+// closed, the server told.
+func (c *conn) finish() {
+	if c.r != nil {
+		c.r.Release()
+	}
+	c.end()
+	c.close()
+	c.srv.forget(c)
 }
 
 // isH2C reports whether a plain connection opens with the HTTP/2 preface
@@ -86,10 +147,37 @@ func (c *conn) isH2C() bool {
 	if c.tls != nil {
 		return false
 	}
-	c.c.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.src.expect(time.Now().Add(c.srv.IdleTimeout))
 	ok, err := c.r.HasPrefix(h2Preface)
-	c.c.SetReadDeadline(time.Time{})
 	return err == nil && ok
+}
+
+// begin gives the connection a write buffer and request state for the
+// request about to be served.
+func (c *conn) begin() {
+	if c.w == nil {
+		c.w = writerPool.Get().(*bufio.Writer)
+		c.w.Reset(&c.wdst)
+	}
+	if c.px == nil {
+		c.px = requestPool.Get().(*request)
+		c.px.srv, c.px.down, c.px.https = c.srv, c, c.tls != nil
+	}
+}
+
+// end returns the write buffer, which every response flushed, and the
+// request state to their pools once a request is done.
+func (c *conn) end() {
+	if c.w != nil {
+		c.w.Reset(nil)
+		writerPool.Put(c.w)
+		c.w = nil
+	}
+	if c.px != nil {
+		c.px.srv, c.px.down, c.px.sess.Ctx = nil, nil, nil
+		requestPool.Put(c.px)
+		c.px = nil
+	}
 }
 
 // prefacedConn replays the bytes an h1.Reader already buffered before
@@ -113,28 +201,45 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	return true
 }
 
+// nextStep is what a connection does after a request: serve the next,
+// wait for it holding no buffer, or close.
+type nextStep uint8
+
+const (
+	closeConn nextStep = iota
+	nextRequest
+	quiet
+)
+
 // next serves one request and reports whether the connection may carry
-// another.
-func (c *conn) next() bool {
+// another, and whether it went quiet waiting for it.
+func (c *conn) next() nextStep {
 	s := c.srv
 	c.idle.Store(true)
-	c.c.SetReadDeadline(s.idleDeadline())
-	if err := c.r.Wait(); err != nil {
+	if err := c.waitRequest(); err != nil {
+		if err == errQuiet {
+			return quiet
+		}
 		// Idle timeout, client gone, or Shutdown's grace over. A request
 		// racing with this close must meet a FIN, not a reset, so that the
 		// client can tell it was not processed and retry it.
 		c.lingering = true
-		return false
+		return closeConn
 	}
 	c.idle.Store(false)
 	c.closeAfter = s.closing.Load()
-	c.c.SetReadDeadline(time.Now().Add(s.HeaderTimeout))
-	px := &c.px
-	if err := c.r.ReadRequest(&px.req, s.Limits); err != nil {
+	c.begin()
+	defer c.end()
+	// The head is bounded by HeaderTimeout from its first byte, which has
+	// arrived; the deadline is only set if the head needs another read.
+	c.src.headerDue(s.HeaderTimeout)
+	px := c.px
+	err := c.r.ReadRequest(&px.req, s.Limits)
+	c.src.headerDone()
+	if err != nil {
 		c.rejectRequest(err)
-		return false
+		return closeConn
 	}
-	c.c.SetReadDeadline(time.Time{})
 	if !px.req.KeepAlive {
 		c.closeAfter = true
 	}
@@ -142,10 +247,46 @@ func (c *conn) next() bool {
 	px.sess.reset(px, c.remote, c.tls)
 	if err := px.serve(); err != nil {
 		c.lingering = !px.bodyDone && (px.req.ContentLength > 0 || px.req.Chunked)
-		return false
+		return closeConn
 	}
-	return c.finishRequestBody() && !c.closeAfter
+	if c.finishRequestBody() && !c.closeAfter {
+		return nextRequest
+	}
+	return closeConn
 }
+
+// shedAfter is how long a keep-alive connection waits for its next
+// request before giving its read buffer back to the pool and waiting on
+// without one. A busy client's next request comes well within it, so the
+// hot path never pays for the switch; an idle one then costs no buffer.
+const shedAfter = 100 * time.Millisecond
+
+// errQuiet is waitRequest's signal that the connection went quiet.
+var errQuiet = errors.New("l7: connection quiet")
+
+// waitRequest waits, up to the idle deadline, for the first byte of the
+// next request. A connection that stays quiet for shedAfter sheds its read
+// buffer and returns errQuiet, to wait on for readability without a buffer
+// (where the platform allows it: plain TCP on Linux).
+func (c *conn) waitRequest() error {
+	c.idleUntil = c.srv.idleDeadline()
+	now := time.Now()
+	if c.tls != nil || c.idleUntil.Sub(now) <= 2*shedAfter || !canWaitReadable(c.c) {
+		c.src.expect(c.idleUntil)
+		return c.r.Wait()
+	}
+	c.src.expect(now.Add(shedAfter))
+	err := c.r.Wait()
+	if err == nil || !isTimeout(err) || c.srv.closing.Load() {
+		return err
+	}
+	c.r.Shed() // nothing arrived: the whole buffer is free
+	return errQuiet
+}
+
+// setIdleDeadline makes a quiet connection's wait end at the idle
+// deadline waitRequest chose.
+func (c *conn) setIdleDeadline() { c.c.SetReadDeadline(c.idleUntil) }
 
 // rejectRequest answers a malformed request head with its status and
 // closes: after a framing error the stream cannot be trusted.
@@ -200,9 +341,9 @@ func (c *conn) finishRequestBody() bool {
 		c.lingering = true
 		return false
 	}
-	c.c.SetReadDeadline(time.Now().Add(time.Second))
-	defer c.c.SetReadDeadline(time.Time{})
-	n, err := io.Copy(io.Discard, io.LimitReader(c.requestBody(), maxDrain+1))
+	body := c.requestBody()
+	c.in.timeout = time.Second
+	n, err := io.Copy(io.Discard, io.LimitReader(body, maxDrain+1))
 	if err != nil || n > maxDrain {
 		c.lingering = true
 		return false
@@ -233,7 +374,6 @@ func (c *conn) interim(status int, reason []byte, h *h1.Header) error {
 // HTTP/1.1 client chunked; an HTTP/1.0 client learns its end when the
 // connection closes.
 func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, noBody bool) error {
-	c.c.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
 	if c.srv.closing.Load() {
 		c.closeAfter = true
 	}
@@ -266,7 +406,8 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 		c.chunked.Reset(c.w)
 		dst = &c.chunked
 	}
-	c.out = deadlineWriter{conn: c.c, w: dst, flush: c.w, timeout: c.srv.WriteTimeout}
+	// No deadline here: c.w's destination sets one before every write.
+	c.out = deadlineWriter{w: dst, flush: c.w}
 	_, err := c.w.Write(buf)
 	return err
 }
@@ -297,7 +438,7 @@ func (c *conn) requestBody() io.Reader {
 	default:
 		return nil
 	}
-	c.in = deadlineReader{c.c, body, c.srv.IdleTimeout}
+	c.in = deadlineReader{conn: c.c, r: body, timeout: c.srv.IdleTimeout}
 	return &c.in
 }
 
@@ -325,6 +466,7 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	}
 	c.c.SetDeadline(time.Time{})
 	uc.conn.SetDeadline(time.Time{})
+	probeIdlePeer(c.c)
 	done := make(chan struct{}, 2)
 	pipe := func(dst net.Conn, src io.Reader) {
 		io.Copy(dst, src)
@@ -342,6 +484,20 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	return nil
 }
 
+// probeIdlePeer turns TCP keep-alive probes on for a client connection
+// that became a tunnel: no timeout bounds a tunnel, which may rightly stay
+// silent for hours, and the listener may have left probes off (they cost
+// system calls on every accepted connection). A client that vanished
+// without a FIN then fails its probes and the tunnel ends.
+func probeIdlePeer(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 9})
+	}
+}
+
 // appendStatusLine appends an HTTP/1.1 status line, with the standard
 // reason when the upstream gave none (HTTP/2 has none to give).
 func appendStatusLine(dst []byte, status int, reason []byte) []byte {
@@ -353,6 +509,61 @@ func appendStatusLine(dst []byte, status int, reason []byte) []byte {
 	dst = append(dst, ' ')
 	dst = append(dst, h1.StatusText(status)...)
 	return append(dst, "\r\n"...)
+}
+
+// readSource is the source of a client connection's h1.Reader. It applies
+// the read deadline the connection expects right before the next read
+// that reaches the socket, so that a request whose head arrives in one
+// read (nearly all) costs one deadline, not three. Code that reads the
+// connection past the Reader sets its deadlines on the connection itself.
+type readSource struct {
+	conn net.Conn
+	io   *rawIO
+	// deadline is applied before the next read when pending is set.
+	deadline time.Time
+	pending  bool
+	// headTimeout, when not 0, becomes the deadline (counted from then)
+	// if reading a head needs another read.
+	headTimeout time.Duration
+}
+
+// expect makes the next read wait until t at most.
+func (s *readSource) expect(t time.Time) {
+	s.deadline, s.pending, s.headTimeout = t, true, 0
+}
+
+// headerDue bounds the rest of the head being read by d, should it need
+// another read.
+func (s *readSource) headerDue(d time.Duration) { s.headTimeout = d }
+
+// headerDone ends the head's bound and drops a deadline not yet applied
+// (the head was already buffered): body reads set their own deadlines.
+func (s *readSource) headerDone() { s.headTimeout, s.pending = 0, false }
+
+func (s *readSource) Read(p []byte) (int, error) {
+	if s.headTimeout > 0 {
+		s.deadline, s.pending, s.headTimeout = time.Now().Add(s.headTimeout), true, 0
+	}
+	if s.pending {
+		s.conn.SetReadDeadline(s.deadline)
+		s.pending = false
+	}
+	return s.io.Read(p)
+}
+
+// writeDest is the destination of a client connection's write buffer: it
+// sets the write deadline before every write that reaches the socket, so
+// each write is bounded and a response that leaves in one write costs one
+// deadline.
+type writeDest struct {
+	conn    net.Conn
+	io      *rawIO
+	timeout time.Duration
+}
+
+func (d *writeDest) Write(p []byte) (int, error) {
+	d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.io.Write(p)
 }
 
 // closeWrite half-closes dst so the other side sees EOF, where possible.

@@ -121,6 +121,10 @@ func (st *h2stream) writeHead(status int, _ []byte, h *h1.Header, length int64, 
 	if length >= 0 && status != 204 && status != 304 {
 		hdr.Set("Content-Length", strconv.FormatInt(length, 10))
 	}
+	st.out.left = -1
+	if length >= 0 && !noBody {
+		st.out.left = length
+	}
 	st.w.WriteHeader(status)
 	st.wroteHead = true
 	return nil
@@ -177,15 +181,23 @@ func (b *h2Body) Read(p []byte) (int, error) {
 }
 
 // h2Writer writes the response body and flushes every write, so the body
-// is relayed as it arrives.
+// is relayed as it arrives; except the write that completes a body of
+// known length: the end of the stream follows at once and is sent with
+// it, so that many small responses on one connection share writes.
 type h2Writer struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
+	// left is how much of a body of known length is still to come; -1
+	// when the length is unknown.
+	left int64
 }
 
 func (h *h2Writer) Write(p []byte) (int, error) {
 	n, err := h.w.Write(p)
-	if err == nil {
+	if h.left >= 0 {
+		h.left -= int64(n)
+	}
+	if err == nil && h.left != 0 {
 		err = h.rc.Flush()
 	}
 	return n, err
@@ -255,7 +267,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	if noBody {
 		return r.endBody(nil)
 	}
-	n, rerr, werr := copyBody(r.down.body(), &timedReader{r: resp.Body, timer: timer, d: t.Read})
+	n, rerr, werr := copyBody(r.down.body(), &timedReader{r: resp.Body, timer: timer, d: t.Read}, r.copyBuffer(rs.ContentLength))
 	r.sess.BytesSent += n
 	if werr != nil {
 		return fmt.Errorf("%w: %w", ErrDownstream, werr)

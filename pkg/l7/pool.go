@@ -23,6 +23,7 @@ const staleCheckAfter = time.Second
 type upstreamConn struct {
 	conn      net.Conn // the TLS conn when TLS is on
 	raw       net.Conn // the transport under it, for liveness probes
+	io        rawIO    // reads and writes conn for r and w
 	r         *h1.Reader
 	w         *bufio.Writer
 	key       poolKey
@@ -259,9 +260,12 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		}
 		conn = tc
 	}
-	w := p.bufs.Get().(*bufio.Writer)
-	w.Reset(conn)
-	return &upstreamConn{conn: conn, raw: raw, r: h1.NewReader(conn), w: w, key: peer.key()}, nil
+	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key()}
+	uc.io.init(conn)
+	uc.r = h1.NewReader(&uc.io)
+	uc.w = p.bufs.Get().(*bufio.Writer)
+	uc.w.Reset(&uc.io)
+	return uc, nil
 }
 
 // tlsConfig returns the client config for peer's key, shared by every

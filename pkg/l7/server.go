@@ -136,10 +136,7 @@ func (s *Server) Serve(l net.Listener) error {
 // connection accepted as a graceful Shutdown began is served: its client
 // has a request on the way, and closing would reset it.
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, c: nc}
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		c.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
+	c := &conn{srv: s, c: nc, remote: remoteAddrPort(nc)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() && s.drainUntil.Load() == 0 {
@@ -149,6 +146,25 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c
+}
+
+// remoteAddrPort returns the client's address, IPv4-mapped addresses
+// unmapped. A TCP peer's comes without formatting and parsing it (which
+// would allocate for every connection).
+func remoteAddrPort(nc net.Conn) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := nc.RemoteAddr().(type) {
+	case nil:
+		return netip.AddrPort{}
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return netip.AddrPort{}
+		}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (s *Server) forget(c *conn) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Group is one listen address's SO_REUSEPORT sockets.
@@ -14,6 +15,8 @@ type Group struct {
 	retired []*net.TCPListener // inherited sockets beyond Sockets, closed by Activate
 	steer   *steering          // nil: no steering, for the reason in why
 	why     error
+	// keepAlive is Config.KeepAlive, for the sockets grow binds.
+	keepAlive time.Duration
 }
 
 // Open makes the group for addr on network ("tcp", "tcp4" or "tcp6"):
@@ -26,13 +29,13 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	g := &Group{}
+	g := &Group{keepAlive: cfg.KeepAlive}
 	own, err := tcpListeners(inherited)
 	if err != nil {
 		return nil, err
 	}
 	if len(own) == 0 {
-		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil)
+		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil, cfg.KeepAlive)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +90,7 @@ func (g *Group) startSteering(own []*net.TCPListener, pinPath string) (*steering
 // grow binds new members on the group's address until it has k.
 func (g *Group) grow(network string, k int) error {
 	for len(g.members) < k {
-		ln, err := listen(network, g.addr.String(), true)
+		ln, err := listen(network, g.addr.String(), true, g.keepAlive)
 		if err != nil {
 			return fmt.Errorf("add socket %d of %d to %s: %w", len(g.members)+1, k, g.addr, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // steered opens a group of k sockets on loopback with steering under a
@@ -291,4 +292,96 @@ func TestFreshGroupRefusesAnAddressInUse(t *testing.T) {
 			t.Errorf("a fresh group on %s with pin path %s: %v, want EADDRINUSE", g.Addr(), pin, err)
 		}
 	}
+}
+
+// Every socket the group binds hands its accepted connections the
+// configured TCP keep-alive: Go's default probes, or none.
+func TestAcceptedConnectionsKeepAlive(t *testing.T) {
+	tests := []struct {
+		name      string
+		keepAlive time.Duration
+		steer     bool
+		want      int // SO_KEEPALIVE of an accepted connection
+	}{
+		{"default, one socket", 0, false, 1},
+		{"off, one socket", -1, false, 0},
+		{"default, steered group", 0, true, 1},
+		{"off, steered group", -1, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Sockets: 3, KeepAlive: tc.keepAlive}
+			if tc.steer {
+				cfg.PinPath = filepath.Join(testenv.BPFFS(t), "weir")
+			}
+			g, err := Open("tcp", "127.0.0.1:0", nil, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if err := g.Activate(); err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range oneFromEach(t, g) {
+				if got := testenv.Sockopt(t, c.(*net.TCPConn), unix.SOL_SOCKET, unix.SO_KEEPALIVE); got != tc.want {
+					t.Errorf("member %d: accepted connection has SO_KEEPALIVE %d, want %d", i, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// oneFromEach dials g until each of its members has accepted a connection
+// and returns one accepted connection per member, in member order. The
+// connections are closed when the test ends.
+func oneFromEach(t *testing.T, g *Group) []net.Conn {
+	t.Helper()
+	lns := g.Listeners()
+	type accepted struct {
+		member int
+		c      net.Conn
+	}
+	got := make(chan accepted)
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, ln := range lns {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				select {
+				case got <- accepted{i, c}:
+				case <-stop:
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	out := make([]net.Conn, len(lns))
+	missing := len(lns)
+	deadline := time.After(5 * time.Second)
+	for n := 0; missing > 0; n++ {
+		if n == 500 {
+			t.Fatalf("%d of %d members accepted none of 500 connections", missing, len(lns))
+		}
+		d, err := net.DialTimeout("tcp", g.Addr().String(), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		select {
+		case a := <-got:
+			t.Cleanup(func() { a.c.Close() })
+			if out[a.member] == nil {
+				out[a.member] = a.c
+				missing--
+			}
+		case <-deadline:
+			t.Fatal("no connection accepted within 5s")
+		}
+	}
+	return out
 }

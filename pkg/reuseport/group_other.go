@@ -28,7 +28,7 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 		}
 		return &Group{ln: inherited[0]}, nil
 	}
-	var lc net.ListenConfig
+	lc := net.ListenConfig{KeepAlive: cfg.KeepAlive}
 	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // MaxSockets is the largest group: the capacity of the steering maps
@@ -32,6 +33,11 @@ type Config struct {
 	// PinPath is a bpffs directory (weir's bpf.pin_path); the group's maps
 	// go in PinPath/reuseport/<GroupName>. Empty disables steering.
 	PinPath string
+	// KeepAlive is the TCP keep-alive period of the connections the
+	// group's new sockets accept, as in net.ListenConfig: 0 for Go's
+	// default (probes after 15 s idle), negative for no probes. Inherited
+	// sockets keep Go's default: net.FileListener takes no ListenConfig.
+	KeepAlive time.Duration
 }
 
 func (c Config) check() error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,20 +17,22 @@ import (
 // path) and share its connections; so an exclusive listener probes the
 // address first, and the group's socket takes the port it got (port 0
 // included). Without reuse the probe is the socket.
-func listenFirst(network, addr string, reuse bool) (*net.TCPListener, error) {
-	probe, err := listen(network, addr, false)
+func listenFirst(network, addr string, reuse bool, keepAlive time.Duration) (*net.TCPListener, error) {
+	probe, err := listen(network, addr, false, keepAlive)
 	if err != nil || !reuse {
 		return probe, err
 	}
 	bound := probe.Addr().String()
 	probe.Close()
-	return listen(network, bound, true)
+	return listen(network, bound, true, keepAlive)
 }
 
 // listen binds one listening TCP socket; with reuse, SO_REUSEPORT is set
 // before bind, so that it founds or joins addr's reuseport group.
-func listen(network, addr string, reuse bool) (*net.TCPListener, error) {
-	var lc net.ListenConfig
+// keepAlive is the accepted connections' TCP keep-alive period (see
+// Config.KeepAlive).
+func listen(network, addr string, reuse bool, keepAlive time.Duration) (*net.TCPListener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAlive}
 	// Go listens with MPTCP where the kernel has it; a REUSEPORT_SOCKARRAY
 	// takes TCP and UDP sockets only (ENOTSUPP for MPTCP).
 	lc.SetMultipathTCP(false)

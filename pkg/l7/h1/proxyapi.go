@@ -17,6 +17,22 @@ func (r *Reader) Wait() error {
 	return err
 }
 
+// Shed returns the Reader's buffer to its pool when no byte is buffered,
+// and reports whether it did. A server sheds the buffer of a keep-alive
+// connection that has gone quiet, so that thousands of idle clients hold
+// no buffer each; the next read takes one from the pool again. Nothing is
+// lost: the Reader keeps its source, its body state and any error the
+// source reported.
+func (r *Reader) Shed() bool {
+	if r.bufp == nil || r.r < r.w {
+		return false
+	}
+	putBuf(r.bufp)
+	r.bufp, r.buf = nil, nil
+	r.r, r.w = 0, 0
+	return true
+}
+
 // SetValue is Set with the value as bytes, sparing the caller a
 // conversion.
 func (h *Header) SetValue(name string, value []byte) { setField(h, name, value) }

@@ -53,6 +53,47 @@ func TestWaitLeavesTheMessageToParse(t *testing.T) {
 	}
 }
 
+func TestShedKeepsWhatIsBuffered(t *testing.T) {
+	tests := []struct {
+		name     string
+		input    string
+		readHead bool // read the first request before shedding
+		wantShed bool
+	}{
+		{"nothing read yet: no buffer to shed", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", false, false},
+		{"buffer drained: shed", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", true, true},
+		{"pipelined request buffered: kept", "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(tc.input))
+			var req Request
+			if tc.readHead {
+				if err := r.ReadRequest(&req, Limits{}); err != nil {
+					t.Fatalf("ReadRequest = %v", err)
+				}
+			}
+			buffered := r.Buffered()
+			if got := r.Shed(); got != tc.wantShed {
+				t.Fatalf("Shed = %v, want %v", got, tc.wantShed)
+			}
+			if r.Buffered() != buffered {
+				t.Fatalf("Shed changed Buffered from %d to %d", buffered, r.Buffered())
+			}
+			// The Reader goes on as if nothing happened.
+			err := r.ReadRequest(&req, Limits{})
+			switch {
+			case tc.readHead && strings.Count(tc.input, "GET") == 1:
+				if err != io.EOF {
+					t.Fatalf("ReadRequest after Shed at end of input = %v, want io.EOF", err)
+				}
+			case err != nil:
+				t.Fatalf("ReadRequest after Shed = %v", err)
+			}
+		})
+	}
+}
+
 func TestDelAtAndSetValue(t *testing.T) {
 	var h Header
 	h.Add("A", "1")
