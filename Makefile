@@ -1,7 +1,7 @@
 # weir build and test entry points. `make test` is the command CI runs.
 GO ?= go
 
-.PHONY: all build test fmt-check vet unit bench generate check-generate
+.PHONY: all build test fmt-check vet unit fuzz bench generate check-generate
 
 all: build
 
@@ -9,8 +9,9 @@ build:
 	$(GO) build ./...
 
 # The whole suite: formatting, vet, the committed BPF bindings against a
-# fresh generation, and every test with the race detector.
-test: fmt-check vet check-generate unit
+# fresh generation, every test with the race detector, and a bounded run
+# of every fuzz target.
+test: fmt-check vet check-generate unit fuzz
 
 # Rebuild the BPF object and its Go bindings from bpf/*.c (needs clang and
 # libbpf-dev: scripts/provision installs them).
@@ -31,6 +32,19 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# Fuzz each target of the HTTP/1.x parser for FUZZTIME beyond its seeds
+# (which every `go test` runs). A failing input lands in
+# pkg/l7/h1/testdata/fuzz: commit it with the fix, it becomes a seed.
+FUZZ_PKGS ?= ./pkg/l7/h1/
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $(FUZZ_PKGS); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
