@@ -50,11 +50,6 @@ type conn struct {
 	// px is the request being served. Like w it comes from a pool while a
 	// request is in flight, so an idle connection holds no request state.
 	px *request
-	// Response framing chosen by writeHead.
-	chunkOut bool
-	chunked  h1.ChunkedWriter
-	out      deadlineWriter
-	in       deadlineReader
 }
 
 var _ downstream = (*conn)(nil)
@@ -100,17 +95,19 @@ func (c *conn) serve() {
 }
 
 // serveRequests serves HTTP/1.x requests until the connection ends, or
-// until it goes quiet: it then waits on in a new goroutine and this one
-// ends. The goroutine's stack grew while it proxied, and Go shrinks stacks
-// only during garbage collection; a fresh goroutine starts small, so
-// thousands of idle keep-alive connections cost little memory.
+// until it goes quiet: it then waits in the server's quietSet, holding no
+// goroutine (or, where that is unavailable, on a fresh goroutine, whose
+// stack starts small), and this goroutine ends. So thousands of idle
+// keep-alive connections cost little memory.
 func (c *conn) serveRequests() {
 	for {
 		switch c.next() {
 		case nextRequest:
 		case quiet:
-			go c.waitQuiet()
-			return
+			if !c.srv.quiet.add(c) {
+				go c.waitQuiet()
+			}
+			return // c may already be served elsewhere
 		default:
 			c.finish()
 			return
@@ -123,11 +120,17 @@ func (c *conn) serveRequests() {
 func (c *conn) waitQuiet() {
 	c.setIdleDeadline()
 	if err := waitReadable(c.c); err != nil {
-		c.lingering = true
-		c.finish()
+		c.timeOut()
 		return
 	}
 	c.serveRequests()
+}
+
+// timeOut ends a quiet connection whose idle deadline passed. A request
+// racing with the close must meet a FIN, not a reset.
+func (c *conn) timeOut() {
+	c.lingering = true
+	c.finish()
 }
 
 // finish ends the connection: buffers back to their pools, the socket
@@ -342,7 +345,7 @@ func (c *conn) finishRequestBody() bool {
 		return false
 	}
 	body := c.requestBody()
-	c.in.timeout = time.Second
+	c.px.downIn.timeout = time.Second
 	n, err := io.Copy(io.Discard, io.LimitReader(body, maxDrain+1))
 	if err != nil || n > maxDrain {
 		c.lingering = true
@@ -377,8 +380,8 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	if c.srv.closing.Load() {
 		c.closeAfter = true
 	}
-	c.chunkOut = !noBody && length < 0 && c.px.req.Minor == 1
-	if !noBody && length < 0 && !c.chunkOut {
+	c.px.chunkOut = !noBody && length < 0 && c.px.req.Minor == 1
+	if !noBody && length < 0 && !c.px.chunkOut {
 		c.closeAfter = true
 	}
 	buf := appendStatusLine(c.px.scratch[:0], status, reason)
@@ -386,7 +389,7 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 		buf = appendFields(buf, h)
 	}
 	switch {
-	case c.chunkOut:
+	case c.px.chunkOut:
 		buf = append(buf, "Transfer-Encoding: chunked\r\n"...)
 	case length >= 0 && status != 204 && status != 304:
 		buf = append(buf, "Content-Length: "...)
@@ -402,23 +405,23 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	buf = append(buf, "\r\n"...)
 	c.px.scratch = buf[:0]
 	dst := io.Writer(c.w)
-	if c.chunkOut {
-		c.chunked.Reset(c.w)
-		dst = &c.chunked
+	if c.px.chunkOut {
+		c.px.downChunked.Reset(c.w)
+		dst = &c.px.downChunked
 	}
 	// No deadline here: c.w's destination sets one before every write.
-	c.out = deadlineWriter{w: dst, flush: c.w}
+	c.px.downOut = deadlineWriter{w: dst, flush: c.w}
 	_, err := c.w.Write(buf)
 	return err
 }
 
 // body implements downstream.
-func (c *conn) body() io.Writer { return &c.out }
+func (c *conn) body() io.Writer { return &c.px.downOut }
 
 // endBody implements downstream.
 func (c *conn) endBody(trailer *h1.Header) error {
-	if c.chunkOut {
-		if err := c.chunked.Close(trailer); err != nil {
+	if c.px.chunkOut {
+		if err := c.px.downChunked.Close(trailer); err != nil {
 			return err
 		}
 	}
@@ -438,8 +441,8 @@ func (c *conn) requestBody() io.Reader {
 	default:
 		return nil
 	}
-	c.in = deadlineReader{conn: c.c, r: body, timeout: c.srv.IdleTimeout}
-	return &c.in
+	c.px.downIn = deadlineReader{conn: c.c, r: body, timeout: c.srv.IdleTimeout}
+	return &c.px.downIn
 }
 
 // tunnel implements downstream: it joins the client and the upstream after

@@ -93,8 +93,8 @@ func TestQuietConnectionClosesAtTheIdleTimeout(t *testing.T) {
 }
 
 // Shutdown ends a quiet connection without a reset and returns; Close
-// cuts one and returns: a connection waiting on its own goroutine is
-// still the server's to end.
+// cuts one and returns: a connection waiting in the quiet set, on no
+// goroutine, is still the server's to end.
 func TestQuietConnectionsEndWithTheServer(t *testing.T) {
 	tests := []struct {
 		name string

@@ -56,6 +56,13 @@ type request struct {
 	respTrailer h1.Header
 	dr          deadlineReader
 	dw          deadlineWriter
+	// The framing of an HTTP/1.1 client's response, chosen by its
+	// writeHead, and the reader of its request body. They live here
+	// rather than in the connection, which would carry them while idle.
+	chunkOut    bool
+	downChunked h1.ChunkedWriter
+	downOut     deadlineWriter
+	downIn      deadlineReader
 	// bodyDone is set once the request body was read to its end.
 	bodyDone bool
 	// small relays bodies that fit in it, sparing the pooled 32 KiB

@@ -61,6 +61,9 @@ type Server struct {
 	// sees it too. Zero: no grace (Close).
 	drainUntil atomic.Int64
 	wg         sync.WaitGroup
+	// quiet holds the keep-alive connections waiting, quiet, for their
+	// next request.
+	quiet quietSet
 
 	h2     *http2.Server
 	h2base *http.Server
@@ -200,6 +203,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.expireIdle(idleUntil)
 		select {
 		case <-done:
+			s.quiet.stop()
 			s.Pool.Close()
 			return nil
 		case <-ctx.Done():
@@ -267,12 +271,16 @@ func (s *Server) expireIdle(t time.Time) {
 			c.c.SetReadDeadline(t)
 		}
 	}
+	s.quiet.expireBy(t)
 }
 
+// closeAll closes every connection; the quiet ones end at once, the
+// others when their goroutine notices.
 func (s *Server) closeAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.c.Close()
 	}
+	s.mu.Unlock()
+	s.quiet.stop()
 }
