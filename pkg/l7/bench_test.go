@@ -15,21 +15,11 @@ import (
 // raw allocation-free loop and the backend is weir's own Respond server,
 // so allocs/op counts the proxy's allocations plus the backend's.
 func BenchmarkProxiedRequest(b *testing.B) {
-	bl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	backend := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok\n")}}
-	go backend.Serve(bl)
-	defer backend.Close()
-	pool, _ := lb.NewStatic(lb.MustBackend(bl.Addr().String(), 1))
-	upstream, _ := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: pool})
-	upstream.Update(context.Background())
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	proxy := &Server{Proxy: &Balanced{LB: upstream}}
+	proxy := &Server{Proxy: benchBackend(b)}
 	go proxy.Serve(pl)
 	defer proxy.Close()
 
@@ -75,4 +65,20 @@ func readHead(br *bufio.Reader) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// benchBackend starts weir's Respond server answering "ok\n" on loopback
+// until the benchmark ends, and returns a round-robin proxy to it.
+func benchBackend(b *testing.B) *Balanced {
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	backend := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok\n")}}
+	go backend.Serve(bl)
+	b.Cleanup(func() { backend.Close() })
+	pool, _ := lb.NewStatic(lb.MustBackend(bl.Addr().String(), 1))
+	upstream, _ := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: pool})
+	upstream.Update(context.Background())
+	return &Balanced{LB: upstream}
 }

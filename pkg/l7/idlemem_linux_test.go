@@ -2,7 +2,6 @@ package l7
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"net/netip"
 	"runtime"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weir-lb/weir/pkg/lb"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,21 +16,12 @@ import (
 // connection costs the server, in heap and goroutine-stack bytes, after
 // it served a request and went quiet: the per-connection part of
 // scripts/bench's idle10k figure. The server proxies to a backend in
-// the same process, which holds one upstream connection. The clients are raw blocking sockets
-// (plain file descriptors), so they add no Go objects to the count.
+// the same process, which holds one upstream connection. The clients are
+// raw blocking sockets (plain file descriptors), so they add no Go
+// objects to the count.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
 	const conns = 2000
-	bl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	backend := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok\n")}}
-	go backend.Serve(bl)
-	defer backend.Close()
-	pool, _ := lb.NewStatic(lb.MustBackend(bl.Addr().String(), 1))
-	upstream, _ := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: pool})
-	upstream.Update(context.Background())
-	srv := &Server{Proxy: &Balanced{LB: upstream}, IdleTimeout: time.Minute}
+	srv := &Server{Proxy: benchBackend(b), IdleTimeout: time.Minute}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
