@@ -115,8 +115,9 @@ func (c *conn) serveRequests() {
 	}
 }
 
-// waitQuiet waits for the next request of a quiet connection, holding no
-// buffer, and serves on when it comes.
+// waitQuiet waits for the next request of a quiet connection on a
+// goroutine of its own, holding no buffer, and serves on when it comes:
+// the fallback for a connection the quiet set could not take.
 func (c *conn) waitQuiet() {
 	c.setIdleDeadline()
 	if err := waitReadable(c.c); err != nil {
