@@ -32,7 +32,7 @@ type quietSet struct {
 // or its idle deadline passes. It reports false when c must wait on a
 // goroutine instead.
 func (q *quietSet) add(c *conn) bool {
-	fd := c.io.fd
+	fd := quietFD(c)
 	if fd < 0 {
 		return false
 	}
@@ -50,6 +50,17 @@ func (q *quietSet) add(c *conn) bool {
 	q.conns[int32(fd)] = c
 	q.schedule(c.idleUntil)
 	return true
+}
+
+// quietFD returns the descriptor of c's socket, or -1 when c is no plain
+// TCP connection. It is looked up here, as a connection goes quiet, rather
+// than for every connection accepted.
+func quietFD(c *conn) int {
+	fd := -1
+	if c.io.rc == nil || c.io.rc.Control(func(d uintptr) { fd = int(d) }) != nil {
+		return -1
+	}
+	return fd
 }
 
 // start makes the epoll set and starts its watcher; q.mu is held.

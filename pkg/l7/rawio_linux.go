@@ -26,7 +26,6 @@ import (
 type rawIO struct {
 	conn net.Conn
 	rc   syscall.RawConn // nil: use conn
-	fd   int             // rc's descriptor; -1 without rc
 
 	// State of the read and of the write in progress (a tunnel reads and
 	// writes at once), used by the callbacks below, which are bound once
@@ -40,18 +39,15 @@ type rawIO struct {
 
 // init sets r up for c.
 func (r *rawIO) init(c net.Conn) {
-	*r = rawIO{conn: c, fd: -1}
+	*r = rawIO{conn: c}
 	if tc, ok := c.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil && rc.Control(r.setFD) == nil {
+		if rc, err := tc.SyscallConn(); err == nil {
 			r.rc = rc
 			r.readFn = r.readOnce
 			r.writeFn = r.writeAll
 		}
 	}
 }
-
-// setFD is the RawConn.Control callback of init.
-func (r *rawIO) setFD(fd uintptr) { r.fd = int(fd) }
 
 // Read implements io.Reader.
 func (r *rawIO) Read(p []byte) (int, error) {
