@@ -84,9 +84,9 @@ func (c *conn) serve() {
 	c.reader.Reset(&c.src)
 	switch {
 	case c.tls != nil && c.tls.NegotiatedProtocol == "h2":
-		c.srv.serveH2(c, c.c)
+		c.srv.serveH2(c)
 	case c.isH2C():
-		c.srv.serveH2(c, &prefacedConn{Conn: c.c, r: c.r})
+		c.srv.serveH2(c)
 	default:
 		c.serveRequests()
 		return
@@ -183,15 +183,6 @@ func (c *conn) end() {
 		c.px = nil
 	}
 }
-
-// prefacedConn replays the bytes an h1.Reader already buffered before
-// reading on from the connection.
-type prefacedConn struct {
-	net.Conn
-	r *h1.Reader
-}
-
-func (p *prefacedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 func (c *conn) handshake(tc *tls.Conn) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.HeaderTimeout)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
-	"golang.org/x/net/http2"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -65,8 +63,9 @@ type Server struct {
 	// next request.
 	quiet quietSet
 
-	h2     *http2.Server
-	h2base *http.Server
+	// h2conns are the HTTP/2 connections, for Shutdown's GOAWAY.
+	h2conns map[*h2Conn]struct{}
+	workers workers
 }
 
 func (s *Server) init() {
@@ -80,8 +79,8 @@ func (s *Server) init() {
 		s.HeaderTimeout = orDefault(s.HeaderTimeout, 10*time.Second)
 		s.IdleTimeout = orDefault(s.IdleTimeout, 60*time.Second)
 		s.WriteTimeout = orDefault(s.WriteTimeout, 60*time.Second)
-		s.initH2()
 		s.conns = map[*conn]struct{}{}
+		s.h2conns = map[*h2Conn]struct{}{}
 		s.listeners = map[net.Listener]struct{}{}
 	})
 }
@@ -188,7 +187,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	idleUntil := time.Now().Add(shutdownIdleGrace)
 	s.drainUntil.Store(idleUntil.UnixNano())
 	s.stopAccepting()
-	go s.h2base.Shutdown(ctx) // GOAWAY to every HTTP/2 connection
 	done := make(chan struct{})
 	go func() {
 		// Connections accepted until the accept loops stop are served;
@@ -204,11 +202,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 			s.quiet.stop()
+			s.workers.stop()
 			s.Pool.Close()
 			return nil
 		case <-ctx.Done():
 			s.closeAll()
 			<-done
+			s.workers.stop()
 			s.Pool.Close()
 			return ctx.Err()
 		case <-tick.C:
@@ -234,6 +234,7 @@ func (s *Server) Close() error {
 	s.accepting.Wait()
 	s.closeAll()
 	s.wg.Wait()
+	s.workers.stop()
 	s.Pool.Close()
 	return nil
 }
@@ -265,13 +266,33 @@ func (s *Server) idleDeadline() time.Time {
 // after this one.
 func (s *Server) expireIdle(t time.Time) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.idle.Load() {
 			c.c.SetReadDeadline(t)
 		}
 	}
 	s.quiet.expireBy(t)
+	h2 := make([]*h2Conn, 0, len(s.h2conns))
+	for hc := range s.h2conns {
+		h2 = append(h2, hc)
+	}
+	s.mu.Unlock()
+	// Outside s.mu: sending the GOAWAY may wait for the socket.
+	for _, hc := range h2 {
+		hc.shutdown()
+	}
+}
+
+// trackH2 adds the HTTP/2 connection hc to those Shutdown sends GOAWAY
+// to, or removes it.
+func (s *Server) trackH2(hc *h2Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		s.h2conns[hc] = struct{}{}
+	} else {
+		delete(s.h2conns, hc)
+	}
 }
 
 // closeAll closes every connection; the quiet ones end at once, the
