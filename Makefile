@@ -33,10 +33,11 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
-# Fuzz each target of the HTTP/1.x parser for FUZZTIME beyond its seeds
-# (which every `go test` runs). A failing input lands in
-# pkg/l7/h1/testdata/fuzz: commit it with the fix, it becomes a seed.
-FUZZ_PKGS ?= ./pkg/l7/h1/
+# Fuzz each target, of the HTTP/1.x parser and of the HTTP/2 server, for
+# FUZZTIME beyond its seeds (which every `go test` runs). A failing input
+# lands in the package's testdata/fuzz: commit it with the fix, it becomes
+# a seed.
+FUZZ_PKGS ?= ./pkg/l7/h1/ ./pkg/l7/
 FUZZTIME ?= 10s
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \

@@ -55,6 +55,9 @@ const (
 	h2MaxControl = 64 << 10
 	// h2MaxFrameOut caps the DATA frames sent, whatever the client allows.
 	h2MaxFrameOut = 16 << 10
+	// h2LingerTime and h2LingerBytes bound what lingerClose reads.
+	h2LingerTime  = time.Second
+	h2LingerBytes = 1 << 20
 )
 
 // h2Conn is one downstream HTTP/2 connection.
@@ -586,15 +589,20 @@ func (hc *h2Conn) finish() {
 		st.fail(errH2Closed)
 		delete(hc.streams, id)
 	}
+	sentGoAway := hc.goingAway
 	hc.mu.Unlock()
+	flushed := false
 	if hc.wmu.TryLock() {
 		hc.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		hc.drainControl()
 		if hc.werr == nil {
-			hc.bw.Flush()
+			flushed = hc.bw.Flush() == nil
 		}
 		hc.werr = errH2Closed
 		hc.wmu.Unlock()
+	}
+	if sentGoAway && flushed {
+		lingerClose(hc.nc)
 	}
 	hc.nc.Close()
 	hc.wg.Wait()
@@ -605,6 +613,27 @@ func (hc *h2Conn) finish() {
 	h2WriterPool.Put(hc.bw)
 	hc.bw, hc.werr = nil, errH2Closed
 	hc.wmu.Unlock()
+}
+
+// lingerClose ends the sending side of nc after its last frame and reads
+// what the client still sends, until it closes too or a bound is met.
+// Closing a socket that has unread bytes makes the kernel send a reset
+// instead, which may destroy the GOAWAY before the client read it: a
+// client whose connection ended in a protocol error would never learn
+// why, nor which of its streams were left unserved.
+func lingerClose(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		if tc.CloseWrite() != nil {
+			return
+		}
+		nc = tc.NetConn() // the rest is discarded undecrypted
+	}
+	cw, ok := nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	nc.SetReadDeadline(time.Now().Add(h2LingerTime))
+	io.CopyN(io.Discard, nc, h2LingerBytes)
 }
 
 // queue adds an encoded frame for the next writer to send.

@@ -111,7 +111,15 @@ func (hc *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 			hb.refuse = http2.ErrCodeProtocol // trailers end the stream
 		}
 	case id <= hc.lastID:
-		if !hc.wasReset(id) {
+		switch {
+		case hc.wasReset(id):
+			// Trailers or a late block of a stream this side reset:
+			// decoded for the HPACK state, and dropped.
+		case id < hc.lastID:
+			// New streams' identifiers only grow (RFC 9113 §5.1.1).
+			hc.mu.Unlock()
+			return connErr(http2.ErrCodeProtocol, "HEADERS on stream %d after stream %d", id, hc.lastID)
+		default:
 			hc.mu.Unlock()
 			return connErr(http2.ErrCodeStreamClosed, "HEADERS on closed stream %d", id)
 		}

@@ -30,12 +30,12 @@ type origin struct {
 	sni      string
 }
 
-func startOrigin(t *testing.T, h http.HandlerFunc) *origin {
+func startOrigin(t testing.TB, h http.HandlerFunc) *origin {
 	t.Helper()
 	return startOriginTLS(t, h, nil)
 }
 
-func startOriginTLS(t *testing.T, h http.HandlerFunc, cfg *tls.Config, configure ...func(*http.Server)) *origin {
+func startOriginTLS(t testing.TB, h http.HandlerFunc, cfg *tls.Config, configure ...func(*http.Server)) *origin {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +81,7 @@ func hello(name string) http.HandlerFunc {
 }
 
 // startProxy serves p on a loopback port and returns its address.
-func startProxy(t *testing.T, srv *Server) string {
+func startProxy(t testing.TB, srv *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -99,7 +99,7 @@ func startProxy(t *testing.T, srv *Server) string {
 }
 
 // balancedPool builds a running load balancer over addrs.
-func balancedPool[A lb.Algorithm](t *testing.T, algo A, opts lb.Options, addrs ...string) *lb.LoadBalancer[A] {
+func balancedPool[A lb.Algorithm](t testing.TB, algo A, opts lb.Options, addrs ...string) *lb.LoadBalancer[A] {
 	t.Helper()
 	backends := make([]lb.Backend, len(addrs))
 	for i, a := range addrs {
@@ -283,6 +283,30 @@ func TestForwardingHeadersAndHostRewrite(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s upstream = %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+// TestHopByHopResponseFieldsStayUpstream: the fields an upstream's
+// Connection names concern its hop only (RFC 9110 §7.6.1).
+func TestHopByHopResponseFieldsStayUpstream(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Hop, X-Other")
+		w.Header().Set("X-Hop", "hop only")
+		w.Header().Set("X-Other", "hop only")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-End", "end to end")
+	})
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, o.addr)
+	addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool}})
+	resp, err := newClient().Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for name, want := range map[string]string{"X-Hop": "", "X-Other": "", "Keep-Alive": "", "X-End": "end to end"} {
+		if got := resp.Header.Get(name); got != want {
+			t.Errorf("%s downstream = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -231,6 +231,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	if r.resp.Status == 101 {
 		return r.down.tunnel(r, uc)
 	}
+	stripConnectionListed(&r.resp.Header)
 	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
 		if err := f.ResponseFilter(&r.sess, &r.resp); err != nil {
 			uc.close()
@@ -473,9 +474,13 @@ func (r *request) prepareUpstreamRequest() {
 }
 
 // stripConnectionListed removes the fields the Connection header names:
-// they concern this hop only. The hop-by-hop fields themselves are
-// skipped when the head is written.
+// they concern this hop only (RFC 9110 §7.6.1), in requests and responses
+// alike. The hop-by-hop fields themselves are skipped when the head is
+// written.
 func stripConnectionListed(h *h1.Header) {
+	if _, ok := h.Get("Connection"); !ok {
+		return // the common case, in one pass over the fields
+	}
 	for i := h.Len() - 1; i >= 0; i-- {
 		name, _ := h.At(i)
 		if !h1.IsHopByHop(name) && h1.ConnectionListed(h, name) {
