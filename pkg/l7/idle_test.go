@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"syscall"
 	"testing"
@@ -154,5 +155,28 @@ func TestQuietConnectionNoticesTheClientLeaving(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections still open 5s after the client left", open)
 		}
+	}
+}
+
+// A client that sends a last request and closes its side at once must
+// still be answered: the quiet set closes a connection whose client left
+// only when nothing came before the FIN.
+func TestQuietConnectionAnswersARequestSentWithTheFIN(t *testing.T) {
+	_, addr := respondServer(t, time.Minute)
+	k := dialKeepAlive(t, addr)
+	if _, err := k.do(); err != nil {
+		t.Fatal(err)
+	}
+	goQuiet()
+	if _, err := io.WriteString(k.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	k.c.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		t.Fatalf("last request before the FIN: %v", err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
 }
