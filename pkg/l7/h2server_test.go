@@ -589,7 +589,7 @@ func TestH2FlowControlOfResponses(t *testing.T) {
 }
 
 func TestH2IdleConnectionGoesAway(t *testing.T) {
-	addr, _ := h2Front(t, hello("o"), func(s *Server) { s.IdleTimeout = 200 * time.Millisecond })
+	addr, _ := h2Front(t, hello("o"), func(s *Server) { s.IdleTimeout = 500 * time.Millisecond })
 	c := dialH2(t, addr)
 	c.get(1, "/")
 	c.response(1)
