@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/weir-lb/weir/internal/httpsyntax"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -90,7 +91,7 @@ func (hb *headerBlock) pseudo(f hpack.HeaderField) {
 	switch f.Name {
 	case ":method":
 		seen = &hb.method
-		if !validMethod(f.Value) {
+		if !httpsyntax.IsToken(f.Value) {
 			hb.malformed("invalid :method")
 		}
 		req.Method = append(req.Method[:0], f.Value...)
@@ -255,7 +256,7 @@ func validH2Name(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isTchar(c) || 'A' <= c && c <= 'Z' {
+		if c := s[i]; !httpsyntax.IsTokenChar(c) || 'A' <= c && c <= 'Z' {
 			return false
 		}
 	}
@@ -280,26 +281,6 @@ func validH2Value(s string) bool {
 }
 
 func isSpaceOrTab(c byte) bool { return c == ' ' || c == '\t' }
-
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-func validMethod(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTchar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
 
 // validPath accepts an origin-form path (or "*"): visible ASCII only, so
 // that the request line it becomes upstream reads back the same.
