@@ -265,14 +265,6 @@ var errQuiet = errors.New("l7: connection quiet")
 // (where the platform allows it: plain TCP on Linux).
 func (c *conn) waitRequest() error {
 	c.idleUntil = c.srv.idleDeadline()
-	if c.r.Buffered() == 0 {
-		// As before reading an upstream's answer (see exchange): the
-		// client sends its next request once it has read the response
-		// just written, so a read now would nearly always find nothing,
-		// a wasted system call before waiting in the poller. Other
-		// connections' work goes first, and by then it often is there.
-		runtime.Gosched()
-	}
 	now := time.Now()
 	if c.tls != nil || c.idleUntil.Sub(now) <= 2*shedAfter || !canWaitReadable(c.c) {
 		c.src.expect(c.idleUntil)
