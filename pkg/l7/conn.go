@@ -308,10 +308,7 @@ func (c *conn) rejectRequest(err error) {
 // sends a reset, which can destroy the answer before the client reads it.
 func (c *conn) close() {
 	if c.lingering {
-		if cw, ok := c.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			c.c.SetReadDeadline(time.Now().Add(lingerTime))
-			io.CopyN(io.Discard, c.c, lingerBytes)
-		}
+		lingerClose(c.c)
 	}
 	c.c.Close()
 }
@@ -322,6 +319,26 @@ const (
 	lingerTime  = 2 * time.Second
 	lingerBytes = 1 << 20
 )
+
+// lingerClose ends the sending side of nc after its last bytes (a final
+// response, a GOAWAY) and reads what the client still sends, until it
+// closes too or a bound is met; the caller then closes nc. Closing a
+// socket that has unread bytes makes the kernel send a reset instead,
+// which may destroy those last bytes before the client read them.
+func lingerClose(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		if tc.CloseWrite() != nil { // close_notify
+			return
+		}
+		nc = tc.NetConn() // the rest is discarded undecrypted
+	}
+	cw, ok := nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, nc, lingerBytes)
+}
 
 // finishRequestBody makes sure the request body was consumed before the
 // next request is read: a proxy that answered without reading it drains a

@@ -55,9 +55,6 @@ const (
 	h2MaxControl = 64 << 10
 	// h2MaxFrameOut caps the DATA frames sent, whatever the client allows.
 	h2MaxFrameOut = 16 << 10
-	// h2LingerTime and h2LingerBytes bound what lingerClose reads.
-	h2LingerTime  = time.Second
-	h2LingerBytes = 1 << 20
 )
 
 // h2Conn is one downstream HTTP/2 connection.
@@ -613,27 +610,6 @@ func (hc *h2Conn) finish() {
 	h2WriterPool.Put(hc.bw)
 	hc.bw, hc.werr = nil, errH2Closed
 	hc.wmu.Unlock()
-}
-
-// lingerClose ends the sending side of nc after its last frame and reads
-// what the client still sends, until it closes too or a bound is met.
-// Closing a socket that has unread bytes makes the kernel send a reset
-// instead, which may destroy the GOAWAY before the client read it: a
-// client whose connection ended in a protocol error would never learn
-// why, nor which of its streams were left unserved.
-func lingerClose(nc net.Conn) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		if tc.CloseWrite() != nil {
-			return
-		}
-		nc = tc.NetConn() // the rest is discarded undecrypted
-	}
-	cw, ok := nc.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	nc.SetReadDeadline(time.Now().Add(h2LingerTime))
-	io.CopyN(io.Discard, nc, h2LingerBytes)
 }
 
 // queue adds an encoded frame for the next writer to send.
