@@ -588,16 +588,14 @@ func (hc *h2Conn) finish() {
 	}
 	sentGoAway := hc.goingAway
 	hc.mu.Unlock()
-	flushed := false
-	if hc.wmu.TryLock() {
-		hc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		hc.drainControl()
-		if hc.werr == nil {
-			flushed = hc.bw.Flush() == nil
-		}
-		hc.werr = errH2Closed
-		hc.wmu.Unlock()
-	}
+	// A stream may hold the writer, even blocked on a slow client: the
+	// deadline bounds its wait and ours, and the GOAWAY still goes out.
+	hc.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	hc.wmu.Lock()
+	hc.drainControl()
+	flushed := hc.werr == nil && hc.bw.Flush() == nil
+	hc.werr = errH2Closed
+	hc.wmu.Unlock()
 	if sentGoAway && flushed {
 		lingerClose(hc.nc)
 	}

@@ -362,15 +362,13 @@ func (st *h2Stream) Write(p []byte) (int, error) {
 		if err := st.writeData(p[:n], end); err != nil {
 			return written, err
 		}
-		if end {
-			st.closeLocal()
-		}
 		p, written = p[n:], written+n
 	}
 	return written, nil
 }
 
-// writeData writes a DATA frame, after the head if it is still pending.
+// writeData writes a DATA frame, after the head if it is still pending;
+// a frame that ends the stream closes it before the flush, as endBody does.
 func (st *h2Stream) writeData(p []byte, end bool) error {
 	hc := st.hc
 	hc.lockWriter()
@@ -387,6 +385,9 @@ func (st *h2Stream) writeData(p []byte, end bool) error {
 		flags = http2.FlagDataEndStream
 	}
 	hc.writeFrame(http2.FrameData, flags, st.id, p)
+	if end {
+		st.closeLocal()
+	}
 	return hc.unlockStream()
 }
 
@@ -459,9 +460,10 @@ func (st *h2Stream) endBody(trailer *h1.Header) error {
 		hc.writeFrame(http2.FrameData, http2.FlagDataEndStream, st.id, nil)
 	}
 	st.headPending, st.headSent = false, true
-	err := hc.unlockStream()
+	// Closed before the flush: once the client has read the stream's end,
+	// a frame it sends on the stream must meet a closed stream.
 	st.closeLocal()
-	return err
+	return hc.unlockStream()
 }
 
 // requestBody implements downstream.
