@@ -20,13 +20,25 @@ func alive(c net.Conn) bool {
 		return false
 	}
 	usable := false
-	var buf [1]byte
 	err = raw.Read(func(fd uintptr) bool {
-		_, _, rerr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		usable = rerr == unix.EAGAIN
+		_, perr := peek(int(fd))
+		usable = perr == unix.EAGAIN
 		return true // never wait for readiness: this is a probe
 	})
 	return err == nil && usable
+}
+
+// peek looks at socket fd without blocking and without consuming
+// anything: n is 1 when input is waiting and 0 at EOF, and err is
+// unix.EAGAIN when there is neither.
+func peek(fd int) (n int, err error) {
+	var b [1]byte
+	for {
+		n, _, err = unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // canWaitReadable reports whether waitReadable can wait on c without a
@@ -49,9 +61,8 @@ func waitReadable(c net.Conn) error {
 	if err != nil {
 		return err
 	}
-	var buf [1]byte
 	return raw.Read(func(fd uintptr) bool {
-		_, _, rerr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return rerr != unix.EAGAIN
+		_, err := peek(int(fd))
+		return err != unix.EAGAIN
 	})
 }

@@ -172,17 +172,8 @@ func clientGone(ev unix.EpollEvent) bool {
 	if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
 		return false
 	}
-	var b [1]byte
-	for {
-		n, _, err := unix.Recvfrom(int(ev.Fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return false
-		}
-		return err != nil || n == 0
-	}
+	n, err := peek(int(ev.Fd))
+	return err != unix.EAGAIN && (err != nil || n == 0)
 }
 
 // expire closes the connections whose idle deadline is past and finds
