@@ -32,6 +32,8 @@ type conn struct {
 	w *bufio.Writer
 	// io reads and writes c for src and wdst.
 	io rawIO
+	// dl sets c's deadlines for src, wdst and request bodies.
+	dl deadlines
 	// src is r's source and wdst w's destination: they apply the read and
 	// write deadlines right before the system calls that need them.
 	src    readSource
@@ -78,8 +80,9 @@ func (c *conn) serve() {
 		// request is rarely there the moment its connection is accepted.
 		runtime.Gosched()
 	}
-	c.src = readSource{conn: c.c, io: &c.io}
-	c.wdst = writeDest{conn: c.c, io: &c.io, timeout: c.srv.WriteTimeout}
+	c.dl = deadlines{conn: c.c}
+	c.src = readSource{dl: &c.dl, io: &c.io}
+	c.wdst = writeDest{dl: &c.dl, io: &c.io, timeout: c.srv.WriteTimeout}
 	c.r = &c.reader
 	c.reader.Reset(&c.src)
 	switch {
@@ -151,7 +154,7 @@ func (c *conn) isH2C() bool {
 	if c.tls != nil {
 		return false
 	}
-	c.src.expect(time.Now().Add(c.srv.IdleTimeout))
+	c.src.expect(time.Now().Add(c.srv.IdleTimeout), 0)
 	ok, err := c.r.HasPrefix(h2Preface)
 	return err == nil && ok
 }
@@ -264,13 +267,17 @@ var errQuiet = errors.New("l7: connection quiet")
 // buffer and returns errQuiet, to wait on for readability without a buffer
 // (where the platform allows it: plain TCP on Linux).
 func (c *conn) waitRequest() error {
-	c.idleUntil = c.srv.idleDeadline()
 	now := time.Now()
+	var timeout time.Duration // the idle deadline is exact while draining
+	c.idleUntil, timeout = c.srv.idleDeadline(now), c.srv.IdleTimeout
+	if c.srv.closing.Load() {
+		timeout = 0
+	}
 	if c.tls != nil || c.idleUntil.Sub(now) <= 2*shedAfter || !canWaitReadable(c.c) {
-		c.src.expect(c.idleUntil)
+		c.src.expect(c.idleUntil, timeout)
 		return c.r.Wait()
 	}
-	c.src.expect(now.Add(shedAfter))
+	c.src.expect(now.Add(shedAfter), shedAfter)
 	err := c.r.Wait()
 	if err == nil || !isTimeout(err) || c.srv.closing.Load() {
 		return err
@@ -281,7 +288,7 @@ func (c *conn) waitRequest() error {
 
 // setIdleDeadline makes a quiet connection's wait end at the idle
 // deadline waitRequest chose.
-func (c *conn) setIdleDeadline() { c.c.SetReadDeadline(c.idleUntil) }
+func (c *conn) setIdleDeadline() { c.dl.setRead(c.idleUntil, 0) }
 
 // rejectRequest answers a malformed request head with its status and
 // closes: after a framing error the stream cannot be trusted.
@@ -450,7 +457,7 @@ func (c *conn) requestBody() io.Reader {
 	default:
 		return nil
 	}
-	c.px.downIn = deadlineReader{conn: c.c, r: body, timeout: c.srv.IdleTimeout}
+	c.px.downIn = deadlineReader{dl: &c.dl, r: body, timeout: c.srv.IdleTimeout}
 	return &c.px.downIn
 }
 
@@ -461,7 +468,7 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	defer uc.close()
 	c.closeAfter = true
 	resp := &r.resp
-	c.c.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	c.dl.setWrite(time.Now().Add(c.srv.WriteTimeout), 0)
 	buf := appendStatusLine(r.scratch[:0], 101, resp.Reason)
 	buf = appendFields(buf, &resp.Header)
 	if up, ok := resp.Header.Get("Upgrade"); ok {
@@ -476,6 +483,8 @@ func (c *conn) tunnel(r *request, uc *upstreamConn) error {
 	if err := c.w.Flush(); err != nil {
 		return fmt.Errorf("%w: %w", ErrDownstream, err)
 	}
+	// From here on the tunnel's goroutines own the deadlines.
+	c.dl.forget()
 	c.c.SetDeadline(time.Time{})
 	uc.conn.SetDeadline(time.Time{})
 	probeIdlePeer(c.c)
@@ -529,19 +538,23 @@ func appendStatusLine(dst []byte, status int, reason []byte) []byte {
 // read (nearly all) costs one deadline, not three. Code that reads the
 // connection past the Reader sets its deadlines on the connection itself.
 type readSource struct {
-	conn net.Conn
-	io   *rawIO
-	// deadline is applied before the next read when pending is set.
+	dl *deadlines
+	io *rawIO
+	// deadline is applied before the next read when pending is set;
+	// timeout is what it was computed from (0: exact), as in
+	// deadlines.setRead.
 	deadline time.Time
+	timeout  time.Duration
 	pending  bool
 	// headTimeout, when not 0, becomes the deadline (counted from then)
 	// if reading a head needs another read.
 	headTimeout time.Duration
 }
 
-// expect makes the next read wait until t at most.
-func (s *readSource) expect(t time.Time) {
-	s.deadline, s.pending, s.headTimeout = t, true, 0
+// expect makes the next read wait until t at most; t was computed from
+// timeout, as in deadlines.setRead.
+func (s *readSource) expect(t time.Time, timeout time.Duration) {
+	s.deadline, s.timeout, s.pending, s.headTimeout = t, timeout, true, 0
 }
 
 // headerDue bounds the rest of the head being read by d, should it need
@@ -554,10 +567,10 @@ func (s *readSource) headerDone() { s.headTimeout, s.pending = 0, false }
 
 func (s *readSource) Read(p []byte) (int, error) {
 	if s.headTimeout > 0 {
-		s.deadline, s.pending, s.headTimeout = time.Now().Add(s.headTimeout), true, 0
+		s.expect(time.Now().Add(s.headTimeout), s.headTimeout)
 	}
 	if s.pending {
-		s.conn.SetReadDeadline(s.deadline)
+		s.dl.setRead(s.deadline, s.timeout)
 		s.pending = false
 	}
 	return s.io.Read(p)
@@ -568,13 +581,13 @@ func (s *readSource) Read(p []byte) (int, error) {
 // each write is bounded and a response that leaves in one write costs one
 // deadline.
 type writeDest struct {
-	conn    net.Conn
+	dl      *deadlines
 	io      *rawIO
 	timeout time.Duration
 }
 
 func (d *writeDest) Write(p []byte) (int, error) {
-	d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	d.dl.setWrite(time.Now().Add(d.timeout), d.timeout)
 	return d.io.Write(p)
 }
 

@@ -573,7 +573,7 @@ func (hc *h2Conn) setIdleDeadlineLocked() {
 		hc.nc.SetReadDeadline(time.Now())
 		return
 	}
-	hc.nc.SetReadDeadline(hc.srv.idleDeadline())
+	hc.nc.SetReadDeadline(hc.srv.idleDeadline(time.Now()))
 }
 
 // finish ends the connection once reading stopped: streams still running

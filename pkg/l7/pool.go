@@ -24,6 +24,7 @@ type upstreamConn struct {
 	conn      net.Conn // the TLS conn when TLS is on
 	raw       net.Conn // the transport under it, for liveness probes
 	io        rawIO    // reads and writes conn for r and w
+	dl        deadlines
 	r         *h1.Reader
 	w         *bufio.Writer
 	key       poolKey
@@ -261,6 +262,7 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		conn = tc
 	}
 	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key()}
+	uc.dl.conn = conn
 	uc.io.init(conn)
 	uc.r = h1.NewReader(&uc.io)
 	uc.w = p.bufs.Get().(*bufio.Writer)

@@ -207,15 +207,20 @@ func isStale(err error) bool {
 // response. It owns uc: it returns it to the pool or closes it.
 func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	t := peer.Timeouts.withDefaults()
-	retryable := uc.reused && r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
-	if err := r.sendRequest(uc, t); err != nil {
+	hasBody := r.req.ContentLength > 0 || r.req.Chunked
+	retryable := uc.reused && !hasBody && idempotent(r.req.Method)
+	now := time.Now()
+	if err := r.sendRequest(uc, t, now); err != nil {
 		uc.close()
 		if retryable && !errors.Is(err, ErrDownstream) {
 			return &staleConnError{err}
 		}
 		return err
 	}
-	uc.conn.SetReadDeadline(time.Now().Add(t.Read))
+	if hasBody { // streaming it may have taken a while
+		now = time.Now()
+	}
+	uc.dl.setRead(now.Add(t.Read), t.Read)
 	// The answer cannot be there yet: reading now would only meet EAGAIN
 	// and wait in the poller, a wasted system call per request. Other
 	// connections' work goes first (if there is any), and by then it
@@ -288,8 +293,9 @@ func idempotent(method []byte) bool {
 }
 
 // sendRequest writes the request head and streams the request body.
-func (r *request) sendRequest(uc *upstreamConn, t Timeouts) error {
-	uc.conn.SetWriteDeadline(time.Now().Add(t.Write))
+// now is the time the head's write deadline counts from.
+func (r *request) sendRequest(uc *upstreamConn, t Timeouts, now time.Time) error {
+	uc.dl.setWrite(now.Add(t.Write), t.Write)
 	req := &r.req
 	buf := h1.AppendRequestLine(r.scratch[:0], req.Method, req.Target, 1)
 	buf = appendFields(buf, &req.Header)
@@ -327,7 +333,7 @@ func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
 		r.upChunked.Reset(uc.w)
 		dst = &r.upChunked
 	}
-	r.dw = deadlineWriter{conn: uc.conn, w: dst, flush: uc.w, timeout: t.Write}
+	r.dw = deadlineWriter{dl: &uc.dl, w: dst, flush: uc.w, timeout: t.Write}
 	_, rerr, werr := copyBody(&r.dw, body, r.copyBuffer(r.req.ContentLength))
 	if rerr != nil {
 		return fmt.Errorf("%w: reading request body: %w", ErrDownstream, rerr)
@@ -373,7 +379,7 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 	default:
 		body = uc.r.BodyUntilClose()
 	}
-	r.dr = deadlineReader{conn: uc.conn, r: body, timeout: t.Read}
+	r.dr = deadlineReader{dl: &uc.dl, r: body, timeout: t.Read}
 	if resp.ContentLength >= 0 && !resp.Chunked {
 		// A read of a length-delimited body that is already buffered
 		// (a small response arrives with its head) touches no socket.
@@ -492,7 +498,7 @@ func stripConnectionListed(h *h1.Header) {
 // deadlineReader extends the read deadline before every read, so a body
 // may take as long as it needs while each read is bounded.
 type deadlineReader struct {
-	conn    net.Conn
+	dl      *deadlines
 	r       io.Reader
 	timeout time.Duration
 	// buffered, when set, is the h1.Reader under a length-delimited
@@ -503,27 +509,27 @@ type deadlineReader struct {
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.buffered == nil || d.buffered.Buffered() == 0 {
-		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+		d.dl.setRead(time.Now().Add(d.timeout), d.timeout)
 	}
 	return d.r.Read(p)
 }
 
 // deadlineWriter extends the write deadline before every write (unless
-// conn is nil: the buffer's destination then sets it), and flushes the
+// dl is nil: the buffer's destination then sets it), and flushes the
 // connection's buffer after it: a body is relayed as it arrives
 // (server-sent events, long polls), never held back in a buffer while the
 // proxy waits for more. A small body read in one go still leaves in one
 // write with its head.
 type deadlineWriter struct {
-	conn    net.Conn
+	dl      *deadlines
 	w       io.Writer
 	flush   *bufio.Writer
 	timeout time.Duration
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	if d.conn != nil {
-		d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	if d.dl != nil {
+		d.dl.setWrite(time.Now().Add(d.timeout), d.timeout)
 	}
 	n, err := d.w.Write(p)
 	if err == nil {

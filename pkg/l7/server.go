@@ -248,16 +248,16 @@ func (s *Server) stopAccepting() {
 	s.mu.Unlock()
 }
 
-// idleDeadline is when a connection turning idle now stops waiting for
+// idleDeadline is when a connection turning idle at now stops waiting for
 // its next request: after IdleTimeout normally; at the end of the grace
 // during Shutdown, so that a connection accepted or done with a request
 // just as Shutdown began is still served once more (a new connection's
 // client has its request on the way).
-func (s *Server) idleDeadline() time.Time {
+func (s *Server) idleDeadline(now time.Time) time.Time {
 	if s.closing.Load() {
 		return time.Unix(0, s.drainUntil.Load())
 	}
-	return time.Now().Add(s.IdleTimeout)
+	return now.Add(s.IdleTimeout)
 }
 
 // expireIdle makes idle connections stop waiting for a request at the
