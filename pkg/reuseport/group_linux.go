@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 )
 
 // Group is one listen address's SO_REUSEPORT sockets.
@@ -15,8 +14,9 @@ type Group struct {
 	retired []*net.TCPListener // inherited sockets beyond Sockets, closed by Activate
 	steer   *steering          // nil: no steering, for the reason in why
 	why     error
-	// keepAlive is Config.KeepAlive, for the sockets grow binds.
-	keepAlive time.Duration
+	// cfg is the Config the group was opened with, for the sockets grow
+	// binds.
+	cfg Config
 }
 
 // Open makes the group for addr on network ("tcp", "tcp4" or "tcp6"):
@@ -29,13 +29,16 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	g := &Group{keepAlive: cfg.KeepAlive}
+	g := &Group{cfg: cfg}
 	own, err := tcpListeners(inherited)
 	if err != nil {
 		return nil, err
 	}
+	if err := inheritOptions(own, cfg); err != nil {
+		return nil, err
+	}
 	if len(own) == 0 {
-		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil, cfg.KeepAlive)
+		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +93,7 @@ func (g *Group) startSteering(own []*net.TCPListener, pinPath string) (*steering
 // grow binds new members on the group's address until it has k.
 func (g *Group) grow(network string, k int) error {
 	for len(g.members) < k {
-		ln, err := listen(network, g.addr.String(), true, g.keepAlive)
+		ln, err := listen(network, g.addr.String(), true, g.cfg)
 		if err != nil {
 			return fmt.Errorf("add socket %d of %d to %s: %w", len(g.members)+1, k, g.addr, err)
 		}

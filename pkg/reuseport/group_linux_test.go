@@ -331,6 +331,53 @@ func TestAcceptedConnectionsKeepAlive(t *testing.T) {
 	}
 }
 
+// With ClientSpeaksFirst every socket of the group, bound or inherited,
+// hands its accepted connections delayed-ACK mode (TCP_QUICKACK reads 0);
+// without it they start in the kernel's quick-ACK mode.
+func TestAcceptedConnectionsDelayAcks(t *testing.T) {
+	tests := []struct {
+		name        string
+		clientFirst bool
+		steer       bool
+		inherit     bool // the group is opened again from the first one's sockets
+		want        int  // TCP_QUICKACK of an accepted connection
+	}{
+		{"default, one socket", false, false, false, 1},
+		{"client first, one socket", true, false, false, 0},
+		{"default, steered group", false, true, false, 1},
+		{"client first, steered group", true, true, false, 0},
+		{"client first, inherited from a group without it", true, true, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Sockets: 3, ClientSpeaksFirst: tc.clientFirst && !tc.inherit}
+			if tc.steer {
+				cfg.PinPath = filepath.Join(testenv.BPFFS(t), "weir")
+			}
+			g, err := Open("tcp", "127.0.0.1:0", nil, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if tc.inherit {
+				cfg.ClientSpeaksFirst = true
+				if g, err = Open("tcp", g.Addr().String(), handOver(t, g), cfg); err != nil {
+					t.Fatal(err)
+				}
+				defer g.Close()
+			}
+			if err := g.Activate(); err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range oneFromEach(t, g) {
+				if got := testenv.Sockopt(t, c.(*net.TCPConn), unix.IPPROTO_TCP, unix.TCP_QUICKACK); got != tc.want {
+					t.Errorf("member %d: accepted connection has TCP_QUICKACK %d, want %d", i, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
 // oneFromEach dials g until each of its members has accepted a connection
 // and returns one accepted connection per member, in member order. The
 // connections are closed when the test ends.

@@ -38,6 +38,11 @@ type Config struct {
 	// default (probes after 15 s idle), negative for no probes. Inherited
 	// sockets keep Go's default: net.FileListener takes no ListenConfig.
 	KeepAlive time.Duration
+	// ClientSpeaksFirst says the protocol served has the client send
+	// first and the server answer (HTTP, TLS), so that an accepted
+	// connection can delay the acknowledgement of what it receives until
+	// the answer carries it. Linux only; inherited sockets get it too.
+	ClientSpeaksFirst bool
 }
 
 func (c Config) check() error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,33 +16,38 @@ import (
 // path) and share its connections; so an exclusive listener probes the
 // address first, and the group's socket takes the port it got (port 0
 // included). Without reuse the probe is the socket.
-func listenFirst(network, addr string, reuse bool, keepAlive time.Duration) (*net.TCPListener, error) {
-	probe, err := listen(network, addr, false, keepAlive)
+func listenFirst(network, addr string, reuse bool, cfg Config) (*net.TCPListener, error) {
+	probe, err := listen(network, addr, false, cfg)
 	if err != nil || !reuse {
 		return probe, err
 	}
 	bound := probe.Addr().String()
 	probe.Close()
-	return listen(network, bound, true, keepAlive)
+	return listen(network, bound, true, cfg)
 }
 
-// listen binds one listening TCP socket; with reuse, SO_REUSEPORT is set
-// before bind, so that it founds or joins addr's reuseport group.
-// keepAlive is the accepted connections' TCP keep-alive period (see
-// Config.KeepAlive).
-func listen(network, addr string, reuse bool, keepAlive time.Duration) (*net.TCPListener, error) {
-	lc := net.ListenConfig{KeepAlive: keepAlive}
+// listen binds one listening TCP socket with cfg's options for the
+// connections it accepts; with reuse, SO_REUSEPORT is set before bind,
+// so that it founds or joins addr's reuseport group.
+func listen(network, addr string, reuse bool, cfg Config) (*net.TCPListener, error) {
+	lc := net.ListenConfig{KeepAlive: cfg.KeepAlive}
 	// Go listens with MPTCP where the kernel has it; a REUSEPORT_SOCKARRAY
 	// takes TCP and UDP sockets only (ENOTSUPP for MPTCP).
 	lc.SetMultipathTCP(false)
 	if reuse {
 		lc.Control = setReusePort
 	}
-	ln, err := lc.Listen(context.Background(), network, addr)
+	l, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, err
 	}
-	return ln.(*net.TCPListener), nil
+	ln := l.(*net.TCPListener)
+	// After listen(2), which clears the socket's ACK state.
+	if err := withFD(ln, func(fd int) error { return setListenerOptions(fd, cfg) }); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func setReusePort(_, _ string, rc syscall.RawConn) error {
@@ -56,6 +60,39 @@ func setReusePort(_, _ string, rc syscall.RawConn) error {
 	}
 	if err != nil {
 		return fmt.Errorf("set SO_REUSEPORT: %w", err)
+	}
+	return nil
+}
+
+// setListenerOptions sets on a listening socket the options that its
+// accepted connections inherit from it. It must come after listen(2).
+//
+// With ClientSpeaksFirst, TCP_QUICKACK 0 puts the socket in delayed-ACK
+// ("ping-pong") mode, which each connection it accepts starts in. A new
+// connection would otherwise be in quick-ACK mode and acknowledge the
+// request on its own, a segment of its own, just before the response
+// that could have carried the acknowledgement: one segment in twelve of
+// a connection that serves one request and closes (HAProxy does the same
+// for its HTTP frontends). The kernel still acknowledges at once when
+// the peer sends more than a segment ahead of the answer, and after the
+// delayed-ACK timeout (at most 200 ms on Linux) when no answer comes.
+func setListenerOptions(fd int, cfg Config) error {
+	if !cfg.ClientSpeaksFirst {
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0); err != nil {
+		return fmt.Errorf("set TCP_QUICKACK: %w", err)
+	}
+	return nil
+}
+
+// inheritOptions sets cfg's options on sockets handed over by a
+// predecessor, which may have been bound without them.
+func inheritOptions(lns []*net.TCPListener, cfg Config) error {
+	for i, ln := range lns {
+		if err := withFD(ln, func(fd int) error { return setListenerOptions(fd, cfg) }); err != nil {
+			return fmt.Errorf("%w: member %d on %s: %w", ErrInherited, i, ln.Addr(), err)
+		}
 	}
 	return nil
 }

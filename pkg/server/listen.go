@@ -123,7 +123,13 @@ func (s *Server) listenHTTP(open Opener) error {
 			if err != nil {
 				return fmt.Errorf("service %q: listener %s (%s): %w", svc.cfg.Name, l.Addr, l.Pos, err)
 			}
-			g, err := reuseport.Open("tcp", l.Addr, inherited, reuseport.Config{Sockets: k, PinPath: s.cfg.BPF.PinPath, KeepAlive: acceptKeepAlive})
+			g, err := reuseport.Open("tcp", l.Addr, inherited, reuseport.Config{
+				Sockets:   k,
+				PinPath:   s.cfg.BPF.PinPath,
+				KeepAlive: acceptKeepAlive,
+				// HTTP/1.1, HTTP/2 and TLS clients all speak first.
+				ClientSpeaksFirst: true,
+			})
 			if err != nil {
 				closeAll(inherited)
 				return fmt.Errorf("service %q: listen on %s (%s): %w", svc.cfg.Name, l.Addr, l.Pos, err)
