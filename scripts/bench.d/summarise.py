@@ -3,7 +3,8 @@
 
 For every scenario and proxy it reports the median over rounds of requests
 per second, p99 latency, peak RSS and CPU time per request, plus weir's ratio
-to each peer for those four metrics. Medians, not means, because one round
+to each peer for those metrics: the ratio of the medians, and the median of
+the ratios within each round. Medians, not means, because one round
 disturbed by something else on the machine should not move the result.
 
 Usage: summarise.py --csv results.csv --command "scripts/bench ..."
@@ -150,6 +151,26 @@ def ratio_line(scenario, peer, subject_rows, peer_rows):
     return cells
 
 
+def paired_ratio_line(scenario, peer, subject_rows, peer_rows):
+    """One table row of the median over rounds of weir ÷ PEER within each
+    round. Rounds run the proxies back to back, so this ratio cancels drift
+    in the machine's speed between rounds, which the ratio of medians only
+    averages out; where the two disagree, trust this one."""
+    cells = [scenario, f"{SUBJECT} ÷ {peer}, per round", ""]
+    theirs_by_round = {r["round"]: r for r in peer_rows}
+    for col, _, _, _ in METRICS:
+        ratios = []
+        for mine in subject_rows:
+            theirs = theirs_by_round.get(mine["round"])
+            a = parse_float(mine[col])
+            b = parse_float(theirs[col]) if theirs else None
+            if a is not None and b:
+                ratios.append(a / b)
+        cells.append(f"{statistics.median(ratios):.2f}×" if ratios else "–")
+    cells += ["", "", ""]
+    return cells
+
+
 def table(groups, unavailable):
     """The summary table as a list of Markdown lines."""
     headings = ["scenario", "proxy", "rounds"] + [m[1] for m in METRICS]
@@ -167,8 +188,9 @@ def table(groups, unavailable):
             continue
         for peer in PEERS:
             if peer in by_proxy:
-                cells = ratio_line(scenario, peer, by_proxy[SUBJECT], by_proxy[peer])
-                lines.append("| " + " | ".join(cells) + " |")
+                for line in (ratio_line, paired_ratio_line):
+                    cells = line(scenario, peer, by_proxy[SUBJECT], by_proxy[peer])
+                    lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -208,7 +230,9 @@ def render(args, rows):
                 "CPU µs/req is still sound; for the rest, rerun on a quieter machine "
                 "(or with --nice -10 if this run did not use it)."]
     out += ["",
-            "Medians over rounds. Ratios are weir ÷ peer of those medians: above 1× "
+            "Medians over rounds. Ratios are weir ÷ peer of those medians; the "
+            "\"per round\" rows are the median of weir ÷ peer within each round, "
+            "which cancels the machine's drift between rounds. Above 1× "
             "is better for req/s and worse for p99, RSS and CPU. CPU µs/req is the "
             "proxy's utime+stime over the measured run divided by requests served; "
             "proxy CPU % is that CPU time over the run's wall time (100% = the "
