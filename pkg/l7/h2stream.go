@@ -216,7 +216,7 @@ func (hc *h2Conn) headersDone() error {
 	}
 	hc.running++
 	hc.wg.Add(1)
-	hc.srv.workers.run(h2Job{hc: hc, st: st, status: status})
+	hc.srv.workers.run(job{hc: hc, st: st, status: status})
 	return nil
 }
 

@@ -148,7 +148,7 @@ func (q *quietSet) watch() {
 			case clientGone(ev):
 				gone = append(gone, c)
 			default:
-				go c.serveRequests()
+				c.srv.workers.run(job{c: c, resume: true})
 			}
 		}
 		q.expire(time.Now())

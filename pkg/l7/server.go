@@ -130,7 +130,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if c == nil {
 			continue
 		}
-		go c.serve()
+		s.workers.run(job{c: c})
 	}
 }
 

@@ -2,15 +2,17 @@ package l7
 
 import "sync"
 
-// workers runs HTTP/2 streams on goroutines that outlive them. A fresh
-// goroutine per stream would start with a small stack and grow it, copy
+// workers runs new connections, quiet connections that woke up, and
+// HTTP/2 streams on goroutines that outlive them. A fresh goroutine per
+// stream or connection would start with a small stack and grow it, copy
 // after copy, to the depth of the proxy pipeline and of a TLS write: a
-// seventh of the CPU time of small HTTP/2 requests. A parked worker keeps
-// its stack (until garbage collections shrink it, which they do to idle
-// stacks) and takes the next stream of any connection.
+// seventh of the CPU time of small HTTP/2 requests, and a twentieth with
+// a new connection per request. A parked worker keeps its stack (until
+// garbage collections shrink it, which they do to idle stacks) and takes
+// the next job of any connection.
 type workers struct {
 	mu      sync.Mutex
-	idle    []chan h2Job
+	idle    []chan job
 	stopped bool
 }
 
@@ -18,16 +20,33 @@ type workers struct {
 // their stacks hold once a burst is over.
 const maxIdleWorkers = 128
 
-// h2Job is a stream to serve: its request, or a direct answer when
-// status is not 0.
-type h2Job struct {
+// job is work for a worker: the connection c to serve from its start, or
+// (resume) from its next request after it was quiet; else the HTTP/2
+// stream st of hc, to serve its request, or answer with status when that
+// is not 0.
+type job struct {
+	c      *conn
+	resume bool
+
 	hc     *h2Conn
 	st     *h2Stream
 	status int
 }
 
-// run serves j on a parked worker, or on a new one.
-func (w *workers) run(j h2Job) {
+// do runs the job.
+func (j *job) do() {
+	switch {
+	case j.c == nil:
+		j.hc.runStream(j.st, j.status)
+	case j.resume:
+		j.c.serveRequests()
+	default:
+		j.c.serve()
+	}
+}
+
+// run does j on a parked worker, or on a new one.
+func (w *workers) run(j job) {
 	w.mu.Lock()
 	if n := len(w.idle); n > 0 {
 		ch := w.idle[n-1]
@@ -40,11 +59,11 @@ func (w *workers) run(j h2Job) {
 	go w.loop(j)
 }
 
-func (w *workers) loop(j h2Job) {
-	ch := make(chan h2Job, 1)
+func (w *workers) loop(j job) {
+	ch := make(chan job, 1)
 	for {
-		j.hc.runStream(j.st, j.status)
-		j = h2Job{}
+		j.do()
+		j = job{}
 		if !w.park(ch) {
 			return
 		}
@@ -57,7 +76,7 @@ func (w *workers) loop(j h2Job) {
 
 // park offers the worker listening on ch for the next job, unless enough
 // are parked or the server stopped.
-func (w *workers) park(ch chan h2Job) bool {
+func (w *workers) park(ch chan job) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped || len(w.idle) >= maxIdleWorkers {
@@ -67,7 +86,7 @@ func (w *workers) park(ch chan h2Job) bool {
 	return true
 }
 
-// stop ends the parked workers; those still busy end after their stream.
+// stop ends the parked workers; those still busy end after their job.
 func (w *workers) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
