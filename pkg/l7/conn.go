@@ -427,6 +427,11 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	}
 	// No deadline here: c.w's destination sets one before every write.
 	c.px.downOut = deadlineWriter{w: dst, flush: c.w}
+	if c.closeAfter && (noBody || length >= 0 && length <= smallBody) {
+		// The last response, small and of known length: it is buffered
+		// whole, to leave with the FIN in one segment (see endBody).
+		c.px.downOut.flush = nil
+	}
 	_, err := c.w.Write(buf)
 	return err
 }
@@ -434,12 +439,16 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 // body implements downstream.
 func (c *conn) body() io.Writer { return &c.px.downOut }
 
-// endBody implements downstream.
+// endBody implements downstream. The last response of a connection that
+// closes after it leaves with the FIN (rawIO.lastWrite).
 func (c *conn) endBody(trailer *h1.Header) error {
 	if c.px.chunkOut {
 		if err := c.px.downChunked.Close(trailer); err != nil {
 			return err
 		}
+	}
+	if c.closeAfter {
+		return c.io.lastWrite(c.w.Flush)
 	}
 	return c.w.Flush()
 }

@@ -19,3 +19,7 @@ func (r *rawIO) Read(p []byte) (int, error) { return r.conn.Read(p) }
 
 // Write implements io.Writer.
 func (r *rawIO) Write(p []byte) (int, error) { return r.conn.Write(p) }
+
+// lastWrite runs flush: coalescing the last bytes with the FIN is
+// Linux-only (see rawio_linux.go).
+func (r *rawIO) lastWrite(flush func() error) error { return flush() }

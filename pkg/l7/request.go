@@ -519,7 +519,9 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // connection's buffer after it: a body is relayed as it arrives
 // (server-sent events, long polls), never held back in a buffer while the
 // proxy waits for more. A small body read in one go still leaves in one
-// write with its head.
+// write with its head. Without flush (the last response of a client
+// connection, when small and of known length) the body stays in the
+// buffer until the response ends.
 type deadlineWriter struct {
 	dl      *deadlines
 	w       io.Writer
@@ -532,7 +534,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		d.dl.setWrite(time.Now().Add(d.timeout), d.timeout)
 	}
 	n, err := d.w.Write(p)
-	if err == nil {
+	if err == nil && d.flush != nil {
 		err = d.flush.Flush()
 	}
 	return n, err
