@@ -87,15 +87,21 @@ func (s *Server) init() {
 
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then. A TLS listener (tls.NewListener) is served over
-// TLS; the handshake runs on the connection's own goroutine.
+// TLS; the handshake runs on the connection's own goroutine. Serve closes
+// l when it returns, as net/http's does.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
 	if s.Proxy == nil {
+		l.Close()
 		return errors.New("l7: server has no Proxy")
 	}
 	s.mu.Lock()
 	if s.closing.Load() {
+		// Shutdown began before this Serve: its listener must stop
+		// taking connections all the same (with SO_REUSEPORT the kernel
+		// would go on queueing a share of new ones on it).
 		s.mu.Unlock()
+		l.Close()
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
@@ -123,6 +129,7 @@ func (s *Server) Serve(l net.Listener) error {
 				time.Sleep(backoff)
 				continue
 			}
+			l.Close()
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0

@@ -138,3 +138,30 @@ func TestShutdownClosesIdleConnectionsWithoutAReset(t *testing.T) {
 		t.Fatal("Shutdown did not return within 5s of its idle connection closing")
 	}
 }
+
+// A Serve that starts once Shutdown has begun returns ErrServerClosed and
+// closes its listener, which then refuses connections: a listener
+// registered too late to be closed by Shutdown must not go on queueing
+// them.
+func TestServeAfterShutdownClosesItsListener(t *testing.T) {
+	srv := &Server{Proxy: &Respond{Status: 200}}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := srv.Serve(ln); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v, want ErrServerClosed", err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s accepted a connection after Serve returned", ln.Addr())
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial after Serve returned: %v, want connection refused", err)
+	}
+}
