@@ -105,15 +105,7 @@ func startDelayedAckProxy(t *testing.T, srv *Server) string {
 	if err := setSockopt(ln.(*net.TCPListener), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return ln.Addr().String()
+	return serveOn(t, srv, ln)
 }
 
 func setSockopt(ln *net.TCPListener, level, opt, value int) error {

@@ -87,6 +87,12 @@ func startProxy(t testing.TB, srv *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, srv, ln)
+}
+
+// serveOn serves srv on ln until the test ends, and returns ln's address.
+func serveOn(t testing.TB, srv *Server, ln net.Listener) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -294,63 +294,32 @@ func TestFreshGroupRefusesAnAddressInUse(t *testing.T) {
 	}
 }
 
-// Every socket the group binds hands its accepted connections the
-// configured TCP keep-alive: Go's default probes, or none.
-func TestAcceptedConnectionsKeepAlive(t *testing.T) {
-	tests := []struct {
-		name      string
-		keepAlive time.Duration
-		steer     bool
-		want      int // SO_KEEPALIVE of an accepted connection
-	}{
-		{"default, one socket", 0, false, 1},
-		{"off, one socket", -1, false, 0},
-		{"default, steered group", 0, true, 1},
-		{"off, steered group", -1, true, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Sockets: 3, KeepAlive: tc.keepAlive}
-			if tc.steer {
-				cfg.PinPath = filepath.Join(testenv.BPFFS(t), "weir")
-			}
-			g, err := Open("tcp", "127.0.0.1:0", nil, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			if err := g.Activate(); err != nil {
-				t.Fatal(err)
-			}
-			for i, c := range oneFromEach(t, g) {
-				if got := testenv.Sockopt(t, c.(*net.TCPConn), unix.SOL_SOCKET, unix.SO_KEEPALIVE); got != tc.want {
-					t.Errorf("member %d: accepted connection has SO_KEEPALIVE %d, want %d", i, got, tc.want)
-				}
-			}
-		})
-	}
-}
-
-// With ClientSpeaksFirst every socket of the group, bound or inherited,
-// hands its accepted connections delayed-ACK mode (TCP_QUICKACK reads 0);
-// without it they start in the kernel's quick-ACK mode.
-func TestAcceptedConnectionsDelayAcks(t *testing.T) {
+// Every socket of the group, bound or inherited, hands its accepted
+// connections the configured options: TCP keep-alive (Go's default probes,
+// or none), and with ClientSpeaksFirst delayed-ACK mode (TCP_QUICKACK
+// reads 0) rather than the kernel's quick-ACK mode.
+func TestAcceptedConnectionOptions(t *testing.T) {
 	tests := []struct {
 		name        string
+		keepAlive   time.Duration
 		clientFirst bool
 		steer       bool
-		inherit     bool // the group is opened again from the first one's sockets
-		want        int  // TCP_QUICKACK of an accepted connection
+		inherit     bool // the group is opened again from a group without the options
+		// SO_KEEPALIVE and TCP_QUICKACK of an accepted connection
+		wantKeepAlive, wantQuickAck int
 	}{
-		{"default, one socket", false, false, false, 1},
-		{"client first, one socket", true, false, false, 0},
-		{"default, steered group", false, true, false, 1},
-		{"client first, steered group", true, true, false, 0},
-		{"client first, inherited from a group without it", true, true, true, 0},
+		{"default, one socket", 0, false, false, false, 1, 1},
+		{"keep-alive off, one socket", -1, false, false, false, 0, 1},
+		{"client first, one socket", -1, true, false, false, 0, 0},
+		{"default, steered group", 0, false, true, false, 1, 1},
+		{"keep-alive off, steered group", -1, false, true, false, 0, 1},
+		{"client first, steered group", -1, true, true, false, 0, 0},
+		// net.FileListener takes no ListenConfig: Go's default probes.
+		{"client first, inherited", -1, true, true, true, 1, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Sockets: 3, ClientSpeaksFirst: tc.clientFirst && !tc.inherit}
+			cfg := Config{Sockets: 3, KeepAlive: tc.keepAlive, ClientSpeaksFirst: tc.clientFirst && !tc.inherit}
 			if tc.steer {
 				cfg.PinPath = filepath.Join(testenv.BPFFS(t), "weir")
 			}
@@ -370,8 +339,12 @@ func TestAcceptedConnectionsDelayAcks(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, c := range oneFromEach(t, g) {
-				if got := testenv.Sockopt(t, c.(*net.TCPConn), unix.IPPROTO_TCP, unix.TCP_QUICKACK); got != tc.want {
-					t.Errorf("member %d: accepted connection has TCP_QUICKACK %d, want %d", i, got, tc.want)
+				conn := c.(*net.TCPConn)
+				if got := testenv.Sockopt(t, conn, unix.SOL_SOCKET, unix.SO_KEEPALIVE); got != tc.wantKeepAlive {
+					t.Errorf("member %d: accepted connection has SO_KEEPALIVE %d, want %d", i, got, tc.wantKeepAlive)
+				}
+				if got := testenv.Sockopt(t, conn, unix.IPPROTO_TCP, unix.TCP_QUICKACK); got != tc.wantQuickAck {
+					t.Errorf("member %d: accepted connection has TCP_QUICKACK %d, want %d", i, got, tc.wantQuickAck)
 				}
 			}
 		})
