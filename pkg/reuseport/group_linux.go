@@ -34,9 +34,7 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 	if err != nil {
 		return nil, err
 	}
-	if err := inheritOptions(own, cfg); err != nil {
-		return nil, err
-	}
+	inheritOptions(own, cfg)
 	if len(own) == 0 {
 		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil, cfg)
 		if err != nil {

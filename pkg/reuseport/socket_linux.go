@@ -87,14 +87,14 @@ func setListenerOptions(fd int, cfg Config) error {
 }
 
 // inheritOptions sets cfg's options on sockets handed over by a
-// predecessor, which may have been bound without them.
-func inheritOptions(lns []*net.TCPListener, cfg Config) error {
-	for i, ln := range lns {
-		if err := withFD(ln, func(fd int) error { return setListenerOptions(fd, cfg) }); err != nil {
-			return fmt.Errorf("%w: member %d on %s: %w", ErrInherited, i, ln.Addr(), err)
-		}
+// predecessor, which may have been bound without them. It is best effort:
+// an upgrade must not fail over an optimisation, and a socket that refuses
+// one (an MPTCP socket has no TCP_QUICKACK) only costs its connections a
+// segment each.
+func inheritOptions(lns []*net.TCPListener, cfg Config) {
+	for _, ln := range lns {
+		withFD(ln, func(fd int) error { return setListenerOptions(fd, cfg) })
 	}
-	return nil
 }
 
 // withFD runs f on ln's descriptor.
