@@ -139,9 +139,9 @@ func (r *rawIO) writeAll(fd uintptr) bool {
 // send, so that they leave with the FIN in one segment: written with
 // MSG_MORE, they wait in the socket until the shutdown(SHUT_WR) that
 // follows at once. A connection closed after its response otherwise sends
-// the FIN in a segment of its own, a twelfth of a one-request
-// connection's segments, and wakes its client twice. Where there is no
-// raw socket (TLS), flush runs alone.
+// the FIN in a segment of its own (one of the 11 of a one-request
+// connection) and wakes its client twice. Where there is no raw socket
+// (TLS), flush runs alone.
 func (r *rawIO) lastWrite(flush func() error) error {
 	if r.rc == nil {
 		return flush()
@@ -150,25 +150,17 @@ func (r *rawIO) lastWrite(flush func() error) error {
 	err := flush()
 	r.more = false
 	// Even when flush failed: what it left in the socket must not wait.
-	if cerr := r.closeWrite(); err == nil {
-		err = cerr
-	}
+	// A failed shutdown is not the response's failure: it only finds the
+	// client gone, which closing the socket deals with.
+	r.closeWrite()
 	return err
 }
 
 // closeWrite shuts the connection down for writing, sending the FIN.
-func (r *rawIO) closeWrite() error {
-	var errno syscall.Errno
-	err := r.rc.Control(func(fd uintptr) {
-		_, _, errno = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
+func (r *rawIO) closeWrite() {
+	r.rc.Control(func(fd uintptr) {
+		unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
 	})
-	if err != nil {
-		return err
-	}
-	if errno != 0 {
-		return r.opError("shutdown", errno)
-	}
-	return nil
 }
 
 // opError wraps a failed system call the way net.Conn reports it.

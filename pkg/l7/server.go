@@ -87,8 +87,8 @@ func (s *Server) init() {
 
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then. A TLS listener (tls.NewListener) is served over
-// TLS; the handshake runs on the connection's own goroutine. Serve closes
-// l when it returns, as net/http's does.
+// TLS; the handshake runs on the goroutine serving the connection. Serve
+// closes l when it returns, as net/http's does.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
 	if s.Proxy == nil {
