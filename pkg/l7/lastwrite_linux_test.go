@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
 	"golang.org/x/sys/unix"
 )
@@ -72,7 +72,7 @@ func TestLastResponseLeavesWithTheFIN(t *testing.T) {
 			if n, err := r.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 				t.Fatalf("after the response: %d bytes, %v; want EOF", n, err)
 			}
-			if got := segmentsIn(t, c); tc.segments != 0 && got != tc.segments {
+			if got := testenv.TCPInfo(t, c.(*net.TCPConn)).Segs_in; tc.segments != 0 && got != tc.segments {
 				t.Errorf("client received %d segments, want %d (SYN-ACK, then the response with the FIN)", got, tc.segments)
 			}
 		})
@@ -102,38 +102,6 @@ func startDelayedAckProxy(t *testing.T, srv *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := setSockopt(ln.(*net.TCPListener), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0); err != nil {
-		t.Fatal(err)
-	}
+	testenv.SetSockopt(t, ln.(*net.TCPListener), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
 	return serveOn(t, srv, ln)
-}
-
-func setSockopt(ln *net.TCPListener, level, opt, value int) error {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) }); err != nil {
-		return err
-	}
-	return serr
-}
-
-// segmentsIn is the number of segments c's socket has received.
-func segmentsIn(t *testing.T, c net.Conn) uint32 {
-	t.Helper()
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(fmt.Errorf("TCP_INFO: %w", gerr))
-	}
-	return info.Segs_in
 }

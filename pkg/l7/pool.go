@@ -261,8 +261,7 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		}
 		conn = tc
 	}
-	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key()}
-	uc.dl.conn = conn
+	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key(), dl: deadlines{conn: conn}}
 	uc.io.init(conn)
 	uc.r = h1.NewReader(&uc.io)
 	uc.w = p.bufs.Get().(*bufio.Writer)

@@ -91,8 +91,8 @@ func (s *Server) init() {
 // closes l when it returns, as net/http's does.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
+	defer l.Close() // already closed by Shutdown or Close, unless it came first
 	if s.Proxy == nil {
-		l.Close()
 		return errors.New("l7: server has no Proxy")
 	}
 	s.mu.Lock()
@@ -101,7 +101,6 @@ func (s *Server) Serve(l net.Listener) error {
 		// taking connections all the same (with SO_REUSEPORT the kernel
 		// would go on queueing a share of new ones on it).
 		s.mu.Unlock()
-		l.Close()
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
@@ -129,7 +128,6 @@ func (s *Server) Serve(l net.Listener) error {
 				time.Sleep(backoff)
 				continue
 			}
-			l.Close()
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
