@@ -35,15 +35,18 @@ func Open(network, addr string, inherited []net.Listener, cfg Config) (*Group, e
 		return nil, err
 	}
 	inheritOptions(own, cfg)
+	why := steerable(cfg.PinPath)
 	if len(own) == 0 {
-		ln, err := listenFirst(network, addr, cfg.PinPath != "" && canSteer() == nil, cfg)
+		ln, err := listenFirst(network, addr, why == nil, cfg)
 		if err != nil {
 			return nil, err
 		}
 		own = []*net.TCPListener{ln}
 	}
 	g.addr = own[0].Addr().(*net.TCPAddr).AddrPort()
-	g.steer, g.why = g.startSteering(own, cfg.PinPath)
+	if g.why = why; why == nil {
+		g.steer, g.why = g.startSteering(own, cfg.PinPath)
+	}
 	k := cfg.Sockets
 	if g.steer == nil {
 		k = 1
@@ -67,6 +70,19 @@ func split(own []*net.TCPListener, k int) (int, []*net.TCPListener, []*net.TCPLi
 		return k, own, nil
 	}
 	return k, own[:k], own[k:]
+}
+
+// steerable reports why a group with pinPath cannot have BPF steering, or
+// nil when it can: the reason users see, so it must not be a consequence
+// of it (a socket bound without SO_REUSEPORT because there is no BPF).
+func steerable(pinPath string) error {
+	if pinPath == "" {
+		return fmt.Errorf("%w: no pin path", ErrNoSteering)
+	}
+	if err := canSteer(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSteering, err)
+	}
+	return nil
 }
 
 // startSteering loads the group's steering and places the sockets in its
