@@ -148,12 +148,29 @@ func testEndToEnd(t *testing.T, fullChecksums bool) {
 				t.Errorf("backend saw the client as %s, want %s with a port in [%d, %d)",
 					peer, s.svc.SNAT, snatPortMin, snatPortMin+snatPortCount)
 			}
-			st := serviceState(t, d, s.svc.ID)
+			st := settledState(t, d, s.svc.ID)
 			if st.Stats.Packets < 2 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
 				t.Errorf("counters %+v, backend %+v: want ≥2 packets on one new flow, all via the backend",
 					st.Stats, st.BackendStats[0])
 			}
 		})
+	}
+}
+
+// settledState reads service id's counters once its service and backend
+// counts agree: the exchange returns while the connection's teardown (the
+// FINs and their ACKs) is still crossing the balancer, and a read of the
+// two counters can fall between them. It gives up after 2 s and returns
+// the last read, for the caller to report.
+func settledState(t *testing.T, d *Dataplane, id uint32) ServiceState {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st := serviceState(t, d, id)
+		if st.BackendStats[0].Packets == st.Stats.Packets || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
