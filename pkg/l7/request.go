@@ -210,6 +210,15 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	hasBody := r.req.ContentLength > 0 || r.req.Chunked
 	retryable := uc.reused && !hasBody && idempotent(r.req.Method)
 	now := time.Now()
+	if !hasBody {
+		// Let the other connections whose requests are in reach this point
+		// first, so the upstream gets its requests in a burst: a send to a
+		// backend asleep in epoll_wait pays for waking it (an IPI on a
+		// virtual machine), one to a backend still busy with the previous
+		// request does not. In a c32 profile the wake-ups fell from 6 % to
+		// 4 % of weir's samples, and CPU per request by about 5 %.
+		runtime.Gosched()
+	}
 	if err := r.sendRequest(uc, t, now); err != nil {
 		uc.close()
 		if retryable && !errors.Is(err, ErrDownstream) {
