@@ -16,11 +16,12 @@ import csv
 import statistics
 import sys
 
-# Proxies in the order the table lists them; weir last so its ratio rows
-# follow it directly.
-PROXY_ORDER = ["nginx", "haproxy", "weir"]
+# The table lists the peers first, then each subject followed directly by
+# its ratio rows to every peer. "floor" (scripts/bench.d/floor-relay.c) is
+# no proxy but a relay that does nothing beyond the unavoidable system
+# calls: its ratios show how close to the kernel's cost a peer already is.
 PEERS = ["nginx", "haproxy"]
-SUBJECT = "weir"
+SUBJECTS = ["weir", "floor"]
 
 # Below this median CPU share of its core the proxy was not the bottleneck:
 # usually the client core (wrk plus the backend) was, so req/s and latency
@@ -141,9 +142,9 @@ def proxy_line(scenario, proxy, rows):
     return cells
 
 
-def ratio_line(scenario, peer, subject_rows, peer_rows):
-    """One table row of weir ÷ PEER for each metric, from the medians."""
-    cells = [scenario, f"{SUBJECT} ÷ {peer}", ""]
+def ratio_line(scenario, subject, peer, subject_rows, peer_rows):
+    """One table row of SUBJECT ÷ PEER for each metric, from the medians."""
+    cells = [scenario, f"{subject} ÷ {peer}", ""]
     for col, _, _, scale in METRICS:
         mine, theirs = median_of(subject_rows, col, scale), median_of(peer_rows, col, scale)
         cells.append(f"{mine / theirs:.2f}×" if mine is not None and theirs else "–")
@@ -151,12 +152,12 @@ def ratio_line(scenario, peer, subject_rows, peer_rows):
     return cells
 
 
-def paired_ratio_line(scenario, peer, subject_rows, peer_rows):
-    """One table row of the median over rounds of weir ÷ PEER within each
-    round. Rounds run the proxies back to back, so this ratio cancels drift
-    in the machine's speed between rounds, which the ratio of medians only
-    averages out; where the two disagree, trust this one."""
-    cells = [scenario, f"{SUBJECT} ÷ {peer}, per round", ""]
+def paired_ratio_line(scenario, subject, peer, subject_rows, peer_rows):
+    """One table row of the median over rounds of SUBJECT ÷ PEER within
+    each round. Rounds run the proxies back to back, so this ratio cancels
+    drift in the machine's speed between rounds, which the ratio of medians
+    only averages out; where the two disagree, trust this one."""
+    cells = [scenario, f"{subject} ÷ {peer}, per round", ""]
     theirs_by_round = {r["round"]: r for r in peer_rows}
     for col, _, _, _ in METRICS:
         ratios = []
@@ -178,19 +179,19 @@ def table(groups, unavailable):
     lines = ["| " + " | ".join(headings) + " |",
              "|" + "|".join(["---"] * 2 + ["--:"] * (len(headings) - 2)) + "|"]
     for scenario, by_proxy in groups.items():
-        for proxy in PROXY_ORDER:
+        for proxy in PEERS + SUBJECTS:
             if proxy in by_proxy:
                 lines.append("| " + " | ".join(proxy_line(scenario, proxy, by_proxy[proxy])) + " |")
             elif proxy in unavailable:
                 blanks = [""] * (len(headings) - 3)
                 lines.append("| " + " | ".join([scenario, proxy, "not available"] + blanks) + " |")
-        if SUBJECT not in by_proxy:
-            continue
-        for peer in PEERS:
-            if peer in by_proxy:
-                for line in (ratio_line, paired_ratio_line):
-                    cells = line(scenario, peer, by_proxy[SUBJECT], by_proxy[peer])
-                    lines.append("| " + " | ".join(cells) + " |")
+            if proxy not in SUBJECTS or proxy not in by_proxy:
+                continue
+            for peer in PEERS:
+                if peer in by_proxy:
+                    for line in (ratio_line, paired_ratio_line):
+                        cells = line(scenario, proxy, peer, by_proxy[proxy], by_proxy[peer])
+                        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -230,8 +231,8 @@ def render(args, rows):
                 "CPU µs/req is still sound; for the rest, rerun on a quieter machine "
                 "(or with --nice -10 if this run did not use it)."]
     out += ["",
-            "Medians over rounds. Ratios are weir ÷ peer of those medians; the "
-            "\"per round\" rows are the median of weir ÷ peer within each round, "
+            "Medians over rounds. Ratios are weir (or floor) ÷ peer of those medians; the "
+            "\"per round\" rows are the median of that ratio within each round, "
             "which cancels the machine's drift between rounds. Above 1× "
             "is better for req/s and worse for p99, RSS and CPU. CPU µs/req is the "
             "proxy's utime+stime over the measured run divided by requests served; "
