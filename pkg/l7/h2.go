@@ -25,6 +25,9 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	t := peer.Timeouts.withDefaults()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	if err := r.abort.watch(nil, cancel); err != nil {
+		return fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
 	// The read timeout bounds the wait for the head and each wait for
 	// body bytes after it: a timer re-armed by every read.
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })

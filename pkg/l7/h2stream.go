@@ -34,6 +34,8 @@ type h2Stream struct {
 	// err, once set, ends the stream for its goroutine: reset by either
 	// side, or the connection gone.
 	err error
+	// abort ends the upstream exchange when the stream ends early.
+	abort abort
 
 	// The stream goroutine's own.
 	head        []byte // the encoded response head, not yet sent
@@ -67,6 +69,8 @@ func (hc *h2Conn) newStream(id uint32) *h2Stream {
 	st.declared, st.received = -1, 0
 	st.remoteClosed, st.localClosed, st.waitingSend = false, false, false
 	st.err, st.headPending, st.headSent = nil, false, false
+	st.abort.reset()
+	st.px.abort = &st.abort
 	return st
 }
 
@@ -80,11 +84,13 @@ func (st *h2Stream) release() {
 	h2StreamPool.Put(st)
 }
 
-// fail ends the stream for its goroutine; hc.mu is held.
+// fail ends the stream for its goroutine, and the upstream exchange it
+// may be waiting on; hc.mu is held.
 func (st *h2Stream) fail(err error) {
 	if st.err == nil {
 		st.err = err
 	}
+	st.abort.fire(st.err)
 	st.cond.Broadcast()
 }
 

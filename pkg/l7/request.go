@@ -65,6 +65,9 @@ type request struct {
 	downIn      deadlineReader
 	// bodyDone is set once the request body was read to its end.
 	bodyDone bool
+	// abort, when not nil, lets the client's side end the upstream
+	// exchange (an HTTP/2 stream's; nil for HTTP/1.1).
+	abort *abort
 	// small relays bodies that fit in it, sparing the pooled 32 KiB
 	// buffer (and, with thousands of HTTP/2 streams in flight, the
 	// allocation of new ones).
@@ -157,6 +160,7 @@ func (r *request) run(s *Session) error {
 		} else {
 			err = r.exchange(uc, peer)
 		}
+		err = r.abort.settle(err)
 		if peer.Backend != nil {
 			peer.Backend.Release()
 		}
@@ -209,6 +213,10 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	t := peer.Timeouts.withDefaults()
 	hasBody := r.req.ContentLength > 0 || r.req.Chunked
 	retryable := uc.reused && !hasBody && idempotent(r.req.Method)
+	if err := r.abort.watch(uc.raw, nil); err != nil {
+		r.srv.Pool.put(uc) // unused, as good as it was
+		return fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
 	now := time.Now()
 	if !hasBody {
 		// Let the other connections whose requests are in reach this point
@@ -253,7 +261,8 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		}
 	}
 	reusable, err := r.relayResponse(uc, t)
-	if err != nil || !reusable {
+	// An abort that fired meanwhile has closed uc.
+	if err != nil || !reusable || r.abort.unwatch() {
 		uc.close()
 		return err
 	}
