@@ -35,7 +35,31 @@ type upstreamConn struct {
 func (c *upstreamConn) close() {
 	c.conn.Close()
 	c.r.Release()
-	c.w.Reset(nil)
+	if c.w != nil {
+		c.w.Reset(nil)
+	}
+}
+
+// shed gives c's buffers back while it waits in the pool, so that idle
+// connections cost their sockets only: a pool of thousands (the benchmark
+// keeps up to 4096, the default 128 per upstream) would otherwise hold a
+// read and a write buffer each. Buffers with bytes in them are kept.
+func (c *upstreamConn) shed(bufs *sync.Pool) {
+	c.r.Shed()
+	if c.w.Buffered() == 0 {
+		c.w.Reset(nil)
+		bufs.Put(c.w)
+		c.w = nil
+	}
+}
+
+// unshed gives c a writer again when it leaves the pool; its reader takes
+// a buffer at its first read.
+func (c *upstreamConn) unshed(bufs *sync.Pool) {
+	if c.w == nil {
+		c.w = bufs.Get().(*bufio.Writer)
+		c.w.Reset(&c.io)
+	}
 }
 
 // Pool keeps idle upstream connections for reuse, up to a bound per peer
@@ -71,7 +95,11 @@ func NewPool(maxIdle int) *Pool {
 		h2dialing: map[poolKey]chan struct{}{},
 		h1only:    map[poolKey]bool{},
 		h2t:       &http2.Transport{AllowHTTP: true, StrictMaxConcurrentStreams: false},
-		bufs:      sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }},
+		// 4 KiB holds a request head and a small body; larger bodies are
+		// written past it. With 3,200 HTTP/2 streams in flight, each on
+		// its own upstream connection, 16 KiB writers made peak RSS 15 %
+		// higher (h2 scenario, 2 runs each: 119-127 against 105-108 MiB).
+		bufs: sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }},
 	}
 }
 
@@ -97,6 +125,7 @@ func (p *Pool) get(key poolKey, idleTimeout time.Duration) *upstreamConn {
 			continue
 		}
 		c.reused = true
+		c.unshed(&p.bufs)
 		return c
 	}
 }
@@ -104,6 +133,7 @@ func (p *Pool) get(key poolKey, idleTimeout time.Duration) *upstreamConn {
 // put returns c to the pool, or closes it when the pool is full or closed.
 func (p *Pool) put(c *upstreamConn) {
 	c.idleSince = time.Now()
+	c.shed(&p.bufs)
 	p.mu.Lock()
 	if p.closed || len(p.idle[c.key]) >= p.maxIdle {
 		p.mu.Unlock()
