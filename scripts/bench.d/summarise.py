@@ -2,9 +2,9 @@
 """Turn the per-round CSV written by scripts/bench into a Markdown summary.
 
 For every scenario and proxy it reports the median over rounds of requests
-per second, p99 latency, peak RSS and CPU time per request, plus weir's ratio
-to each peer for those metrics: the ratio of the medians, and the median of
-the ratios within each round. Medians, not means, because one round
+per second, p99 latency, peak RSS and CPU time per request, plus weir's (and
+the floor relay's) ratio to each peer for those metrics: the ratio of the
+medians, and the median of the ratios within each round. Medians, not means, because one round
 disturbed by something else on the machine should not move the result.
 
 Usage: summarise.py --csv results.csv --command "scripts/bench ..."
