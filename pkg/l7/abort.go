@@ -54,26 +54,27 @@ func (a *abort) watch(conn net.Conn, cancel context.CancelCauseFunc) error {
 }
 
 // unwatch ends the exchange's registration, so that a later fire only
-// records its cause. It reports whether the abort has fired: then the
-// connection watched (if any) is closed.
-func (a *abort) unwatch() bool {
+// records its cause. It returns the cause if the abort has fired (nil
+// otherwise): then the connection watched, if any, is closed.
+func (a *abort) unwatch() error {
 	if a == nil {
-		return false
+		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.conn, a.cancel = nil, nil
-	return a.err != nil
+	return a.err
 }
 
 // settle ends the exchange's registration and, if the abort fired, makes
 // err (the exchange's failure, which the abort caused) the client's: the
 // upstream is not to blame and the request is not to be retried.
 func (a *abort) settle(err error) error {
-	if !a.unwatch() || err == nil || errors.Is(err, ErrDownstream) {
+	cause := a.unwatch()
+	if cause == nil || err == nil || errors.Is(err, ErrDownstream) {
 		return err
 	}
-	return fmt.Errorf("%w: %w (upstream exchange: %v)", ErrDownstream, a.cause(), err)
+	return fmt.Errorf("%w: %w (upstream exchange: %v)", ErrDownstream, cause, err)
 }
 
 // fire aborts the exchange in progress, if any, with err as the cause.
@@ -98,14 +99,4 @@ func (a *abort) fire(err error) {
 	if a.cancel != nil {
 		a.cancel(err)
 	}
-}
-
-// cause reports why the exchange was aborted, or nil.
-func (a *abort) cause() error {
-	if a == nil {
-		return nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
 }

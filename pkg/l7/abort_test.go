@@ -84,7 +84,7 @@ func TestAbort(t *testing.T) {
 		if err := a.watch(nil, nil); err != nil {
 			t.Errorf("watch: %v", err)
 		}
-		if a.unwatch() {
+		if a.unwatch() != nil {
 			t.Error("unwatch reported a fired abort")
 		}
 		if err := a.settle(errTest); err != errTest {
@@ -118,7 +118,7 @@ func TestAbort(t *testing.T) {
 		var a abort
 		called := false
 		a.watch(nil, func(error) { called = true })
-		if a.unwatch() {
+		if a.unwatch() != nil {
 			t.Error("unwatch reported a fire that had not happened")
 		}
 		a.fire(errStreamReset)

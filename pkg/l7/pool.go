@@ -53,8 +53,8 @@ func (c *upstreamConn) shed(bufs *sync.Pool) {
 	}
 }
 
-// unshed gives c a writer again when it leaves the pool; its reader takes
-// a buffer at its first read.
+// unshed gives c a writer, when it is dialled and again when it leaves the
+// pool; its reader takes a buffer at its first read.
 func (c *upstreamConn) unshed(bufs *sync.Pool) {
 	if c.w == nil {
 		c.w = bufs.Get().(*bufio.Writer)
@@ -294,8 +294,7 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key(), dl: deadlines{conn: conn}}
 	uc.io.init(conn)
 	uc.r = h1.NewReader(&uc.io)
-	uc.w = p.bufs.Get().(*bufio.Writer)
-	uc.w.Reset(&uc.io)
+	uc.unshed(&p.bufs)
 	return uc, nil
 }
 

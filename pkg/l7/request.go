@@ -262,7 +262,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	}
 	reusable, err := r.relayResponse(uc, t)
 	// An abort that fired meanwhile has closed uc.
-	if err != nil || !reusable || r.abort.unwatch() {
+	if err != nil || !reusable || r.abort.unwatch() != nil {
 		uc.close()
 		return err
 	}
