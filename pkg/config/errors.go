@@ -86,3 +86,7 @@ func sortedUnique(errs []Error) Errors {
 	}
 	return out
 }
+
+// quote puts a value from the configuration (or a path) into an error
+// message, in Go quotes.
+func quote(s string) string { return strconv.Quote(s) }

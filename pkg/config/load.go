@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -30,9 +29,12 @@ func Parse(filename string, data []byte) (*Config, error) {
 // without losing its certificates.
 //
 // A file that cannot be read yields the *fs.PathError, wrapped; a file
+// that is not a regular file (a directory, a device, a FIFO, a socket)
+// or is larger than MaxFileSize is refused at once, without blocking,
+// with an error wrapping ErrNotRegularFile or ErrFileTooLarge. A file
 // with problems yields an *Errors, as from Parse.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, "configuration")
 	if err != nil {
 		return nil, fmt.Errorf("load configuration: %w", err)
 	}
