@@ -1,21 +1,26 @@
 # weir build and test entry points. `make test` is the command CI runs.
 GO ?= go
 
-.PHONY: all build test fmt-check vet unit fuzz bench generate check-generate
+.PHONY: all build test deps fmt-check vet unit fuzz bench generate check-generate
 
 all: build
 
 build:
 	$(GO) build ./...
 
-# The whole suite: formatting, vet, the committed BPF bindings against a
-# fresh generation, every test with the race detector, and a bounded run
-# of every fuzz target.
-test: fmt-check vet check-generate unit fuzz
+# The whole suite: the Debian packages it needs, formatting, vet, the
+# committed BPF bindings against a fresh generation, every test with the
+# race detector, and a bounded run of every fuzz target.
+test: deps fmt-check vet check-generate unit fuzz
+
+# Install what the build and tests need and is missing (clang, libbpf-dev,
+# bpftool, ...); nothing, quickly, when everything is there.
+deps:
+	@bash scripts/provision
 
 # Rebuild the BPF object and its Go bindings from bpf/*.c (needs clang and
-# libbpf-dev: scripts/provision installs them).
-generate:
+# libbpf-dev: `make deps` installs them).
+generate: deps
 	$(GO) generate ./bpf/
 
 # Fail when the committed bindings are not what the sources generate.
