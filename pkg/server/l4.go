@@ -181,6 +181,12 @@ func (svc *l4Service) close() {
 	if svc.udp != nil {
 		svc.udp.Close()
 	}
+	svc.closeSockets()
+}
+
+// closeSockets closes the userspace proxy's socket, which its Serve
+// closes only if it ran.
+func (svc *l4Service) closeSockets() {
 	if svc.ln != nil {
 		svc.ln.Close()
 	}

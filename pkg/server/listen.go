@@ -195,20 +195,6 @@ func (svc *service) addGroup(index int, g *reuseport.Group, cfg *tls.Config) {
 	}
 }
 
-// activate makes every group's members the sockets new connections go
-// to, retiring the surplus a predecessor handed over; called as accepting
-// begins.
-func (s *Server) activate() error {
-	for _, svc := range s.services {
-		for _, g := range svc.groups {
-			if err := g.Activate(); err != nil {
-				return fmt.Errorf("service %q: %w", svc.cfg.Name, err)
-			}
-		}
-	}
-	return nil
-}
-
 // Socket is one of a server's sockets, for handing over to a successor.
 type Socket struct {
 	ListenerSpec

@@ -135,6 +135,14 @@ func (s *Server) closeKernel() {
 // Serve runs the services on the bound listeners until ctx is done, then
 // shuts down gracefully within the configured timeout. It returns the
 // first serving error, or nil after a clean shutdown.
+//
+// Each service starts accepting on its own, once its own load balancer
+// has done its first discovery and health round (and, on the BPF data
+// plane, published its table), so that its first clients meet a balancer
+// that knows its backends; they queue in the listen backlog meanwhile. A
+// service with static backends therefore serves at once, whatever a
+// DNS-discovered one waits for; the DNS one waits at most for its
+// discovery's timeout (lb.DefaultDNSTimeout) and one health round.
 func (s *Server) Serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
@@ -153,72 +161,113 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	defer func() { stopBG(); bgWG.Wait() }()
 
-	// Accepting waits for the first discovery and health round, so that
-	// the first clients meet a balancer that knows its backends; they
-	// queue in the listen backlog meanwhile.
-	if !s.waitReady(ctx) {
-		s.closeListeners()
-		s.Close()
-		return nil
-	}
-	if err := s.activate(); err != nil {
-		s.closeListeners()
-		s.Close()
-		return err
-	}
+	// serving ends the services that still wait for their first round
+	// when Serve stops, whether ctx ended or a service failed.
+	serving, stopServing := context.WithCancel(ctx)
+	defer stopServing()
 	errc := make(chan error, 1)
+	started := s.startedCounter(len(s.services) + len(s.l4))
 	var serveWG sync.WaitGroup
 	for _, svc := range s.services {
-		for _, ln := range svc.listeners {
-			serveWG.Go(func() {
-				if err := svc.http.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) {
-					report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
-				}
-			})
-		}
+		serveWG.Go(func() { s.serveHTTP(serving, svc, started, errc) })
 	}
 	for _, svc := range s.l4 {
-		serveWG.Go(func() {
-			if err := svc.serve(); err != nil {
-				report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
-			}
-		})
+		serveWG.Go(func() { s.serveL4(serving, svc, started, errc) })
 	}
-	s.log.Info("weir is serving", "services", len(s.services)+len(s.l4))
-	close(s.ready)
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopServing()
 	s.Shutdown(s.cfg.GracefulShutdownTimeout)
 	serveWG.Wait()
-	s.closeGroups()
+	s.closeGroups() // with the sockets of services that never served
+	for _, svc := range s.l4 {
+		svc.closeSockets()
+	}
 	return err
 }
 
-// Ready is closed once Serve accepts on every listener: every load
-// balancer has done its first discovery and health round, and every l4
-// service on the BPF data plane has published its table. A new process
-// of an upgrade reports ready to the old one then.
+// startedCounter returns the function each service calls once it serves;
+// the last call logs that weir serves and closes Ready.
+func (s *Server) startedCounter(n int) func() {
+	var mu sync.Mutex
+	done := func() {
+		s.log.Info("weir is serving", "services", len(s.services)+len(s.l4))
+		close(s.ready)
+	}
+	if n == 0 {
+		done()
+	}
+	return func() {
+		mu.Lock()
+		n--
+		last := n == 0
+		mu.Unlock()
+		if last {
+			done()
+		}
+	}
+}
+
+// serveHTTP waits for svc's first round, then steers new connections to
+// its sockets and accepts on them until the service is shut down.
+func (s *Server) serveHTTP(ctx context.Context, svc *service, started func(), errc chan<- error) {
+	var ready []<-chan struct{}
+	if svc.balancer != nil {
+		ready = append(ready, svc.balancer.Ready())
+	}
+	if !waitAll(ctx, ready) {
+		return
+	}
+	for _, g := range svc.groups {
+		if err := g.Activate(); err != nil {
+			report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	for _, ln := range svc.listeners {
+		wg.Go(func() {
+			if err := svc.http.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) {
+				report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
+			}
+		})
+	}
+	started()
+	wg.Wait()
+}
+
+// serveL4 waits for svc's first round and, on the BPF data plane, its
+// first published table, then runs its userspace proxy if it has one.
+func (s *Server) serveL4(ctx context.Context, svc *l4Service, started func(), errc chan<- error) {
+	ready := []<-chan struct{}{svc.lb.Ready()}
+	if svc.bpf != nil {
+		ready = append(ready, svc.mirror.Published())
+	}
+	if !waitAll(ctx, ready) {
+		return
+	}
+	started()
+	if err := svc.serve(); err != nil {
+		report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
+	}
+}
+
+// Ready is closed once Serve accepts on every listener: every service's
+// load balancer has done its first discovery and health round, and every
+// l4 service on the BPF data plane has published its table. Each of these
+// waits is bounded (a DNS discovery by its timeout, a health round by its
+// checks' timeout), so Ready closes even when a resolver never answers;
+// services that are ready serve before it does. A new process of an
+// upgrade reports ready to the old one then.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// waitReady waits until every load balancer has done its first round and
-// every BPF service has its table, or ctx is done (false).
-func (s *Server) waitReady(ctx context.Context) bool {
-	var ready []<-chan struct{}
-	for _, svc := range s.services {
-		if svc.balancer != nil {
-			ready = append(ready, svc.balancer.Ready())
-		}
-	}
-	for _, svc := range s.l4 {
-		ready = append(ready, svc.lb.Ready())
-		if svc.bpf != nil {
-			ready = append(ready, svc.mirror.Published())
-		}
-	}
+// waitAll waits until every channel of ready is closed (true), or ctx is
+// done (false).
+func waitAll(ctx context.Context, ready []<-chan struct{}) bool {
 	for _, r := range ready {
 		select {
 		case <-ctx.Done():
@@ -226,7 +275,7 @@ func (s *Server) waitReady(ctx context.Context) bool {
 		case <-r:
 		}
 	}
-	return true
+	return ctx.Err() == nil
 }
 
 // report passes err on unless an earlier error already was.

@@ -1,0 +1,302 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/weir-lb/weir/pkg/config"
+)
+
+// readyTestWait bounds every wait of these tests: far above anything that
+// should happen, so that only a hang trips it.
+const readyTestWait = 20 * time.Second
+
+// dnsMode is how a loopback test resolver treats queries.
+type dnsMode int
+
+const (
+	dnsSilent  dnsMode = iota // read every query, answer none
+	dnsGarbage                // answer every query with bytes that are no DNS message
+	dnsGated                  // answer from the zone once released
+)
+
+// loopbackDNS is a DNS server on 127.0.0.1 (github.com/miekg/dns).
+type loopbackDNS struct {
+	addr    string
+	mode    dnsMode
+	zone    map[string]string // lower-case fqdn → IPv4 address, for dnsGated
+	release chan struct{}     // closed to let dnsGated answers go
+	open    func()            // closes release, once
+
+	mu      sync.Mutex
+	queries int
+	asked   chan struct{} // closed at the first query
+}
+
+// startLoopbackDNS starts a resolver that treats queries as mode says and
+// stops it when the test ends.
+func startLoopbackDNS(t *testing.T, mode dnsMode, zone map[string]string) *loopbackDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &loopbackDNS{addr: pc.LocalAddr().String(), mode: mode, zone: zone,
+		release: make(chan struct{}), asked: make(chan struct{})}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: d, NotifyStartedFunc: func() { close(started) }}
+	done := make(chan error, 1)
+	go func() { done <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("DNS server: %v", err)
+	case <-time.After(readyTestWait):
+		t.Fatal("DNS server did not start")
+	}
+	var once sync.Once
+	d.open = func() { once.Do(func() { close(d.release) }) }
+	t.Cleanup(func() {
+		d.open() // held handlers return before the server stops
+		srv.Shutdown()
+		select {
+		case <-done:
+		case <-time.After(readyTestWait):
+			t.Error("DNS server did not stop")
+		}
+	})
+	return d
+}
+
+func (d *loopbackDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	d.mu.Lock()
+	d.queries++
+	if d.queries == 1 {
+		close(d.asked)
+	}
+	d.mu.Unlock()
+	switch d.mode {
+	case dnsSilent:
+		return
+	case dnsGarbage:
+		w.Write([]byte("\x00\x01 this is not a DNS message"))
+		return
+	}
+	select {
+	case <-d.release:
+	case <-time.After(readyTestWait):
+		return
+	}
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Authoritative = true
+	if len(req.Question) == 1 {
+		q := req.Question[0]
+		ip, ok := d.zone[strings.ToLower(q.Name)]
+		switch {
+		case !ok:
+			resp.Rcode = dns.RcodeNameError
+		case q.Qtype == dns.TypeA:
+			rr, err := dns.NewRR(fmt.Sprintf("%s 0 IN A %s", q.Name, ip))
+			if err == nil {
+				resp.Answer = append(resp.Answer, rr)
+			}
+		}
+	}
+	w.WriteMsg(resp)
+}
+
+// open lets the held answers of a dnsGated server go.
+func (d *loopbackDNS) Open() { d.open() }
+
+// backendServer is an HTTP server on loopback answering body to every
+// request.
+func backendServer(t *testing.T, body string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// twoServices is a configuration of two http_proxy services: "static",
+// with static backend, and "discovered", which resolves name through the
+// resolver at dnsAddr.
+func twoServices(staticPort, dnsPort int, backend, name, dnsAddr string) string {
+	return fmt.Sprintf(`
+version: 1
+services:
+  - name: static
+    kind: http_proxy
+    listen: ["127.0.0.1:%d"]
+    upstream:
+      backends: ["%s"]
+  - name: discovered
+    kind: http_proxy
+    listen: ["127.0.0.1:%d"]
+    upstream:
+      discovery: {type: dns, names: ["%s"], server: "%s", network: ip4}
+`, staticPort, backend, dnsPort, name, dnsAddr)
+}
+
+// serveFrom binds yaml's listeners and returns the server and a function
+// that starts serving, returning the instant it did so.
+func serveFrom(t *testing.T, yaml string) (*Server, func() time.Time) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config:\n%v", err)
+	}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := false
+	t.Cleanup(func() {
+		cancel()
+		if !started {
+			srv.Close()
+			return
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(readyTestWait):
+			t.Error("Serve did not return after its context ended")
+		}
+	})
+	return srv, func() time.Time {
+		started = true
+		t0 := time.Now()
+		go func() { done <- srv.Serve(ctx) }()
+		return t0
+	}
+}
+
+// get sends one request to addr and returns the status and body, or the
+// error; bounded by readyTestWait.
+func get(addr string) (int, string, error) {
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: readyTestWait}
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// A resolver that answers nothing, or garbage, holds up only the service
+// that asks it: a service with static backends answers at once (the first
+// request is already queued when serving starts, so what it measures is
+// the time from Serve to the answer). The bound, 1.5 s, is far below the
+// DNS timeout (5 s) that the whole server used to wait for.
+func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode dnsMode
+	}{{"silent resolver", dnsSilent}, {"garbage resolver", dnsGarbage}} {
+		t.Run(tc.name, func(t *testing.T) {
+			resolver := startLoopbackDNS(t, tc.mode, nil)
+			backend := backendServer(t, "static backend")
+			p := freePorts(t, 2)
+			srv, serve := serveFrom(t, twoServices(p[0], p[1], backend, "app.weir.test.:80", resolver.addr))
+
+			t0 := serve()
+			code, body, err := get(fmt.Sprintf("127.0.0.1:%d", p[0]))
+			elapsed := time.Since(t0)
+			if err != nil || code != 200 || body != "static backend" {
+				t.Fatalf("static service: %d %q %v, want 200 \"static backend\"", code, body, err)
+			}
+			if elapsed > 1500*time.Millisecond {
+				t.Fatalf("the static service answered %v after Serve began: it waited for the other service's DNS", elapsed.Round(time.Millisecond))
+			}
+			select {
+			case <-resolver.asked:
+			case <-time.After(readyTestWait):
+				t.Fatal("the DNS service never asked its resolver")
+			}
+			select {
+			case <-srv.Ready():
+				t.Fatal("Ready closed while a service still waits for its first discovery")
+			default:
+			}
+			t.Logf("static service answered %v after Serve began", elapsed.Round(time.Millisecond))
+		})
+	}
+}
+
+// A DNS-discovered service serves only once its own first discovery is
+// done: a request queued while its resolver holds the answer is answered
+// by the discovered backend, not with a 503 from an empty pool; the
+// static service serves meanwhile, and Ready waits for both.
+func TestDNSServiceWaitsForItsOwnFirstDiscovery(t *testing.T) {
+	backend := backendServer(t, "discovered backend")
+	_, port, _ := net.SplitHostPort(backend)
+	resolver := startLoopbackDNS(t, dnsGated, map[string]string{"app.weir.test.": "127.0.0.1"})
+	static := backendServer(t, "static backend")
+	p := freePorts(t, 2)
+	srv, serve := serveFrom(t, twoServices(p[0], p[1], static, "app.weir.test.:"+port, resolver.addr))
+
+	serve()
+	select {
+	case <-resolver.asked:
+	case <-time.After(readyTestWait):
+		t.Fatal("the DNS service never asked its resolver")
+	}
+	if code, body, err := get(fmt.Sprintf("127.0.0.1:%d", p[0])); err != nil || code != 200 || body != "static backend" {
+		t.Fatalf("static service while the resolver holds its answer: %d %q %v", code, body, err)
+	}
+	select {
+	case <-srv.Ready():
+		t.Fatal("Ready closed while the DNS service waits for its first discovery")
+	default:
+	}
+
+	// The request reaches the DNS service's listen queue before the answer
+	// is let go; it must be served with the discovered backend.
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p[1]), readyTestWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(readyTestWait))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: discovered\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resolver.Open()
+	reply, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading the DNS service's answer: %v", err)
+	}
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 200 ") || !strings.HasSuffix(string(reply), "discovered backend") {
+		t.Fatalf("the DNS service answered %q, want 200 from the discovered backend", reply)
+	}
+	select {
+	case <-srv.Ready():
+	case <-time.After(readyTestWait):
+		t.Fatal("Ready did not close once every service served")
+	}
+}
