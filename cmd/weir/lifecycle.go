@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/daemon"
@@ -35,6 +36,24 @@ type process struct {
 	upgrading  bool // an outgoing upgrade is in progress
 	handedOver bool // a successor serves: the pid file is its own
 	stop       context.CancelFunc
+}
+
+// minHandoverWait is the floor of handoverWait: however short
+// grace_period_seconds is, the two processes of an upgrade wait this
+// long for each other. A new weir needs time to start, adopt the
+// sockets, load BPF and run its first health round; with no wait at all
+// (grace_period_seconds: 0, which Pingora users write to mean "no grace
+// after the hand-over") every upgrade would fail. Pingora's own hand-over
+// retries for about five seconds whatever its grace period says.
+const minHandoverWait = 5 * time.Second
+
+// handoverWait bounds each side of an upgrade: how long the new weir
+// waits for the old one to hand its sockets over and to acknowledge
+// ready, and how long the old one waits for the new one to listen and
+// report ready before it gives up and serves on. It is
+// grace_period_seconds, but never less than minHandoverWait.
+func (p *process) handoverWait() time.Duration {
+	return max(p.cfg.GracePeriod, minHandoverWait)
 }
 
 // run serves until a signal ends the process and returns its exit code.
@@ -94,9 +113,9 @@ func (p *process) bind() (*upgrade.Inheritance, error) {
 	if err := ensureDir(p.cfg.UpgradeSock); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+	ctx, cancel := context.WithTimeout(context.Background(), p.handoverWait())
 	defer cancel()
-	p.log.Info("waiting for the running weir to hand over its sockets", "upgrade_sock", p.cfg.UpgradeSock)
+	p.log.Info("waiting for the running weir to hand over its sockets", "upgrade_sock", p.cfg.UpgradeSock, "wait", p.handoverWait())
 	inh, err := upgrade.Receive(ctx, p.cfg.UpgradeSock)
 	if err != nil {
 		return nil, fmt.Errorf("take over from the running weir: %w", err)
@@ -129,7 +148,7 @@ func (p *process) fail(err error) int {
 // the upgrade off, in which case this one must go.
 func (p *process) announceReady(inh *upgrade.Inheritance) bool {
 	if inh != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+		ctx, cancel := context.WithTimeout(context.Background(), p.handoverWait())
 		err := inh.Ready(ctx)
 		cancel()
 		inh.Close() // sockets this configuration no longer uses
@@ -196,7 +215,7 @@ func (p *process) onSignal(sig os.Signal) {
 		p.srv.Close()
 		p.stop()
 	case syscall.SIGQUIT:
-		p.log.Info("SIGQUIT: handing the sockets to a new weir", "upgrade_sock", p.cfg.UpgradeSock)
+		p.log.Info("SIGQUIT: handing the sockets to a new weir", "upgrade_sock", p.cfg.UpgradeSock, "wait", p.handoverWait())
 		go p.upgradeTo(nil)
 	case syscall.SIGHUP:
 		p.log.Info("SIGHUP: reloading through an upgrade into a new weir", "config", p.confPath)
@@ -254,7 +273,7 @@ func (p *process) handOver(successor *exec.Cmd) error {
 	if err := ensureDir(p.cfg.UpgradeSock); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.GracePeriod)
+	ctx, cancel := context.WithTimeout(context.Background(), p.handoverWait())
 	defer cancel()
 	if successor != nil {
 		go func() {

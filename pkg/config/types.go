@@ -100,7 +100,9 @@ type Config struct {
 	Group string
 	// GracePeriod is how long the old process waits during an upgrade for
 	// the new one to report ready before giving up (key
-	// grace_period_seconds, default 10).
+	// grace_period_seconds, default 10). It is kept as written; weir's
+	// upgrade waits at least 5 s whatever it says (cmd/weir), so 0 does
+	// not make every upgrade fail.
 	GracePeriod time.Duration
 	// GracefulShutdownTimeout bounds finishing in-flight requests after
 	// accepting stops (key graceful_shutdown_timeout_seconds, default 15).
