@@ -244,6 +244,12 @@ func (c *conn) next() nextStep {
 	px.bodyDone = false
 	px.sess.reset(px, c.remote, c.tls)
 	if err := px.serve(); err != nil {
+		if px.sess.Status != 0 {
+			// Cut short after its head: what had arrived of the response
+			// still goes out before the close tells the client the rest
+			// never will.
+			c.w.Flush()
+		}
 		c.lingering = !px.bodyDone && (px.req.ContentLength > 0 || px.req.Chunked)
 		return closeConn
 	}
@@ -438,6 +444,10 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 
 // body implements downstream.
 func (c *conn) body() io.Writer { return &c.px.downOut }
+
+// held implements downstream: the write buffer, which a small last
+// response stays in until it ends (see writeHead).
+func (c *conn) held() *bufio.Writer { return c.w }
 
 // endBody implements downstream. The last response of a connection that
 // closes after it leaves with the FIN (rawIO.lastWrite).

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -53,10 +54,13 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	retryable := r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
 	resp, err := cc.RoundTrip(hreq)
 	if err != nil {
+		if berr := body.failure(); berr != nil {
+			return fmt.Errorf("%w: reading request body: %w", ErrDownstream, berr)
+		}
 		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {
 			return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, peer.Addr, err)
 		}
-		if !cc.CanTakeNewRequest() && retryable {
+		if retryable && h2Unprocessed(err) {
 			return &staleConnError{err}
 		}
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, err)
@@ -86,7 +90,8 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	if noBody {
 		return r.endBody(nil)
 	}
-	n, rerr, werr := copyBody(r.down.body(), &timedReader{r: resp.Body, timer: timer, d: t.Read}, r.copyBuffer(rs.ContentLength))
+	respBody := &timedReader{r: resp.Body, timer: timer, d: t.Read, held: r.down.held()}
+	n, rerr, werr := copyBody(r.down.body(), respBody, r.copyBuffer(rs.ContentLength))
 	r.sess.BytesSent += n
 	if werr != nil {
 		return fmt.Errorf("%w: %w", ErrDownstream, werr)
@@ -145,21 +150,63 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	return hreq, body, nil
 }
 
+// h2Unprocessed reports whether err, which failed an HTTP/2 round trip,
+// says the upstream never processed the request (RFC 9113 §8.7): it
+// refused the stream, or its GOAWAY's last stream id is below the
+// request's, or the connection was unusable before the request was sent.
+// Anything else (a malformed response, a reset, a GOAWAY covering the
+// stream) may have reached the application, so the request is not sent
+// again.
+//
+// x/net/http2 reports the last three with unexported sentinel errors,
+// known here by their text; TestH2UpstreamRequestIsResentOnlyWhenUnprocessed
+// fails if a new version of the package changes it.
+func h2Unprocessed(err error) bool {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		return se.Code == http2.ErrCodeRefusedStream
+	}
+	switch err.Error() {
+	case "http2: Transport received Server's graceful shutdown GOAWAY",
+		"http2: client conn not usable",
+		"http2: client conn could not be established":
+		return true
+	}
+	return false
+}
+
 // h2ReqBody is a request body handed to the HTTP/2 transport. It records
-// whether it was read to the end and when the transport closed it.
+// whether it was read to the end, how reading it failed, and when the
+// transport closed it.
 type h2ReqBody struct {
 	r      io.Reader
 	eof    atomic.Bool
+	err    atomic.Pointer[error]
 	once   sync.Once
 	closed chan struct{}
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.eof.Store(true)
+	case err != nil:
+		b.err.CompareAndSwap(nil, &err)
 	}
 	return n, err
+}
+
+// failure returns the error reading the client's body failed with: the
+// client's fault, whatever the transport made of it. b may be nil.
+func (b *h2ReqBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	if p := b.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (b *h2ReqBody) Close() error {
@@ -167,14 +214,23 @@ func (b *h2ReqBody) Close() error {
 	return nil
 }
 
-// timedReader re-arms timer before every read.
+// timedReader re-arms timer before every read of an HTTP/2 response body.
+// Any read may wait (the transport says nothing of what it buffered), so
+// what the client's side holds (held) is sent first: bytes reach the
+// client as they arrive.
 type timedReader struct {
 	r     io.Reader
 	timer *time.Timer
 	d     time.Duration
+	held  *bufio.Writer
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
+	if t.held != nil && t.held.Buffered() > 0 {
+		if err := t.held.Flush(); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrDownstream, err)
+		}
+	}
 	t.timer.Reset(t.d)
 	return t.r.Read(p)
 }

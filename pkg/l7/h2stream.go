@@ -1,7 +1,7 @@
 package l7
 
 import (
-	"errors"
+	"bufio"
 	"fmt"
 	"io"
 	"strconv"
@@ -343,6 +343,9 @@ func (st *h2Stream) writeHead(status int, _ []byte, h *h1.Header, length int64, 
 	return nil
 }
 
+// held implements downstream: a stream's writes go out as they come.
+func (st *h2Stream) held() *bufio.Writer { return nil }
+
 // body implements downstream.
 func (st *h2Stream) body() io.Writer { return st }
 
@@ -491,7 +494,15 @@ func (st *h2Stream) tunnel(r *request, uc *upstreamConn) error {
 // window back as it goes.
 type h2In struct{ st *h2Stream }
 
-var errBodyTimeout = errors.New("http2: request body stalled")
+// errBodyTimeout: the client sent no body bytes for the idle timeout. It
+// is a timeout (408), as a stalled HTTP/1.1 body is.
+var errBodyTimeout error = bodyStalled{}
+
+type bodyStalled struct{}
+
+func (bodyStalled) Error() string   { return "http2: request body stalled" }
+func (bodyStalled) Timeout() bool   { return true }
+func (bodyStalled) Temporary() bool { return true }
 
 func (in *h2In) Read(p []byte) (int, error) {
 	st := in.st

@@ -21,9 +21,12 @@ const staleCheckAfter = time.Second
 
 // upstreamConn is one connection to an upstream with its buffers.
 type upstreamConn struct {
-	conn      net.Conn // the TLS conn when TLS is on
-	raw       net.Conn // the transport under it, for liveness probes
-	io        rawIO    // reads and writes conn for r and w
+	conn net.Conn // the TLS conn when TLS is on
+	raw  net.Conn // the transport under it, for liveness probes
+	io   rawIO    // reads and writes conn for src and w
+	// src is r's source: io, counted, and made to send the client what
+	// it holds before waiting for the upstream.
+	src       upstreamSource
 	dl        deadlines
 	r         *h1.Reader
 	w         *bufio.Writer
@@ -60,6 +63,33 @@ func (c *upstreamConn) unshed(bufs *sync.Pool) {
 		c.w = bufs.Get().(*bufio.Writer)
 		c.w.Reset(&c.io)
 	}
+}
+
+// upstreamSource is the source of an upstream connection's reader. It
+// counts the bytes that arrive, so that a failed exchange knows whether
+// the upstream said anything at all (only a connection that closed before
+// any response byte may see its request resent), and it keeps the proxy
+// from sitting on bytes meant for the client while it waits for more.
+type upstreamSource struct {
+	io *rawIO
+	// received counts the bytes read from the connection in its life.
+	received int64
+	// held, while a response is relayed, is the client's write buffer:
+	// what it holds is sent before any read that may wait on the
+	// upstream, so bytes reach the client as they arrive, whatever the
+	// response's framing and however the client's side buffers.
+	held *bufio.Writer
+}
+
+func (s *upstreamSource) Read(p []byte) (int, error) {
+	if s.held != nil && s.held.Buffered() > 0 {
+		if err := s.held.Flush(); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrDownstream, err)
+		}
+	}
+	n, err := s.io.Read(p)
+	s.received += int64(n)
+	return n, err
 }
 
 // Pool keeps idle upstream connections for reuse, up to a bound per peer
@@ -291,11 +321,19 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		}
 		conn = tc
 	}
-	uc := &upstreamConn{conn: conn, raw: raw, key: peer.key(), dl: deadlines{conn: conn}}
-	uc.io.init(conn)
-	uc.r = h1.NewReader(&uc.io)
+	uc := newUpstreamConn(conn, raw, peer.key())
 	uc.unshed(&p.bufs)
 	return uc, nil
+}
+
+// newUpstreamConn wraps conn, a connection to key over the transport raw,
+// with its reader; it gets its writer from unshed.
+func newUpstreamConn(conn, raw net.Conn, key poolKey) *upstreamConn {
+	uc := &upstreamConn{conn: conn, raw: raw, key: key, dl: deadlines{conn: conn}}
+	uc.io.init(conn)
+	uc.src.io = &uc.io
+	uc.r = h1.NewReader(&uc.src)
+	return uc
 }
 
 // tlsConfig returns the client config for peer's key, shared by every

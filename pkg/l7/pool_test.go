@@ -1,13 +1,10 @@
 package l7
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"testing"
 	"time"
-
-	"github.com/weir-lb/weir/pkg/l7/h1"
 )
 
 // pipeConn is an upstreamConn over one end of a net.Pipe, as the pool's
@@ -16,11 +13,8 @@ func pipeConn(t *testing.T, p *Pool) (*upstreamConn, net.Conn) {
 	t.Helper()
 	client, server := net.Pipe()
 	t.Cleanup(func() { client.Close(); server.Close() })
-	uc := &upstreamConn{conn: client, raw: client, key: poolKey{addr: "pipe"}, dl: deadlines{conn: client}}
-	uc.io.init(client)
-	uc.r = h1.NewReader(&uc.io)
-	uc.w = p.bufs.Get().(*bufio.Writer)
-	uc.w.Reset(&uc.io)
+	uc := newUpstreamConn(client, client, poolKey{addr: "pipe"})
+	uc.unshed(&p.bufs)
 	return uc, server
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -36,6 +37,11 @@ type downstream interface {
 	requestBody() io.Reader
 	// tunnel joins the client to uc after a 101 Switching Protocols.
 	tunnel(r *request, uc *upstreamConn) error
+	// held returns the buffer in which the downstream may hold response
+	// bytes back (to send a small last response with the FIN), nil when
+	// every write reaches the client at once. The relay sends what it
+	// holds before waiting for the upstream.
+	held() *bufio.Writer
 }
 
 // request is one request on its way through the proxy, with the buffers
@@ -95,17 +101,40 @@ func (r *request) serve() error {
 		s.Ctx = m.NewCtx()
 	}
 	err := r.run(s)
+	truncated := err != nil && s.Status != 0
 	if err != nil && s.Status == 0 {
-		r.writeError(statusFor(err))
+		if status := statusFor(err); status != 0 {
+			r.writeError(status)
+		}
 	}
 	if lg, ok := p.(Logger); ok {
 		lg.Log(s, err)
 	}
 	if err != nil {
-		r.srv.Logger.Warn("request failed", "service", r.srv.Name, "client", s.Client,
-			"method", string(r.req.Method), "target", string(r.req.Target), "status", s.Status, "err", err)
+		r.logFailure(err, truncated)
 	}
 	return err
+}
+
+// logFailure logs the error that ended the request, and whose fault it
+// was: a client's (a malformed body, a client gone) at Info, since a
+// client can cause as many as it likes; the upstream's or the proxy's at
+// Warn. A response whose head had gone out before the failure was cut
+// short: the client saw a truncated response, whatever its status says.
+func (r *request) logFailure(err error, truncated bool) {
+	s := &r.sess
+	fault := FaultOf(err)
+	level := slog.LevelWarn
+	if fault == ClientFault {
+		level = slog.LevelInfo
+	}
+	msg := "request failed"
+	if truncated {
+		msg = "response truncated"
+	}
+	r.srv.Logger.Log(context.Background(), level, msg, "service", r.srv.Name, "client", s.Client,
+		"method", string(r.req.Method), "target", string(r.req.Target), "status", s.Status,
+		"fault", fault.String(), "err", err)
 }
 
 // run is the request pipeline: filter, choose a peer, send, relay.
@@ -213,6 +242,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	t := peer.Timeouts.withDefaults()
 	hasBody := r.req.ContentLength > 0 || r.req.Chunked
 	retryable := uc.reused && !hasBody && idempotent(r.req.Method)
+	received := uc.src.received
 	if err := r.abort.watch(uc.raw, nil); err != nil {
 		r.srv.Pool.put(uc) // unused, as good as it was
 		return fmt.Errorf("%w: %w", ErrDownstream, err)
@@ -229,7 +259,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	}
 	if err := r.sendRequest(uc, t, now); err != nil {
 		uc.close()
-		if retryable && !errors.Is(err, ErrDownstream) {
+		if retryable && neverAnswered(uc, received, err) {
 			return &staleConnError{err}
 		}
 		return err
@@ -245,7 +275,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	runtime.Gosched()
 	if err := r.readResponseHead(uc); err != nil {
 		uc.close()
-		if retryable && !isTimeout(err) && uc.r.Buffered() == 0 {
+		if retryable && neverAnswered(uc, received, err) {
 			return &staleConnError{err}
 		}
 		return upstreamReadError(peer.Addr, err)
@@ -268,6 +298,17 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 	}
 	r.srv.Pool.put(uc)
 	return nil
+}
+
+// neverAnswered reports whether err, which ended an exchange on uc, means
+// the connection closed before the upstream sent a single byte since the
+// request started (received counted them then): a pooled connection the
+// upstream had already closed, which never saw the request (RFC 9112
+// §9.3.1). Once any byte arrived, even one of a malformed head or of an
+// interim response, the upstream saw the request and answers for it: it
+// is never sent again. A timeout proves nothing either way.
+func neverAnswered(uc *upstreamConn, received int64, err error) bool {
+	return uc.src.received == received && !isTimeout(err) && !errors.Is(err, ErrDownstream)
 }
 
 // readResponseHead reads the upstream's response head, relaying interim
@@ -403,7 +444,9 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 		// (a small response arrives with its head) touches no socket.
 		r.dr.buffered = uc.r
 	}
+	uc.src.held = r.down.held()
 	n, rerr, werr := copyBody(r.down.body(), &r.dr, r.copyBuffer(length))
+	uc.src.held = nil
 	r.sess.BytesSent += n
 	if werr != nil {
 		return false, fmt.Errorf("%w: %w", ErrDownstream, werr)
