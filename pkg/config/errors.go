@@ -2,9 +2,11 @@ package config
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Position is a place in a configuration file. Line and Col count from 1;
@@ -50,11 +52,25 @@ func (e Error) Error() string {
 // in one edit instead of one per run.
 type Errors []Error
 
-// Error joins the problems, one per line.
+// maxShownErrors bounds the problems Errors.Error prints: past it, a
+// file is likely not a weir configuration at all, and a screenful is
+// enough to tell.
+const maxShownErrors = 100
+
+// Error joins the problems, one per line: the first maxShownErrors of
+// them, then a line counting the others. The slice holds them all.
 func (e *Errors) Error() string {
-	lines := make([]string, len(*e))
-	for i, err := range *e {
+	shown := min(len(*e), maxShownErrors)
+	lines := make([]string, shown, shown+1)
+	for i, err := range (*e)[:shown] {
 		lines[i] = err.Error()
+	}
+	if more := len(*e) - shown; more > 0 {
+		noun := "errors"
+		if more == 1 {
+			noun = "error"
+		}
+		lines = append(lines, fmt.Sprintf("%s: … and %d more %s", (*e)[shown].File, more, noun))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -87,6 +103,85 @@ func sortedUnique(errs []Error) Errors {
 	return out
 }
 
-// quote puts a value from the configuration (or a path) into an error
-// message, in Go quotes.
-func quote(s string) string { return strconv.Quote(s) }
+// maxQuoted is the most of a value from the file an error message shows:
+// enough to recognise it, while a 20 MB value cannot flood the terminal.
+const maxQuoted = 64
+
+// shorten returns s cut to at most maxQuoted bytes, at a character
+// boundary, and whether it cut anything.
+func shorten(s string) (string, bool) {
+	if len(s) <= maxQuoted {
+		return s, false
+	}
+	i := maxQuoted
+	for i > 0 && !utf8.RuneStart(s[i]) && i > maxQuoted-utf8.UTFMax {
+		i--
+	}
+	return s[:i], true
+}
+
+// quote is how a value from the file (or any text a user wrote, such as a
+// path) goes into an error message: in Go quotes, and when longer than
+// maxQuoted bytes, cut, with an ellipsis and the full length:
+// "aaaa…" (20971520 bytes).
+func quote(s string) string {
+	cut, long := shorten(s)
+	if !long {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(cut+"…") + " (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// clip is quote without the quotes, for values shown bare, such as
+// numbers: 1_000_…_000… (100000 bytes).
+func clip(s string) string {
+	cut, long := shorten(s)
+	if !long {
+		return s
+	}
+	return cut + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// maxMessage bounds one error message, whatever it quotes.
+const maxMessage = 2048
+
+// bound is errorAt's guarantee that a message stays short even when it
+// holds text this package did not format: lb.ParseAddr's errors, say,
+// quote the whole address. It passes every Go-quoted string in msg that
+// quote would have shortened through quote, then cuts what is still over
+// maxMessage bytes.
+func bound(msg string) string {
+	if strings.IndexByte(msg, '"') >= 0 {
+		var b strings.Builder
+		rest := msg
+		for {
+			i := strings.IndexByte(rest, '"')
+			if i < 0 {
+				b.WriteString(rest)
+				break
+			}
+			b.WriteString(rest[:i])
+			lit, err := strconv.QuotedPrefix(rest[i:])
+			if err != nil {
+				b.WriteByte('"')
+				rest = rest[i+1:]
+				continue
+			}
+			rest = rest[i+len(lit):]
+			s, _ := strconv.Unquote(lit)
+			if len(s) > maxQuoted && !(strings.HasSuffix(s, "…") && len(s) <= maxQuoted+len("…")) {
+				lit = quote(s) // not one of ours: shorten it
+			}
+			b.WriteString(lit)
+		}
+		msg = b.String()
+	}
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "… (message cut, " + strconv.Itoa(len(msg)) + " bytes)"
+	}
+	return msg
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -40,24 +41,19 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	}
-	value := n.Value
-	const maxShown = 40
-	if len(value) > maxShown {
-		value = value[:maxShown] + "…"
-	}
 	switch tag := n.ShortTag(); tag {
 	case tagStr:
-		return fmt.Sprintf("string %q", value)
+		return "string " + quote(n.Value)
 	case tagInt:
-		return "integer " + value
+		return "integer " + clip(n.Value)
 	case tagFloat:
-		return "number " + value
+		return "number " + clip(n.Value)
 	case tagBool:
-		return "boolean " + value
+		return "boolean " + clip(n.Value)
 	case tagNull:
 		return "an empty value"
 	default:
-		return fmt.Sprintf("%s %q", tag, value)
+		return clip(tag) + " " + quote(n.Value)
 	}
 }
 
@@ -80,6 +76,9 @@ type mapping struct {
 	// suggested holds the known keys offered for misspelt ones; a
 	// suggested key is not also reported missing.
 	suggested map[string]bool
+	// unknown holds the unknown keys found, reported once the mapping and
+	// its merges are collected.
+	unknown []*yaml.Node
 }
 
 // extensionPrefix starts the top-level keys weir ignores, as Docker
@@ -105,6 +104,7 @@ func (p *parser) newMapping(n *yaml.Node, path string, known []string, extension
 		keys: make(map[string]*yaml.Node), vals: make(map[string]*yaml.Node),
 	}
 	m.collect(n, known)
+	m.reportUnknown(known)
 	return m
 }
 
@@ -125,7 +125,7 @@ func (m *mapping) collect(n *yaml.Node, known []string) {
 		}
 		name := key.Value
 		if first, dup := local[name]; dup {
-			m.p.errorf(key, m.path, "key %q is repeated (first at %s); remove one of them", name, m.p.pos(first))
+			m.p.errorf(key, m.path, "key %s is repeated (first at %s); remove one of them", quote(name), m.p.pos(first))
 			continue
 		}
 		local[name] = key
@@ -136,7 +136,7 @@ func (m *mapping) collect(n *yaml.Node, known []string) {
 			continue
 		}
 		if !slices.Contains(known, name) {
-			m.unknown(key, known)
+			m.unknown = append(m.unknown, key)
 			continue
 		}
 		m.keys[name] = key
@@ -147,15 +147,30 @@ func (m *mapping) collect(n *yaml.Node, known []string) {
 	}
 }
 
-// unknown reports an unknown key, suggesting the closest known one.
-func (m *mapping) unknown(key *yaml.Node, known []string) {
-	if s, ok := suggest(key.Value, known); ok {
-		if m.suggested == nil {
-			m.suggested = make(map[string]bool)
+// reportUnknown reports the unknown keys of the mapping, suggesting the
+// closest known key for each. The valid keys are listed once, at the
+// first (in the file) unknown key with no suggestion; the others refer to
+// it, so that many unknown keys do not repeat the list many times.
+func (m *mapping) reportUnknown(known []string) {
+	slices.SortStableFunc(m.unknown, func(a, b *yaml.Node) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	var listed *yaml.Node
+	for _, key := range m.unknown {
+		switch s, ok := suggest(key.Value, known); {
+		case ok:
+			if m.suggested == nil {
+				m.suggested = make(map[string]bool)
+			}
+			m.suggested[s] = true
+			m.p.errorf(key, m.path, "unknown key %s; did you mean %s?", quote(key.Value), quote(s))
+		case listed == nil:
+			listed = key
+			m.p.errorf(key, m.path, "unknown key %s; valid keys: %s", quote(key.Value), strings.Join(known, ", "))
+		default:
+			m.p.errorf(key, m.path, "unknown key %s; see %d:%d for the valid keys", quote(key.Value), listed.Line, listed.Column)
 		}
-		m.suggested[s] = true
 	}
-	m.p.errorf(key, m.path, "unknown key %q; %s", key.Value, didYouMean(key.Value, known, "keys"))
 }
 
 // merge expands the value of a merge key: a mapping or a list of them.
@@ -361,7 +376,7 @@ func enumField[T ~string](m *mapping, key string, dst *T, allowed ...T) bool {
 			return true
 		}
 	}
-	m.p.errorf(n, m.at(key), "unknown value %q; %s", s, didYouMean(s, choices, "values"))
+	m.p.errorf(n, m.at(key), "unknown value %s; %s", quote(s), didYouMean(s, choices, "values"))
 	return false
 }
 
@@ -382,12 +397,12 @@ func (m *mapping) stringMap(key string, check func(k, v string) (badKey, badValu
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		name, okName := m.p.str(k, path)
-		value, okValue := m.p.str(v, path+"."+k.Value)
+		value, okValue := m.p.str(v, path+"."+clip(k.Value))
 		if !okName || !okValue {
 			continue
 		}
 		if first, dup := seen[name]; dup {
-			m.p.errorf(k, path, "key %q is repeated (first at %s); remove one of them", name, m.p.pos(first))
+			m.p.errorf(k, path, "key %s is repeated (first at %s); remove one of them", quote(name), m.p.pos(first))
 			continue
 		}
 		seen[name] = k
@@ -400,7 +415,7 @@ func (m *mapping) stringMap(key string, check func(k, v string) (badKey, badValu
 			continue
 		}
 		if badValue != "" {
-			m.p.errorf(v, path+"."+name, "%s", badValue)
+			m.p.errorf(v, path+"."+clip(name), "%s", badValue)
 			continue
 		}
 		out[name] = value
@@ -434,7 +449,7 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 		return n.Value, true
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() != tagNull {
-		p.errorf(n, path, "want a string, got %s; put it in quotes (\"%s\") to make it a string", describe(n), n.Value)
+		p.errorf(n, path, "want a string, got %s; put it in quotes (%s) to make it a string", describe(n), quote(n.Value))
 		return "", false
 	}
 	p.wrongType(n, path, "a string")
@@ -450,7 +465,7 @@ func (p *parser) integer(n *yaml.Node, path, want string) (int, bool) {
 	}
 	var v int
 	if err := n.Decode(&v); err != nil {
-		p.errorf(n, path, "integer %s is out of range", n.Value)
+		p.errorf(n, path, "integer %s is out of range", clip(n.Value))
 		return 0, false
 	}
 	return v, true
@@ -470,7 +485,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	case tagInt:
 		secs, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
 		if err != nil || secs > maxSeconds || secs < -maxSeconds {
-			p.errorf(n, path, "%s seconds is out of range", n.Value)
+			p.errorf(n, path, "%s seconds is out of range", clip(n.Value))
 			return 0, false
 		}
 		d = time.Duration(secs) * time.Second
@@ -485,7 +500,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, bool) {
 		return 0, false
 	}
 	if d < 0 {
-		p.errorf(n, path, "must not be negative, got %s", n.Value)
+		p.errorf(n, path, "must not be negative, got %s", clip(n.Value))
 		return 0, false
 	}
 	return d, true
@@ -494,7 +509,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, bool) {
 // unitHint suggests a unit for a quoted bare number such as "10".
 func unitHint(s string) string {
 	if _, err := strconv.ParseFloat(s, 64); err == nil {
-		return fmt.Sprintf(" (missing unit: did you mean \"%ss\"?)", s)
+		return fmt.Sprintf(" (missing unit: did you mean %s?)", quote(s+"s"))
 	}
 	return ""
 }

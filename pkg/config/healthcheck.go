@@ -105,7 +105,7 @@ func (p *parser) httpCheck(m *mapping) *HTTPCheck {
 		}
 	}
 	if m.str("path", &c.Path) && !validRequestPath(c.Path) {
-		p.errorf(m.get("path"), m.at("path"), "%q is not a request path; it must start with \"/\" and hold no spaces or control characters", c.Path)
+		p.errorf(m.get("path"), m.at("path"), "%s is not a request path; it must start with \"/\" and hold no spaces or control characters", quote(c.Path))
 	}
 	p.hostHeader(m, "host", &c.Host)
 	c.Headers = m.stringMap("headers", checkCheckHeader)
@@ -129,10 +129,10 @@ func (p *parser) httpCheck(m *mapping) *HTTPCheck {
 // are case-sensitive, so "get" is almost certainly a typo for "GET".
 func checkMethod(method string) string {
 	if !httpsyntax.IsToken(method) {
-		return fmt.Sprintf("%q is not a valid request method", method)
+		return fmt.Sprintf("%s is not a valid request method", quote(method))
 	}
 	if up := strings.ToUpper(method); up != method {
-		return fmt.Sprintf("%q: methods are case-sensitive; did you mean %q?", method, up)
+		return fmt.Sprintf("%s: methods are case-sensitive; did you mean %s?", quote(method), quote(up))
 	}
 	return ""
 }
@@ -192,7 +192,7 @@ func checkExpect(s string) error {
 			return err
 		}
 		if lo > hi {
-			return fmt.Errorf("range %q is reversed; write %d-%d", part, hi, lo)
+			return fmt.Errorf("range %s is reversed; write %d-%d", quote(part), hi, lo)
 		}
 	}
 	return nil
@@ -202,7 +202,7 @@ func checkExpect(s string) error {
 // item it comes from, for the message.
 func statusCode(s, part string) (int, error) {
 	if len(s) != 3 || strings.Trim(s, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a status code or range; write codes and ranges such as \"200-299,304\"", part)
+		return 0, fmt.Errorf("%s is not a status code or range; write codes and ranges such as \"200-299,304\"", quote(part))
 	}
 	code, _ := strconv.Atoi(s)
 	if code < 100 || code > 599 {

@@ -104,7 +104,7 @@ func (p *parser) errorAt(pos Position, path, format string, args ...any) {
 	if path != "" {
 		msg = path + ": " + msg
 	}
-	p.errs = append(p.errs, Error{File: pos.File, Line: pos.Line, Col: pos.Col, Msg: msg})
+	p.errs = append(p.errs, Error{File: pos.File, Line: pos.Line, Col: pos.Col, Msg: bound(msg)})
 }
 
 // document parses data and returns its root node, or nil after recording
@@ -166,6 +166,11 @@ func (p *parser) syntaxError(err error) {
 		msg = m[2]
 		if parserProblems[msg] {
 			pos.Line++
+		}
+	}
+	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		if name, ok := strings.CutSuffix(name, "' referenced"); ok {
+			msg = "unknown anchor " + quote(name) + " referenced"
 		}
 	}
 	p.errorAt(pos, "", "YAML syntax error: %s (check the indentation here and below, and quote values that contain \": \" or start with a special character)", msg)

@@ -102,11 +102,11 @@ func (p *parser) serviceName(m *mapping, dst *string, names map[string]Position)
 	}
 	n := m.get("name")
 	if !validServiceName.MatchString(*dst) {
-		p.errorf(n, m.at("name"), "%q is not a valid name; use lower-case letters, digits, \"_\" and \"-\"", *dst)
+		p.errorf(n, m.at("name"), "%s is not a valid name; use lower-case letters, digits, \"_\" and \"-\"", quote(*dst))
 		return
 	}
 	if first, dup := names[*dst]; dup {
-		p.errorf(n, m.at("name"), "service name %q is already used by the service at %s; names must be unique", *dst, first)
+		p.errorf(n, m.at("name"), "service name %s is already used by the service at %s; names must be unique", quote(*dst), first)
 		return
 	}
 	names[*dst] = p.pos(n)
@@ -199,7 +199,7 @@ func (p *parser) listener(n *yaml.Node, path, service string) (Listener, bool) {
 // the message, as in "listen 127.0.0.1:80".
 func (p *parser) claim(key, what, service string, pos Position) {
 	if first, taken := p.claims[key]; taken {
-		p.errorAt(pos, "", "%s already used by service %s at %s; every address may be used once", what, first.service, first.pos)
+		p.errorAt(pos, "", "%s already used by service %s at %s; every address may be used once", what, clip(first.service), first.pos)
 		return
 	}
 	p.claims[key] = claim{service: service, pos: pos}
@@ -211,18 +211,18 @@ func (p *parser) claim(key, what, service string, pos Position) {
 func listenAddr(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return "", fmt.Errorf("%q is not an address; want ip:port or [ipv6]:port, as in 127.0.0.1:8080", s)
+		return "", fmt.Errorf("%s is not an address; want ip:port or [ipv6]:port, as in 127.0.0.1:8080", quote(s))
 	}
 	pn, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || pn == 0 {
-		return "", fmt.Errorf("%q: port must be 1 to 65535", s)
+		return "", fmt.Errorf("%s: port must be 1 to 65535", quote(s))
 	}
 	if host == "" {
-		return "", fmt.Errorf("%q has no IP address; write 0.0.0.0:%s or [::]:%s to accept on every interface", s, port, port)
+		return "", fmt.Errorf("%s has no IP address; write 0.0.0.0:%s or [::]:%s to accept on every interface", quote(s), port, port)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return "", fmt.Errorf("%q: %q is not an IP address; a listener binds an IP address, such as 127.0.0.1 or [::1]", s, host)
+		return "", fmt.Errorf("%s: %s is not an IP address; a listener binds an IP address, such as 127.0.0.1 or [::1]", quote(s), quote(host))
 	}
 	return netip.AddrPortFrom(ip, uint16(pn)).String(), nil
 }
@@ -292,7 +292,7 @@ func (p *parser) tlsVersion(n *yaml.Node, path string) (uint16, bool) {
 	case "1", "1.0", "1.1":
 		p.errorf(n, path, "TLS %s is refused: it is insecure and deprecated (RFC 8996); use \"1.2\" or \"1.3\"", n.Value)
 	default:
-		p.errorf(n, path, "unknown TLS version %q; use \"1.2\" or \"1.3\"", n.Value)
+		p.errorf(n, path, "unknown TLS version %s; use \"1.2\" or \"1.3\"", quote(n.Value))
 	}
 	return 0, false
 }
@@ -316,7 +316,7 @@ func checkResponseHeader(name, value string) (badKey, badValue string) {
 	}
 	switch strings.ToLower(name) {
 	case "content-length", "transfer-encoding", "connection":
-		return fmt.Sprintf("header %q is set by weir from the body; remove it", name), ""
+		return fmt.Sprintf("header %s is set by weir from the body; remove it", quote(name)), ""
 	}
 	return "", ""
 }
@@ -326,11 +326,11 @@ func checkResponseHeader(name, value string) (badKey, badValue string) {
 // line break into a message.
 func checkHeader(name, value string) (badKey, badValue string) {
 	if !httpsyntax.IsToken(name) {
-		return fmt.Sprintf("%q is not a valid header name; use letters, digits and \"-\"", name), ""
+		return fmt.Sprintf("%s is not a valid header name; use letters, digits and \"-\"", quote(name)), ""
 	}
 	for i := 0; i < len(value); i++ {
 		if c := value[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return "", fmt.Sprintf("value %q contains a control character or line break; remove it", value)
+			return "", fmt.Sprintf("value %s contains a control character or line break; remove it", quote(value))
 		}
 	}
 	return "", ""
@@ -374,15 +374,15 @@ func (p *parser) l4(m *mapping, service string) *L4 {
 func vipAddr(s string) (string, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return "", fmt.Errorf("%q is not an IP address and port; want ip:port or [ipv6]:port, as in 192.0.2.10:80", s)
+		return "", fmt.Errorf("%s is not an IP address and port; want ip:port or [ipv6]:port, as in 192.0.2.10:80", quote(s))
 	}
 	switch {
 	case ap.Port() == 0:
-		return "", fmt.Errorf("%q: port must be 1 to 65535", s)
+		return "", fmt.Errorf("%s: port must be 1 to 65535", quote(s))
 	case ap.Addr().IsUnspecified():
-		return "", fmt.Errorf("%q: a vip is the one address clients connect to, not a wildcard; give that address", s)
+		return "", fmt.Errorf("%s: a vip is the one address clients connect to, not a wildcard; give that address", quote(s))
 	case ap.Addr().Zone() != "":
-		return "", fmt.Errorf("%q: a vip cannot carry an IPv6 zone; give a global address", s)
+		return "", fmt.Errorf("%s: a vip cannot carry an IPv6 zone; give a global address", quote(s))
 	}
 	return ap.String(), nil
 }
@@ -393,9 +393,9 @@ func checkInterfaceName(name string) string {
 	case name == "":
 		return "must not be empty"
 	case len(name) > maxInterfaceName:
-		return fmt.Sprintf("%q is longer than %d bytes, the limit of interface names", name, maxInterfaceName)
+		return fmt.Sprintf("%s is longer than %d bytes, the limit of interface names", quote(name), maxInterfaceName)
 	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n"):
-		return fmt.Sprintf("%q is not a valid interface name", name)
+		return fmt.Sprintf("%s is not a valid interface name", quote(name))
 	}
 	return ""
 }

@@ -26,7 +26,7 @@ func suggest(word string, candidates []string) (string, bool) {
 // lists the valid choices (of the given noun) when none is close.
 func didYouMean(word string, candidates []string, noun string) string {
 	if s, ok := suggest(word, candidates); ok {
-		return fmt.Sprintf("did you mean %q?", s)
+		return fmt.Sprintf("did you mean %s?", quote(s))
 	}
 	return "valid " + noun + ": " + strings.Join(candidates, ", ")
 }

@@ -44,8 +44,8 @@ func (p *parser) config(root *yaml.Node) *Config {
 		cfg.ErrorLog = p.resolvePath(cfg.ErrorLog)
 	}
 	if m.file("upgrade_sock", &cfg.UpgradeSock) && len(cfg.UpgradeSock) > maxUnixSocketPath {
-		p.errorf(m.get("upgrade_sock"), "upgrade_sock", "path %q is %d bytes long, and a Unix socket path is at most %d; choose a shorter one",
-			cfg.UpgradeSock, len(cfg.UpgradeSock), maxUnixSocketPath)
+		p.errorf(m.get("upgrade_sock"), "upgrade_sock", "path %s is %d bytes long, and a Unix socket path is at most %d; choose a shorter one",
+			quote(cfg.UpgradeSock), len(cfg.UpgradeSock), maxUnixSocketPath)
 	}
 	m.str("user", &cfg.User)
 	m.str("group", &cfg.Group)
@@ -91,7 +91,7 @@ func (p *parser) bpf(n *yaml.Node) BPF {
 	var pin string
 	if m.nonEmpty("pin_path", &pin) {
 		if !filepath.IsAbs(pin) {
-			p.errorf(m.get("pin_path"), "bpf.pin_path", "%q is relative; give an absolute directory on a bpffs mount, such as %s", pin, DefaultBPFPinPath)
+			p.errorf(m.get("pin_path"), "bpf.pin_path", "%s is relative; give an absolute directory on a bpffs mount, such as %s", quote(pin), DefaultBPFPinPath)
 		} else {
 			b.PinPath = filepath.Clean(pin)
 		}

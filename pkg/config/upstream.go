@@ -111,7 +111,7 @@ func (p *parser) backends(m *mapping, discovery DiscoveryType, l4 *L4) []Backend
 			continue
 		}
 		if first, dup := seen[b.Addr]; dup {
-			p.errorAt(b.Pos, path, "backend %s is listed twice (first at %s); remove one, or raise its weight to send it more traffic", b.Addr, first)
+			p.errorAt(b.Pos, path, "backend %s is listed twice (first at %s); remove one, or raise its weight to send it more traffic", clip(b.Addr), first)
 			continue
 		}
 		seen[b.Addr] = b.Pos
@@ -162,11 +162,11 @@ func l4BackendProblem(addr string, l4 *L4) string {
 		return ""
 	}
 	if strings.HasPrefix(addr, "unix:") {
-		return fmt.Sprintf("%s: an l4 backend is ip:port or host:port, not a Unix socket", addr)
+		return fmt.Sprintf("%s: an l4 backend is ip:port or host:port, not a Unix socket", clip(addr))
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if _, err := netip.ParseAddr(host); err != nil && l4.Dataplane == DataplaneBPF {
-		return fmt.Sprintf("%s: the bpf data plane forwards packets to IP addresses and cannot resolve %q; give the backend's IP address, or set dataplane: userspace", addr, host)
+		return fmt.Sprintf("%s: the bpf data plane forwards packets to IP addresses and cannot resolve %s; give the backend's IP address, or set dataplane: userspace", clip(addr), quote(host))
 	}
 	return ""
 }
@@ -200,7 +200,7 @@ func (p *parser) discovery(um *mapping, pos Position) (Discovery, bool) {
 	if m.str("server", &d.Server) {
 		ap, err := netip.ParseAddrPort(d.Server)
 		if err != nil || ap.Port() == 0 {
-			p.errorf(m.get("server"), m.at("server"), "%q: want the DNS server's ip:port, as in \"192.0.2.53:53\"", d.Server)
+			p.errorf(m.get("server"), m.at("server"), "%s: want the DNS server's ip:port, as in \"192.0.2.53:53\"", quote(d.Server))
 		} else {
 			d.Server = ap.String()
 		}
@@ -235,7 +235,7 @@ func (p *parser) dnsNames(m *mapping) []string {
 			continue
 		}
 		if first, dup := seen[name]; dup {
-			p.errorf(item, path, "%s is listed twice (first at %s); remove one", name, first)
+			p.errorf(item, path, "%s is listed twice (first at %s); remove one", clip(name), first)
 			continue
 		}
 		seen[name] = p.pos(item)
@@ -251,20 +251,20 @@ func dnsName(s string) (string, error) {
 	if strings.HasPrefix(s, "_") && !strings.Contains(s, ":") {
 		labels := strings.Split(s, ".")
 		if len(labels) < 3 || !strings.HasPrefix(labels[1], "_") {
-			return "", fmt.Errorf("%q: an SRV name has the form _service._proto.name, as in _http._tcp.example.com", s)
+			return "", fmt.Errorf("%s: an SRV name has the form _service._proto.name, as in _http._tcp.example.com", quote(s))
 		}
 		if _, err := lb.ParseAddr(s + ":1"); err != nil {
-			return "", fmt.Errorf("%q is not a valid DNS name", s)
+			return "", fmt.Errorf("%s is not a valid DNS name", quote(s))
 		}
 		return strings.ToLower(s), nil
 	}
 	addr, err := lb.ParseAddr(s)
 	if err != nil || strings.HasPrefix(addr, "unix:") {
-		return "", fmt.Errorf("%q: want host:port (A/AAAA records) or _service._proto.name (SRV records)", s)
+		return "", fmt.Errorf("%s: want host:port (A/AAAA records) or _service._proto.name (SRV records)", quote(s))
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if _, err := netip.ParseAddr(host); err == nil {
-		return "", fmt.Errorf("%q is an IP address, which needs no resolving; list it under backends with static discovery", s)
+		return "", fmt.Errorf("%s is an IP address, which needs no resolving; list it under backends with static discovery", quote(s))
 	}
 	return addr, nil
 }
@@ -319,27 +319,27 @@ func parseHashKey(s string) (HashKey, error) {
 	switch k.Kind {
 	case HashClientIP, HashURI:
 		if named {
-			return HashKey{}, fmt.Errorf("%q: %s takes no name; write just %s", s, kind, kind)
+			return HashKey{}, fmt.Errorf("%s: %s takes no name; write just %s", quote(s), kind, kind)
 		}
 		return k, nil
 	case HashHeader, HashCookie, HashQuery:
 		if name == "" {
-			return HashKey{}, fmt.Errorf("%q needs a name after the colon, as in %s", s, hashKeyExample(k.Kind))
+			return HashKey{}, fmt.Errorf("%s needs a name after the colon, as in %s", quote(s), hashKeyExample(k.Kind))
 		}
 	default:
-		return HashKey{}, fmt.Errorf("unknown hash key %q; want client_ip, uri, header:NAME, cookie:NAME or query:NAME (%s)", s, didYouMean(kind, hashKeyKinds, "kinds"))
+		return HashKey{}, fmt.Errorf("unknown hash key %s; want client_ip, uri, header:NAME, cookie:NAME or query:NAME (%s)", quote(s), didYouMean(kind, hashKeyKinds, "kinds"))
 	}
 	switch k.Kind {
 	case HashHeader, HashCookie:
 		if !httpsyntax.IsToken(name) {
-			return HashKey{}, fmt.Errorf("%q: %q is not a valid %s name", s, name, kind)
+			return HashKey{}, fmt.Errorf("%s: %s is not a valid %s name", quote(s), quote(name), kind)
 		}
 		if k.Kind == HashHeader {
 			k.Name = textproto.CanonicalMIMEHeaderKey(name)
 		}
 	case HashQuery:
 		if strings.ContainsAny(name, "&=#? \t") {
-			return HashKey{}, fmt.Errorf("%q: %q is not a query parameter name", s, name)
+			return HashKey{}, fmt.Errorf("%s: %s is not a query parameter name", quote(s), quote(name))
 		}
 	}
 	return k, nil
@@ -367,7 +367,7 @@ func (p *parser) hostHeader(m *mapping, key string, dst *string) {
 	if s == "" || strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:[]", r))
 	}) >= 0 {
-		p.errorf(m.get(key), m.at(key), "%q is not a valid Host header; give a host name, optionally with :port, as in api.example.com", s)
+		p.errorf(m.get(key), m.at(key), "%s is not a valid Host header; give a host name, optionally with :port, as in api.example.com", quote(s))
 		return
 	}
 	*dst = s
@@ -410,10 +410,10 @@ func sniFromHost(host string) string {
 // checkSNI returns a problem with a server name, or "".
 func checkSNI(sni string) string {
 	if _, err := netip.ParseAddr(sni); err == nil {
-		return fmt.Sprintf("%q is an IP address, which SNI cannot carry (RFC 6066); give the DNS name in the backend's certificate", sni)
+		return fmt.Sprintf("%s is an IP address, which SNI cannot carry (RFC 6066); give the DNS name in the backend's certificate", quote(sni))
 	}
 	if addr, err := lb.ParseAddr(sni + ":1"); err != nil || strings.HasPrefix(addr, "unix:") {
-		return fmt.Sprintf("%q is not a DNS name; give the name in the backend's certificate, without a port", sni)
+		return fmt.Sprintf("%s is not a DNS name; give the name in the backend's certificate, without a port", quote(sni))
 	}
 	return ""
 }
