@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/weir-lb/weir/internal/bpffs"
 	"github.com/weir-lb/weir/pkg/reuseport"
 )
 
@@ -72,7 +73,50 @@ func (s *Server) ListenWith(open Opener) error {
 		return err
 	}
 	s.degraded.warn(s.log)
+	s.warnPrivatePins()
 	return nil
+}
+
+// warnPrivatePins warns, once, when the BPF objects weir pinned (the
+// data plane's, the listeners' steering) cannot outlive it: their bpffs
+// is mounted in weir's own mount namespace only, as when `ip netns exec`
+// (which remounts /sys in a mount namespace made for the one command)
+// starts weir, and bpffs.Ensure had to mount one there. Then kill -9, a
+// restart or an upgrade loses the data plane that should survive them.
+func (s *Server) warnPrivatePins() {
+	if !s.pinsBPF() {
+		return
+	}
+	err := bpffs.Persistent(s.cfg.BPF.PinPath)
+	switch {
+	case err == nil:
+	case errors.Is(err, bpffs.ErrPrivate):
+		s.log.Warn("bpf.pin_path is on a bpffs mounted only in weir's own mount namespace: "+
+			"the pinned BPF maps and programs vanish when weir exits, so the data plane "+
+			"does not survive a restart, an upgrade or kill -9",
+			"pin_path", s.cfg.BPF.PinPath,
+			"fix", "start weir in the host's mount namespace: nsenter --net=/run/netns/NAME weir ..., "+
+				"not ip netns exec NAME weir ..., which gives it a mount namespace and a /sys of its own",
+			"reason", err)
+	default:
+		s.log.Info("cannot tell whether the pinned BPF objects outlive weir", "pin_path", s.cfg.BPF.PinPath, "err", err)
+	}
+}
+
+// pinsBPF reports whether anything of this server is pinned under
+// bpf.pin_path: the BPF data plane, or a listener's steering.
+func (s *Server) pinsBPF() bool {
+	if s.kernel != nil {
+		return true
+	}
+	for _, svc := range s.services {
+		for _, g := range svc.groups {
+			if g.Steering() == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // degraded is what runs without BPF, and why, for the one warning an
