@@ -242,11 +242,13 @@ func TestSuggest(t *testing.T) {
 		{"thredz", "threads", true},
 		{"sctp", "tcp", true},
 		{"colour", "", false}, // nothing within two edits
+		{"threadsss", "threads", true},
+		{strings.Repeat("t", 1<<20), "", false},
 	}
 	for _, tt := range tests {
 		got, ok := suggest(tt.word, known)
 		if got != tt.want || ok != tt.ok {
-			t.Errorf("suggest(%q) = %q, %v; want %q, %v", tt.word, got, ok, tt.want, tt.ok)
+			t.Errorf("suggest(%.20q) = %q, %v; want %q, %v", tt.word, got, ok, tt.want, tt.ok)
 		}
 	}
 }

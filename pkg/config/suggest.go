@@ -11,10 +11,16 @@ const maxSuggestDistance = 2
 
 // suggest returns the candidate closest to word, if one is within
 // maxSuggestDistance edits; ties go to the earlier candidate, so the order
-// of the list (most common first) decides.
+// of the list (most common first) decides. A candidate whose length
+// differs from word's by more than maxSuggestDistance is out of reach
+// (each edit changes the length by one at most) and skipped, so that a
+// megabyte-long word costs nothing rather than len(word)·len(candidate).
 func suggest(word string, candidates []string) (string, bool) {
 	best, bestDist := "", maxSuggestDistance+1
 	for _, c := range candidates {
+		if len(word) > len(c)+maxSuggestDistance || len(c) > len(word)+maxSuggestDistance {
+			continue
+		}
 		if d := editDistance(strings.ToLower(word), c); d < bestDist {
 			best, bestDist = c, d
 		}
