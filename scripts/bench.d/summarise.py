@@ -3,9 +3,10 @@
 
 For every scenario and proxy it reports the median over rounds of requests
 per second, p99 latency, peak RSS and CPU time per request, plus weir's (and
-the floor relay's) ratio to each peer for those metrics: the ratio of the
-medians, and the median of the ratios within each round. Medians, not means, because one round
-disturbed by something else on the machine should not move the result.
+the floor relay's) ratio to each peer, and weir's to weir-base, for those
+metrics: the ratio of the medians, and the median of the ratios within each
+round. Medians, not means, because one round disturbed by something else on
+the machine should not move the result.
 
 Usage: summarise.py --csv results.csv --command "scripts/bench ..."
                     [--env env.txt] [--unavailable "weir=reason"] ...
@@ -16,12 +17,17 @@ import csv
 import statistics
 import sys
 
-# The table lists the peers first, then each subject followed directly by
-# its ratio rows to every peer. "floor" (scripts/bench.d/floor-relay.c) is
-# no proxy but a relay that does nothing beyond the unavoidable system
-# calls: its ratios show how close to the kernel's cost a peer already is.
+# The table lists the peers and weir-base first, then each subject followed
+# directly by its ratio rows to each of its references. "weir-base" is a
+# second weir (another binary, revision or config: scripts/bench
+# --baseline*) run in the same rounds, so weir ÷ weir-base is what a change
+# costs. "floor" (scripts/bench.d/floor-relay.c) is no proxy but a relay
+# that does nothing beyond the unavoidable system calls: its ratios show how
+# close to the kernel's cost a peer already is.
 PEERS = ["nginx", "haproxy"]
+BASELINE = "weir-base"
 SUBJECTS = ["weir", "floor"]
+REFERENCES = {"weir": PEERS + [BASELINE], "floor": PEERS}
 
 # Below this median CPU share of its core the proxy was not the bottleneck:
 # usually the client core (wrk plus the backend) was, so req/s and latency
@@ -179,7 +185,7 @@ def table(groups, unavailable):
     lines = ["| " + " | ".join(headings) + " |",
              "|" + "|".join(["---"] * 2 + ["--:"] * (len(headings) - 2)) + "|"]
     for scenario, by_proxy in groups.items():
-        for proxy in PEERS + SUBJECTS:
+        for proxy in PEERS + [BASELINE] + SUBJECTS:
             if proxy in by_proxy:
                 lines.append("| " + " | ".join(proxy_line(scenario, proxy, by_proxy[proxy])) + " |")
             elif proxy in unavailable:
@@ -187,7 +193,7 @@ def table(groups, unavailable):
                 lines.append("| " + " | ".join([scenario, proxy, "not available"] + blanks) + " |")
             if proxy not in SUBJECTS or proxy not in by_proxy:
                 continue
-            for peer in PEERS:
+            for peer in REFERENCES[proxy]:
                 if peer in by_proxy:
                     for line in (ratio_line, paired_ratio_line):
                         cells = line(scenario, proxy, peer, by_proxy[proxy], by_proxy[peer])
@@ -214,7 +220,7 @@ def render(args, rows):
             out.append(f"- `{scenario}`: {describe(first)}, {first['duration_s']} s per run")
     out.append("")
     for proxy, reason in unavailable.items():
-        out.append(f"**{proxy}: not available** ({reason}); the peers were measured anyway.")
+        out.append(f"**{proxy}: not available** ({reason}); the others were measured anyway.")
         out.append("")
     out += table(groups, unavailable)
     marks = {unsaturated_mark(rows) for by_proxy in groups.values() for rows in by_proxy.values()}
@@ -231,7 +237,8 @@ def render(args, rows):
                 "CPU µs/req is still sound; for the rest, rerun on a quieter machine "
                 "(or with --nice -10 if this run did not use it)."]
     out += ["",
-            "Medians over rounds. Ratios are weir (or floor) ÷ peer of those medians; the "
+            "Medians over rounds. Ratios are weir (or floor) ÷ peer, or weir ÷ weir-base, "
+            "of those medians; the "
             "\"per round\" rows are the median of that ratio within each round, "
             "which cancels the machine's drift between rounds. Above 1× "
             "is better for req/s and worse for p99, RSS and CPU. CPU µs/req is the "
