@@ -154,34 +154,6 @@ services:
 	}
 }
 
-func TestSyntaxErrorLines(t *testing.T) {
-	tests := []struct {
-		name string
-		yml  string
-		line int
-	}{
-		{"unclosed flow list", "a: 1\nb: 2\nc: [1, 2\nd: 4\n", 3},
-		{"unclosed flow list on line 1, found at the end", "c: [1, 2\n", 2},
-		{"colon in plain value", "a: 1\nb: 2\nc: d: e\n", 3},
-		{"over-indented key", "a: 1\nb: 2\n  c: 3\n", 3},
-		{"unterminated quote", "a: 1\nb: 2\nc: \"abc\n", 3},
-		{"unknown alias", "a: *nope\n", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("w.yaml", []byte(tt.yml))
-			var errs *Errors
-			if !errors.As(err, &errs) || len(*errs) != 1 {
-				t.Fatalf("want one error, got %v", err)
-			}
-			e := (*errs)[0]
-			if e.Line != tt.line || !strings.HasPrefix(e.Msg, "YAML syntax error: ") {
-				t.Errorf("got %v, want a YAML syntax error on line %d", e, tt.line)
-			}
-		})
-	}
-}
-
 // TestMergeExpansionIsBounded feeds a "billion laughs" of merge keys:
 // ten levels each merging the previous one ten times. Unbounded, the walk
 // would visit 10^10 mappings.

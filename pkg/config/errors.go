@@ -10,8 +10,8 @@ import (
 )
 
 // Position is a place in a configuration file. Line and Col count from 1;
-// zero means unknown (the YAML parser reports some syntax errors with a
-// line only, or with no position at all).
+// zero means unknown: a YAML syntax error weir could not place (see
+// syntaxPosition) has neither.
 type Position struct {
 	File string
 	Line int

@@ -63,14 +63,19 @@ func (p *parser) wrongType(n *yaml.Node, path, want string) {
 }
 
 // mapping is a YAML mapping whose keys have been checked against the keys
-// known at its place in the file. Merge keys ("<<: *anchor") are expanded,
-// explicit keys taking precedence, as YAML specifies.
+// known at its place in the file (or any keys, for a free-form map such
+// as headers). Merge keys ("<<: *anchor") are expanded, explicit keys
+// taking precedence, as YAML specifies. Every mapping of the file is read
+// through one, so that merges work everywhere.
 type mapping struct {
 	p    *parser
 	path string
 	node *yaml.Node
 	keys map[string]*yaml.Node
 	vals map[string]*yaml.Node
+	// order holds the keys in the order they were collected: the mapping's
+	// own, then those merged in.
+	order []string
 	// extensions makes keys starting with extensionPrefix ignored.
 	extensions bool
 	// suggested holds the known keys offered for misspelt ones; a
@@ -86,7 +91,8 @@ type mapping struct {
 const extensionPrefix = "x-"
 
 // mapping checks that n is a mapping with only known keys, reporting
-// every unknown or repeated key. It returns nil when n is not a mapping.
+// every unknown or repeated key; known == nil allows any key. It returns
+// nil when n is not a mapping.
 func (p *parser) mapping(n *yaml.Node, path string, known []string) *mapping {
 	return p.newMapping(n, path, known, false)
 }
@@ -135,12 +141,13 @@ func (m *mapping) collect(n *yaml.Node, known []string) {
 		if m.extensions && strings.HasPrefix(name, extensionPrefix) {
 			continue
 		}
-		if !slices.Contains(known, name) {
+		if known != nil && !slices.Contains(known, name) {
 			m.unknown = append(m.unknown, key)
 			continue
 		}
 		m.keys[name] = key
 		m.vals[name] = resolve(val)
+		m.order = append(m.order, name)
 	}
 	for _, merged := range merges {
 		m.merge(resolve(merged), known)
@@ -198,12 +205,13 @@ func (m *mapping) merge(n *yaml.Node, known []string) {
 	}
 }
 
-// at returns the path of key inside the mapping.
+// at returns the path of key inside the mapping. A key from a free-form
+// map is the file's text, so it is clipped.
 func (m *mapping) at(key string) string {
 	if m.path == "" {
-		return key
+		return clip(key)
 	}
-	return m.path + "." + key
+	return m.path + "." + clip(key)
 }
 
 // has reports whether key is present.
@@ -381,7 +389,9 @@ func enumField[T ~string](m *mapping, key string, dst *T, allowed ...T) bool {
 }
 
 // stringMap reads a mapping of strings to strings, checking each key and
-// value with check (which returns a problem description, or "").
+// value with check (which returns a problem description, or ""). It is
+// read through the same mapping walker as every other mapping, so merge
+// keys work in it and repeated keys are reported the same way.
 func (m *mapping) stringMap(key string, check func(k, v string) (badKey, badValue string)) map[string]string {
 	n := m.get(key)
 	if n == nil {
@@ -392,20 +402,15 @@ func (m *mapping) stringMap(key string, check func(k, v string) (badKey, badValu
 		m.p.wrongType(n, path, "a mapping of names to strings")
 		return nil
 	}
-	out := make(map[string]string, len(n.Content)/2)
-	seen := make(map[string]*yaml.Node)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		name, okName := m.p.str(k, path)
-		value, okValue := m.p.str(v, path+"."+clip(k.Value))
+	sm := m.p.mapping(n, path, nil)
+	out := make(map[string]string, len(sm.order))
+	for _, name := range sm.order {
+		k, v := sm.keys[name], sm.vals[name]
+		_, okName := m.p.str(k, path)
+		value, okValue := m.p.str(v, sm.at(name))
 		if !okName || !okValue {
 			continue
 		}
-		if first, dup := seen[name]; dup {
-			m.p.errorf(k, path, "key %s is repeated (first at %s); remove one of them", quote(name), m.p.pos(first))
-			continue
-		}
-		seen[name] = k
 		badKey, badValue := "", ""
 		if check != nil {
 			badKey, badValue = check(name, value)
@@ -415,7 +420,7 @@ func (m *mapping) stringMap(key string, check func(k, v string) (badKey, badValu
 			continue
 		}
 		if badValue != "" {
-			m.p.errorf(v, path+"."+clip(name), "%s", badValue)
+			m.p.errorf(v, sm.at(name), "%s", badValue)
 			continue
 		}
 		out[name] = value

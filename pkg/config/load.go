@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -117,7 +114,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 			p.errorAt(Position{File: p.file, Line: 1, Col: 1}, "",
 				"the file is empty; a configuration needs at least \"version: 1\" and one service (see examples/quickstart.yaml)")
 		} else {
-			p.syntaxError(err)
+			p.syntaxError(data, err)
 		}
 		return nil
 	}
@@ -126,7 +123,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	case err == nil:
 		p.errorf(&next, "", "a second YAML document starts here; weir reads one document per file, so remove the \"---\" separator or split the file")
 	case !errors.Is(err, io.EOF):
-		p.syntaxError(err)
+		p.syntaxError(data, err)
 	}
 	if len(doc.Content) == 0 {
 		p.errorf(&doc, "", "the file holds no configuration; it needs at least \"version: 1\" and one service")
@@ -135,43 +132,9 @@ func (p *parser) document(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-// yamlLine extracts the line yaml.v3 puts in its syntax errors.
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// parserProblems are the messages of yaml.v3's parser, as opposed to its
-// scanner. yaml.v3 reports the line of a parser error counting from 0
-// (and a scanner error counting from 1), so these need one added.
-var parserProblems = map[string]bool{
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected <document start>": true,
-	"did not find expected <stream-start>":   true,
-	"did not find expected key":              true,
-	"did not find expected node content":     true,
-	"found duplicate %TAG directive":         true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found undefined tag handle":             true,
-}
-
-// syntaxError records a YAML syntax error. yaml.v3 reports a line but no
-// column, and no line at all for a problem on the first line (or one
-// found after parsing, such as an unknown alias).
-func (p *parser) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	pos := Position{File: p.file}
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		pos.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		if parserProblems[msg] {
-			pos.Line++
-		}
-	}
-	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
-		if name, ok := strings.CutSuffix(name, "' referenced"); ok {
-			msg = "unknown anchor " + quote(name) + " referenced"
-		}
-	}
-	p.errorAt(pos, "", "YAML syntax error: %s (check the indentation here and below, and quote values that contain \": \" or start with a special character)", msg)
+// syntaxError records a YAML syntax error, at the position of the
+// offending character where it can be found (see syntaxPosition).
+func (p *parser) syntaxError(data []byte, err error) {
+	line, col, msg, hint := syntaxPosition(newSource(data), err)
+	p.errorAt(Position{File: p.file, Line: line, Col: col}, "", "YAML syntax error: %s (%s)", msg, hint)
 }
