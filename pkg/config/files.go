@@ -38,8 +38,9 @@ type fileError struct {
 func (e *fileError) Error() string { return e.msg }
 func (e *fileError) Unwrap() error { return e.err }
 
-// readFile reads the file at path, following symlinks, the one way this
-// package reads a file. It refuses anything but a regular file, and a
+// ReadFile reads the file at path, following symlinks: the one way weir
+// reads a file it is given (pkg/server reads certificates through it
+// again at start, as they may have changed since the check). It refuses anything but a regular file, and a
 // file over MaxFileSize, and it never blocks: the file is checked before
 // it is opened (so that no device is even opened), opened with
 // O_NONBLOCK (so that opening a FIFO does not wait for a writer), checked
@@ -49,7 +50,7 @@ func (e *fileError) Unwrap() error { return e.err }
 // messages ("configuration", "certificate").
 //
 // A file that is missing or unreadable yields the *fs.PathError.
-func readFile(path, what string) ([]byte, error) {
+func ReadFile(path, what string) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -128,7 +129,7 @@ const relativeHint = "relative paths start at the configuration file's directory
 // readNamed reads a file the configuration names, reporting at n why it
 // cannot. what names the file's role ("certificate").
 func (p *parser) readNamed(n *yaml.Node, path, file, what string) ([]byte, bool) {
-	data, err := readFile(file, what)
+	data, err := ReadFile(file, what)
 	var fe *fileError
 	switch {
 	case err == nil:

@@ -157,7 +157,7 @@ func TestReadFileAtTheCap(t *testing.T) {
 	if err := os.Truncate(path, MaxFileSize); err != nil {
 		t.Fatal(err)
 	}
-	data, err := readFile(path, "CA bundle")
+	data, err := ReadFile(path, "CA bundle")
 	if err != nil || len(data) != MaxFileSize {
 		t.Fatalf("readFile of %d bytes = %d bytes, %v; want all of it", MaxFileSize, len(data), err)
 	}

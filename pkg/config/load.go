@@ -31,7 +31,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 // with an error wrapping ErrNotRegularFile or ErrFileTooLarge. A file
 // with problems yields an *Errors, as from Parse.
 func Load(path string) (*Config, error) {
-	data, err := readFile(path, "configuration")
+	data, err := ReadFile(path, "configuration")
 	if err != nil {
 		return nil, fmt.Errorf("load configuration: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 
 	"github.com/weir-lb/weir/pkg/config"
@@ -223,7 +222,7 @@ func (s *Server) roots(t *config.TLSClient) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	for _, f := range files {
-		pem, err := os.ReadFile(f)
+		pem, err := config.ReadFile(f, "CA certificate")
 		if err != nil {
 			return nil, fmt.Errorf("read CA file: %w", err)
 		}
@@ -246,7 +245,7 @@ func listenerTLS(sc *config.Service) ([]*tls.Config, error) {
 		}
 		cfg := &tls.Config{MinVersion: l.TLS.MinVersion, NextProtos: []string{"h2", "http/1.1"}}
 		for _, c := range l.TLS.Certs {
-			pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			pair, err := loadKeyPair(c.CertFile, c.KeyFile)
 			if err != nil {
 				return nil, fmt.Errorf("certificate at %s: %w", c.Pos, err)
 			}
@@ -255,6 +254,21 @@ func listenerTLS(sc *config.Service) ([]*tls.Config, error) {
 		out[i] = cfg
 	}
 	return out, nil
+}
+
+// loadKeyPair reads a certificate and its key the way the configuration
+// check did (config.ReadFile: regular files only, bounded, never
+// blocking), since either may have changed since.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := config.ReadFile(certFile, "certificate")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := config.ReadFile(keyFile, "private key")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
 }
 
 func sortedKeys(m map[string]string) []string {
