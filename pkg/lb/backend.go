@@ -69,6 +69,11 @@ func MustBackend(addr string, weight int) Backend {
 	return b
 }
 
+// maxAddrLen bounds a backend address: a bracketed IPv6 address with a
+// zone, or a 253-byte DNS name, and a port, or "unix:" and a socket path
+// (108 bytes on Linux), with room to spare.
+const maxAddrLen = 512
+
 // ParseAddr validates a backend address and returns its normalised form.
 //
 // Accepted: "host:port" where host is an IPv4 address, a bracketed IPv6
@@ -76,6 +81,12 @@ func MustBackend(addr string, weight int) Backend {
 // Unix domain socket. IP addresses are written in canonical form, so
 // "[2001:DB8::0001]:80" and "[2001:db8::1]:80" are the same backend.
 func ParseAddr(addr string) (string, error) {
+	if len(addr) > maxAddrLen {
+		// Quoting it whole would make a hostile configuration's error
+		// messages as large as its values, once per place they appear.
+		return "", fmt.Errorf("%w: %q… is %d bytes, longer than any host:port or unix:/path (%d at most)",
+			ErrBadAddress, addr[:32], len(addr), maxAddrLen)
+	}
 	if strings.HasPrefix(addr, "/") {
 		addr = unixPrefix + addr
 	}

@@ -501,3 +501,21 @@ func readStatic(s *Static, stop <-chan struct{}) error {
 		}
 	}
 }
+
+// TestParseAddrBoundsItsErrors: an address longer than any real one is
+// refused without being quoted whole, so a huge value in a configuration
+// cannot make its error messages (one per place it appears) as large.
+func TestParseAddrBoundsItsErrors(t *testing.T) {
+	for _, addr := range []string{strings.Repeat("a", 1<<20) + ":80", "unix:/" + strings.Repeat("s", 4096)} {
+		_, err := ParseAddr(addr)
+		if !errors.Is(err, ErrBadAddress) {
+			t.Fatalf("ParseAddr of %d bytes: %v, want ErrBadAddress", len(addr), err)
+		}
+		if n := len(err.Error()); n > 200 {
+			t.Errorf("ParseAddr of %d bytes: a %d-byte error", len(addr), n)
+		}
+	}
+	if _, err := ParseAddr(strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".example:443"); err != nil {
+		t.Errorf("a long but valid name: %v", err)
+	}
+}
