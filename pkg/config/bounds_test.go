@@ -43,6 +43,9 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 	big := "1" + strings.Repeat("_", n-20) + "8446744073709551615"
 	// A key over 1024 characters must be written explicitly ("? key").
 	key := func(indent, k, v string) string { return indent + "? " + k + "\n" + indent + ": " + v + "\n" }
+	// A backend address is refused past 512 bytes, whatever it is; path
+	// is one short enough to reach the checks after that one.
+	path := strings.Repeat("p", 400)
 	const head = "version: 1\n"
 	respond := func(extra string) string {
 		return "services:\n  - name: r\n    kind: respond\n    listen: [\"127.0.0.1:1\"]\n" + extra
@@ -79,7 +82,7 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 		{"TLS version", head + "services:\n  - name: x\n    kind: respond\n    listen: [{addr: \"127.0.0.1:1\", tls: {certs: [], min_version: \"" + a + "\"}}]\n", 0},
 		{"certificate path", head + "services:\n  - name: x\n    kind: respond\n    listen: [{addr: \"127.0.0.1:1\", tls: {certs: [{cert: /" + a + ", key: /k}]}}]\n", n + 1},
 		{"backend address", head + proxy("{backends: [\""+a+"\"]}"), 0},
-		{"backend listed twice", head + proxy("{backends: [/"+a+", /"+a+"]}"), n + 6},
+		{"backend listed twice", head + proxy("{backends: [/"+path+", /"+path+"]}"), len(path) + 6},
 		{"metadata key in a path", head + proxy("\n      backends:\n        - addr: \"127.0.0.1:9\"\n          metadata:\n"+key("            ", a, small)), 0},
 		{"hash key", head + proxy("{backends: [\"127.0.0.1:9\"], selection: fnv, hash_key: \"header:"+a+" \"}"), n + 8},
 		{"host", head + proxy("{backends: [\"127.0.0.1:9\"], host: \""+a+" \"}"), n + 1},
@@ -95,7 +98,7 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 		{"l4 protocol", head + "services:\n  - {name: l, kind: l4, protocol: " + a + ", vip: \"192.0.2.1:80\", upstream: {backends: [\"192.0.2.2:80\"]}}\n", 0},
 		{"vip", head + "services:\n  - {name: l, kind: l4, protocol: tcp, vip: " + a + ", upstream: {backends: [\"192.0.2.2:80\"]}}\n", 0},
 		{"interface", head + l4("    interface: "+a+"\n    upstream: {backends: [\"192.0.2.2:80\"]}\n"), 0},
-		{"unix backend of an l4 service", head + l4("    upstream: {backends: [\"unix:/"+a+"\"]}\n"), n + 6},
+		{"unix backend of an l4 service", head + l4("    upstream: {backends: [\"unix:/"+path+"\"]}\n"), len(path) + 6},
 		{"unknown anchor", head + "threads: *" + a + "\n", 0},
 	}
 	for _, tt := range tests {

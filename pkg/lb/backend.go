@@ -84,8 +84,8 @@ func ParseAddr(addr string) (string, error) {
 	if len(addr) > maxAddrLen {
 		// Quoting it whole would make a hostile configuration's error
 		// messages as large as its values, once per place they appear.
-		return "", fmt.Errorf("%w: %q… is %d bytes, longer than any host:port or unix:/path (%d at most)",
-			ErrBadAddress, addr[:32], len(addr), maxAddrLen)
+		return "", fmt.Errorf("%w: %s (%d bytes): longer than any host:port or unix:/path (%d bytes at most)",
+			ErrBadAddress, strconv.Quote(addr[:32]+"…"), len(addr), maxAddrLen)
 	}
 	if strings.HasPrefix(addr, "/") {
 		addr = unixPrefix + addr
