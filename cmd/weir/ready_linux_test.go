@@ -8,119 +8,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/weir-lb/weir/internal/dnstest"
 )
-
-// testResolver is a DNS server on 127.0.0.1 answering one A record,
-// whose answers the test can hold back or stop altogether.
-type testResolver struct {
-	addr string
-	name string // fqdn, lower case
-	ip   string
-
-	mu      sync.Mutex
-	mode    string        // "answer", "hold" (answer once released) or "silent"
-	release chan struct{} // closed to let held answers go
-	queries int
-	asked   chan struct{} // closed by the first query in the current mode
-}
-
-func startTestResolver(t *testing.T, name, ip string) *testResolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &testResolver{addr: pc.LocalAddr().String(), name: name, ip: ip, mode: "answer",
-		release: make(chan struct{}), asked: make(chan struct{})}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: r, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan error, 1)
-	go func() { done <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("DNS server: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("DNS server did not start")
-	}
-	t.Cleanup(func() {
-		r.setMode("answer")
-		srv.Shutdown()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("DNS server did not stop")
-		}
-	})
-	return r
-}
-
-// setMode switches to mode; leaving "hold" releases the held answers.
-func (r *testResolver) setMode(mode string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mode == "hold" {
-		close(r.release)
-		r.release = make(chan struct{})
-	}
-	r.mode = mode
-	r.asked = make(chan struct{})
-	r.queries = 0
-}
-
-// waitAsked waits for a query in the current mode.
-func (r *testResolver) waitAsked(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	asked := r.asked
-	r.mu.Unlock()
-	select {
-	case <-asked:
-	case <-time.After(20 * time.Second):
-		t.Fatal("nobody asked the resolver within 20s")
-	}
-}
-
-func (r *testResolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	r.mu.Lock()
-	mode, release := r.mode, r.release
-	r.queries++
-	if r.queries == 1 {
-		close(r.asked)
-	}
-	r.mu.Unlock()
-	switch mode {
-	case "silent":
-		return
-	case "hold":
-		select {
-		case <-release:
-		case <-time.After(30 * time.Second):
-			return
-		}
-	}
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	resp.Authoritative = true
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		switch {
-		case strings.ToLower(q.Name) != r.name:
-			resp.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeA:
-			if rr, err := dns.NewRR(fmt.Sprintf("%s 0 IN A %s", q.Name, r.ip)); err == nil {
-				resp.Answer = append(resp.Answer, rr)
-			}
-		}
-	}
-	w.WriteMsg(resp)
-}
 
 // ask sends one request to addr and returns the status line's code and
 // the body.
@@ -155,14 +48,15 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 	backend := backendHTTP(t, "discovered")
 	_, port, _ := net.SplitHostPort(backend)
 	for _, tc := range []struct {
-		name, mode string
-		wantBody   string // of the DNS service once the new weir serves it
+		name     string
+		mode     dnstest.Mode
+		wantBody string // of the DNS service once the new weir serves it
 	}{
-		{"resolver holds its answer", "hold", "discovered"},
-		{"resolver never answers", "silent", ""},
+		{"resolver holds its answer", dnstest.Hold, "discovered"},
+		{"resolver never answers", dnstest.Silent, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resolver := startTestResolver(t, "app.weir.test.", "127.0.0.1")
+			resolver := dnstest.Start(t, dnstest.Answer, map[string]string{"app.weir.test.": "127.0.0.1"})
 			lab := newUpgradeLab(t)
 			discAddr := freeAddr(t)
 			lab.write(t, 2, fmt.Sprintf(`  - name: disc
@@ -170,7 +64,7 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
     listen: ["%s"]
     upstream:
       discovery: {type: dns, names: ["app.weir.test.:%s"], server: "%s", network: ip4, refresh: 1h}
-`, discAddr, port, resolver.addr))
+`, discAddr, port, resolver.Addr))
 			conf, err := os.ReadFile(lab.conf)
 			if err != nil {
 				t.Fatal(err)
@@ -187,10 +81,10 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 				t.Fatalf("the DNS service before the upgrade: %d %q %v\n%s", code, body, err, logs)
 			}
 
-			resolver.setMode(tc.mode)
+			resolver.SetMode(tc.mode)
 			next := startWeir(t, logs, "-u", "-c", lab.conf)
 			old.signal(t, syscall.SIGQUIT)
-			resolver.waitAsked(t) // the new weir waits for its discovery
+			resolver.WaitAsked(t) // the new weir waits for its discovery
 			began := time.Now()
 
 			// Meanwhile the old weir serves both services.
@@ -203,8 +97,8 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 				t.Fatalf("the old weir exited (%v) before the new one discovered its backends\n%s", err, logs)
 			default:
 			}
-			if tc.mode == "hold" {
-				resolver.setMode("answer")
+			if tc.mode == dnstest.Hold {
+				resolver.SetMode(dnstest.Answer)
 			}
 			if err := old.waitExit(t, 20*time.Second); err != nil {
 				t.Fatalf("the old weir exited with %v\n%s", err, logs)

@@ -40,6 +40,13 @@ func startScriptedOrigin(t *testing.T, answer func(n int, c net.Conn) (keepAlive
 		t.Fatal(err)
 	}
 	o := &scriptedOrigin{addr: ln.Addr().String(), heads: make(chan int, 64)}
+	acceptEach(t, ln, func(c net.Conn) { o.serve(c, answer) })
+	return o
+}
+
+// acceptEach serves every connection ln accepts with serve, on a goroutine
+// of its own, until the test ends; then it closes ln and waits for them.
+func acceptEach(t *testing.T, ln net.Listener, serve func(net.Conn)) {
 	var conns sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); conns.Wait() })
 	go func() {
@@ -52,11 +59,10 @@ func startScriptedOrigin(t *testing.T, answer func(n int, c net.Conn) (keepAlive
 			go func() {
 				defer conns.Done()
 				defer c.Close()
-				o.serve(c, answer)
+				serve(c)
 			}()
 		}
 	}()
-	return o
 }
 
 func (o *scriptedOrigin) serve(c net.Conn, answer func(int, net.Conn) bool) {
@@ -159,36 +165,20 @@ func faultyFront(t *testing.T, backend string, peer Peer) (string, *logRecords) 
 	return startProxy(t, srv), logs
 }
 
-// clientConn is a raw keep-alive client connection to the proxy.
-type clientConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialClient(t *testing.T, addr string) *clientConn {
+// sendRaw writes raw request bytes on k.
+func sendRaw(t *testing.T, k *keepAliveConn, raw string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
+	if _, err := k.c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return &clientConn{t: t, c: c, br: bufio.NewReader(c)}
 }
 
-func (k *clientConn) send(raw string) {
-	k.t.Helper()
-	if _, err := k.c.Write([]byte(raw)); err != nil {
-		k.t.Fatal(err)
-	}
-}
-
-// response reads one final response, body included, past interim ones.
-func (k *clientConn) response(method string) (*http.Response, string, error) {
-	resp, err := http.ReadResponse(k.br, &http.Request{Method: method})
+// finalResponse reads one final response on k, body included, past
+// interim ones.
+func finalResponse(k *keepAliveConn, method string) (*http.Response, string, error) {
+	resp, err := http.ReadResponse(k.r, &http.Request{Method: method})
 	for err == nil && resp.StatusCode < 200 {
-		resp, err = http.ReadResponse(k.br, &http.Request{Method: method})
+		resp, err = http.ReadResponse(k.r, &http.Request{Method: method})
 	}
 	if err != nil {
 		return nil, "", err
@@ -242,13 +232,13 @@ func TestMalformedResponseIsNeverResent(t *testing.T) {
 				}
 			})
 			addr, _ := faultyFront(t, o.addr, Peer{})
-			k := dialClient(t, addr)
-			k.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
-			if resp, body, err := k.response("GET"); err != nil || resp.StatusCode != 200 || body != "warm!" {
+			k := dialKeepAlive(t, addr)
+			sendRaw(t, k, "GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, body, err := finalResponse(k, "GET"); err != nil || resp.StatusCode != 200 || body != "warm!" {
 				t.Fatalf("first request: %v %v %q", resp, err, body)
 			}
-			k.send(tc.method + " /second HTTP/1.1\r\nHost: x\r\n\r\n")
-			resp, _, err := k.response(tc.method)
+			sendRaw(t, k, tc.method+" /second HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, _, err := finalResponse(k, tc.method)
 			if err != nil {
 				t.Fatalf("second request: %v", err)
 			}
@@ -273,13 +263,13 @@ func TestRequestWithBodyIsNeverResent(t *testing.T) {
 		return false
 	})
 	addr, _ := faultyFront(t, o.addr, Peer{})
-	k := dialClient(t, addr)
-	k.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
-	if _, _, err := k.response("GET"); err != nil {
+	k := dialKeepAlive(t, addr)
+	sendRaw(t, k, "GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, _, err := finalResponse(k, "GET"); err != nil {
 		t.Fatal(err)
 	}
-	k.send("PUT /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
-	resp, _, err := k.response("PUT")
+	sendRaw(t, k, "PUT /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	resp, _, err := finalResponse(k, "PUT")
 	if err != nil || resp.StatusCode != 502 {
 		t.Fatalf("got %v %v, want 502", resp, err)
 	}
@@ -345,20 +335,20 @@ func TestClientBodyFaultsAreTheClients(t *testing.T) {
 
 func clientFault(t *testing.T, o *scriptedOrigin, peer Peer, tc clientFaultTest) {
 	addr, logs := faultyFront(t, o.addr, peer)
-	k := dialClient(t, addr)
-	k.send("POST /upload HTTP/1.1\r\nHost: x\r\n" + tc.head + "\r\n\r\n" + tc.body)
+	k := dialKeepAlive(t, addr)
+	sendRaw(t, k, "POST /upload HTTP/1.1\r\nHost: x\r\n"+tc.head+"\r\n\r\n"+tc.body)
 	if tc.late != "" {
 		select {
 		case <-o.heads:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the request head never reached the upstream")
 		}
-		k.send(tc.late)
+		sendRaw(t, k, tc.late)
 	}
 	if tc.closeEarly {
 		k.c.(*net.TCPConn).CloseWrite()
 	}
-	out, _ := io.ReadAll(k.br)
+	out, _ := io.ReadAll(k.r)
 	switch {
 	case tc.wantStatus == 0 && len(out) > 0:
 		t.Errorf("a client that left got %q", out)
@@ -479,10 +469,10 @@ func TestResponseBytesFlowAsTheyArrive(t *testing.T) {
 						peer.Timeouts.Read = 300 * time.Millisecond
 					}
 					addr, logs := faultyFront(t, backend, peer)
-					k := dialClient(t, addr)
+					k := dialKeepAlive(t, addr)
 					k.c.SetDeadline(time.Now().Add(3 * time.Second))
-					k.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: " + conn + "\r\n\r\n")
-					resp, err := http.ReadResponse(k.br, nil)
+					sendRaw(t, k, "GET / HTTP/1.1\r\nHost: x\r\nConnection: "+conn+"\r\n\r\n")
+					resp, err := http.ReadResponse(k.r, nil)
 					if err != nil {
 						t.Fatalf("no head while the upstream holds the rest of its body: %v", err)
 					}
@@ -522,22 +512,7 @@ func startScriptedH2Origin(t *testing.T, answer func(n int, fr *http2.Framer, id
 		t.Fatal(err)
 	}
 	o := &scriptedOrigin{addr: ln.Addr().String(), heads: make(chan int, 64)}
-	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); conns.Wait() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				defer c.Close()
-				o.serveH2(c, answer)
-			}()
-		}
-	}()
+	acceptEach(t, ln, func(c net.Conn) { o.serveH2(c, answer) })
 	return o
 }
 
@@ -637,10 +612,10 @@ func TestH2UpstreamRequestIsResentOnlyWhenUnprocessed(t *testing.T) {
 			})
 			pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, o.addr)
 			addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool, Template: Peer{ALPN: ALPNH2, Timeouts: Timeouts{Read: 2 * time.Second}}}})
-			k := dialClient(t, addr)
+			k := dialKeepAlive(t, addr)
 			for i, method := range []string{"GET", "DELETE"} {
-				k.send(method + " / HTTP/1.1\r\nHost: x\r\n\r\n")
-				resp, body, err := k.response(method)
+				sendRaw(t, k, method+" / HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, body, err := finalResponse(k, method)
 				if err != nil {
 					t.Fatalf("request %d: %v", i+1, err)
 				}

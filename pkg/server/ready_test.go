@@ -7,116 +7,16 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/weir-lb/weir/internal/dnstest"
 	"github.com/weir-lb/weir/pkg/config"
 )
 
 // readyTestWait bounds every wait of these tests: far above anything that
 // should happen, so that only a hang trips it.
 const readyTestWait = 20 * time.Second
-
-// dnsMode is how a loopback test resolver treats queries.
-type dnsMode int
-
-const (
-	dnsSilent  dnsMode = iota // read every query, answer none
-	dnsGarbage                // answer every query with bytes that are no DNS message
-	dnsGated                  // answer from the zone once released
-)
-
-// loopbackDNS is a DNS server on 127.0.0.1 (github.com/miekg/dns).
-type loopbackDNS struct {
-	addr    string
-	mode    dnsMode
-	zone    map[string]string // lower-case fqdn → IPv4 address, for dnsGated
-	release chan struct{}     // closed to let dnsGated answers go
-	open    func()            // closes release, once
-
-	mu      sync.Mutex
-	queries int
-	asked   chan struct{} // closed at the first query
-}
-
-// startLoopbackDNS starts a resolver that treats queries as mode says and
-// stops it when the test ends.
-func startLoopbackDNS(t *testing.T, mode dnsMode, zone map[string]string) *loopbackDNS {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &loopbackDNS{addr: pc.LocalAddr().String(), mode: mode, zone: zone,
-		release: make(chan struct{}), asked: make(chan struct{})}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: d, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan error, 1)
-	go func() { done <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("DNS server: %v", err)
-	case <-time.After(readyTestWait):
-		t.Fatal("DNS server did not start")
-	}
-	var once sync.Once
-	d.open = func() { once.Do(func() { close(d.release) }) }
-	t.Cleanup(func() {
-		d.open() // held handlers return before the server stops
-		srv.Shutdown()
-		select {
-		case <-done:
-		case <-time.After(readyTestWait):
-			t.Error("DNS server did not stop")
-		}
-	})
-	return d
-}
-
-func (d *loopbackDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	d.mu.Lock()
-	d.queries++
-	if d.queries == 1 {
-		close(d.asked)
-	}
-	d.mu.Unlock()
-	switch d.mode {
-	case dnsSilent:
-		return
-	case dnsGarbage:
-		w.Write([]byte("\x00\x01 this is not a DNS message"))
-		return
-	}
-	select {
-	case <-d.release:
-	case <-time.After(readyTestWait):
-		return
-	}
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	resp.Authoritative = true
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		ip, ok := d.zone[strings.ToLower(q.Name)]
-		switch {
-		case !ok:
-			resp.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeA:
-			rr, err := dns.NewRR(fmt.Sprintf("%s 0 IN A %s", q.Name, ip))
-			if err == nil {
-				resp.Answer = append(resp.Answer, rr)
-			}
-		}
-	}
-	w.WriteMsg(resp)
-}
-
-// open lets the held answers of a dnsGated server go.
-func (d *loopbackDNS) Open() { d.open() }
 
 // backendServer is an HTTP server on loopback answering body to every
 // request.
@@ -216,13 +116,13 @@ func get(addr string) (int, string, error) {
 func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mode dnsMode
-	}{{"silent resolver", dnsSilent}, {"garbage resolver", dnsGarbage}} {
+		mode dnstest.Mode
+	}{{"silent resolver", dnstest.Silent}, {"garbage resolver", dnstest.Garbage}} {
 		t.Run(tc.name, func(t *testing.T) {
-			resolver := startLoopbackDNS(t, tc.mode, nil)
+			resolver := dnstest.Start(t, tc.mode, nil)
 			backend := backendServer(t, "static backend")
 			p := freePorts(t, 2)
-			srv, serve := serveFrom(t, twoServices(p[0], p[1], backend, "app.weir.test.:80", resolver.addr))
+			srv, serve := serveFrom(t, twoServices(p[0], p[1], backend, "app.weir.test.:80", resolver.Addr))
 
 			t0 := serve()
 			code, body, err := get(fmt.Sprintf("127.0.0.1:%d", p[0]))
@@ -234,7 +134,7 @@ func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
 				t.Fatalf("the static service answered %v after Serve began: it waited for the other service's DNS", elapsed.Round(time.Millisecond))
 			}
 			select {
-			case <-resolver.asked:
+			case <-resolver.Asked():
 			case <-time.After(readyTestWait):
 				t.Fatal("the DNS service never asked its resolver")
 			}
@@ -255,14 +155,14 @@ func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
 func TestDNSServiceWaitsForItsOwnFirstDiscovery(t *testing.T) {
 	backend := backendServer(t, "discovered backend")
 	_, port, _ := net.SplitHostPort(backend)
-	resolver := startLoopbackDNS(t, dnsGated, map[string]string{"app.weir.test.": "127.0.0.1"})
+	resolver := dnstest.Start(t, dnstest.Hold, map[string]string{"app.weir.test.": "127.0.0.1"})
 	static := backendServer(t, "static backend")
 	p := freePorts(t, 2)
-	srv, serve := serveFrom(t, twoServices(p[0], p[1], static, "app.weir.test.:"+port, resolver.addr))
+	srv, serve := serveFrom(t, twoServices(p[0], p[1], static, "app.weir.test.:"+port, resolver.Addr))
 
 	serve()
 	select {
-	case <-resolver.asked:
+	case <-resolver.Asked():
 	case <-time.After(readyTestWait):
 		t.Fatal("the DNS service never asked its resolver")
 	}
@@ -286,7 +186,7 @@ func TestDNSServiceWaitsForItsOwnFirstDiscovery(t *testing.T) {
 	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: discovered\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	resolver.Open()
+	resolver.SetMode(dnstest.Answer)
 	reply, err := io.ReadAll(conn)
 	if err != nil {
 		t.Fatalf("reading the DNS service's answer: %v", err)
