@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/internal/dnstest"
-	"github.com/weir-lb/weir/pkg/config"
 )
 
 // readyTestWait bounds every wait of these tests: far above anything that
@@ -58,17 +57,7 @@ services:
 // that starts serving, returning the instant it did so.
 func serveFrom(t *testing.T, yaml string) (*Server, func() time.Time) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatalf("config:\n%v", err)
-	}
-	srv, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	srv := listenFrom(t, yaml, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := false

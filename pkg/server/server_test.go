@@ -43,8 +43,9 @@ func startServer(t *testing.T, yaml string) (stop func() error) {
 	return startServerLogging(t, yaml, nil)
 }
 
-// startServerLogging is startServer with the server's log.
-func startServerLogging(t *testing.T, yaml string, log *slog.Logger) (stop func() error) {
+// listenFrom builds the Server of yaml, logging to log, and binds its
+// listeners.
+func listenFrom(t *testing.T, yaml string, log *slog.Logger) *Server {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
@@ -57,6 +58,13 @@ func startServerLogging(t *testing.T, yaml string, log *slog.Logger) (stop func(
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+// startServerLogging is startServer with the server's log.
+func startServerLogging(t *testing.T, yaml string, log *slog.Logger) (stop func() error) {
+	t.Helper()
+	srv := listenFrom(t, yaml, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
