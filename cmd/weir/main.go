@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (*detach || cfg.Daemon) && !*testOnly && !notifier.Detached() {
 		return startDaemon(args, cfg, stdout, stderr)
 	}
-	log, closeLog, err := openLog(cfg.ErrorLog, stderr)
+	log, closeLog, err := openLog(cfg, stderr)
 	if err != nil {
 		notifier.Fail(err)
 		fmt.Fprintf(stderr, "weir: %v\n", err)
@@ -144,15 +144,38 @@ func absConfigArgs(args []string) []string {
 	return out
 }
 
-// openLog opens error_log (standard error when empty) for the server's
-// structured log.
-func openLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
-	if path == "" {
-		return slog.New(slog.NewTextHandler(stderr, nil)), func() {}, nil
+// openLog opens error_log (standard error when it has no path) for the
+// server's structured log, at its level and in its format.
+func openLog(cfg *config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	out, closeOut := stderr, func() {}
+	if cfg.ErrorLog != "" {
+		f, err := os.OpenFile(cfg.ErrorLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open error_log: %w", err)
+		}
+		out, closeOut = f, func() { f.Close() }
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open error_log: %w", err)
+	return slog.New(logHandler(cfg, out)), closeOut, nil
+}
+
+// logHandler writes to out at error_log's level, in its format.
+func logHandler(cfg *config.Config, out io.Writer) slog.Handler {
+	opts := &slog.HandlerOptions{Level: slogLevel(cfg.ErrorLogLevel)}
+	if cfg.ErrorLogFormat == config.LogJSON {
+		return slog.NewJSONHandler(out, opts)
 	}
-	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
+	return slog.NewTextHandler(out, opts)
+}
+
+// slogLevel is the slog level of error_log.level.
+func slogLevel(l config.LogLevel) slog.Level {
+	switch l {
+	case config.LogDebug:
+		return slog.LevelDebug
+	case config.LogWarn:
+		return slog.LevelWarn
+	case config.LogError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }

@@ -31,6 +31,8 @@ func (p *parser) config(root *yaml.Node) *Config {
 		UpstreamKeepalivePoolSize: DefaultUpstreamKeepalivePoolSize,
 		MaxRetries:                DefaultMaxRetries,
 		BPF:                       BPF{PinPath: DefaultBPFPinPath},
+		ErrorLogLevel:             LogInfo,
+		ErrorLogFormat:            LogText,
 	}
 	m := p.newMapping(root, "", topKeys, true)
 	if m == nil {
@@ -40,8 +42,8 @@ func (p *parser) config(root *yaml.Node) *Config {
 	m.integer("threads", &cfg.Threads, 1, math.MaxInt)
 	m.boolean("daemon", &cfg.Daemon)
 	m.file("pid_file", &cfg.PIDFile)
-	if m.str("error_log", &cfg.ErrorLog) && cfg.ErrorLog != "" {
-		cfg.ErrorLog = p.resolvePath(cfg.ErrorLog)
+	if n := m.get("error_log"); n != nil {
+		p.errorLog(n, cfg)
 	}
 	if m.file("upgrade_sock", &cfg.UpgradeSock) && len(cfg.UpgradeSock) > maxUnixSocketPath {
 		p.errorf(m.get("upgrade_sock"), "upgrade_sock", "path %s is %d bytes long, and a Unix socket path is at most %d; choose a shorter one",
@@ -61,6 +63,27 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	cfg.Services = p.services(m)
 	return cfg
+}
+
+// errorLog reads error_log: a path, or a mapping of path, level and
+// format.
+func (p *parser) errorLog(n *yaml.Node, cfg *Config) {
+	if n.Kind != yaml.MappingNode {
+		if path, ok := p.str(n, "error_log"); ok && path != "" {
+			cfg.ErrorLog = p.resolvePath(path)
+		}
+		return
+	}
+	m := p.mapping(n, "error_log", []string{"path", "level", "format"})
+	if m == nil {
+		return
+	}
+	var path string
+	if m.str("path", &path) && path != "" {
+		cfg.ErrorLog = p.resolvePath(path)
+	}
+	enumField(m, "level", &cfg.ErrorLogLevel, LogDebug, LogInfo, LogWarn, LogError)
+	enumField(m, "format", &cfg.ErrorLogFormat, LogText, LogJSON)
 }
 
 // version checks the required version key.

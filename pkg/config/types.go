@@ -88,9 +88,15 @@ type Config struct {
 	// PIDFile is where the daemon writes its process id (key pid_file,
 	// default DefaultPIDFile).
 	PIDFile string
-	// ErrorLog is the file the server logs to (key error_log); empty means
-	// standard error.
+	// ErrorLog is the file the server logs to (key error_log, or its
+	// path); empty means standard error.
 	ErrorLog string
+	// ErrorLogLevel is the least severe level logged (error_log.level,
+	// default LogInfo).
+	ErrorLogLevel LogLevel
+	// ErrorLogFormat is how log lines are written (error_log.format,
+	// default LogText).
+	ErrorLogFormat LogFormat
 	// UpgradeSock is the socket for graceful upgrades (key upgrade_sock,
 	// default DefaultUpgradeSock).
 	UpgradeSock string
@@ -494,3 +500,24 @@ type Timeouts struct {
 	// (default 10s; 0 for l4 services, which read no HTTP).
 	Header time.Duration
 }
+
+// LogLevel is the least severe level of the lines weir logs.
+type LogLevel string
+
+// The log levels, most verbose first.
+const (
+	LogDebug LogLevel = "debug"
+	LogInfo  LogLevel = "info"
+	LogWarn  LogLevel = "warn"
+	LogError LogLevel = "error"
+)
+
+// LogFormat is how weir writes its log lines.
+type LogFormat string
+
+const (
+	// LogText writes key=value lines (log/slog's text format).
+	LogText LogFormat = "text"
+	// LogJSON writes one JSON object a line.
+	LogJSON LogFormat = "json"
+)
