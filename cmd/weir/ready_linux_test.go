@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,28 +11,8 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/internal/dnstest"
+	"github.com/weir-lb/weir/internal/testenv"
 )
-
-// ask sends one request to addr and returns the status line's code and
-// the body.
-func ask(addr string) (int, string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return 0, "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"); err != nil {
-		return 0, "", err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
 
 // The new weir of an upgrade reports ready once every service serves; a
 // DNS-discovered service serves once its first discovery is done. While
@@ -45,7 +23,7 @@ func ask(addr string) (int, string, error) {
 // timeout (5 s), not for good: the upgrade still completes, well within
 // grace_period_seconds.
 func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
-	backend := backendHTTP(t, "discovered")
+	backend := testenv.Backend(t, "discovered")
 	_, port, _ := net.SplitHostPort(backend)
 	for _, tc := range []struct {
 		name     string
@@ -77,7 +55,7 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 			logs := logFile(t)
 			old := startWeir(t, logs, "-c", lab.conf)
 			lab.waitPIDFile(t, old.cmd.Process.Pid)
-			if code, body, err := ask(discAddr); err != nil || code != 200 || body != "discovered" {
+			if code, body, err := testenv.Get(discAddr, 20*time.Second); err != nil || code != 200 || body != "discovered" {
 				t.Fatalf("the DNS service before the upgrade: %d %q %v\n%s", code, body, err, logs)
 			}
 
@@ -89,7 +67,7 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 
 			// Meanwhile the old weir serves both services.
 			waitServing(t, lab.addr)
-			if code, body, err := ask(discAddr); err != nil || code != 200 || body != "discovered" {
+			if code, body, err := testenv.Get(discAddr, 20*time.Second); err != nil || code != 200 || body != "discovered" {
 				t.Fatalf("the DNS service while the new weir waits for its discovery: %d %q %v\n%s", code, body, err, logs)
 			}
 			select {
@@ -109,7 +87,7 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 			}
 			lab.waitPIDFile(t, next.cmd.Process.Pid)
 			waitServing(t, lab.addr)
-			code, body, err := ask(discAddr)
+			code, body, err := testenv.Get(discAddr, 20*time.Second)
 			switch {
 			case err != nil:
 				t.Fatalf("the DNS service after the upgrade: %v", err)
@@ -126,19 +104,4 @@ func TestUpgradeWaitsForEachServicesFirstDiscovery(t *testing.T) {
 			}
 		})
 	}
-}
-
-// backendHTTP is an HTTP server on loopback answering body.
-func backendHTTP(t *testing.T, body string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
 }

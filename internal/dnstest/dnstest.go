@@ -51,17 +51,28 @@ type Server struct {
 // ends.
 func Start(t testing.TB, mode Mode, zone map[string]string) *Server {
 	t.Helper()
+	s := &Server{zone: map[string]string{}, mode: mode, release: make(chan struct{}), asked: make(chan struct{})}
+	for name, ip := range zone {
+		s.zone[strings.ToLower(name)] = ip
+	}
+	s.Addr = Serve(t, s)
+	// Registered after Serve's, so it runs first: held handlers return
+	// before the server stops.
+	t.Cleanup(func() { s.SetMode(Answer) })
+	return s
+}
+
+// Serve serves DNS over UDP on a free port of 127.0.0.1 with h until the
+// test ends, and returns the address. It is the plumbing of Start, for
+// tests whose server answers in ways of its own.
+func Serve(t testing.TB, h dns.Handler) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: pc.LocalAddr().String(), zone: map[string]string{}, mode: mode,
-		release: make(chan struct{}), asked: make(chan struct{})}
-	for name, ip := range zone {
-		s.zone[strings.ToLower(name)] = ip
-	}
 	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { close(started) }}
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
 	done := make(chan error, 1)
 	go func() { done <- srv.ActivateAndServe() }()
 	select {
@@ -72,15 +83,16 @@ func Start(t testing.TB, mode Mode, zone map[string]string) *Server {
 		t.Fatal("DNS server did not start")
 	}
 	t.Cleanup(func() {
-		s.SetMode(Answer) // held handlers return before the server stops
-		srv.Shutdown()
+		if err := srv.Shutdown(); err != nil {
+			t.Errorf("DNS server shutdown: %v", err)
+		}
 		select {
 		case <-done:
 		case <-time.After(wait):
 			t.Error("DNS server did not stop")
 		}
 	})
-	return s
+	return pc.LocalAddr().String()
 }
 
 // SetMode switches the server to mode; leaving Hold lets the held answers

@@ -28,20 +28,40 @@ import (
 type scriptedOrigin struct {
 	addr string
 	mu   sync.Mutex
-	seen []string // "METHOD /path" of every request, in arrival order
+	seen []string // every request in arrival order: "METHOD /path", or "stream N" over HTTP/2
 	// heads is told the number of each request once its head is read.
 	heads chan int
 }
 
 func startScriptedOrigin(t *testing.T, answer func(n int, c net.Conn) (keepAlive bool)) *scriptedOrigin {
 	t.Helper()
+	return listenOrigin(t, func(o *scriptedOrigin, c net.Conn) { o.serve(c, answer) })
+}
+
+// listenOrigin starts an origin on loopback that serves each connection
+// with serve.
+func listenOrigin(t *testing.T, serve func(*scriptedOrigin, net.Conn)) *scriptedOrigin {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := &scriptedOrigin{addr: ln.Addr().String(), heads: make(chan int, 64)}
-	acceptEach(t, ln, func(c net.Conn) { o.serve(c, answer) })
+	acceptEach(t, ln, func(c net.Conn) { serve(o, c) })
 	return o
+}
+
+// record notes a request, described by what, and returns its number.
+func (o *scriptedOrigin) record(what string) int {
+	o.mu.Lock()
+	o.seen = append(o.seen, what)
+	n := len(o.seen)
+	o.mu.Unlock()
+	select {
+	case o.heads <- n:
+	default:
+	}
+	return n
 }
 
 // acceptEach serves every connection ln accepts with serve, on a goroutine
@@ -73,14 +93,7 @@ func (o *scriptedOrigin) serve(c net.Conn, answer func(int, net.Conn) bool) {
 		if err != nil {
 			return
 		}
-		o.mu.Lock()
-		o.seen = append(o.seen, req.Method+" "+req.URL.Path)
-		n := len(o.seen)
-		o.mu.Unlock()
-		select {
-		case o.heads <- n:
-		default:
-		}
+		n := o.record(req.Method + " " + req.URL.Path)
 		if req.ContentLength != 0 && req.Header.Get("Expect") == "" {
 			if _, err := io.Copy(io.Discard, req.Body); err != nil {
 				return
@@ -507,13 +520,7 @@ func TestResponseBytesFlowAsTheyArrive(t *testing.T) {
 // ended; answer returns false to close the connection after it.
 func startScriptedH2Origin(t *testing.T, answer func(n int, fr *http2.Framer, id uint32) bool) *scriptedOrigin {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &scriptedOrigin{addr: ln.Addr().String(), heads: make(chan int, 64)}
-	acceptEach(t, ln, func(c net.Conn) { o.serveH2(c, answer) })
-	return o
+	return listenOrigin(t, func(o *scriptedOrigin, c net.Conn) { o.serveH2(c, answer) })
 }
 
 func (o *scriptedOrigin) serveH2(c net.Conn, answer func(int, *http2.Framer, uint32) bool) {
@@ -536,14 +543,7 @@ func (o *scriptedOrigin) serveH2(c net.Conn, answer func(int, *http2.Framer, uin
 				fr.WriteSettingsAck()
 			}
 		case *http2.HeadersFrame:
-			o.mu.Lock()
-			o.seen = append(o.seen, fmt.Sprint("stream ", f.StreamID))
-			n := len(o.seen)
-			o.mu.Unlock()
-			select {
-			case o.heads <- n:
-			default:
-			}
+			n := o.record(fmt.Sprint("stream ", f.StreamID))
 			if !f.StreamEnded() {
 				ended[f.StreamID] = n
 			} else if !answer(n, fr, f.StreamID) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/weir-lb/weir/internal/dnstest"
 )
 
 // testDNSTimeout bounds every Discover against the test server. Answers on
@@ -44,33 +46,9 @@ type testDNSServer struct {
 // it when the test ends.
 func startTestDNS(t *testing.T, records ...string) *testDNSServer {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	s := &testDNSServer{addr: pc.LocalAddr().String(), rcodes: make(map[string]int), queries: make(map[uint16]int)}
+	s := &testDNSServer{rcodes: make(map[string]int), queries: make(map[uint16]int)}
 	s.setZone(t, records...)
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan error, 1)
-	go func() { done <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("DNS server: %v", err)
-	case <-time.After(dnsTestWait):
-		t.Fatal("DNS server did not start")
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Errorf("DNS server shutdown: %v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(dnsTestWait):
-			t.Error("DNS server did not stop")
-		}
-	})
+	s.addr = dnstest.Serve(t, s)
 	return s
 }
 

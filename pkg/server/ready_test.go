@@ -5,33 +5,17 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weir-lb/weir/internal/dnstest"
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // readyTestWait bounds every wait of these tests: far above anything that
 // should happen, so that only a hang trips it.
 const readyTestWait = 20 * time.Second
-
-// backendServer is an HTTP server on loopback answering body to every
-// request.
-func backendServer(t *testing.T, body string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
 
 // twoServices is a configuration of two http_proxy services: "static",
 // with static backend, and "discovered", which resolves name through the
@@ -84,19 +68,6 @@ func serveFrom(t *testing.T, yaml string) (*Server, func() time.Time) {
 	}
 }
 
-// get sends one request to addr and returns the status and body, or the
-// error; bounded by readyTestWait.
-func get(addr string) (int, string, error) {
-	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: readyTestWait}
-	resp, err := c.Get("http://" + addr + "/")
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
 // A resolver that answers nothing, or garbage, holds up only the service
 // that asks it: a service with static backends answers at once (the first
 // request is already queued when serving starts, so what it measures is
@@ -109,12 +80,12 @@ func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
 	}{{"silent resolver", dnstest.Silent}, {"garbage resolver", dnstest.Garbage}} {
 		t.Run(tc.name, func(t *testing.T) {
 			resolver := dnstest.Start(t, tc.mode, nil)
-			backend := backendServer(t, "static backend")
+			backend := testenv.Backend(t, "static backend")
 			p := freePorts(t, 2)
 			srv, serve := serveFrom(t, twoServices(p[0], p[1], backend, "app.weir.test.:80", resolver.Addr))
 
 			t0 := serve()
-			code, body, err := get(fmt.Sprintf("127.0.0.1:%d", p[0]))
+			code, body, err := testenv.Get(fmt.Sprintf("127.0.0.1:%d", p[0]), readyTestWait)
 			elapsed := time.Since(t0)
 			if err != nil || code != 200 || body != "static backend" {
 				t.Fatalf("static service: %d %q %v, want 200 \"static backend\"", code, body, err)
@@ -142,10 +113,10 @@ func TestStaticServiceDoesNotWaitForAnotherServicesDNS(t *testing.T) {
 // by the discovered backend, not with a 503 from an empty pool; the
 // static service serves meanwhile, and Ready waits for both.
 func TestDNSServiceWaitsForItsOwnFirstDiscovery(t *testing.T) {
-	backend := backendServer(t, "discovered backend")
+	backend := testenv.Backend(t, "discovered backend")
 	_, port, _ := net.SplitHostPort(backend)
 	resolver := dnstest.Start(t, dnstest.Hold, map[string]string{"app.weir.test.": "127.0.0.1"})
-	static := backendServer(t, "static backend")
+	static := testenv.Backend(t, "static backend")
 	p := freePorts(t, 2)
 	srv, serve := serveFrom(t, twoServices(p[0], p[1], static, "app.weir.test.:"+port, resolver.Addr))
 
@@ -155,7 +126,7 @@ func TestDNSServiceWaitsForItsOwnFirstDiscovery(t *testing.T) {
 	case <-time.After(readyTestWait):
 		t.Fatal("the DNS service never asked its resolver")
 	}
-	if code, body, err := get(fmt.Sprintf("127.0.0.1:%d", p[0])); err != nil || code != 200 || body != "static backend" {
+	if code, body, err := testenv.Get(fmt.Sprintf("127.0.0.1:%d", p[0]), readyTestWait); err != nil || code != 200 || body != "static backend" {
 		t.Fatalf("static service while the resolver holds its answer: %d %q %v", code, body, err)
 	}
 	select {
