@@ -226,10 +226,8 @@ type timedReader struct {
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
-	if t.held != nil && t.held.Buffered() > 0 {
-		if err := t.held.Flush(); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrDownstream, err)
-		}
+	if err := sendHeld(t.held); err != nil {
+		return 0, err
 	}
 	t.timer.Reset(t.d)
 	return t.r.Read(p)

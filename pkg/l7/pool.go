@@ -82,14 +82,30 @@ type upstreamSource struct {
 }
 
 func (s *upstreamSource) Read(p []byte) (int, error) {
-	if s.held != nil && s.held.Buffered() > 0 {
-		if err := s.held.Flush(); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrDownstream, err)
-		}
+	if err := sendHeld(s.held); err != nil {
+		return 0, err
 	}
 	n, err := s.io.Read(p)
 	s.received += int64(n)
 	return n, err
+}
+
+// sendHeld sends what held (the client's write buffer, or nil) holds,
+// before a read that may wait on the upstream. Its failure is the
+// client's. It runs before every upstream read, so the common case,
+// nothing held, is kept small enough to be inlined.
+func sendHeld(held *bufio.Writer) error {
+	if held == nil || held.Buffered() == 0 {
+		return nil
+	}
+	return flushHeld(held)
+}
+
+func flushHeld(held *bufio.Writer) error {
+	if err := held.Flush(); err != nil {
+		return fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
+	return nil
 }
 
 // Pool keeps idle upstream connections for reuse, up to a bound per peer
