@@ -192,10 +192,16 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.srv.Logger.Debug("tls handshake failed", "service", c.srv.Name, "client", c.remote, "err", err)
+		if o := c.srv.Observer; o != nil {
+			o.Handshake(nil, err)
+		}
 		return false
 	}
 	st := tc.ConnectionState()
 	c.tls = &st
+	if o := c.srv.Observer; o != nil {
+		o.Handshake(c.tls, nil)
+	}
 	return true
 }
 
@@ -242,7 +248,11 @@ func (c *conn) next() nextStep {
 		c.closeAfter = true
 	}
 	px.bodyDone = false
-	px.sess.reset(px, c.remote, c.tls)
+	proto := HTTP11
+	if px.req.Minor == 0 {
+		proto = HTTP10
+	}
+	px.sess.reset(px, proto, c.remote, c.tls)
 	if err := px.serve(); err != nil {
 		if px.sess.Status != 0 {
 			// Cut short after its head: what had arrived of the response
@@ -311,7 +321,17 @@ func (c *conn) rejectRequest(err error) {
 	c.closeAfter = true
 	c.lingering = true
 	c.px.req.Method = nil // no HEAD semantics for a request we could not read
+	s := &c.px.sess
+	s.reset(c.px, HTTP11, c.remote, c.tls)
+	obs := c.srv.Observer
+	if obs != nil {
+		obs.RequestStarted(s)
+	}
 	c.px.writeError(he.Status)
+	if obs != nil {
+		// Counted and logged as the client's 4xx it is.
+		obs.RequestDone(s, fmt.Errorf("%w: %w", ErrDownstream, err))
+	}
 	c.srv.Logger.Debug("bad request", "service", c.srv.Name, "client", c.remote, "status", he.Status, "err", err)
 }
 
@@ -409,6 +429,9 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	buf := appendStatusLine(c.px.scratch[:0], status, reason)
 	if h != nil {
 		buf = appendFields(buf, h)
+	}
+	if id := c.px.sess.RequestID; len(id) > 0 {
+		buf = append(append(append(buf, RequestIDHeader+": "...), id...), "\r\n"...)
 	}
 	switch {
 	case c.px.chunkOut:

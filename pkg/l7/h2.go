@@ -49,9 +49,11 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			case <-time.After(t.Write):
 			}
 			r.bodyDone = body.eof.Load()
+			r.sess.BytesReceived += body.n.Load()
 		}()
 	}
 	retryable := r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
+	sent := time.Now()
 	resp, err := cc.RoundTrip(hreq)
 	if err != nil {
 		if berr := body.failure(); berr != nil {
@@ -66,6 +68,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, err)
 	}
 	defer resp.Body.Close()
+	r.sess.FirstByte = time.Since(sent)
 	timer.Reset(t.Read)
 
 	rs := &r.resp
@@ -75,6 +78,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			rs.Header.Add(name, v)
 		}
 	}
+	r.dropUpstreamRequestID()
 	rs.Status, rs.Reason, rs.Minor = resp.StatusCode, nil, 1
 	rs.ContentLength, rs.Chunked, rs.KeepAlive = resp.ContentLength, false, true
 	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
@@ -180,6 +184,7 @@ func h2Unprocessed(err error) bool {
 // transport closed it.
 type h2ReqBody struct {
 	r      io.Reader
+	n      atomic.Int64 // bytes read, for Session.BytesReceived
 	eof    atomic.Bool
 	err    atomic.Pointer[error]
 	once   sync.Once
@@ -188,6 +193,7 @@ type h2ReqBody struct {
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
 	switch {
 	case err == io.EOF:
 		b.eof.Store(true)

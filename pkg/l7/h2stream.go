@@ -232,7 +232,10 @@ func (hc *h2Conn) runStream(st *h2Stream, status int) {
 	defer hc.wg.Done()
 	px := &st.px
 	px.srv, px.down, px.https, px.bodyDone = hc.srv, st, hc.tls != nil, false
-	px.sess.reset(px, hc.remote, hc.tls)
+	px.sess.reset(px, HTTP2, hc.remote, hc.tls)
+	if o := hc.srv.Observer; o != nil {
+		o.StreamOpened()
+	}
 	if status != 0 {
 		px.respond(status, nil, nil)
 	} else {
@@ -330,6 +333,10 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 // body bytes, or with the stream's end.
 func (st *h2Stream) writeHead(status int, _ []byte, h *h1.Header, length int64, noBody bool) error {
 	b := appendResponseFields(appendHpackStatus(st.head[:0], status), h)
+	if id := st.px.sess.RequestID; len(id) > 0 {
+		var name [len(RequestIDHeader)]byte
+		b = appendHpackField(b, append(name[:0], RequestIDHeader...), id)
+	}
 	if length >= 0 && status != 204 && status != 304 {
 		b = appendHpackInt(b, 0, 4, 28) // content-length
 		var digits [20]byte

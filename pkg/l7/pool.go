@@ -237,25 +237,26 @@ func (p *Pool) Idle() int {
 
 // connect returns a connection for peer: a multiplexed HTTP/2 one when
 // the peer speaks it (cc), or else a pooled or new HTTP/1.1 one (uc).
-func (p *Pool) connect(peer *Peer) (uc *upstreamConn, cc *http2.ClientConn, err error) {
+func (p *Pool) connect(peer *Peer) (uc *upstreamConn, cc *http2.ClientConn, dialed time.Duration, err error) {
 	key := peer.key()
 	if peer.ALPN != ALPNH1 && !p.knownH1(key) {
 		return p.connectH2(peer, key)
 	}
 	if uc := p.get(key, peer.Timeouts.withDefaults().Idle); uc != nil {
-		return uc, nil, nil
+		return uc, nil, 0, nil
 	}
+	start := time.Now()
 	uc, err = p.dial(context.Background(), peer)
-	return uc, nil, err
+	return uc, nil, max(time.Since(start), 1), err
 }
 
 // connectH2 returns the shared HTTP/2 connection for key, dialling it
 // when there is none. One request dials while the others wait for it, so
 // a burst of first requests opens one connection, not one each.
-func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn, error) {
+func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn, time.Duration, error) {
 	for {
 		if cc := p.getH2(key); cc != nil {
-			return nil, cc, nil
+			return nil, cc, 0, nil
 		}
 		p.mu.Lock()
 		if wait := p.h2dialing[key]; wait != nil {
@@ -270,12 +271,14 @@ func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientC
 		p.h2dialing[key] = done
 		p.mu.Unlock()
 
+		start := time.Now()
 		uc, cc, err := p.dialH2(peer, key)
+		dialed := max(time.Since(start), 1)
 		p.mu.Lock()
 		delete(p.h2dialing, key)
 		p.mu.Unlock()
 		close(done)
-		return uc, cc, err
+		return uc, cc, dialed, err
 	}
 }
 
@@ -333,7 +336,7 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		tc := tls.Client(raw, p.tlsConfig(peer))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, fmt.Errorf("%w: %s: tls handshake: %w", ErrUpstreamConnect, peer.Addr, err)
+			return nil, fmt.Errorf("%w: %s: %w: %w", ErrUpstreamConnect, peer.Addr, errUpstreamTLS, err)
 		}
 		conn = tc
 	}

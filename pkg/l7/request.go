@@ -97,6 +97,13 @@ func (r *request) copyBuffer(length int64) []byte {
 func (r *request) serve() error {
 	s := &r.sess
 	p := r.srv.Proxy
+	if r.srv.RequestID {
+		s.assignRequestID()
+	}
+	obs := r.srv.Observer
+	if obs != nil {
+		obs.RequestStarted(s)
+	}
 	if m, ok := p.(CtxMaker); ok {
 		s.Ctx = m.NewCtx()
 	}
@@ -109,6 +116,9 @@ func (r *request) serve() error {
 	}
 	if lg, ok := p.(Logger); ok {
 		lg.Log(s, err)
+	}
+	if obs != nil {
+		obs.RequestDone(s, err)
 	}
 	if err != nil {
 		r.logFailure(err, truncated)
@@ -134,7 +144,7 @@ func (r *request) logFailure(err error, truncated bool) {
 	}
 	r.srv.Logger.Log(context.Background(), level, msg, "service", r.srv.Name, "client", s.Client,
 		"method", string(r.req.Method), "target", string(r.req.Target), "status", s.Status,
-		"fault", fault.String(), "err", err)
+		"fault", fault.String(), "request_id", string(s.RequestID), "err", err)
 }
 
 // run is the request pipeline: filter, choose a peer, send, relay.
@@ -166,7 +176,9 @@ func (r *request) run(s *Session) error {
 			return err
 		}
 		s.Tried = append(s.Tried, peer)
-		uc, cc, err := r.srv.Pool.connect(peer)
+		s.Attempts++
+		uc, cc, dialed, err := r.srv.Pool.connect(peer)
+		s.Reused, s.Connect, s.FirstByte = dialed == 0, dialed, 0
 		if err != nil {
 			if attempt < r.srv.MaxRetries && r.mayRetryConnect(peer, err) {
 				continue
@@ -262,7 +274,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		if retryable && neverAnswered(uc, received, err) {
 			return &staleConnError{err}
 		}
-		return err
+		return upstreamWriteError(peer.Addr, err)
 	}
 	if hasBody { // streaming it may have taken a while
 		now = time.Now()
@@ -280,10 +292,12 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		}
 		return upstreamReadError(peer.Addr, err)
 	}
+	r.sess.FirstByte = time.Since(now)
 	if r.resp.Status == 101 {
 		return r.down.tunnel(r, uc)
 	}
 	stripConnectionListed(&r.resp.Header)
+	r.dropUpstreamRequestID()
 	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
 		if err := f.ResponseFilter(&r.sess, &r.resp); err != nil {
 			uc.close()
@@ -336,6 +350,18 @@ func upstreamReadError(addr string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, addr, err)
+}
+
+// upstreamWriteError classifies a failure to send the request: the
+// client's when reading its body failed, else the upstream's.
+func upstreamWriteError(addr string, err error) error {
+	if errors.Is(err, ErrDownstream) || errors.Is(err, ErrFilter) {
+		return err
+	}
+	if isTimeout(err) {
+		return fmt.Errorf("%w: %s: sending the request: %w", ErrUpstreamTimeout, addr, err)
+	}
+	return fmt.Errorf("%w: %s: sending the request: %w", ErrUpstreamProtocol, addr, err)
 }
 
 func isTimeout(err error) bool {
@@ -393,7 +419,8 @@ func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
 		dst = &r.upChunked
 	}
 	r.dw = deadlineWriter{dl: &uc.dl, w: dst, flush: uc.w, timeout: t.Write}
-	_, rerr, werr := copyBody(&r.dw, body, r.copyBuffer(r.req.ContentLength))
+	n, rerr, werr := copyBody(&r.dw, body, r.copyBuffer(r.req.ContentLength))
+	r.sess.BytesReceived += n
 	if rerr != nil {
 		return fmt.Errorf("%w: reading request body: %w", ErrDownstream, rerr)
 	}
@@ -410,6 +437,15 @@ func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
 // noBody reports whether the response to this request has no body.
 func (r *request) noBody(status int) bool {
 	return isHead(r.req.Method) || status == 204 || status == 304
+}
+
+// dropUpstreamRequestID removes the upstream's X-Request-Id from its
+// response when the proxy sets its own, so the client gets one, the id
+// of the logs.
+func (r *request) dropUpstreamRequestID() {
+	if len(r.sess.RequestID) > 0 {
+		r.resp.Header.Del(RequestIDHeader)
+	}
 }
 
 // relayResponse sends the response head and body downstream. It reports
@@ -519,6 +555,9 @@ func (r *request) prepareUpstreamRequest() {
 		req.Header.SetValue("Host", authority)
 		req.Host = authority
 		req.Target = path
+	}
+	if id := r.sess.RequestID; len(id) > 0 {
+		req.Header.SetValue(RequestIDHeader, id)
 	}
 	if r.srv.NoForwardedHeaders {
 		return

@@ -46,6 +46,13 @@ type Server struct {
 	NoForwardedHeaders bool
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
+	// Observer, when not nil, is told of every connection and request:
+	// the hook for metrics and access logs.
+	Observer Observer
+	// RequestID gives every request an id (Session.RequestID): the
+	// client's X-Request-Id when valid, else a new one. It is sent
+	// upstream, in the response, and in every log line of the request.
+	RequestID bool
 
 	once sync.Once
 	mu   sync.Mutex
@@ -152,6 +159,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	if s.Observer != nil {
+		s.Observer.ConnOpened()
+	}
 	return c
 }
 
@@ -178,6 +188,9 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	if s.Observer != nil {
+		s.Observer.ConnClosed()
+	}
 	s.wg.Done()
 }
 

@@ -31,17 +31,39 @@ type Session struct {
 	Status int
 	// BytesSent counts response body bytes sent downstream.
 	BytesSent int64
+	// BytesReceived counts request body bytes read from the client.
+	BytesReceived int64
+	// Proto is the protocol the client spoke.
+	Proto Proto
+	// Attempts counts the times the request was sent, or a connection
+	// was tried for it: 1 for a request served at the first try, 0 for
+	// one answered without an upstream.
+	Attempts int
+	// Reused says the last attempt went over a pooled upstream
+	// connection. Connect is how long opening the last attempt's new
+	// connection took (TCP and TLS), 0 when one was reused.
+	Reused  bool
+	Connect time.Duration
+	// FirstByte is the time from sending the last attempt's request head
+	// until the upstream's response head had arrived; 0 when none did.
+	FirstByte time.Duration
+	// RequestID is the request's id, sent upstream and back in
+	// X-Request-Id: the client's when valid, else a new one. Empty when
+	// the server does not assign ids (Server.RequestID).
+	RequestID []byte
 
 	r *request
 	// keyBuf holds derived selection keys, so that keying by client
 	// address allocates nothing.
 	keyBuf [64]byte
+	// idBuf holds RequestID.
+	idBuf [maxRequestID]byte
 }
 
-func (s *Session) reset(r *request, client netip.AddrPort, tlsState *tls.ConnectionState) {
+func (s *Session) reset(r *request, proto Proto, client netip.AddrPort, tlsState *tls.ConnectionState) {
 	tried := s.Tried[:0]
 	clear(s.Tried[:cap(s.Tried)])
-	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), r: r}
+	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), Proto: proto, r: r}
 }
 
 // ClientIP returns the client's IP address as text, in a buffer owned by

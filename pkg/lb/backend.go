@@ -200,6 +200,16 @@ func (b *Backend) InFlight() int64 {
 	return b.state.inflight.Load()
 }
 
+// Ext returns what Options.Attach returned when the backend's address
+// joined its LoadBalancer: per-backend data of the caller's, such as its
+// metrics. It is nil for a Backend that did not come from a LoadBalancer.
+func (b *Backend) Ext() any {
+	if b.state == nil {
+		return nil
+	}
+	return b.state.ext
+}
+
 // SameAs reports whether o is the same backend as b, at the same weight,
 // sharing the same LoadBalancer state: a cache keyed by address uses it to
 // notice that a backend was reweighted, or removed and added again.

@@ -53,6 +53,18 @@ type Options struct {
 	Observers []Observer
 	// Logger receives discovery and build failures from Run; nil discards.
 	Logger *slog.Logger
+
+	// Attach, when not nil, is called once for each backend address as
+	// it joins, with the LoadBalancer's lock held; what it returns is the
+	// backend's Ext for as long as the address stays. Per-backend
+	// metrics are resolved here, once, rather than on every request.
+	Attach func(b Backend) any
+	// Checked, when not nil, is told of every health check's result: err
+	// is nil when the check passed. It runs on the checking goroutine.
+	Checked func(b Backend, err error, latency time.Duration)
+	// Updated, when not nil, is told of every Update: the statistics of
+	// a successful one, or its error (stats then only has At).
+	Updated func(stats UpdateStats, err error)
 }
 
 // UpdateStats describes the last successful Update.
@@ -193,14 +205,22 @@ func (lb *LoadBalancer[A]) LastUpdate() (UpdateStats, bool) {
 // their order changed; health, drain and in-flight state carry over for
 // every address that stays.
 func (lb *LoadBalancer[A]) Update(ctx context.Context) error {
+	stats, err := lb.update(ctx)
+	if lb.opts.Updated != nil {
+		lb.opts.Updated(stats, err)
+	}
+	return err
+}
+
+func (lb *LoadBalancer[A]) update(ctx context.Context) (UpdateStats, error) {
 	start := time.Now()
 	set, err := lb.opts.Discovery.Discover(ctx)
 	discovered := time.Now()
 	if err != nil {
-		return fmt.Errorf("discover backends: %w", err)
+		return UpdateStats{At: discovered}, fmt.Errorf("discover backends: %w", err)
 	}
 	if err := validateSet(set.Backends); err != nil {
-		return fmt.Errorf("discovered backends: %w", err)
+		return UpdateStats{At: discovered}, fmt.Errorf("discovered backends: %w", err)
 	}
 
 	lb.mu.Lock()
@@ -208,10 +228,10 @@ func (lb *LoadBalancer[A]) Update(ctx context.Context) error {
 	lb.mu.Unlock()
 	lb.deliver()
 	if err != nil {
-		return err
+		return UpdateStats{At: discovered}, err
 	}
 	lb.stats.Store(&stats)
-	return nil
+	return stats, nil
 }
 
 // apply publishes set. Call with mu held.
@@ -223,6 +243,9 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		st := lb.states[b.Addr]
 		if st == nil {
 			st = newBackendState(lb.opts.HealthCheck == nil || lb.opts.Initially == InitiallyHealthy)
+			if lb.opts.Attach != nil {
+				st.ext = lb.opts.Attach(b)
+			}
 			fresh[b.Addr] = st
 		}
 		b.state = st
@@ -379,6 +402,9 @@ func (lb *LoadBalancer[A]) checkOne(ctx context.Context, b *Backend) {
 	latency := time.Since(start)
 	if ctx.Err() != nil && err != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		return // the runner is stopping: not a verdict on the backend
+	}
+	if lb.opts.Checked != nil {
+		lb.opts.Checked(*b, err, latency)
 	}
 	lb.record(b, err, start, latency)
 }

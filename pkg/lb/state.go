@@ -26,6 +26,10 @@ type backendState struct {
 	lastLatency   time.Duration
 	lastOK        bool
 	consecutive   int
+
+	// ext is Options.Attach's value for this address, set once before
+	// the state is published.
+	ext any
 }
 
 func newBackendState(healthy bool) *backendState {

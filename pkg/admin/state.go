@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors a State returns; the API maps them to statuses (404, 400, 409).
+var (
+	// ErrUnknownService: no service of that name (404).
+	ErrUnknownService = errors.New("unknown service")
+	// ErrUnknownBackend: the service has no backend at that address (404).
+	ErrUnknownBackend = errors.New("unknown backend")
+	// ErrBadRequest: a value was malformed or out of range (400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrNotSupported: the change does not apply to this service (409),
+	// for example adding a backend to one discovered through DNS.
+	ErrNotSupported = errors.New("not supported for this service")
+)
+
+// State is the running server as the admin API sees it: a snapshot to
+// report, and the runtime changes an operator may make. Every change
+// takes effect on request routing (and on an L4 service's BPF tables)
+// before the call returns, and is kept as a runtime override that
+// survives reloads and upgrades.
+type State interface {
+	// Status returns a consistent snapshot of every service.
+	Status() Status
+	// SetEnabled drains (false) or re-enables (true) a backend.
+	SetEnabled(service, backend string, enabled bool) error
+	// SetWeight changes a backend's weight (1 to lb.MaxWeight).
+	SetWeight(service, backend string, weight int) error
+	// AddBackend adds a backend to a service with static backends.
+	AddBackend(service, backend string, weight int) error
+	// RemoveBackend removes a backend from a service with static backends.
+	RemoveBackend(service, backend string) error
+}
+
+// Status is the whole server: what GET /status returns as JSON and the
+// status page shows.
+type Status struct {
+	// Version and Commit identify the running binary.
+	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
+	// PID is the serving process; Started when it started serving.
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Now is when the snapshot was taken.
+	Now      time.Time       `json:"now"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one configured service.
+type ServiceStatus struct {
+	Name string `json:"name"`
+	// Kind is the configured kind: http_proxy, respond or l4.
+	Kind string `json:"kind"`
+	// Listeners are the configured listen addresses.
+	Listeners []string `json:"listeners"`
+	// Selection is the load-balancing algorithm, empty for respond.
+	Selection string `json:"selection,omitempty"`
+	// InFlight is the number of requests (L7) being served now.
+	InFlight int64 `json:"in_flight"`
+	// RequestRate and ErrorRate are requests per second over the last
+	// minute or so; errors are responses of class 5xx and requests that
+	// got no response.
+	RequestRate float64 `json:"request_rate"`
+	ErrorRate   float64 `json:"error_rate"`
+	// DataPlane is, for an L4 service, "bpf" or "userspace".
+	DataPlane string `json:"data_plane,omitempty"`
+	// Generation is an L4 service's BPF table generation.
+	Generation uint64 `json:"generation,omitempty"`
+	// L4 holds an L4 service's counters, nil for L7 services.
+	L4       *L4Counters     `json:"l4,omitempty"`
+	Backends []BackendStatus `json:"backends"`
+}
+
+// BackendStatus is one backend of a service.
+type BackendStatus struct {
+	Addr    string `json:"addr"`
+	Weight  int    `json:"weight"`
+	Healthy bool   `json:"healthy"`
+	// Enabled is false while the backend is drained (by the admin API or
+	// by discovery).
+	Enabled bool `json:"enabled"`
+	// Drained is true when an operator drained it through the API.
+	Drained  bool  `json:"drained"`
+	InFlight int64 `json:"in_flight"`
+	// RequestRate and ErrorRate: as in ServiceStatus, for this backend.
+	RequestRate float64 `json:"request_rate"`
+	ErrorRate   float64 `json:"error_rate"`
+	// LastCheck is when the last health check started (zero: none yet),
+	// LastCheckLatency how long it took, LastError its error ("" when it
+	// passed).
+	LastCheck        time.Time     `json:"last_check,omitzero"`
+	LastCheckLatency time.Duration `json:"last_check_latency_ns,omitempty"`
+	LastError        string        `json:"last_error,omitempty"`
+	// L4 holds an L4 backend's counters, nil for L7 backends.
+	L4 *L4Counters `json:"l4,omitempty"`
+}
+
+// L4Counters are the packet counters of an L4 service or backend, summed
+// over CPUs (BPF) or read from the userspace proxy.
+type L4Counters struct {
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	NewFlows uint64 `json:"new_flows"`
+	Drops    uint64 `json:"drops"`
+}
