@@ -419,7 +419,7 @@ func (c *conn) interim(status int, reason []byte, h *h1.Header) error {
 // HTTP/1.1 client chunked; an HTTP/1.0 client learns its end when the
 // connection closes.
 func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, noBody bool) error {
-	if c.srv.closing.Load() {
+	if c.srv.closing.Load() || c.px.failed {
 		c.closeAfter = true
 	}
 	c.px.chunkOut = !noBody && length < 0 && c.px.req.Minor == 1

@@ -71,6 +71,8 @@ type request struct {
 	downIn      deadlineReader
 	// bodyDone is set once the request body was read to its end.
 	bodyDone bool
+	// failed is set while the answer to a failed request is written.
+	failed bool
 	// abort, when not nil, lets the client's side end the upstream
 	// exchange (an HTTP/2 stream's; nil for HTTP/1.1).
 	abort *abort
@@ -111,7 +113,11 @@ func (r *request) serve() error {
 	truncated := err != nil && s.Status != 0
 	if err != nil && s.Status == 0 {
 		if status := statusFor(err); status != 0 {
+			// A failed request ends its HTTP/1.1 connection: the answer
+			// must say so, or the client's next request meets the close.
+			r.failed = true
 			r.writeError(status)
+			r.failed = false
 		}
 	}
 	if lg, ok := p.(Logger); ok {
