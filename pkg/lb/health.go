@@ -35,6 +35,10 @@ const (
 	EnabledChanged
 	// Removed: the backend left the pool.
 	Removed
+	// WeightChanged: the backend's weight changed, by discovery or by an
+	// operator's override (LoadBalancer.SetWeight); Backend.Weight is the
+	// new one.
+	WeightChanged
 )
 
 func (k EventKind) String() string {
@@ -47,6 +51,8 @@ func (k EventKind) String() string {
 		return "enabled"
 	case Removed:
 		return "removed"
+	case WeightChanged:
+		return "weight"
 	}
 	return "unknown"
 }
@@ -77,8 +83,12 @@ func (f ObserverFunc) Observe(e Event) { f(e) }
 // Status is a backend's state as reported by LoadBalancer.Status.
 type Status struct {
 	Backend     Backend
-	Healthy     bool
+	Healthy bool
+	// Enabled is false while the Discovery, SetEnabled or SetDrained
+	// keeps the backend out of selection; Drained is true while
+	// SetDrained does.
 	Enabled     bool
+	Drained     bool
 	InFlight    int64
 	LastCheck   time.Time
 	LastError   error

@@ -105,6 +105,17 @@ type LoadBalancer[A Algorithm] struct {
 	mu      sync.Mutex
 	states  map[string]*backendState
 	pending []Event
+	// discovered is the last set applied, before overrides, so that an
+	// override takes effect at once without asking the Discovery again.
+	discovered Set
+	// overrides are the operator's sticky settings by address, and seeds
+	// the health verdicts a previous process handed over (override.go).
+	overrides map[string]Override
+	seeds     map[string]bool
+
+	// updateMu serialises Updates, so that an Update called by an
+	// operator's change cannot be overtaken by an older discovery.
+	updateMu sync.Mutex
 
 	// deliverMu makes event delivery one-at-a-time and in order, without
 	// holding mu, so observers may read the LoadBalancer.
@@ -135,7 +146,8 @@ func New[A Algorithm](algo A, opts Options) (*LoadBalancer[A], error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}, ready: make(chan struct{})}
+	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}, ready: make(chan struct{}),
+		overrides: map[string]Override{}, seeds: map[string]bool{}}
 	empty, err := algo.Build(nil)
 	if err != nil {
 		return nil, fmt.Errorf("build selector for an empty pool: %w", err)
@@ -213,6 +225,8 @@ func (lb *LoadBalancer[A]) Update(ctx context.Context) error {
 }
 
 func (lb *LoadBalancer[A]) update(ctx context.Context) (UpdateStats, error) {
+	lb.updateMu.Lock()
+	defer lb.updateMu.Unlock()
 	start := time.Now()
 	set, err := lb.opts.Discovery.Discover(ctx)
 	discovered := time.Now()
@@ -225,6 +239,10 @@ func (lb *LoadBalancer[A]) update(ctx context.Context) (UpdateStats, error) {
 
 	lb.mu.Lock()
 	stats, err := lb.apply(set, start, discovered)
+	if err == nil {
+		lb.discovered = set
+		clear(lb.seeds) // they were for the addresses of the first set
+	}
 	lb.mu.Unlock()
 	lb.deliver()
 	if err != nil {
@@ -240,9 +258,14 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 	backends := make([]Backend, len(set.Backends))
 	fresh := make(map[string]*backendState)
 	for i, b := range set.Backends {
+		o := lb.overrides[b.Addr]
+		if o.Weight != 0 {
+			b.Weight = o.Weight
+		}
 		st := lb.states[b.Addr]
 		if st == nil {
-			st = newBackendState(lb.opts.HealthCheck == nil || lb.opts.Initially == InitiallyHealthy)
+			st = newBackendState(lb.initialHealth(b.Addr))
+			st.drained, st.weight = o.Drained, b.Weight
 			if lb.opts.Attach != nil {
 				st.ext = lb.opts.Attach(b)
 			}
@@ -271,13 +294,19 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 			st.publish()
 			lb.states[b.Addr] = st
 			lb.queue(Added, *b, st, now)
-		} else if st.enabledByDisc != enabled {
+			continue
+		}
+		if st.enabledByDisc != enabled {
 			wasEnabled := st.enabled()
 			st.enabledByDisc = enabled
 			st.publish()
 			if st.enabled() != wasEnabled {
 				lb.queue(EnabledChanged, *b, st, now)
 			}
+		}
+		if st.weight != b.Weight {
+			st.weight = b.Weight
+			lb.queue(WeightChanged, *b, st, now)
 		}
 	}
 	lb.removeMissing(old.backends, backends, now)
@@ -353,6 +382,7 @@ func (lb *LoadBalancer[A]) Status() []Status {
 			Backend:     b,
 			Healthy:     st.healthy,
 			Enabled:     st.enabled(),
+			Drained:     st.drained,
 			InFlight:    st.inflight.Load(),
 			LastCheck:   st.lastCheck,
 			LastError:   st.lastErr,

@@ -21,6 +21,8 @@ type backendState struct {
 	healthy       bool
 	enabledByDisc bool // the Discovery's view
 	enabledByUser bool // LoadBalancer.SetEnabled's view
+	drained       bool // LoadBalancer.SetDrained's sticky override
+	weight        int  // the weight last published, to report a change
 	lastCheck     time.Time
 	lastErr       error
 	lastLatency   time.Duration
@@ -38,7 +40,7 @@ func newBackendState(healthy bool) *backendState {
 	return s
 }
 
-func (s *backendState) enabled() bool { return s.enabledByDisc && s.enabledByUser }
+func (s *backendState) enabled() bool { return s.enabledByDisc && s.enabledByUser && !s.drained }
 
 // publish recomputes the lock-free usable flag after a change.
 func (s *backendState) publish() { s.usable.Store(s.healthy && s.enabled()) }
