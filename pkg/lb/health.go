@@ -82,7 +82,7 @@ func (f ObserverFunc) Observe(e Event) { f(e) }
 
 // Status is a backend's state as reported by LoadBalancer.Status.
 type Status struct {
-	Backend     Backend
+	Backend Backend
 	Healthy bool
 	// Enabled is false while the Discovery, SetEnabled or SetDrained
 	// keeps the backend out of selection; Drained is true while

@@ -96,8 +96,10 @@ func TestOverridesApplyOnTopOfEveryDiscovery(t *testing.T) {
 				"added " + c + " healthy=true enabled=true"},
 		},
 		{
-			name:       "cleared",
-			change:     func(l *LoadBalancer[*RoundRobin]) error { return errors.Join(l.SetDrained(a, true), l.ClearOverride(a)) },
+			name: "cleared",
+			change: func(l *LoadBalancer[*RoundRobin]) error {
+				return errors.Join(l.SetDrained(a, true), l.ClearOverride(a))
+			},
 			want:       map[string]int{a: 20, b: 20},
 			wantEvents: []string{"enabled " + a + " healthy=true enabled=false", "enabled " + a + " healthy=true enabled=true"},
 		},
