@@ -51,6 +51,9 @@ func (s *Server) buildL4(sc *config.Service) (*l4Service, error) {
 	if svc.lb, err = lb.New(lb.Maglev{}, opts); err != nil {
 		return nil, err
 	}
+	if s.metrics != nil {
+		s.metrics.WatchBalancer(sc.Name, svc.lb.Status)
+	}
 	return svc, nil
 }
 

@@ -16,8 +16,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/metrics"
 	"github.com/weir-lb/weir/pkg/reuseport"
 )
 
@@ -36,6 +38,9 @@ type Server struct {
 	degraded  degraded
 
 	ready chan struct{} // closed by Serve once it accepts
+
+	metrics    *metrics.Metrics   // nil: nothing counted
+	accessLogs *accesslog.Writers // nil: no access logs
 }
 
 // service is one configured service and what runs it.
@@ -49,13 +54,32 @@ type service struct {
 	sockets   []member           // the same, unwrapped: what an upgrade hands over
 }
 
+// Options are a Server's optional parts.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics, when not nil, counts every service's traffic, backends
+	// and health checks.
+	Metrics *metrics.Metrics
+	// AccessLogs opens the services' access logs (config access_log);
+	// nil: no service logs requests.
+	AccessLogs *accesslog.Writers
+}
+
 // New builds every service of cfg without binding anything: a config that
 // New accepts fails later only for reasons of the host (a port in use).
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	return NewWith(cfg, Options{Logger: log})
+}
+
+// NewWith is New with metrics and access logs.
+func NewWith(cfg *config.Config, o Options) (*Server, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{}),
+		metrics: o.Metrics, accessLogs: o.AccessLogs}
 	var errs []error
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
@@ -84,6 +108,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 func (s *Server) build(sc *config.Service) (*service, error) {
 	svc := &service{cfg: sc}
 	where := fmt.Sprintf("service %q (%s)", sc.Name, sc.Pos)
+	obs, err := s.observer(sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
 	switch sc.Kind {
 	case config.KindRespond:
 		svc.http = s.newHTTPServer(sc, respondProxy(sc), config.Timeouts{})
@@ -94,9 +122,16 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 		}
 		svc.http = s.newHTTPServer(sc, proxy, sc.Upstream.Timeouts)
 		svc.balancer = bal
+		if s.metrics != nil {
+			s.metrics.WatchBalancer(sc.Name, bal.Status)
+		}
 	default:
 		return nil, fmt.Errorf("%s: unknown kind %q", where, sc.Kind)
 	}
+	if obs != nil {
+		svc.http.Observer = obs
+	}
+	svc.http.RequestID = sc.RequestID
 	tlsCfg, err := listenerTLS(sc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)

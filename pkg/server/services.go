@@ -11,6 +11,7 @@ import (
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/metrics"
 )
 
 // respondProxy builds the fixed-response origin of a respond service.
@@ -56,6 +57,7 @@ type balancer interface {
 	l7.Selector
 	Run(context.Context)
 	Ready() <-chan struct{}
+	Status() []lb.Status
 }
 
 func newLoadBalancer(up *config.Upstream, opts lb.Options) (balancer, error) {
@@ -130,6 +132,13 @@ func (s *Server) lbOptions(sc *config.Service) (lb.Options, error) {
 			opts.Initially = lb.InitiallyUnhealthy
 		}
 		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", sc.Name)))
+	}
+	if s.metrics != nil {
+		var http *metrics.HTTPService
+		if sc.Kind == config.KindHTTPProxy {
+			http = s.metrics.HTTPService(sc.Name)
+		}
+		s.metrics.Balancer(sc.Name, &opts, http)
 	}
 	return opts, nil
 }
