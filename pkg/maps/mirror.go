@@ -60,6 +60,12 @@ type Mirror struct {
 
 	kick      chan struct{}
 	published chan struct{} // closed by the first successful write
+
+	// syncMu makes Syncs one at a time, so that a caller's Sync returns
+	// only once every change it saw before the call is written (or
+	// failed), even while Run's own Sync is writing, and two writes are
+	// never reordered.
+	syncMu sync.Mutex
 }
 
 var _ lb.Observer = (*Mirror)(nil)
@@ -155,8 +161,12 @@ func (m *Mirror) markDirty() {
 }
 
 // Sync publishes the usable set now if it changed since the last
-// successful publication.
+// successful publication. A caller that changed the load balancer (an
+// operator's drain) calls it to have the data plane follow before it
+// returns; it is safe alongside Run.
 func (m *Mirror) Sync() error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	m.mu.Lock()
 	if !m.dirty {
 		m.mu.Unlock()

@@ -27,6 +27,9 @@ type Inheritance struct {
 	closed  bool
 	sockets []Socket
 	byKey   map[key]int
+	// state is what the old process handed over with OfferState; set
+	// once before the Inheritance is returned, then only read.
+	state []byte
 }
 
 func newInheritance(ctl control, release func(), peerPID int, sockets []Socket) *Inheritance {
@@ -39,6 +42,11 @@ func newInheritance(ctl control, release func(), peerPID int, sockets []Socket) 
 
 // PeerPID is the old process's pid, as the kernel reported it.
 func (in *Inheritance) PeerPID() int { return in.peerPID }
+
+// State returns the state the old process handed over with OfferState
+// (at most MaxStateBytes); empty when it used Offer or speaks manifest
+// version 1. The caller must not modify it.
+func (in *Inheritance) State() []byte { return in.state }
 
 // Sockets lists every inherited socket in manifest order. The Files stay
 // owned by the Inheritance; File is nil once a socket was adopted.

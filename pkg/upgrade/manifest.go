@@ -12,9 +12,15 @@ import (
 )
 
 // ManifestVersion is the version of the handoff protocol this package
-// speaks. The new process refuses a manifest of any other version, and
-// the old one learns why from the abort reason.
-const ManifestVersion = 1
+// sends. Version 2 adds the state records after the sockets. The new
+// process accepts versions minManifestVersion to ManifestVersion (a
+// version 1 peer sends no state) and refuses any other, and the old one
+// learns why from the abort reason.
+const ManifestVersion = 2
+
+// minManifestVersion is the oldest version a new process accepts: an
+// upgrade from a weir that hands over no state still goes through.
+const minManifestVersion = 1
 
 // protocolName marks the first message, so that a stray process talking
 // to the upgrade socket is told apart from a weir of another version.
@@ -38,6 +44,16 @@ const (
 	maxNameBytes = 1024
 	// maxReasonBytes bounds an abort or cancel reason.
 	maxReasonBytes = 1024
+	// MaxStateBytes bounds the opaque state the old process hands over
+	// (runtime overrides and health verdicts): far beyond what thousands
+	// of backends need, small enough that a hostile peer cannot make the
+	// new process hold much.
+	MaxStateBytes = 4 << 20
+	// stateChunkBytes is the most state one record carries; in base64
+	// it stays well within maxRecordBytes.
+	stateChunkBytes = 32 << 10
+	// maxStateRecords bounds the state records a new process reads.
+	maxStateRecords = MaxStateBytes/stateChunkBytes + 1
 )
 
 // msgType tells the records apart.
@@ -47,11 +63,13 @@ type msgType string
 //
 //	old → new  offer    protocol, version, number of sockets
 //	old → new  sockets  up to maxFDsPerRecord entries + their descriptors (repeated)
+//	old → new  state    up to stateChunkBytes of the state (repeated; the last says so; version 2)
 //	new → old  ready    or abort (with reason)
 //	old → new  ack      or cancel (with reason)
 const (
 	msgOffer   msgType = "offer"
 	msgSockets msgType = "sockets"
+	msgState   msgType = "state"
 	msgReady   msgType = "ready"
 	msgAbort   msgType = "abort"
 	msgAck     msgType = "ack"
@@ -66,6 +84,9 @@ type message struct {
 	Count   int     `json:"count,omitempty"`
 	Sockets []entry `json:"sockets,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
+	// Data is a chunk of the state, Last set on its final record.
+	Data []byte `json:"data,omitempty"`
+	Last bool   `json:"last,omitempty"`
 }
 
 // entry is a Socket without its descriptor: one line of the manifest.
@@ -154,6 +175,10 @@ func (m *message) validate() error {
 				return err
 			}
 		}
+	case msgState:
+		if len(m.Data) > stateChunkBytes {
+			return fmt.Errorf("%w: a state record holds %d bytes; at most %d", ErrManifest, len(m.Data), stateChunkBytes)
+		}
 	case msgReady, msgAck, msgAbort, msgCancel:
 	default:
 		return fmt.Errorf("%w: unknown record type %q", ErrProtocol, m.Type)
@@ -165,8 +190,8 @@ func (m *message) validateOffer() error {
 	if m.Proto != protocolName {
 		return fmt.Errorf("%w: the peer speaks %q, not %q", ErrProtocol, m.Proto, protocolName)
 	}
-	if m.Version != ManifestVersion {
-		return fmt.Errorf("%w: the old process sent manifest version %d, and this weir speaks version %d; upgrade through a release that speaks both", ErrVersion, m.Version, ManifestVersion)
+	if m.Version < minManifestVersion || m.Version > ManifestVersion {
+		return fmt.Errorf("%w: the old process sent manifest version %d, and this weir speaks versions %d to %d; upgrade through a release that speaks both", ErrVersion, m.Version, minManifestVersion, ManifestVersion)
 	}
 	if m.Count < 0 || m.Count > maxSockets {
 		return fmt.Errorf("%w: the offer announces %d sockets; at most %d are accepted", ErrManifest, m.Count, maxSockets)
@@ -224,6 +249,20 @@ func batches(entries []entry) ([][]entry, error) {
 		out = append(out, entries[start:])
 	}
 	return out, nil
+}
+
+// stateRecords splits state into the state records that carry it: at
+// least one, the last marked, each within stateChunkBytes.
+func stateRecords(state []byte) ([]message, error) {
+	if len(state) > MaxStateBytes {
+		return nil, fmt.Errorf("%w: the state is %d bytes, more than the limit of %d", ErrManifest, len(state), MaxStateBytes)
+	}
+	var out []message
+	for len(state) > stateChunkBytes {
+		out = append(out, message{Type: msgState, Data: state[:stateChunkBytes]})
+		state = state[stateChunkBytes:]
+	}
+	return append(out, message{Type: msgState, Data: state, Last: true}), nil
 }
 
 // checkUnique reports the first key that appears twice.

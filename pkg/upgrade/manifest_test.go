@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,10 @@ func TestDecode(t *testing.T) {
 		{"sockets", `{"type":"sockets","sockets":[` + string(goodJSON) + `]}`, nil, ""},
 		{"ready", `{"type":"ready"}`, nil, ""},
 		{"abort", `{"type":"abort","reason":"bad config"}`, nil, ""},
-		{"newer version", `{"type":"offer","proto":"weir-upgrade","version":2,"count":1}`, ErrVersion, "version 2"},
+		{"version 2", `{"type":"offer","proto":"weir-upgrade","version":2,"count":1}`, nil, ""},
+		{"state", `{"type":"state","data":"e30=","last":true}`, nil, ""},
+		{"state too large", fmt.Sprintf(`{"type":"state","data":%q}`, base64.StdEncoding.EncodeToString(make([]byte, stateChunkBytes+1))), ErrManifest, "at most 32768"},
+		{"newer version", `{"type":"offer","proto":"weir-upgrade","version":3,"count":1}`, ErrVersion, "version 3"},
 		{"older version", `{"type":"offer","proto":"weir-upgrade","version":0,"count":1}`, ErrVersion, "version 0"},
 		{"stranger", `{"type":"offer","proto":"other","version":1}`, ErrProtocol, `"other"`},
 		{"too many sockets", fmt.Sprintf(`{"type":"offer","proto":"weir-upgrade","version":1,"count":%d}`, maxSockets+1), ErrManifest, "at most"},

@@ -32,10 +32,20 @@ const (
 // process refused the sockets the error wraps ErrAborted with its
 // reason.
 func Offer(ctx context.Context, path string, sockets []Socket) (*Handoff, error) {
-	return offer(ctx, path, sockets, defaultSettings())
+	return offer(ctx, path, sockets, nil, defaultSettings())
 }
 
-func offer(ctx context.Context, path string, sockets []Socket, s settings) (_ *Handoff, err error) {
+// OfferState is Offer that also hands over state, an opaque blob of at
+// most MaxStateBytes (weir's runtime overrides and health verdicts),
+// which the new process reads with (*Inheritance).State. It travels
+// after the sockets, in records of its own; a new process too old to
+// read it refuses the whole manifest (ErrVersion), and the old process
+// serves on.
+func OfferState(ctx context.Context, path string, sockets []Socket, state []byte) (*Handoff, error) {
+	return offer(ctx, path, sockets, state, defaultSettings())
+}
+
+func offer(ctx context.Context, path string, sockets []Socket, state []byte, s settings) (_ *Handoff, err error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	if err := checkSocketPath(path); err != nil {
@@ -49,6 +59,10 @@ func offer(ctx context.Context, path string, sockets []Socket, s settings) (_ *H
 	groups, err := batches(entries)
 	if err != nil {
 		return nil, err
+	}
+	stateMsgs, err := stateRecords(state)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	conn, err := dial(ctx, path, s.dialFailed)
 	if err != nil {
@@ -67,7 +81,7 @@ func offer(ctx context.Context, path string, sockets []Socket, s settings) (_ *H
 	if err := s.trust(peer); err != nil {
 		return nil, fmt.Errorf("upgrade: refuse to hand sockets to the process on %s: %w", path, err)
 	}
-	if err := sendManifest(ctx, ctl, len(entries), groups, fds); err != nil {
+	if err := sendManifest(ctx, ctl, len(entries), groups, fds, stateMsgs); err != nil {
 		return nil, refusal(ctl, int(peer.Pid), err)
 	}
 	return newHandoff(ctl, int(peer.Pid)), nil
@@ -164,8 +178,8 @@ func notListening(err error) bool {
 }
 
 // sendManifest sends the offer, then the sockets records with their
-// descriptors.
-func sendManifest(ctx context.Context, ctl *unixControl, count int, groups [][]entry, fds []int) error {
+// descriptors, then the state records.
+func sendManifest(ctx context.Context, ctl *unixControl, count int, groups [][]entry, fds []int, state []message) error {
 	if err := ctl.send(ctx, offerMessage(count)); err != nil {
 		return err
 	}
@@ -175,6 +189,11 @@ func sendManifest(ctx context.Context, ctl *unixControl, count int, groups [][]e
 			return err
 		}
 		sent += len(g)
+	}
+	for _, m := range state {
+		if err := ctl.send(ctx, m); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -71,12 +71,14 @@ func receive(ctx context.Context, path string, s settings) (_ *Inheritance, err 
 	if err := s.trust(peer); err != nil {
 		return nil, fmt.Errorf("upgrade: refuse the old process on %s: %w", path, err)
 	}
-	sockets, err := readManifest(ctx, ctl)
+	sockets, state, err := readManifest(ctx, ctl)
 	if err != nil {
 		sendLastWords(ctl, reasonMessage(msgAbort, fmt.Sprintf("the new process (pid %d) refused the sockets: %v", os.Getpid(), err)))
 		return nil, fmt.Errorf("upgrade: sockets from the old process (pid %d): %w", peer.Pid, err)
 	}
-	return newInheritance(ctl, lock.release, int(peer.Pid), sockets), nil
+	in := newInheritance(ctl, lock.release, int(peer.Pid), sockets)
+	in.state = state
+	return in, nil
 }
 
 // acceptOne waits for the old process's connection. The upgrade socket
@@ -99,15 +101,15 @@ func acceptOne(ctx context.Context, ln *net.UnixListener, path string, id fs.Fil
 	return conn, nil
 }
 
-// readManifest reads the offer and every sockets record, and checks each
-// descriptor against its entry.
-func readManifest(ctx context.Context, ctl *unixControl) ([]Socket, error) {
+// readManifest reads the offer, every sockets record, checking each
+// descriptor against its entry, and the state records of version 2.
+func readManifest(ctx context.Context, ctl *unixControl) ([]Socket, []byte, error) {
 	offer, err := ctl.recv(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if offer.Type != msgOffer {
-		return nil, fmt.Errorf("%w: the first record is %q, not %q", ErrProtocol, offer.Type, msgOffer)
+		return nil, nil, fmt.Errorf("%w: the first record is %q, not %q", ErrProtocol, offer.Type, msgOffer)
 	}
 	sockets := make([]Socket, 0, offer.Count)
 	seen := make(map[key]struct{}, offer.Count)
@@ -115,11 +117,42 @@ func readManifest(ctx context.Context, ctl *unixControl) ([]Socket, error) {
 		batch, err := readBatch(ctx, ctl, offer.Count-len(sockets), seen)
 		if err != nil {
 			closeSockets(sockets)
-			return nil, fmt.Errorf("%w: the manifest stopped after %d of %d sockets: %w", ErrManifest, len(sockets), offer.Count, err)
+			return nil, nil, fmt.Errorf("%w: the manifest stopped after %d of %d sockets: %w", ErrManifest, len(sockets), offer.Count, err)
 		}
 		sockets = append(sockets, batch...)
 	}
-	return sockets, nil
+	if offer.Version < 2 {
+		return sockets, nil, nil
+	}
+	state, err := readState(ctx, ctl)
+	if err != nil {
+		closeSockets(sockets)
+		return nil, nil, err
+	}
+	return sockets, state, nil
+}
+
+// readState reads the state records up to the last, within MaxStateBytes
+// and maxStateRecords.
+func readState(ctx context.Context, ctl *unixControl) ([]byte, error) {
+	var state []byte
+	for range maxStateRecords {
+		m, err := ctl.recv(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the state stopped after %d bytes: %w", ErrManifest, len(state), err)
+		}
+		if m.Type != msgState {
+			return nil, fmt.Errorf("%w: a %q record came where the state was expected", ErrProtocol, m.Type)
+		}
+		if len(state)+len(m.Data) > MaxStateBytes {
+			return nil, fmt.Errorf("%w: the state exceeds the limit of %d bytes", ErrManifest, MaxStateBytes)
+		}
+		state = append(state, m.Data...)
+		if m.Last {
+			return state, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: the state came in more than %d records", ErrManifest, maxStateRecords)
 }
 
 // readBatch reads one sockets record of at most want entries.

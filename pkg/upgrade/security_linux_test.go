@@ -344,7 +344,7 @@ func TestPeerCredentialsRefused(t *testing.T) {
 		p := receiveAsync(t, ctx, path, defaultSettings())
 		p.waitListening(t)
 		web := listenTCP(t, "127.0.0.1:0", false)
-		if _, err := offer(ctx, path, []Socket{socketOf(t, "web", 0, web)}, s); !errors.Is(err, ErrPeerCredentials) {
+		if _, err := offer(ctx, path, []Socket{socketOf(t, "web", 0, web)}, nil, s); !errors.Is(err, ErrPeerCredentials) {
 			t.Errorf("Offer = %v, want ErrPeerCredentials", err)
 		}
 		if in, err := p.result(t); !errors.Is(err, ErrPeerGone) || in != nil {

@@ -37,7 +37,7 @@ func runInOrder(t *testing.T, oldFirst bool, sockets []Socket) (*Inheritance, *H
 	}
 	done := make(chan offered, 1)
 	go func() {
-		h, err := offer(ctx, path, sockets, s)
+		h, err := offer(ctx, path, sockets, nil, s)
 		done <- offered{h, err}
 	}()
 	if err := await(t, failed, "a failed connection attempt"); !errors.Is(err, unix.ENOENT) {

@@ -21,6 +21,12 @@ func Offer(ctx context.Context, path string, sockets []Socket) (*Handoff, error)
 	return nil, unsupported()
 }
 
+// OfferState is Offer with state. It needs Linux and returns
+// ErrUnsupported here.
+func OfferState(ctx context.Context, path string, sockets []Socket, state []byte) (*Handoff, error) {
+	return nil, unsupported()
+}
+
 // FromListener describes a listener for Offer. It needs Linux and
 // returns ErrUnsupported here.
 func FromListener(service, addr string, index, member int, ln net.Listener) (Socket, error) {

@@ -47,6 +47,27 @@ func offerRecord(version, count int) record {
 	return record{data: fmt.Appendf(nil, `{"type":"offer","proto":"weir-upgrade","version":%d,"count":%d}`, version, count)}
 }
 
+// stateRecord is a state record carrying data, the last one if last.
+func stateRecord(t *testing.T, data []byte, last bool) record {
+	t.Helper()
+	b, err := json.Marshal(message{Type: msgState, Data: data, Last: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return record{data: b}
+}
+
+// fullState is a state of exactly MaxStateBytes, in whole chunks, and
+// then one byte more.
+func fullState(t *testing.T) []record {
+	var out []record
+	chunk := make([]byte, stateChunkBytes)
+	for range MaxStateBytes / stateChunkBytes {
+		out = append(out, stateRecord(t, chunk, false))
+	}
+	return append(out, stateRecord(t, []byte{1}, true))
+}
+
 func socketsRecord(t *testing.T, entries []entry, fds ...int) record {
 	t.Helper()
 	b, err := json.Marshal(message{Type: msgSockets, Sockets: entries})
@@ -77,7 +98,7 @@ func TestManifestRefused(t *testing.T) {
 	}{
 		{"newer version", func(t *testing.T, web, dns fakeSocket) []record {
 			return []record{offerRecord(ManifestVersion+1, 1)}
-		}, false, ErrVersion, "version 2, and this weir speaks version 1"},
+		}, false, ErrVersion, "version 3, and this weir speaks versions 1 to 2"},
 		{"not a weir", func(t *testing.T, web, dns fakeSocket) []record {
 			return []record{{data: []byte(`{"type":"offer","proto":"ssh","version":1}`)}}
 		}, false, ErrProtocol, `"ssh"`},
@@ -142,6 +163,34 @@ func TestManifestRefused(t *testing.T) {
 		{"TCP socket not listening", func(t *testing.T, web, dns fakeSocket) []record {
 			return []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, fdOf(t, boundTCPSocket(t)))}
 		}, false, ErrUnsupportedSocket, "not listening"},
+		// A hostile or broken old process's state: bounded per record, in
+		// total, and in number of records; in turn; without descriptors.
+		{"state record too large", func(t *testing.T, web, dns fakeSocket) []record {
+			return []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd),
+				stateRecord(t, make([]byte, stateChunkBytes+1), true)}
+		}, false, ErrManifest, "a state record holds 32769 bytes"},
+		{"state too large", func(t *testing.T, web, dns fakeSocket) []record {
+			return append([]record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd)}, fullState(t)...)
+		}, false, ErrManifest, "exceeds the limit of 4194304 bytes"},
+		{"state never ends", func(t *testing.T, web, dns fakeSocket) []record {
+			out := []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd)}
+			for range maxStateRecords + 1 {
+				out = append(out, stateRecord(t, nil, false))
+			}
+			return out
+		}, false, ErrManifest, "more than 129 records"},
+		{"state cut short", func(t *testing.T, web, dns fakeSocket) []record {
+			return []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd),
+				stateRecord(t, []byte("{"), false)}
+		}, true, ErrPeerGone, "the state stopped after 1 bytes"},
+		{"no state", func(t *testing.T, web, dns fakeSocket) []record {
+			return []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd), {data: []byte(`{"type":"ready"}`)}}
+		}, false, ErrProtocol, `a "ready" record came where the state was expected`},
+		{"descriptors with the state", func(t *testing.T, web, dns fakeSocket) []record {
+			r := stateRecord(t, nil, true)
+			r.fds = []int{dns.fd}
+			return []record{offerRecord(ManifestVersion, 1), socketsRecord(t, []entry{web.entry}, web.fd), r}
+		}, false, ErrProtocol, "carried 1 descriptors"},
 		{"not a socket", func(t *testing.T, web, dns fakeSocket) []record {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -232,8 +281,10 @@ func TestReadyAnsweredOutOfTurn(t *testing.T) {
 	p := receiveAsync(t, ctx, path, defaultSettings())
 	p.waitListening(t)
 	old := dialRaw(t, path)
-	if _, err := old.Write(offerRecord(ManifestVersion, 0).data); err != nil {
-		t.Fatal(err)
+	for _, r := range []record{offerRecord(ManifestVersion, 0), stateRecord(t, nil, true)} {
+		if _, err := old.Write(r.data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	in, err := p.result(t)
 	if err != nil {
@@ -278,10 +329,11 @@ func TestWaitAnsweredOutOfTurn(t *testing.T) {
 	if err := h.Wait(ctx); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), `"ack"`) {
 		t.Fatalf("Wait = %v, want ErrProtocol", err)
 	}
-	// Skip the manifest; the last record must be the cancel.
+	// Skip the manifest (offer, sockets, state); the last record must be
+	// the cancel.
 	ctl := newUnixControl(newProc)
 	var last message
-	for range 3 {
+	for range 5 {
 		m, files, err := ctl.recvFiles(ctx)
 		closeFiles(files)
 		if err != nil {
