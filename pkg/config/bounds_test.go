@@ -99,6 +99,11 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 		{"vip", head + "services:\n  - {name: l, kind: l4, protocol: tcp, vip: " + a + ", upstream: {backends: [\"192.0.2.2:80\"]}}\n", 0},
 		{"interface", head + l4("    interface: "+a+"\n    upstream: {backends: [\"192.0.2.2:80\"]}\n"), 0},
 		{"unix backend of an l4 service", head + l4("    upstream: {backends: [\"unix:/"+path+"\"]}\n"), len(path) + 6},
+		{"admin address", head + "admin: {listen: " + a + "}\n" + respond(""), 0},
+		{"admin unix socket", head + "admin: {listen: \"unix:/" + a + "\"}\n" + respond(""), n + 1},
+		{"admin token file", head + "admin: {listen: \"127.0.0.1:9\", token_file: /" + a + "}\n" + respond(""), n + 1},
+		{"access log field", head + respond("    access_log: {path: stdout, format: \"$"+a+"\"}\n"), 0},
+		{"access log format", head + respond("    access_log: {path: stdout, format: "+a+"}\n"), 0},
 		{"unknown anchor", head + "threads: *" + a + "\n", 0},
 	}
 	for _, tt := range tests {

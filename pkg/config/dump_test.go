@@ -8,11 +8,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/weir-lb/weir/pkg/accesslog"
 )
 
 // dump renders v as indented JSON with struct fields in declaration order,
-// map keys sorted, durations as "1.5s" and positions as FILE:LINE:COL,
-// so that golden files are stable and readable.
+// map keys sorted, durations as "1.5s", positions as FILE:LINE:COL and
+// access log formats as written, so that golden files are stable and
+// readable.
 func dump(v any) string {
 	var b bytes.Buffer
 	writeValue(&b, reflect.ValueOf(v), 0)
@@ -23,6 +26,7 @@ func dump(v any) string {
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	positionType = reflect.TypeFor[Position]()
+	formatType   = reflect.TypeFor[*accesslog.Format]()
 )
 
 // writeValue writes one value at the given indentation depth.
@@ -33,6 +37,9 @@ func writeValue(b *bytes.Buffer, v reflect.Value, depth int) {
 		return
 	case v.Type() == positionType:
 		writeJSON(b, v.Interface().(Position).String())
+		return
+	case v.Type() == formatType && !v.IsNil():
+		writeJSON(b, v.Interface().(*accesslog.Format).String())
 		return
 	}
 	switch v.Kind() {

@@ -21,6 +21,7 @@ const goldenCPUs = 4
 // ok_* must be valid and err_* invalid, so that a regression cannot turn
 // a golden dump into a golden error unnoticed.
 func TestGolden(t *testing.T) {
+	setTokenModes(t)
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden inputs found: %v", err)
@@ -57,6 +58,24 @@ func TestGolden(t *testing.T) {
 				t.Errorf("output differs from %s (run go test -update after checking it)\n--- got\n%s--- want\n%s", golden, got, want)
 			}
 		})
+	}
+}
+
+// tokenModes are the modes the admin token fixtures need: git records
+// none but the executable bit, so a checkout has them 0644 or 0664.
+var tokenModes = map[string]os.FileMode{
+	"testdata/admin/token":       0o600,
+	"testdata/admin/short.token": 0o600,
+	"testdata/admin/open.token":  0o644,
+}
+
+// setTokenModes gives the admin token fixtures their modes.
+func setTokenModes(t *testing.T) {
+	t.Helper()
+	for file, mode := range tokenModes {
+		if err := os.Chmod(file, mode); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -78,10 +78,12 @@ type parser struct {
 	merges int
 }
 
-// claim records which service uses an address, and where.
+// claim records which service uses an address, where, and as what
+// ("listen 127.0.0.1:80", "vip 192.0.2.10:80").
 type claim struct {
 	service string
 	pos     Position
+	what    string
 }
 
 // pos returns the position of n in the file.

@@ -19,12 +19,13 @@ var serviceKeys = []string{
 	"name", "kind", "listen", "upstream",
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
+	"access_log", "request_id",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
-	KindRespond:   {"name", "kind", "listen", "status", "body", "headers"},
-	KindHTTPProxy: {"name", "kind", "listen", "upstream"},
+	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id"},
+	KindHTTPProxy: {"name", "kind", "listen", "upstream", "access_log", "request_id"},
 	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream"},
 }
 
@@ -81,9 +82,11 @@ func (p *parser) service(n *yaml.Node, path string, names map[string]Position) (
 	case KindRespond:
 		s.Listeners = p.listeners(m, label)
 		s.Respond = p.respond(m, s.Name)
+		p.httpLogging(m, &s)
 	case KindHTTPProxy:
 		s.Listeners = p.listeners(m, label)
 		s.Upstream = p.requiredUpstream(m, nil)
+		p.httpLogging(m, &s)
 	case KindL4:
 		s.L4 = p.l4(m, label)
 		s.Upstream = p.requiredUpstream(m, s.L4)
@@ -125,20 +128,26 @@ func (p *parser) forbidOtherKinds(m *mapping, kind Kind) {
 			m.forbid(key, "an l4 service does not listen: its vip is the address it serves; remove listen")
 		case key == "upstream" && kind == KindRespond:
 			m.forbid(key, "a respond service answers requests itself and has no upstream; remove upstream, or set kind: http_proxy")
+		case key == "access_log" && kind == KindL4:
+			m.forbid(key, "an l4 service forwards bytes, not HTTP requests, so it writes no access log; remove access_log")
+		case key == "request_id" && kind == KindL4:
+			m.forbid(key, "an l4 service forwards bytes, not HTTP requests, so it gives them no ids; remove request_id")
 		default:
-			m.forbid(key, fmt.Sprintf("only %s services use this key, and this service is kind %s; remove it", ownerKind(key), kind))
+			m.forbid(key, fmt.Sprintf("only %s services use this key, and this service is kind %s; remove it", ownerKinds(key), kind))
 		}
 	}
 }
 
-// ownerKind names the kind of service a key belongs to.
-func ownerKind(key string) Kind {
+// ownerKinds names the kinds of service a key belongs to: "respond",
+// "respond and http_proxy".
+func ownerKinds(key string) string {
+	var owners []string
 	for _, k := range []Kind{KindRespond, KindHTTPProxy, KindL4} {
 		if slices.Contains(kindKeys[k], key) {
-			return k
+			owners = append(owners, string(k))
 		}
 	}
-	return ""
+	return strings.Join(owners, " and ")
 }
 
 // listeners reads the listen list of an http_proxy or respond service.
@@ -202,7 +211,7 @@ func (p *parser) claim(key, what, service string, pos Position) {
 		p.errorAt(pos, "", "%s already used by service %s at %s; every address may be used once", what, clip(first.service), first.pos)
 		return
 	}
-	p.claims[key] = claim{service: service, pos: pos}
+	p.claims[key] = claim{service: service, pos: pos, what: what}
 }
 
 // listenAddr validates and normalises a listen address. It must be an IP

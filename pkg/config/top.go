@@ -13,7 +13,8 @@ import (
 var topKeys = []string{
 	"version", "threads", "daemon", "pid_file", "error_log", "upgrade_sock",
 	"user", "group", "grace_period_seconds", "graceful_shutdown_timeout_seconds",
-	"upstream_keepalive_pool_size", "max_retries", "ca_file", "bpf", "services",
+	"upstream_keepalive_pool_size", "max_retries", "ca_file", "bpf", "admin",
+	"services",
 }
 
 // maxUnixSocketPath is the longest path a Unix socket address holds on
@@ -62,6 +63,10 @@ func (p *parser) config(root *yaml.Node) *Config {
 		cfg.BPF = p.bpf(n)
 	}
 	cfg.Services = p.services(m)
+	if n := m.get("admin"); n != nil {
+		// After the services, whose addresses the admin ones must avoid.
+		cfg.Admin = p.admin(n, cfg.UpgradeSock)
+	}
 	return cfg
 }
 

@@ -2,7 +2,10 @@ package config
 
 import (
 	"crypto/tls"
+	"net/netip"
 	"time"
+
+	"github.com/weir-lb/weir/pkg/accesslog"
 )
 
 // Defaults of the configuration keys. pkg/config/README.md documents each
@@ -125,6 +128,9 @@ type Config struct {
 	CAFile string
 	// BPF holds the eBPF data plane settings (key bpf).
 	BPF BPF
+	// Admin is the admin endpoint (key admin); nil when not configured,
+	// and then no metrics are counted.
+	Admin *Admin
 	// Services are the services, in file order (key services, at least one).
 	Services []Service
 }
@@ -185,6 +191,61 @@ type Service struct {
 	Upstream *Upstream
 	// L4 holds the settings of an l4 service, nil otherwise.
 	L4 *L4
+	// AccessLog is where and how the service logs each request (key
+	// access_log, http_proxy and respond services); nil: no access log.
+	AccessLog *AccessLog
+	// RequestID makes the service give every request an id (key
+	// request_id, default true): the client's X-Request-Id when valid,
+	// else a new one, sent upstream, in the response and in the logs.
+	RequestID bool
+}
+
+// AccessLog is a service's access log.
+type AccessLog struct {
+	// Pos is where the access_log key is written.
+	Pos Position
+	// Path is the file lines are appended to, or "stderr" or "stdout"
+	// (key path, or access_log's value when it is a string).
+	Path string
+	// Format is how each line is written (key format: combined, json or
+	// a template of $fields; default combined).
+	Format *accesslog.Format
+}
+
+// Admin is the admin endpoint: Prometheus metrics, the status page and
+// API, and runtime control (key admin).
+type Admin struct {
+	// Pos is where the admin mapping starts.
+	Pos Position
+	// Listen are the addresses the endpoint serves on (key listen, one
+	// address or a list): "127.0.0.1:PORT", "[::1]:PORT", any other
+	// ip:port (only with a token), or "unix:/path".
+	Listen []AdminListen
+	// TokenFile holds the bearer token that mutating requests (and every
+	// request on a non-loopback address) must present (key token_file);
+	// empty: no token.
+	TokenFile string
+}
+
+// AdminListen is one address of the admin endpoint.
+type AdminListen struct {
+	// Pos is where the address is written.
+	Pos Position
+	// Network is "tcp" or "unix".
+	Network string
+	// Addr is the normalised "ip:port" or "[ipv6]:port", or the socket's
+	// absolute path.
+	Addr string
+}
+
+// Loopback reports whether the address is reachable from this host only:
+// a Unix socket, or a TCP address on a loopback IP.
+func (a AdminListen) Loopback() bool {
+	if a.Network == "unix" {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(a.Addr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // Listener is one address a service accepts connections on.
