@@ -166,3 +166,7 @@ func (lb *LoadBalancer[A]) initialHealth(addr string) bool {
 	}
 	return lb.opts.Initially == InitiallyHealthy
 }
+
+// Discovery returns the Discovery the LoadBalancer was made with, so that
+// its owner may edit a Static list at runtime.
+func (lb *LoadBalancer[A]) Discovery() Discovery { return lb.opts.Discovery }

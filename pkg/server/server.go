@@ -41,6 +41,8 @@ type Server struct {
 
 	metrics    *metrics.Metrics   // nil: nothing counted
 	accessLogs *accesslog.Writers // nil: no access logs
+
+	ctl control // runtime control (control.go)
 }
 
 // service is one configured service and what runs it.
@@ -230,6 +232,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) startedCounter(n int) func() {
 	var mu sync.Mutex
 	done := func() {
+		s.markStarted(time.Now())
 		s.log.Info("weir is serving", "services", len(s.services)+len(s.l4))
 		close(s.ready)
 	}
