@@ -120,6 +120,12 @@ func (p *process) bind() (*upgrade.Inheritance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("take over from the running weir: %w", err)
 	}
+	// The running weir's drains, weights, added and removed backends and
+	// health verdicts apply before any load balancer runs, so that this
+	// one neither undrains a backend nor sends traffic to one found down.
+	if err := p.srv.Restore(inh.State()); err != nil {
+		return inh, fmt.Errorf("take over the running weir's runtime state: %w", err)
+	}
 	if err := p.srv.ListenWith(inherited{inh}); err != nil {
 		return inh, err
 	}
@@ -270,6 +276,12 @@ func (p *process) handOver(successor *exec.Cmd) error {
 		return err
 	}
 	defer closeFiles(sockets)
+	// A snapshot: a change made while the successor starts applies to
+	// this process only.
+	state, err := p.srv.RuntimeState()
+	if err != nil {
+		return fmt.Errorf("hand over the runtime state: %w", err)
+	}
 	if err := ensureDir(p.cfg.UpgradeSock); err != nil {
 		return err
 	}
@@ -281,7 +293,7 @@ func (p *process) handOver(successor *exec.Cmd) error {
 			cancel()
 		}()
 	}
-	h, err := upgrade.Offer(ctx, p.cfg.UpgradeSock, sockets)
+	h, err := upgrade.OfferState(ctx, p.cfg.UpgradeSock, sockets, state)
 	if err != nil {
 		return err
 	}
