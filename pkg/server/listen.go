@@ -68,6 +68,10 @@ func (s *Server) ListenWith(open Opener) error {
 		s.closeListeners()
 		return err
 	}
+	if err := s.listenAdmin(open); err != nil {
+		s.closeListeners()
+		return err
+	}
 	if err := s.startL4(open); err != nil {
 		s.closeListeners()
 		return err
@@ -258,6 +262,7 @@ func (s *Server) Sockets() []Socket {
 			out = append(out, Socket{ListenerSpec: spec, Listener: m.ln})
 		}
 	}
+	out = append(out, s.adminSockets()...)
 	for _, svc := range s.l4 {
 		spec := svc.spec()
 		switch {
@@ -277,6 +282,7 @@ func (s *Server) closeListeners() {
 		}
 		svc.listeners, svc.sockets = nil, nil
 	}
+	s.closeAdminListeners()
 	s.closeGroups()
 	for _, svc := range s.l4 {
 		svc.close()

@@ -41,6 +41,8 @@ type Server struct {
 
 	metrics    *metrics.Metrics   // nil: nothing counted
 	accessLogs *accesslog.Writers // nil: no access logs
+	admin      *adminEndpoint     // nil: no admin endpoint configured
+	version    string
 
 	ctl control // runtime control (control.go)
 }
@@ -66,6 +68,8 @@ type Options struct {
 	// AccessLogs opens the services' access logs (config access_log);
 	// nil: no service logs requests.
 	AccessLogs *accesslog.Writers
+	// Version names the running weir on the admin endpoint's status.
+	Version string
 }
 
 // New builds every service of cfg without binding anything: a config that
@@ -81,7 +85,7 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{}),
-		metrics: o.Metrics, accessLogs: o.AccessLogs}
+		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version}
 	var errs []error
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
@@ -100,6 +104,13 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 			continue
 		}
 		s.services = append(s.services, svc)
+	}
+	if cfg.Admin != nil {
+		a, err := s.newAdmin(cfg.Admin)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		s.admin = a
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -203,6 +214,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	serving, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	errc := make(chan error, 1)
+	// The admin endpoint serves at once: its status page shows the
+	// services that still wait for their first round.
+	s.serveAdmin(errc)
 	started := s.startedCounter(len(s.services) + len(s.l4))
 	var serveWG sync.WaitGroup
 	for _, svc := range s.services {
@@ -220,6 +234,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	stopServing()
 	s.Shutdown(s.cfg.GracefulShutdownTimeout)
 	serveWG.Wait()
+	s.shutdownAdmin(adminShutdownTimeout)
 	s.closeGroups() // with the sockets of services that never served
 	for _, svc := range s.l4 {
 		svc.closeSockets()
@@ -366,6 +381,9 @@ func (s *Server) Shutdown(timeout time.Duration) {
 
 // Close stops every service at once.
 func (s *Server) Close() {
+	if s.admin != nil {
+		s.admin.handler.Close()
+	}
 	for _, svc := range s.services {
 		svc.http.Close()
 	}
