@@ -15,16 +15,20 @@ import (
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
 
-// runStatus implements "weir status": every L4 service in the pinned BPF
-// maps with its table generation, live backends and counters, read
-// straight from the maps so it works while, or after, weir runs.
+// runStatus implements "weir status": with -admin (or -c FILE naming an
+// admin endpoint), every service as the running weir reports it, L7 and
+// L4 in one table; then every L4 service in the pinned BPF maps with its
+// table generation, live backends and counters, read straight from the
+// maps so it works while, or after, weir runs.
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("weir status", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	pin := flags.String("pin", config.DefaultBPFPinPath, "bpffs `directory` holding weir's pinned maps")
-	confPath := flags.String("c", "", "configuration `file`, to name the services (optional)")
+	confPath := flags.String("c", "", "configuration `file`, to name the services and find the admin endpoint (optional)")
+	adminAddr := flags.String("admin", "", "admin endpoint `address` to read the running weir's status from: host:port or unix:/path (default: the configuration's admin.listen)")
+	tokenFile := flags.String("token-file", "", "`file` holding the admin endpoint's bearer token (default: the configuration's admin.token_file)")
 	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "usage: weir status [-pin DIR] [-c FILE]\n\nPrint the L4 services in the BPF data plane.\n\nFlags:\n")
+		fmt.Fprintf(flags.Output(), "usage: weir status [-admin ADDR] [-token-file FILE] [-pin DIR] [-c FILE]\n\nPrint the running weir's services (from its admin endpoint) and the L4 services in the BPF data plane.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -45,6 +49,21 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 				id++
 			}
 		}
+		if cfg.Admin != nil && len(cfg.Admin.Listen) > 0 && *adminAddr == "" {
+			*adminAddr = adminTarget(cfg.Admin.Listen[0])
+		}
+		if cfg.Admin != nil && *tokenFile == "" {
+			*tokenFile = cfg.Admin.TokenFile
+		}
+	}
+	if *adminAddr != "" {
+		st, err := fetchAdminStatus(*adminAddr, *tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "weir status: %v\n", err)
+			return 1
+		}
+		printAdminStatus(stdout, st)
+		fmt.Fprintln(stdout)
 	}
 	if _, err := os.Stat(*pin); errors.Is(err, fs.ErrNotExist) {
 		// Opening would create the maps: report their absence instead.
