@@ -1,0 +1,20 @@
+// Package accesslog writes weir's HTTP access log: one line per finished
+// request, in the NGINX/Apache combined format, as JSON, or in a template
+// of named fields.
+//
+// The server fills a Record, which refers to its own buffers, and hands
+// it to Writer.Log with the service's Format. Log formats the line on
+// the caller's goroutine into a recycled buffer and queues it for the
+// Writer's one goroutine, which writes lines in batches and flushes
+// whenever its queue runs empty. Log never blocks and allocates nothing:
+// when the disk cannot keep up the queue fills and lines are dropped and
+// counted, so that a stalled disk costs log lines, not requests.
+//
+// Every byte a client controls is escaped (as nginx does in text lines,
+// as JSON strings in JSON lines) and cut to a bound, so that no request
+// can break a line, forge a field, or make a line longer than MaxLine.
+//
+// Reopen switches to a new file at the same path after logrotate renamed
+// the old one, between two lines. Writers shares one Writer per path
+// among services and reopens or closes them all.
+package accesslog
