@@ -83,7 +83,7 @@ func newPool(t testing.TB, check lb.HealthCheck, addrs []string, weights ...int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := lb.Options{Discovery: static}
+	opts := lb.Options{Discovery: static, Attach: NewBackendCounters}
 	if check != nil {
 		opts.HealthCheck = check
 	}

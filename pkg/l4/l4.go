@@ -51,6 +51,9 @@ func dialAny(ctx context.Context, sel Selector, key []byte, attempts int,
 		b.Acquire()
 		conn, err := dial(b)
 		if err == nil {
+			if c := countersOf(b); c != nil {
+				c.flows.Add(1)
+			}
 			return b, conn, nil
 		}
 		b.Release()

@@ -1,6 +1,10 @@
 package l4
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
 
 // Stats is a snapshot of a proxy's counters. A TCPProxy leaves the UDP
 // fields at zero and a UDPProxy the TCP ones.
@@ -81,3 +85,36 @@ func (c *counters) Snapshot() Stats {
 
 // decrement subtracts one from a gauge.
 func decrement(g *atomic.Uint64) { g.Add(^uint64(0)) }
+
+// BackendCounters count one backend's share of a userspace proxy's
+// traffic: the flows sent to it (TCP connections, UDP flows), the bytes
+// forwarded to it, and the datagrams (UDP). A proxy counts into them when
+// its Selector's backends carry them: make the LoadBalancer with
+// NewBackendCounters as lb.Options.Attach, and read them back through
+// lb.Backend.Ext.
+type BackendCounters struct {
+	flows, bytes, packets atomic.Uint64
+}
+
+// NewBackendCounters returns fresh counters for a backend: an
+// lb.Options.Attach.
+func NewBackendCounters(lb.Backend) any { return new(BackendCounters) }
+
+// BackendStats is a snapshot of a backend's counters.
+type BackendStats struct {
+	// Flows counts TCP connections or UDP flows sent to the backend;
+	// Bytes the bytes forwarded to it; Packets the datagrams (UDP only).
+	Flows, Bytes, Packets uint64
+}
+
+// Snapshot returns the counters' values.
+func (c *BackendCounters) Snapshot() BackendStats {
+	return BackendStats{Flows: c.flows.Load(), Bytes: c.bytes.Load(), Packets: c.packets.Load()}
+}
+
+// countersOf returns b's counters, nil when its LoadBalancer attached
+// none.
+func countersOf(b *lb.Backend) *BackendCounters {
+	c, _ := b.Ext().(*BackendCounters)
+	return c
+}

@@ -36,6 +36,9 @@ type tcpConn struct {
 	mu       sync.Mutex
 	upstream net.Conn
 	backend  *lb.Backend
+	// counters are the backend's share, nil when it has none; set with
+	// backend, before the copying starts.
+	counters *BackendCounters
 	aborted  bool // abort ran: both sockets are closed
 	finished bool // pipe returned: the watchdog must not re-arm
 	idle     idleWatch
@@ -59,7 +62,7 @@ func (c *tcpConn) attach(b *lb.Backend, upstream net.Conn) bool {
 		upstream.Close()
 		return false
 	}
-	c.backend, c.upstream = b, upstream
+	c.backend, c.upstream, c.counters = b, upstream, countersOf(b)
 	return true
 }
 
@@ -122,6 +125,9 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 // chunk is one splice(2) loop. An error closes both sides, so the other
 // direction ends as well.
 func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error {
+	// Bytes towards the backend count in its share too.
+	toBackend := conn == &c.in
+	backend := c.counters
 	var w io.Writer = dst
 	var buf []byte
 	if !spliceable(dst, src) {
@@ -138,6 +144,9 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 		n, err := io.CopyBuffer(w, &chunk, buf)
 		conn.Add(uint64(n))
 		total.Add(uint64(n))
+		if toBackend && backend != nil {
+			backend.bytes.Add(uint64(n))
+		}
 		if err != nil {
 			c.abort()
 			return err

@@ -187,6 +187,10 @@ func (p *UDPProxy) forward(id flowID, d []byte) {
 	}
 	p.stats.datagrams.Add(1)
 	p.stats.bytesIn.Add(uint64(len(d)))
+	if c := f.counters; c != nil {
+		c.packets.Add(1)
+		c.bytes.Add(uint64(len(d)))
+	}
 }
 
 // flowFor returns the flow of id, open and on a usable backend: the

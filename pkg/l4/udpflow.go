@@ -16,10 +16,12 @@ type flow struct {
 	id      flowID
 	key     [flowKeyLen]byte
 	backend *lb.Backend // Acquired for the flow's life
-	conn    *net.UDPConn
-	raw     syscall.RawConn
-	bufs    *bufferPool
-	stats   *counters
+	// counters are the backend's share, nil when it has none.
+	counters *BackendCounters
+	conn     *net.UDPConn
+	raw      syscall.RawConn
+	bufs     *bufferPool
+	stats    *counters
 
 	// ownBackend accepts f's backend alone; made once so that checking
 	// the backend for every datagram allocates nothing.
@@ -39,7 +41,7 @@ type flow struct {
 
 // newFlow wraps a connected socket to b, already Acquired, as the flow id.
 func newFlow(id flowID, key [flowKeyLen]byte, b *lb.Backend, conn *net.UDPConn, p *UDPProxy) *flow {
-	f := &flow{id: id, key: key, backend: b, conn: conn, bufs: p.bufs, stats: &p.stats}
+	f := &flow{id: id, key: key, backend: b, counters: countersOf(b), conn: conn, bufs: p.bufs, stats: &p.stats}
 	addr := b.Addr
 	f.ownBackend = func(c *lb.Backend) bool { return c.Addr == addr }
 	f.initReceive()

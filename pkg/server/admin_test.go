@@ -200,3 +200,50 @@ func TestAdminUnixSocketRefusesAnOpenDirectory(t *testing.T) {
 		t.Fatalf("listen in a 0777 directory: %v, want a refusal", err)
 	}
 }
+
+// TestL4MetricsInUserspace: an l4 service's counters reach /metrics under
+// the same names as on the BPF data plane.
+func TestL4MetricsInUserspace(t *testing.T) {
+	a := startCheckedBackend(t, "a")
+	ports := freePorts(t, 2)
+	yaml := fmt.Sprintf(`version: 1
+admin:
+  listen: "127.0.0.1:%d"
+services:
+  - name: tcp-vip
+    kind: l4
+    protocol: tcp
+    vip: "127.0.0.1:%d"
+    dataplane: userspace
+    upstream:
+      backends: [%q]
+`, ports[0], ports[1], a.addr)
+	observedServer(t, yaml)
+	web := newClient(t, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	web.c.Transport.(*http.Transport).DisableKeepAlives = true
+	for range 3 {
+		if got := web.get(); got != "a" {
+			t.Fatalf("through the VIP: %q", got)
+		}
+	}
+	metricsText := get(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0]))
+	for _, want := range []string{
+		fmt.Sprintf(`weir_l4_new_flows_total{backend=%q,service="tcp-vip"} 3`, a.addr),
+		`weir_l4_data_plane{data_plane="userspace",service="tcp-vip"} 1`,
+		fmt.Sprintf(`weir_backend_up{backend=%q,service="tcp-vip"} 1`, a.addr),
+	} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("metrics lack %s; have:\n%s", want, grepLines(metricsText, "weir_l4_"))
+		}
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -48,6 +48,9 @@ func (s *Server) buildL4(sc *config.Service) (*l4Service, error) {
 	// through it; in userspace it stays idle.
 	svc.mirror = maps.New(maps.WriterFunc(svc.writeBPF), 0, svc.log)
 	opts.Observers = append(opts.Observers, svc.mirror)
+	// The userspace proxy counts each backend's share into these (the
+	// BPF data plane counts in its maps).
+	opts.Attach = l4.NewBackendCounters
 	if svc.lb, err = lb.New(lb.Maglev{}, opts); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/dataplane"
+	"github.com/weir-lb/weir/pkg/l4"
 	"github.com/weir-lb/weir/pkg/metrics"
 )
 
@@ -102,10 +103,17 @@ func (svc *l4Service) bpfReading(st dataplane.ServiceState) l4Reading {
 	return r
 }
 
-// userspaceReading is the userspace proxy's counters. It counts no
-// packets for TCP, and nothing per backend.
+// userspaceReading is the userspace proxy's counters: the proxy's, and
+// each backend's share (l4.BackendCounters, attached to the backends).
+// It counts no packets for TCP.
 func (svc *l4Service) userspaceReading() l4Reading {
 	r := l4Reading{stats: metrics.L4Stats{Service: svc.cfg.Name, DataPlane: dataPlaneUserspace, Drops: map[string]uint64{}}}
+	for _, b := range svc.lb.Backends() {
+		if c, ok := b.Ext().(*l4.BackendCounters); ok {
+			st := c.Snapshot()
+			r.stats.Backends = append(r.stats.Backends, metrics.L4BackendStats{Addr: b.Addr, Packets: st.Packets, Bytes: st.Bytes, NewFlows: st.Flows})
+		}
+	}
 	switch {
 	case svc.tcp != nil:
 		st := svc.tcp.Stats()

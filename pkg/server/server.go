@@ -105,6 +105,9 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 		}
 		s.services = append(s.services, svc)
 	}
+	if s.metrics != nil && len(s.l4) > 0 {
+		s.metrics.WatchL4(s.L4Stats)
+	}
 	if cfg.Admin != nil {
 		a, err := s.newAdmin(cfg.Admin)
 		if err != nil {
