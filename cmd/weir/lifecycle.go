@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/daemon"
+	"github.com/weir-lb/weir/pkg/metrics"
 	"github.com/weir-lb/weir/pkg/server"
 	"github.com/weir-lb/weir/pkg/upgrade"
 )
@@ -32,6 +34,10 @@ type process struct {
 	notifier *daemon.Notifier // nil-safe: no daemon parent, no systemd
 	upgrade  bool             // -u: take the sockets over from a running weir
 
+	metrics    *metrics.Metrics   // nil: no admin endpoint, nothing counted
+	accessLogs *accesslog.Writers // reopened on SIGUSR1
+	errorLog   *errorLogFile           // likewise
+
 	mu         sync.Mutex
 	upgrading  bool // an outgoing upgrade is in progress
 	handedOver bool // a successor serves: the pid file is its own
@@ -46,6 +52,10 @@ type process struct {
 // after the hand-over") every upgrade would fail. Pingora's own hand-over
 // retries for about five seconds whatever its grace period says.
 const minHandoverWait = 5 * time.Second
+
+// reloadEnv marks the weir a SIGHUP started, so that it counts its
+// take-over as a reload rather than an upgrade.
+const reloadEnv = "WEIR_RELOAD"
 
 // handoverWait bounds each side of an upgrade: how long the new weir
 // waits for the old one to hand its sockets over and to acknowledge
@@ -69,7 +79,7 @@ func (p *process) run() int {
 	defer stop()
 	p.stop = stop
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- p.srv.Serve(ctx) }()
@@ -167,6 +177,7 @@ func (p *process) announceReady(inh *upgrade.Inheritance) bool {
 			p.log.Warn("the running weir did not confirm the hand-over; serving anyway", "err", err)
 		default:
 			p.log.Info("took over from the previous weir", "pid", inh.PeerPID())
+			p.countUpgrade(os.Getenv(reloadEnv) == "1", metrics.Succeeded)
 		}
 	}
 	p.writePIDFile()
@@ -226,6 +237,32 @@ func (p *process) onSignal(sig os.Signal) {
 	case syscall.SIGHUP:
 		p.log.Info("SIGHUP: reloading through an upgrade into a new weir", "config", p.confPath)
 		go p.reload()
+	case syscall.SIGUSR1:
+		p.reopenLogs()
+	}
+}
+
+// reopenLogs opens every log file again at its path, as logrotate expects
+// of a daemon after renaming them (NGINX's convention). A file that
+// cannot be reopened keeps receiving lines where it was.
+func (p *process) reopenLogs() {
+	err := errors.Join(p.errorLog.Reopen(), p.accessLogs.ReopenAll())
+	if err != nil {
+		p.log.Error("SIGUSR1: reopening the logs failed; they go on to the old files", "err", err)
+		return
+	}
+	p.log.Info("SIGUSR1: reopened the logs")
+}
+
+// countUpgrade counts an upgrade or a reload (a reload is an upgrade into
+// a weir this one started) with its result.
+func (p *process) countUpgrade(reload bool, result string) {
+	switch {
+	case p.metrics == nil:
+	case reload:
+		p.metrics.ReloadDone(result)
+	default:
+		p.metrics.UpgradeDone(result)
 	}
 }
 
@@ -264,6 +301,7 @@ func (p *process) upgradeTo(successor *exec.Cmd) {
 		return
 	}
 	p.endUpgrade()
+	p.countUpgrade(successor != nil, metrics.Failed)
 	p.log.Error("upgrade failed; still serving", "err", err)
 	if successor != nil {
 		successor.Process.Kill()
@@ -317,11 +355,14 @@ func (p *process) reload() {
 		return
 	}
 	if out, err := exec.Command(exe, "-t", "-c", p.confPath).CombinedOutput(); err != nil {
+		p.countUpgrade(true, metrics.Failed)
 		p.log.Error("reload refused: the configuration does not check", "err", err, "output", string(out))
 		return
 	}
 	p.notifier.Reloading()
 	cmd := exec.Command(exe, "-u", "-c", p.confPath)
+	// The successor counts its take-over as a reload.
+	cmd.Env = append(os.Environ(), reloadEnv+"=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	ownSession(cmd)
 	if err := cmd.Start(); err != nil {

@@ -37,7 +37,7 @@ func TestErrorLogLevelAndFormat(t *testing.T) {
 			log.Info("i", "k", "v")
 			log.Warn("w", "k", "v")
 			log.Error("e", "k", "v")
-			closeLog()
+			closeLog.Close()
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -82,8 +82,36 @@ func TestErrorLogToStandardError(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.Info("hello", "k", "v")
-	closeLog()
+	closeLog.Close()
 	if message(t, config.LogJSON, strings.TrimSpace(stderr.String())) != "hello" {
 		t.Fatalf("standard error got %q", stderr.String())
+	}
+}
+
+// TestErrorLogReopens: after logrotate renames error_log, Reopen (what
+// SIGUSR1 does) sends the next lines to a new file at the path.
+func TestErrorLogReopens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	log, out, err := openLog(&config.Config{ErrorLog: path, ErrorLogFormat: config.LogText}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	log.Info("before")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("between") // still to the renamed file, as for any daemon
+	if err := out.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("after")
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), "msg=before") || !strings.Contains(string(old), "msg=between") || strings.Contains(string(old), "msg=after") {
+		t.Errorf("rotated file:\n%s", old)
+	}
+	if !strings.Contains(string(cur), "msg=after") || strings.Contains(string(cur), "msg=before") {
+		t.Errorf("new file:\n%s", cur)
 	}
 }

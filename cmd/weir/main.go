@@ -13,7 +13,8 @@
 // graceful_shutdown_timeout_seconds); SIGINT stops at once; SIGQUIT hands
 // the listening sockets to a new weir started with -u, then drains and
 // exits; SIGHUP starts that new weir itself, with the same configuration
-// file, and upgrades into it.
+// file, and upgrades into it; SIGUSR1 reopens the error log and the
+// access logs (after logrotate renamed them).
 package main
 
 import (
@@ -27,11 +28,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
+	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/daemon"
+	"github.com/weir-lb/weir/pkg/metrics"
 	"github.com/weir-lb/weir/pkg/server"
 )
 
@@ -76,7 +82,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if abs, err := filepath.Abs(*confPath); err == nil {
 		*confPath = abs // a daemon and a reloaded weir run from elsewhere
 	}
+	loadStart := time.Now()
 	cfg, err := config.Load(*confPath)
+	loaded := time.Now()
 	if err != nil {
 		notifier.Fail(err)
 		fmt.Fprintln(stderr, err)
@@ -88,14 +96,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (*detach || cfg.Daemon) && !*testOnly && !notifier.Detached() {
 		return startDaemon(args, cfg, stdout, stderr)
 	}
-	log, closeLog, err := openLog(cfg, stderr)
+	log, errorLog, err := openLog(cfg, stderr)
 	if err != nil {
 		notifier.Fail(err)
 		fmt.Fprintf(stderr, "weir: %v\n", err)
 		return 1
 	}
-	defer closeLog()
-	srv, err := server.New(cfg, log)
+	defer errorLog.Close()
+	build := buildInfo()
+	opts := server.Options{Logger: log, Version: build.Version}
+	if cfg.Admin != nil && !*testOnly {
+		// Counting costs a little on every request: only when someone
+		// can read the counts.
+		opts.Metrics = metrics.New(build)
+		opts.Metrics.ConfigLoaded(loaded, loaded.Sub(loadStart))
+	}
+	if !*testOnly {
+		opts.AccessLogs = accesslog.NewWriters(accesslog.Options{})
+		defer opts.AccessLogs.CloseAll()
+	}
+	srv, err := server.NewWith(cfg, opts)
 	if err != nil {
 		notifier.Fail(err)
 		fmt.Fprintf(stderr, "%s: %v\n", *confPath, err)
@@ -105,8 +125,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "weir: configuration %s is valid\n", *confPath)
 		return 0
 	}
-	p := &process{cfg: cfg, confPath: *confPath, srv: srv, log: log, notifier: notifier, upgrade: *takeOver}
+	p := &process{cfg: cfg, confPath: *confPath, srv: srv, log: log, notifier: notifier, upgrade: *takeOver,
+		metrics: opts.Metrics, accessLogs: opts.AccessLogs, errorLog: errorLog}
 	return p.run()
+}
+
+// buildInfo names this binary: its module version and the commit it was
+// built from, as the go command stamped them.
+func buildInfo() metrics.Build {
+	b := metrics.Build{Version: "(devel)"}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	if info.Main.Version != "" {
+		b.Version = info.Main.Version
+	}
+	dirty := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Commit = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty && b.Commit != "" {
+		b.Commit += "-dirty"
+	}
+	return b
 }
 
 // startDaemon runs this weir again as a daemon and returns once it
@@ -146,16 +193,60 @@ func absConfigArgs(args []string) []string {
 
 // openLog opens error_log (standard error when it has no path) for the
 // server's structured log, at its level and in its format.
-func openLog(cfg *config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
-	out, closeOut := stderr, func() {}
+func openLog(cfg *config.Config, stderr io.Writer) (*slog.Logger, *errorLogFile, error) {
+	out := &errorLogFile{w: stderr}
 	if cfg.ErrorLog != "" {
-		f, err := os.OpenFile(cfg.ErrorLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
+		out.path = cfg.ErrorLog
+		if err := out.Reopen(); err != nil {
 			return nil, nil, fmt.Errorf("open error_log: %w", err)
 		}
-		out, closeOut = f, func() { f.Close() }
 	}
-	return slog.New(logHandler(cfg, out)), closeOut, nil
+	return slog.New(logHandler(cfg, out)), out, nil
+}
+
+// errorLogFile is the error log's destination: standard error, or a file that
+// Reopen opens again at its path (SIGUSR1, after logrotate renamed it).
+type errorLogFile struct {
+	path string // empty: w is standard error, never reopened
+	mu   sync.Mutex
+	w    io.Writer
+	f    *os.File
+}
+
+// Write writes one log record.
+func (l *errorLogFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Reopen opens the path again and closes the file it replaces.
+func (l *errorLogFile) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f, l.w = f, f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the file, if any.
+func (l *errorLogFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 // logHandler writes to out at error_log's level, in its format.
