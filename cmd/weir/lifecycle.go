@@ -36,7 +36,7 @@ type process struct {
 
 	metrics    *metrics.Metrics   // nil: no admin endpoint, nothing counted
 	accessLogs *accesslog.Writers // reopened on SIGUSR1
-	errorLog   *errorLogFile           // likewise
+	errorLog   *errorLogFile      // likewise
 
 	mu         sync.Mutex
 	upgrading  bool // an outgoing upgrade is in progress
