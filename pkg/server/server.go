@@ -210,6 +210,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.kernel != nil {
 		bgWG.Go(func() { s.retireStaleServices(bg) })
 	}
+	if s.metrics != nil {
+		// The status page's request and error rates.
+		bgWG.Go(func() { s.metrics.Run(bg) })
+	}
 	defer func() { stopBG(); bgWG.Wait() }()
 
 	// serving ends the services that still wait for their first round
