@@ -28,7 +28,10 @@ func FuzzH2Server(f *testing.F) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Method", r.Method)
 		w.Write(body)
-	}, func(s *Server) { s.IdleTimeout, s.WriteTimeout = 2*time.Second, 2*time.Second })
+	}, func(s *Server) {
+		s.IdleTimeout, s.WriteTimeout = 2*time.Second, 2*time.Second
+		s.RequestID = true // hostile input meets the ids and the observer too
+	})
 	f.Fuzz(func(t *testing.T, input []byte) {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {

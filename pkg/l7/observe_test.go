@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -265,5 +266,32 @@ func TestEndReason(t *testing.T) {
 		if got := UpstreamReason(tc.err); got != tc.upst {
 			t.Errorf("UpstreamReason(%v) = %q, want %q", tc.err, got, tc.upst)
 		}
+	}
+}
+
+// balance is an Observer that counts what opens and what closes.
+type balance struct {
+	opened, closed, started, done atomic.Int64
+}
+
+func (b *balance) ConnOpened()                           { b.opened.Add(1) }
+func (b *balance) ConnClosed()                           { b.closed.Add(1) }
+func (b *balance) Handshake(*tls.ConnectionState, error) {}
+func (b *balance) StreamOpened()                         {}
+func (b *balance) RequestStarted(*Session)               { b.started.Add(1) }
+func (b *balance) RequestDone(s *Session, _ error)       { b.done.Add(1) }
+
+// check waits until the counts balance, after the server was closed:
+// Close returns before the last connections' goroutines are done.
+func (b *balance) check(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.opened.Load() != b.closed.Load() || b.started.Load() != b.done.Load() {
+		if time.Now().After(deadline) {
+			t.Errorf("observer out of balance after Close: %d connections opened, %d closed; %d requests started, %d done",
+				b.opened.Load(), b.closed.Load(), b.started.Load(), b.done.Load())
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -91,14 +91,25 @@ func startProxy(t testing.TB, srv *Server) string {
 }
 
 // serveOn serves srv on ln until the test ends, and returns ln's address.
+// A server without an Observer gets a balance: every test, the hostile
+// ones included, then also checks that every request started was
+// reported done and every connection opened reported closed.
 func serveOn(t testing.TB, srv *Server, ln net.Listener) string {
 	t.Helper()
+	var bal *balance
+	if srv.Observer == nil {
+		bal = &balance{}
+		srv.Observer = bal
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if bal != nil {
+			bal.check(t)
 		}
 	})
 	return ln.Addr().String()
