@@ -6,7 +6,8 @@
 //	weir -d -c FILE  the same as a daemon (or daemon: true)
 //	weir -u -c FILE  take the sockets over from the running weir
 //	weir -t -c FILE  check FILE and exit: 0 when valid, 1 with every error
-//	weir status      print the L4 services in the BPF data plane
+//	weir status      print the services: the admin endpoint's view (-admin
+//	                 ADDR, or -c FILE) and the L4 ones in the BPF data plane
 //	weir -h          list the flags
 //
 // SIGTERM stops gracefully (requests in flight finish, within
