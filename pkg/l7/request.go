@@ -231,7 +231,8 @@ func (r *request) mayRetryConnect(peer *Peer, err error) bool {
 	if f, ok := r.srv.Proxy.(FailToConnect); ok {
 		return f.FailToConnect(&r.sess, peer, err)
 	}
-	r.srv.Logger.Info("upstream connect failed; trying another", "service", r.srv.Name, "peer", peer.Addr, "err", err)
+	r.srv.Logger.Info("upstream connect failed; trying another", "service", r.srv.Name, "peer", peer.Addr,
+		"request_id", string(r.sess.RequestID), "err", err)
 	return true
 }
 
