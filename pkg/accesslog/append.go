@@ -17,9 +17,9 @@ func appendField(dst []byte, f field, r *Record, json bool) []byte {
 	limit := fields[f].maxLen
 	switch f {
 	case fieldTimeLocal:
-		return r.Start.AppendFormat(dst, layoutLocal)
+		return appendTimeLocal(dst, r.Start)
 	case fieldTimeISO:
-		return r.Start.AppendFormat(dst, layoutISO)
+		return appendTimeISO(dst, r.Start)
 	case fieldClient:
 		return appendClient(dst, r, json)
 	case fieldClientIP:

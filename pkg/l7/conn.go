@@ -330,6 +330,7 @@ func (c *conn) rejectRequest(err error) {
 	c.px.writeError(he.Status)
 	if obs != nil {
 		// Counted and logged as the client's 4xx it is.
+		s.End = time.Now()
 		obs.RequestDone(s, fmt.Errorf("%w: %w", ErrDownstream, err))
 	}
 	c.srv.Logger.Debug("bad request", "service", c.srv.Name, "client", c.remote, "status", he.Status, "err", err)

@@ -124,6 +124,7 @@ func (r *request) serve() error {
 		lg.Log(s, err)
 	}
 	if obs != nil {
+		s.End = time.Now()
 		obs.RequestDone(s, err)
 	}
 	if err != nil {

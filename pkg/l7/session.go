@@ -27,6 +27,10 @@ type Session struct {
 	Tried []*Peer
 	// Start is when the request head was read.
 	Start time.Time
+	// End is when the request ended: set just before the Observer's
+	// RequestDone (zero without an Observer), so that everything it
+	// feeds measures one duration.
+	End time.Time
 	// Status is the status sent downstream; 0 until a head is sent.
 	Status int
 	// BytesSent counts response body bytes sent downstream.

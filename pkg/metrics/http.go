@@ -3,10 +3,10 @@ package metrics
 import (
 	"crypto/tls"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
@@ -39,13 +39,11 @@ type httpFamilies struct {
 	duration       *prometheus.HistogramVec
 	connect        *prometheus.HistogramVec
 	firstByte      *prometheus.HistogramVec
-	inFlight       *prometheus.GaugeVec
 	requestBytes   *prometheus.CounterVec
 	responseBytes  *prometheus.CounterVec
 	retries        *prometheus.CounterVec
 	upstreamErrors *prometheus.CounterVec
 	upstreamConns  *prometheus.CounterVec
-	connsOpen      *prometheus.GaugeVec
 	connsAccepted  *prometheus.CounterVec
 	handshakes     *prometheus.CounterVec
 	streams        *prometheus.CounterVec
@@ -59,9 +57,6 @@ func newHTTPFamilies() httpFamilies {
 	histogram := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Subsystem: "http", Name: name, Help: help, Buckets: buckets}, sb)
 	}
-	gauge := func(name, help string) *prometheus.GaugeVec {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "http", Name: name, Help: help}, []string{"service"})
-	}
 	return httpFamilies{
 		requests: counter("requests_total",
 			"Requests served, by the backend that served them (empty when none did) and the class of the status sent (none: no response).",
@@ -72,7 +67,6 @@ func newHTTPFamilies() httpFamilies {
 			"Time to open a new upstream connection, TCP and TLS handshakes included.", connectBuckets),
 		firstByte: histogram("upstream_first_byte_duration_seconds",
 			"Time from sending a request upstream to the arrival of the upstream's response head.", requestBuckets),
-		inFlight: gauge("requests_in_flight", "Requests being served now."),
 		requestBytes: counter("request_body_bytes_total",
 			"Request body bytes received from clients and sent upstream.", sb...),
 		responseBytes: counter("response_body_bytes_total",
@@ -85,7 +79,6 @@ func newHTTPFamilies() httpFamilies {
 		upstreamConns: counter("upstream_connections_total",
 			"Upstream connections requests went over: new (dialled for the request) or reused (from the pool).",
 			"service", "backend", "kind"),
-		connsOpen:     gauge("connections_open", "Client connections open now."),
 		connsAccepted: counter("connections_accepted_total", "Client connections accepted.", "service"),
 		handshakes: counter("tls_handshakes_total",
 			"Client TLS handshakes, by result (ok or failed).", "service", "result"),
@@ -94,17 +87,20 @@ func newHTTPFamilies() httpFamilies {
 }
 
 func (f *httpFamilies) register(r *prometheus.Registry) {
-	r.MustRegister(f.requests, f.duration, f.connect, f.firstByte, f.inFlight, f.requestBytes, f.responseBytes,
-		f.retries, f.upstreamErrors, f.upstreamConns, f.connsOpen, f.connsAccepted, f.handshakes, f.streams)
+	r.MustRegister(f.requests, f.duration, f.connect, f.firstByte, f.requestBytes, f.responseBytes,
+		f.retries, f.upstreamErrors, f.upstreamConns, f.connsAccepted, f.handshakes, f.streams)
 }
 
 // HTTPService counts one HTTP service's connections and requests. It is
 // an l7.Observer; its per-backend handles are made by Attach.
 type HTTPService struct {
-	name     string
-	f        *httpFamilies
-	inFlight prometheus.Gauge
-	open     prometheus.Gauge
+	name string
+	f    *httpFamilies
+	// inFlight and open are plain atomics, exported by gauge functions:
+	// a prometheus.Gauge's Inc and Dec are compare-and-swap loops on a
+	// float, twice per request.
+	inFlight atomic.Int64
+	open     atomic.Int64
 	accepted prometheus.Counter
 	tlsOK    prometheus.Counter
 	tlsBad   prometheus.Counter
@@ -132,8 +128,6 @@ func (m *Metrics) HTTPService(name string) *HTTPService {
 	f := &m.http
 	s := &HTTPService{
 		name: name, f: f,
-		inFlight: f.inFlight.WithLabelValues(name),
-		open:     f.connsOpen.WithLabelValues(name),
 		accepted: f.connsAccepted.WithLabelValues(name),
 		tlsOK:    f.handshakes.WithLabelValues(name, "ok"),
 		tlsBad:   f.handshakes.WithLabelValues(name, "failed"),
@@ -143,7 +137,18 @@ func (m *Metrics) HTTPService(name string) *HTTPService {
 	s.none = s.newBackend("")
 	s.backends, s.history = map[string]*Backend{}, map[*Backend]*history{}
 	m.services[name] = s
+	m.Registry.MustRegister(
+		serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
+		serviceGauge(name, "connections_open", "Client connections open now.", &s.open))
 	return s
+}
+
+// serviceGauge exports v as the gauge weir_http_NAME{service}.
+func serviceGauge(service, name, help string, v *atomic.Int64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "http", Name: name, Help: help,
+		ConstLabels: prometheus.Labels{"service": service},
+	}, func() float64 { return float64(v.Load()) })
 }
 
 // Backend holds the counters of one backend of one service, resolved
@@ -226,11 +231,11 @@ func (s *HTTPService) Forget(addr string) {
 // ConnOpened implements l7.Observer.
 func (s *HTTPService) ConnOpened() {
 	s.accepted.Inc()
-	s.open.Inc()
+	s.open.Add(1)
 }
 
 // ConnClosed implements l7.Observer.
-func (s *HTTPService) ConnClosed() { s.open.Dec() }
+func (s *HTTPService) ConnClosed() { s.open.Add(-1) }
 
 // Handshake implements l7.Observer.
 func (s *HTTPService) Handshake(_ *tls.ConnectionState, err error) {
@@ -245,15 +250,15 @@ func (s *HTTPService) Handshake(_ *tls.ConnectionState, err error) {
 func (s *HTTPService) StreamOpened() { s.streams.Inc() }
 
 // RequestStarted implements l7.Observer.
-func (s *HTTPService) RequestStarted(*l7.Session) { s.inFlight.Inc() }
+func (s *HTTPService) RequestStarted(*l7.Session) { s.inFlight.Add(1) }
 
 // RequestDone implements l7.Observer: it counts the request against the
 // backend that served it, or tried last.
 func (s *HTTPService) RequestDone(sess *l7.Session, err error) {
-	s.inFlight.Dec()
+	s.inFlight.Add(-1)
 	b := s.backendOf(sess)
 	b.requests[classOf(sess.Status)].Inc()
-	b.duration.Observe(time.Since(sess.Start).Seconds())
+	b.duration.Observe(sess.End.Sub(sess.Start).Seconds())
 	if sess.BytesReceived > 0 {
 		b.reqBytes.Add(float64(sess.BytesReceived))
 	}
@@ -344,13 +349,5 @@ func (s *HTTPService) rates() (total Rates, backends map[string]Rates, inFlight 
 			backends[be.addr] = r
 		}
 	}
-	return total, backends, int64(gaugeValue(s.inFlight))
-}
-
-func gaugeValue(g prometheus.Gauge) float64 {
-	var m dto.Metric
-	if err := g.Write(&m); err != nil || m.Gauge == nil {
-		return 0
-	}
-	return m.Gauge.GetValue()
+	return total, backends, s.inFlight.Load()
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/tls"
 	"fmt"
-	"time"
 
 	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
@@ -102,7 +101,7 @@ func (o *requestObserver) record(r *accesslog.Record, s *l7.Session, err error) 
 		Service: o.service, Start: s.Start, Client: s.Client,
 		Method: req.Method, Host: req.Host, Target: req.Target, Proto: s.Proto.String(),
 		Status: s.Status, BytesReceived: s.BytesReceived, BytesSent: s.BytesSent,
-		Duration: time.Since(s.Start), Attempts: s.Attempts, RequestID: s.RequestID,
+		Duration: s.End.Sub(s.Start), Attempts: s.Attempts, RequestID: s.RequestID,
 		Reason: l7.EndReason(err),
 	}
 	if n := len(s.Tried); n > 0 {
