@@ -4,10 +4,10 @@
 //
 // The server fills a Record, which refers to its own buffers, and hands
 // it to Writer.Log with the service's Format. Log formats the line on
-// the caller's goroutine into a recycled buffer and queues it for the
-// Writer's one goroutine, which writes lines in batches and flushes
-// whenever its queue runs empty. Log never blocks and allocates nothing:
-// when the disk cannot keep up the queue fills and lines are dropped and
+// the caller's goroutine straight into the Writer's current 64 KiB batch,
+// and the Writer's one goroutine writes the batches, every 100 ms or as
+// one fills. Log never waits for the disk and allocates nothing: when
+// the disk cannot keep up every batch fills and lines are dropped and
 // counted, so that a stalled disk costs log lines, not requests.
 //
 // Every byte a client controls is escaped (as nginx does in text lines,
