@@ -3,6 +3,8 @@ package accesslog
 import (
 	"fmt"
 	"strings"
+
+	"github.com/weir-lb/weir/internal/suggest"
 )
 
 // MaxLine is the most bytes a line may take, newline included. ParseFormat
@@ -223,7 +225,7 @@ func unknownField(s string, at int, name string) error {
 	var hint string
 	if nf, ok := nginxNames[name]; ok {
 		hint = fmt.Sprintf("; nginx's $%s is $%s here", name, fields[nf].name)
-	} else if best, ok := suggest(name, fieldNames()); ok {
+	} else if best, ok := suggest.Closest(name, fieldNames()); ok {
 		hint = fmt.Sprintf("; did you mean %q?", best)
 	} else if p := fieldPrefix(name); p != "" {
 		hint = fmt.Sprintf("; write ${%s} to end the name before %q", p, name[len(p):])
@@ -247,7 +249,7 @@ func fieldPrefix(name string) string {
 // noField words the error for a format that is neither built in nor a
 // template: most likely a misspelt "combined" or "json".
 func noField(s string) error {
-	if best, ok := suggest(s, []string{Combined, JSON}); ok {
+	if best, ok := suggest.Closest(s, []string{Combined, JSON}); ok {
 		return fmt.Errorf("%w: %q is not a format; did you mean %q?", ErrBadFormat, s, best)
 	}
 	return fmt.Errorf("%w: %q names no $field; want %q, %q or a template such as %q",

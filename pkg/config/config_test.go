@@ -178,53 +178,6 @@ func TestMergeExpansionIsBounded(t *testing.T) {
 	}
 }
 
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0},
-		{"", "abc", 3},
-		{"threads", "threads", 0},
-		{"thread", "threads", 1},
-		{"helth_check", "health_check", 1},
-		{"selecton", "selection", 1},
-		{"kitten", "sitting", 3},
-		{"round-robin", "round_robin", 1},
-	}
-	for _, tt := range tests {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-		if got := editDistance(tt.b, tt.a); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d (symmetry)", tt.b, tt.a, got, tt.want)
-		}
-	}
-}
-
-func TestSuggest(t *testing.T) {
-	known := []string{"tcp", "udp", "threads", "timeout"}
-	tests := []struct {
-		word string
-		want string
-		ok   bool
-	}{
-		{"TCP", "tcp", true}, // case is ignored
-		{"ucp", "tcp", true}, // a tie goes to the earlier candidate
-		{"thredz", "threads", true},
-		{"sctp", "tcp", true},
-		{"colour", "", false}, // nothing within two edits
-		{"threadsss", "threads", true},
-		{strings.Repeat("t", 1<<20), "", false},
-	}
-	for _, tt := range tests {
-		got, ok := suggest(tt.word, known)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("suggest(%.20q) = %q, %v; want %q, %v", tt.word, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestCheckExpect(t *testing.T) {
 	tests := []struct {
 		expect string

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"github.com/weir-lb/weir/internal/suggest"
 	"math"
 	"path/filepath"
 	"slices"
@@ -164,7 +165,7 @@ func (m *mapping) reportUnknown(known []string) {
 	})
 	var listed *yaml.Node
 	for _, key := range m.unknown {
-		switch s, ok := suggest(key.Value, known); {
+		switch s, ok := suggest.Closest(key.Value, known); {
 		case ok:
 			if m.suggested == nil {
 				m.suggested = make(map[string]bool)
