@@ -3,7 +3,6 @@ package config
 import (
 	"cmp"
 	"fmt"
-	"github.com/weir-lb/weir/internal/suggest"
 	"math"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weir-lb/weir/internal/suggest"
 )
 
 // YAML core schema tags, as yaml.Node.ShortTag reports them.
