@@ -154,22 +154,8 @@ func TestAdminEndpointSurvivesUpgrades(t *testing.T) {
 
 	// A reload: weir starts its successor itself.
 	cur.signal(t, syscall.SIGHUP)
-	if err := cur.waitExit(t, 20*time.Second); err != nil {
-		t.Fatalf("reload: the old weir exited with %v\n%s", err, logs)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for lab.pid() == cur.cmd.Process.Pid || lab.pid() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reload: the pid file still names %d\n%s", lab.pid(), logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	adopted, err := adoptProcess(lab.pid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { adopted.cmd.Process.Kill() })
-	poll.waitPID(t, lab.pid(), logs)
+	adopted := lab.followReload(t, cur, logs)
+	poll.waitPID(t, adopted.cmd.Process.Pid, logs)
 
 	close(stop)
 	<-done

@@ -451,24 +451,7 @@ func testUpgradesUnderLoad(t *testing.T, lab *upgradeLab, sockets func(threads i
 			}
 		}
 		if step == 9 {
-			// The successor is not our child: follow it by its pid file.
-			old := cur
-			if err := old.waitExit(t, 20*time.Second); err != nil {
-				t.Fatalf("reload: the old weir exited with %v\n%s", err, logs)
-			}
-			deadline := time.Now().Add(10 * time.Second)
-			for lab.pid() == old.cmd.Process.Pid || lab.pid() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("reload: the pid file still names %d\n%s", lab.pid(), logs)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			adopted, err := adoptProcess(lab.pid())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { adopted.cmd.Process.Kill() })
-			cur = adopted
+			cur = lab.followReload(t, cur, logs)
 			if got, want := lab.listening(t), sockets(threads[step%len(threads)]); got != want {
 				t.Fatalf("reload: %d sockets listen on %s, want %d\n%s", got, lab.addr, want, logs)
 			}
@@ -536,6 +519,29 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// followReload waits for old, which got SIGHUP, to hand over to the weir
+// it started itself and exit, and returns that successor. It is not our
+// child: it is found by the pid file, and killed when the test ends.
+func (l *upgradeLab) followReload(t *testing.T, old *weirProc, logs weirLog) *weirProc {
+	t.Helper()
+	if err := old.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("reload: the old weir exited with %v\n%s", err, logs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.pid() == old.cmd.Process.Pid || l.pid() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("reload: the pid file still names %d\n%s", l.pid(), logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	adopted, err := adoptProcess(l.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adopted.cmd.Process.Kill() })
+	return adopted
 }
 
 // adoptProcess follows a weir the test did not start (a reload's
