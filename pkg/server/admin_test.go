@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,18 +37,7 @@ func observedServer(t *testing.T, yaml string) (*Server, *metrics.Metrics) {
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { cancel(); <-done }) })
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Serve ended before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server was not ready within 10s")
-	}
+	serveUntilReady(t, srv)
 	return srv, m
 }
 

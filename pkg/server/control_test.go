@@ -58,6 +58,14 @@ func serving(t *testing.T, yaml string, log *slog.Logger, restore []byte) *Serve
 	if err := srv.Restore(restore); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
+	serveUntilReady(t, srv)
+	return srv
+}
+
+// serveUntilReady serves srv, which is listening, until the test ends,
+// and returns once it is ready.
+func serveUntilReady(t *testing.T, srv *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
@@ -70,7 +78,6 @@ func serving(t *testing.T, yaml string, log *slog.Logger, restore []byte) *Serve
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server was not ready within 10s")
 	}
-	return srv
 }
 
 // client sends requests to a proxy and counts the answers.
