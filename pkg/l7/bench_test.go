@@ -1,12 +1,11 @@
 package l7
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net"
 	"testing"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
 )
 
@@ -23,47 +22,11 @@ func BenchmarkProxiedRequest(b *testing.B) {
 	go proxy.Serve(pl)
 	defer proxy.Close()
 
-	c, err := net.Dial("tcp", pl.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: weir-bench\r\nAccept: */*\r\n\r\n")
-	br := bufio.NewReaderSize(c, 4096)
-	// The response is fixed: learn its length once, then read exactly it.
-	c.Write(req)
-	first, err := readHead(br)
-	if err != nil {
-		b.Fatal(err)
-	}
-	respLen := first + 3
-	if _, err := br.Discard(3); err != nil {
-		b.Fatal(err)
-	}
-	buf := make([]byte, respLen)
+	exchange := testenv.FixedExchange(b, pl.Addr().String(), req, len("ok\n"))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(br, buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// readHead consumes a response head and returns its length.
-func readHead(br *bufio.Reader) (int, error) {
-	n := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		n += len(line)
-		if err != nil {
-			return n, err
-		}
-		if len(line) <= 2 {
-			return n, nil
-		}
+		exchange()
 	}
 }
 

@@ -1,13 +1,12 @@
 package server
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net"
 	"path/filepath"
 	"testing"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
@@ -54,37 +53,11 @@ func BenchmarkProxiedRequestObserved(b *testing.B) {
 	go proxy.Serve(pl)
 	defer proxy.Close()
 
-	c, err := net.Dial("tcp", pl.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
 	// The client's id makes every response the same length.
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: weir-bench\r\nAccept: */*\r\nX-Request-Id: bench-1\r\n\r\n")
-	br := bufio.NewReaderSize(c, 4096)
-	c.Write(req)
-	headLen := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			b.Fatal(err)
-		}
-		headLen += len(line)
-		if len(line) <= 2 {
-			break
-		}
-	}
-	if _, err := br.Discard(3); err != nil {
-		b.Fatal(err)
-	}
-	buf := make([]byte, headLen+3)
+	exchange := testenv.FixedExchange(b, pl.Addr().String(), req, len("ok\n"))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(br, buf); err != nil {
-			b.Fatal(err)
-		}
+		exchange()
 	}
 }
