@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,33 +16,6 @@ import (
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/server"
 )
-
-// namedBackend answers its name on loopback and fails /healthz while
-// down.
-type namedBackend struct {
-	addr string
-	down atomic.Bool
-}
-
-func startNamedBackend(t *testing.T, name string) *namedBackend {
-	t.Helper()
-	b := &namedBackend{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" && b.down.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, name)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	b.addr = ln.Addr().String()
-	return b
-}
 
 // tally counts the answers of a bounded load by backend, and failures.
 type tally struct {
@@ -157,7 +129,7 @@ func waitReady(t *testing.T, p *process, exited <-chan int, logs *testenv.Buffer
 // state handoff, would send the down one traffic until its third check.
 func TestUpgradeKeepsRuntimeOverridesAndHealth(t *testing.T) {
 	dir := t.TempDir()
-	a, b, c := startNamedBackend(t, "a"), startNamedBackend(t, "b"), startNamedBackend(t, "c")
+	a, b, c := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b"), testenv.StartNamedBackend(t, "c")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +149,7 @@ services:
     upstream:
       backends: ["%s", "%s", "%s"]
       health_check: {type: http, path: /healthz, interval: 100ms, timeout: 100ms, consecutive_failure: 3}
-`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), addr, a.addr, b.addr, c.addr)
+`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), addr, a.Addr, b.Addr, c.Addr)
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +157,12 @@ services:
 	old, oldExited := inProcessWeir(t, conf, false, &logs)
 	waitReady(t, old, oldExited, &logs)
 
-	if err := old.srv.SetEnabled("lb", a.addr, false); err != nil {
+	if err := old.srv.SetEnabled("lb", a.Addr, false); err != nil {
 		t.Fatal(err)
 	}
-	c.down.Store(true)
+	c.Down.Store(true)
 	deadline := time.Now().Add(5 * time.Second)
-	for !backendDown(old.srv, c.addr) {
+	for !backendDown(old.srv, c.Addr) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the old weir did not find c down within 5s\n%s", &logs)
 		}
@@ -238,7 +210,7 @@ services:
 	}
 
 	// c comes back once it passes a check; a stays drained.
-	c.down.Store(false)
+	c.Down.Store(false)
 	cl := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 	seen := map[string]int{}
 	back := time.Now()
@@ -260,7 +232,7 @@ services:
 	}
 	st := succ.srv.Status()
 	for _, be := range st.Services[0].Backends {
-		if be.Addr == a.addr && !be.Drained {
+		if be.Addr == a.Addr && !be.Drained {
 			t.Errorf("the successor's status shows a not drained: %+v", be)
 		}
 	}

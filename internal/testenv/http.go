@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -35,4 +36,34 @@ func Backend(t testing.TB, body string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// NamedBackend is an HTTP backend on loopback that answers its name to
+// every request, and fails its health check path (/healthz, 503) while
+// Down is set.
+type NamedBackend struct {
+	Name string
+	Addr string
+	Down atomic.Bool
+}
+
+// StartNamedBackend starts a NamedBackend until the test ends.
+func StartNamedBackend(t testing.TB, name string) *NamedBackend {
+	t.Helper()
+	b := &NamedBackend{Name: name}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && b.Down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b.Addr = ln.Addr().String()
+	return b
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/config"
@@ -56,7 +57,7 @@ func unixClient(path string) *http.Client {
 // the metrics counting what was sent, and the access log a line per
 // request, with the id the backend saw.
 func TestAdminEndpoint(t *testing.T) {
-	a, b := startCheckedBackend(t, "a"), startCheckedBackend(t, "b")
+	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
 	ports := freePorts(t, 2)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "admin.sock")
@@ -71,7 +72,7 @@ services:
     access_log: {path: %q, format: "$request_id $status $upstream $method $path"}
     upstream:
       backends: [%q, %q]
-`, ports[0], sock, ports[1], accessLog, a.addr, b.addr)
+`, ports[0], sock, ports[1], accessLog, a.Addr, b.Addr)
 	srv, _ := observedServer(t, yaml)
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 
@@ -93,7 +94,7 @@ services:
 	if before["a"] != 5 || before["b"] != 5 {
 		t.Fatalf("split before the drain %v, want 5 and 5", before)
 	}
-	resp, err := http.Post(adminURL+"/api/v1/services/web/backends/"+a.addr+"/drain", "", nil)
+	resp, err := http.Post(adminURL+"/api/v1/services/web/backends/"+a.Addr+"/drain", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +108,9 @@ services:
 
 	metricsText := get(t, http.DefaultClient, adminURL+"/metrics")
 	for _, want := range []string{
-		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="web"} 5`, a.addr),
-		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="web"} 15`, b.addr),
-		fmt.Sprintf(`weir_backend_enabled{backend=%q,service="web"} 0`, a.addr),
+		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="web"} 5`, a.Addr),
+		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="web"} 15`, b.Addr),
+		fmt.Sprintf(`weir_backend_enabled{backend=%q,service="web"} 0`, a.Addr),
 	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("metrics lack %s", want)
@@ -192,7 +193,7 @@ func TestAdminUnixSocketRefusesAnOpenDirectory(t *testing.T) {
 // TestL4MetricsInUserspace: an l4 service's counters reach /metrics under
 // the same names as on the BPF data plane.
 func TestL4MetricsInUserspace(t *testing.T) {
-	a := startCheckedBackend(t, "a")
+	a := testenv.StartNamedBackend(t, "a")
 	ports := freePorts(t, 2)
 	yaml := fmt.Sprintf(`version: 1
 admin:
@@ -205,7 +206,7 @@ services:
     dataplane: userspace
     upstream:
       backends: [%q]
-`, ports[0], ports[1], a.addr)
+`, ports[0], ports[1], a.Addr)
 	observedServer(t, yaml)
 	web := newClient(t, fmt.Sprintf("127.0.0.1:%d", ports[1]))
 	web.c.Transport.(*http.Transport).DisableKeepAlives = true
@@ -216,9 +217,9 @@ services:
 	}
 	metricsText := get(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0]))
 	for _, want := range []string{
-		fmt.Sprintf(`weir_l4_new_flows_total{backend=%q,service="tcp-vip"} 3`, a.addr),
+		fmt.Sprintf(`weir_l4_new_flows_total{backend=%q,service="tcp-vip"} 3`, a.Addr),
 		`weir_l4_data_plane{data_plane="userspace",service="tcp-vip"} 1`,
-		fmt.Sprintf(`weir_backend_up{backend=%q,service="tcp-vip"} 1`, a.addr),
+		fmt.Sprintf(`weir_backend_up{backend=%q,service="tcp-vip"} 1`, a.Addr),
 	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("metrics lack %s; have:\n%s", want, grepLines(metricsText, "weir_l4_"))

@@ -6,49 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/weir-lb/weir/internal/dnstest"
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/admin"
 )
 
 // changeDeadline is what the issue promises: a runtime change routes
 // requests within 100 ms.
 const changeDeadline = 100 * time.Millisecond
-
-// checkedBackend is an HTTP backend on loopback that answers its name,
-// and fails its health check path (/healthz) while down.
-type checkedBackend struct {
-	name string
-	addr string
-	down atomic.Bool
-}
-
-func startCheckedBackend(t *testing.T, name string) *checkedBackend {
-	t.Helper()
-	b := &checkedBackend{name: name}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" && b.down.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, name)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	b.addr = ln.Addr().String()
-	return b
-}
 
 // serving builds, binds and serves yaml (after restore, when not nil),
 // waits until it serves, and stops it when the test ends.
@@ -203,15 +174,15 @@ func TestRuntimeControlChangesTheTrafficSplit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b, c := startCheckedBackend(t, "a"), startCheckedBackend(t, "b"), startCheckedBackend(t, "c")
-			yaml, addr := controlConfig(t, "", "", a.addr, b.addr)
+			a, b, c := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b"), testenv.StartNamedBackend(t, "c")
+			yaml, addr := controlConfig(t, "", "", a.Addr, b.Addr)
 			srv := serving(t, yaml, nil, nil)
 			cl := newClient(t, addr)
 			if got := cl.split(4); got["a"] != 2 || got["b"] != 2 {
 				t.Fatalf("before the change: %v, want a and b alike", got)
 			}
 			start := time.Now()
-			if err := tc.change(srv, a.addr, b.addr, c.addr); err != nil {
+			if err := tc.change(srv, a.Addr, b.Addr, c.Addr); err != nil {
 				t.Fatal(err)
 			}
 			applied := time.Since(start)
@@ -246,9 +217,9 @@ func TestRuntimeControlChangesTheTrafficSplit(t *testing.T) {
 // TestRuntimeControlErrors: every refusal wraps the sentinel the admin
 // API maps to its status, and says what was wrong.
 func TestRuntimeControlErrors(t *testing.T) {
-	a, b := startCheckedBackend(t, "a"), startCheckedBackend(t, "b")
+	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
 	dns := dnstest.Start(t, dnstest.Answer, map[string]string{"a.test.": "127.0.0.1"})
-	yaml, _ := controlConfig(t, "", dns.Addr, a.addr, b.addr)
+	yaml, _ := controlConfig(t, "", dns.Addr, a.Addr, b.Addr)
 	srv := serving(t, yaml, nil, nil)
 	tests := []struct {
 		name string
@@ -256,16 +227,16 @@ func TestRuntimeControlErrors(t *testing.T) {
 		want error
 		text string
 	}{
-		{"unknown service", srv.SetEnabled("nope", a.addr, false), admin.ErrUnknownService, `"nope"`},
+		{"unknown service", srv.SetEnabled("nope", a.Addr, false), admin.ErrUnknownService, `"nope"`},
 		{"unknown backend", srv.SetEnabled("web", "127.0.0.1:1", false), admin.ErrUnknownBackend, "127.0.0.1:1"},
 		{"unknown backend weight", srv.SetWeight("web", "127.0.0.1:1", 2), admin.ErrUnknownBackend, "127.0.0.1:1"},
 		{"bad address", srv.SetEnabled("web", "not an address", false), admin.ErrBadRequest, "not an address"},
-		{"weight 0", srv.SetWeight("web", a.addr, 0), admin.ErrBadRequest, "must be 1 to 10000"},
-		{"weight too big", srv.SetWeight("web", a.addr, 10001), admin.ErrBadRequest, "10001"},
-		{"add duplicate", srv.AddBackend("web", a.addr, 1), admin.ErrBadRequest, "already a backend"},
+		{"weight 0", srv.SetWeight("web", a.Addr, 0), admin.ErrBadRequest, "must be 1 to 10000"},
+		{"weight too big", srv.SetWeight("web", a.Addr, 10001), admin.ErrBadRequest, "10001"},
+		{"add duplicate", srv.AddBackend("web", a.Addr, 1), admin.ErrBadRequest, "already a backend"},
 		{"add bad weight", srv.AddBackend("web", "127.0.0.1:2", -1), admin.ErrBadRequest, "-1"},
 		{"remove unknown", srv.RemoveBackend("web", "127.0.0.1:1"), admin.ErrUnknownBackend, "127.0.0.1:1"},
-		{"respond has no backends", srv.SetEnabled("hello", a.addr, false), admin.ErrNotSupported, "kind respond"},
+		{"respond has no backends", srv.SetEnabled("hello", a.Addr, false), admin.ErrNotSupported, "kind respond"},
 		{"add to DNS", srv.AddBackend("dns", "127.0.0.1:2", 1), admin.ErrNotSupported, "DNS"},
 		{"remove from DNS", srv.RemoveBackend("dns", "127.0.0.1:2"), admin.ErrNotSupported, "DNS"},
 	}
@@ -279,9 +250,9 @@ func TestRuntimeControlErrors(t *testing.T) {
 // TestRuntimeControlOfDNSBackends: a DNS-discovered backend is drained
 // and reweighted like a static one, and a refresh does not undo either.
 func TestRuntimeControlOfDNSBackends(t *testing.T) {
-	a, b := startCheckedBackend(t, "a"), startCheckedBackend(t, "b")
+	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
 	dns := dnstest.Start(t, dnstest.Answer, map[string]string{"a.test.": "127.0.0.1"})
-	yaml, _ := controlConfig(t, "", dns.Addr, a.addr, b.addr)
+	yaml, _ := controlConfig(t, "", dns.Addr, a.Addr, b.Addr)
 	srv := serving(t, yaml, nil, nil)
 	st, _ := srv.target("dns")
 	be := st.lb.Status()[0].Backend.Addr
@@ -312,22 +283,22 @@ func serviceNamed(t *testing.T, st admin.Status, name string) admin.ServiceStatu
 // backend's weight, health, drain and last check; the L4 service's data
 // plane and counters.
 func TestStatusReportsEveryService(t *testing.T) {
-	a, b := startCheckedBackend(t, "a"), startCheckedBackend(t, "b")
-	b.down.Store(true)
-	yaml, addr := controlConfig(t, "      health_check: {type: http, path: /healthz, interval: 1h}", "", a.addr, b.addr)
+	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
+	b.Down.Store(true)
+	yaml, addr := controlConfig(t, "      health_check: {type: http, path: /healthz, interval: 1h}", "", a.Addr, b.Addr)
 	l4yaml, tcpVIP, _ := l4Config(t, "userspace", unusablePinPath(t))
 	_, services, _ := strings.Cut(l4yaml, "services:\n")
 	srv := serving(t, yaml+services, nil, nil)
-	if err := srv.SetEnabled("web", a.addr, false); err != nil {
+	if err := srv.SetEnabled("web", a.Addr, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.SetEnabled("web", a.addr, true); err != nil {
+	if err := srv.SetEnabled("web", a.Addr, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.SetWeight("web", a.addr, 5); err != nil {
+	if err := srv.SetWeight("web", a.Addr, 5); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.SetEnabled("web", b.addr, false); err != nil {
+	if err := srv.SetEnabled("web", b.Addr, false); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -343,10 +314,10 @@ func TestStatusReportsEveryService(t *testing.T) {
 		t.Fatalf("web: %+v", web)
 	}
 	ba, bb := web.Backends[0], web.Backends[1]
-	if ba.Addr != a.addr || ba.Weight != 5 || !ba.Healthy || !ba.Enabled || ba.Drained || ba.LastCheck.IsZero() || ba.LastError != "" {
+	if ba.Addr != a.Addr || ba.Weight != 5 || !ba.Healthy || !ba.Enabled || ba.Drained || ba.LastCheck.IsZero() || ba.LastError != "" {
 		t.Errorf("backend a: %+v", ba)
 	}
-	if bb.Addr != b.addr || bb.Healthy || bb.Enabled || !bb.Drained || !strings.Contains(bb.LastError, "503") || bb.LastCheckLatency <= 0 {
+	if bb.Addr != b.Addr || bb.Healthy || bb.Enabled || !bb.Drained || !strings.Contains(bb.LastError, "503") || bb.LastCheckLatency <= 0 {
 		t.Errorf("backend b: %+v", bb)
 	}
 	if hello := serviceNamed(t, st, "a"); hello.Kind != "respond" || len(hello.Backends) != 0 || hello.Selection != "" {

@@ -21,16 +21,16 @@ const stateCheck = "      health_check: {type: http, path: /healthz, interval: o
 // every override, and starts a backend its predecessor found down as
 // down; traffic shows it.
 func TestRuntimeStateRoundTrip(t *testing.T) {
-	a, b, c, d, e := startCheckedBackend(t, "a"), startCheckedBackend(t, "b"), startCheckedBackend(t, "c"),
-		startCheckedBackend(t, "d"), startCheckedBackend(t, "e")
-	yaml, _ := controlConfig(t, strings.Replace(stateCheck, "consecutive_failure: 3", "consecutive_failure: 1", 1), "", a.addr, b.addr, d.addr, e.addr)
-	e.down.Store(true) // the predecessor's one check finds it down
+	a, b, c, d, e := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b"), testenv.StartNamedBackend(t, "c"),
+		testenv.StartNamedBackend(t, "d"), testenv.StartNamedBackend(t, "e")
+	yaml, _ := controlConfig(t, strings.Replace(stateCheck, "consecutive_failure: 3", "consecutive_failure: 1", 1), "", a.Addr, b.Addr, d.Addr, e.Addr)
+	e.Down.Store(true) // the predecessor's one check finds it down
 	old := serving(t, yaml, nil, nil)
 	for _, err := range []error{
-		old.SetEnabled("web", a.addr, false),
-		old.SetWeight("web", b.addr, 3),
-		old.AddBackend("web", c.addr, 1),
-		old.RemoveBackend("web", d.addr),
+		old.SetEnabled("web", a.Addr, false),
+		old.SetWeight("web", b.Addr, 3),
+		old.AddBackend("web", c.Addr, 1),
+		old.RemoveBackend("web", d.Addr),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +48,7 @@ func TestRuntimeStateRoundTrip(t *testing.T) {
 
 	// The successor's configuration takes e down only after three
 	// failures: without the seed, e would serve after one.
-	yaml2, addr2 := controlConfig(t, stateCheck, "", a.addr, b.addr, d.addr, e.addr)
+	yaml2, addr2 := controlConfig(t, stateCheck, "", a.Addr, b.Addr, d.Addr, e.Addr)
 	succ := serving(t, yaml2, nil, state)
 	got := newClient(t, addr2).split(60)
 	want := map[string]int{"b": 45, "c": 15}
@@ -60,21 +60,21 @@ func TestRuntimeStateRoundTrip(t *testing.T) {
 	for _, be := range web.Backends {
 		byAddr[be.Addr] = true
 		switch be.Addr {
-		case a.addr:
+		case a.Addr:
 			if !be.Drained {
 				t.Errorf("a is not drained after the restore: %+v", be)
 			}
-		case b.addr:
+		case b.Addr:
 			if be.Weight != 3 {
 				t.Errorf("b weighs %d after the restore, want 3", be.Weight)
 			}
-		case e.addr:
+		case e.Addr:
 			if be.Healthy {
 				t.Errorf("e is healthy after the restore: %+v", be)
 			}
 		}
 	}
-	if !byAddr[c.addr] || byAddr[d.addr] {
+	if !byAddr[c.Addr] || byAddr[d.Addr] {
 		t.Errorf("backends after the restore: %v, want c added and d removed", web.Backends)
 	}
 	// The successor's own state carries the overrides on.
@@ -86,7 +86,7 @@ func TestRuntimeStateRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(again, &rs2); err != nil {
 		t.Fatal(err)
 	}
-	if s := rs2.Services[0]; len(s.Drained) != 1 || s.Weights[b.addr] != 3 || len(s.Added) != 1 || len(s.Removed) != 1 || s.Health[e.addr] {
+	if s := rs2.Services[0]; len(s.Drained) != 1 || s.Weights[b.Addr] != 3 || len(s.Added) != 1 || len(s.Removed) != 1 || s.Health[e.Addr] {
 		t.Errorf("the successor hands on %s", again)
 	}
 }
@@ -96,13 +96,13 @@ func TestRuntimeStateRoundTrip(t *testing.T) {
 // discovers the service through DNS now, drops those overrides, saying
 // so at Info.
 func TestRestoreDropsWhatNoLongerApplies(t *testing.T) {
-	a, b := startCheckedBackend(t, "a"), startCheckedBackend(t, "b")
+	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
 	state := []byte(`{"version":1,"services":[
 		{"name":"gone","drained":["127.0.0.1:1"]},
 		{"name":"hello","drained":["127.0.0.1:1"]},
-		{"name":"web","drained":["127.0.0.1:9"],"weights":{"127.0.0.1:9":4},"added":[{"addr":"` + a.addr + `","weight":2}]}
+		{"name":"web","drained":["127.0.0.1:9"],"weights":{"127.0.0.1:9":4},"added":[{"addr":"` + a.Addr + `","weight":2}]}
 	]}`)
-	yaml, addr := controlConfig(t, "", "", a.addr, b.addr)
+	yaml, addr := controlConfig(t, "", "", a.Addr, b.Addr)
 	var logs testenv.Buffer
 	srv := serving(t, yaml, slog.New(slog.NewTextHandler(&logs, nil)), state)
 	if got := newClient(t, addr).split(4); got["a"] != 2 || got["b"] != 2 {
@@ -129,8 +129,8 @@ func TestRestoreDropsWhatNoLongerApplies(t *testing.T) {
 // TestRestoreRefusesUnreadableState: a state of another version, not
 // JSON, with unknown fields, or too large is refused, naming why.
 func TestRestoreRefusesUnreadableState(t *testing.T) {
-	a := startCheckedBackend(t, "a")
-	yaml, _ := controlConfig(t, "", "", a.addr)
+	a := testenv.StartNamedBackend(t, "a")
+	yaml, _ := controlConfig(t, "", "", a.Addr)
 	srv := listenFrom(t, yaml, nil)
 	t.Cleanup(srv.Close)
 	for _, tc := range []struct {
