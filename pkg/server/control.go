@@ -162,20 +162,9 @@ func checkWeight(weight int) error {
 // with backends. The drain is an operator override: it outlives DNS
 // refreshes, reloads and upgrades until the backend is enabled again.
 func (s *Server) SetEnabled(service, backend string, enabled bool) error {
-	s.ctl.mu.Lock()
-	defer s.ctl.mu.Unlock()
-	t, err := s.balanced(service)
-	if err != nil {
-		return err
-	}
-	addr, err := present(t, backend)
-	if err != nil {
-		return err
-	}
-	if err := t.lb.SetDrained(addr, !enabled); err != nil {
-		return err
-	}
-	return s.syncDataPlane(t)
+	return s.override(service, backend, func(bal controllable, addr string) error {
+		return bal.SetDrained(addr, !enabled)
+	})
 }
 
 // SetWeight sets a backend's weight, overriding the configured or
@@ -184,6 +173,14 @@ func (s *Server) SetWeight(service, backend string, weight int) error {
 	if err := checkWeight(weight); err != nil {
 		return err
 	}
+	return s.override(service, backend, func(bal controllable, addr string) error {
+		return bal.SetWeight(addr, weight)
+	})
+}
+
+// override applies set to a present backend of service, then brings an
+// L4 service's BPF tables up to date.
+func (s *Server) override(service, backend string, set func(bal controllable, addr string) error) error {
 	s.ctl.mu.Lock()
 	defer s.ctl.mu.Unlock()
 	t, err := s.balanced(service)
@@ -194,7 +191,7 @@ func (s *Server) SetWeight(service, backend string, weight int) error {
 	if err != nil {
 		return err
 	}
-	if err := t.lb.SetWeight(addr, weight); err != nil {
+	if err := set(t.lb, addr); err != nil {
 		return err
 	}
 	return s.syncDataPlane(t)
