@@ -64,14 +64,11 @@ const (
 	ReasonOther       = "other"       // any other failure to reach the upstream
 )
 
-// UpstreamReasons lists every value UpstreamReason returns but "".
-var UpstreamReasons = []string{ReasonRefused, ReasonTimeout, ReasonReset, ReasonTLS, ReasonProtocol, ReasonUnavailable, ReasonOther}
-
 // errUpstreamTLS marks a failed TLS handshake with an upstream.
 var errUpstreamTLS = errors.New("tls handshake")
 
 // UpstreamReason classifies an error that was the upstream's fault into
-// one of UpstreamReasons; it returns "" for any other error.
+// one of the Reason constants; it returns "" for any other error.
 func UpstreamReason(err error) string {
 	if FaultOf(err) != UpstreamFault {
 		return ""

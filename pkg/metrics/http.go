@@ -109,10 +109,9 @@ type HTTPService struct {
 	// none counts the requests no backend served.
 	none *Backend
 
-	// mu guards backends and the histories, for the status report.
+	// mu guards backends and their histories, for the status report.
 	mu       sync.Mutex
 	backends map[string]*Backend
-	history  map[*Backend]*history
 }
 
 var _ l7.Observer = (*HTTPService)(nil)
@@ -135,7 +134,7 @@ func (m *Metrics) HTTPService(name string) *HTTPService {
 		retries:  f.retries.WithLabelValues(name),
 	}
 	s.none = s.newBackend("")
-	s.backends, s.history = map[string]*Backend{}, map[*Backend]*history{}
+	s.backends = map[string]*Backend{}
 	m.services[name] = s
 	m.Registry.MustRegister(
 		serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
@@ -164,10 +163,13 @@ type Backend struct {
 	errors    [len(upstreamReasons)]prometheus.Counter
 	dialled   prometheus.Counter
 	reused    prometheus.Counter
+	// history holds recent totals for the status page's rates; the
+	// service's mu guards it.
+	history history
 }
 
-// upstreamReasons are l7.UpstreamReasons as an array, in the same order,
-// so that a reason indexes the errors counters.
+// upstreamReasons are every value of l7.UpstreamReason but "": the
+// reason label's values, and the order of a Backend's errors counters.
 var upstreamReasons = [...]string{l7.ReasonRefused, l7.ReasonTimeout, l7.ReasonReset, l7.ReasonTLS,
 	l7.ReasonProtocol, l7.ReasonUnavailable, l7.ReasonOther}
 
@@ -207,10 +209,7 @@ func (s *HTTPService) Attach(b lb.Backend) any {
 // request still in flight to it counts into a detached handle.
 func (s *HTTPService) Forget(addr string) {
 	s.mu.Lock()
-	if be := s.backends[addr]; be != nil {
-		delete(s.history, be)
-		delete(s.backends, addr)
-	}
+	delete(s.backends, addr)
 	s.mu.Unlock()
 	f := s.f
 	f.duration.DeleteLabelValues(s.name, addr)
@@ -313,13 +312,8 @@ func (s *HTTPService) sample(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, be := range s.all() {
-		h := s.history[be]
-		if h == nil {
-			h = &history{}
-			s.history[be] = h
-		}
 		req, errs := be.totals()
-		h.add(sample{at: now, requests: req, errors: errs})
+		be.history.add(sample{at: now, requests: req, errors: errs})
 	}
 }
 
@@ -340,9 +334,7 @@ func (s *HTTPService) rates() (total Rates, backends map[string]Rates, inFlight 
 	backends = make(map[string]Rates, len(s.backends))
 	for _, be := range s.all() {
 		var r Rates
-		if h := s.history[be]; h != nil {
-			r.Requests, r.Errors = h.rates()
-		}
+		r.Requests, r.Errors = be.history.rates()
 		total.Requests += r.Requests
 		total.Errors += r.Errors
 		if be != s.none {
