@@ -14,8 +14,9 @@ import (
 
 // Defaults for the zero Options.
 const (
-	// DefaultBuffer is the lines a Writer queues: at a typical 200 bytes
-	// a line, under 1 MiB, and a second of a busy server's log.
+	// DefaultBuffer is the lines a Writer holds: at a typical 200 bytes
+	// a line, under 1 MiB (12 batches and the one being filled), and a
+	// tenth of a second of a very busy server's log.
 	DefaultBuffer = 4096
 	// DefaultCloseTimeout is how long Close may take to write out the
 	// queue: plenty for a disk, short enough not to hold up a shutdown.
@@ -52,9 +53,10 @@ const (
 
 // Options tune a Writer. The zero value gives the defaults.
 type Options struct {
-	// Buffer is how many formatted lines may wait for the writer
-	// goroutine. A line logged while it is full is dropped and counted.
-	// 0 means DefaultBuffer.
+	// Buffer is about how many lines may wait for the writer goroutine:
+	// the Writer holds Buffer lines of 200 bytes in 64 KiB batches
+	// (fewer longer lines, more shorter ones). A line logged while every
+	// batch is full is dropped and counted. 0 means DefaultBuffer.
 	Buffer int
 	// CloseTimeout bounds how long Close spends writing out the lines
 	// still queued. 0 means DefaultCloseTimeout.
