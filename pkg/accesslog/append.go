@@ -72,6 +72,8 @@ func appendField(dst []byte, f field, r *Record, json bool) []byte {
 		return appendString(dst, r.Reason, limit, json)
 	case fieldService:
 		return appendString(dst, r.Service, limit, json)
+	case fieldRoute:
+		return appendString(dst, r.Route, limit, json)
 	}
 	return dst
 }

@@ -65,7 +65,7 @@ func ExampleParseFormat_json() {
 	}
 	os.Stdout.Write(f.Append(nil, request()))
 	// Output:
-	// {"time":"2026-03-14T15:09:26.535+01:00","service":"shop","client_ip":"192.0.2.10","client_port":51234,"method":"GET","host":"shop.example","path":"/cart?item=42","protocol":"HTTP/1.1","status":200,"bytes_received":0,"bytes_sent":5120,"duration":0.012345,"upstream":"10.0.0.7:8080","upstream_connect":0.000000,"upstream_first_byte":0.000000,"attempts":1,"tls_version":"","sni":"","request_id":"7f3a9c","user_agent":"curl/8.5.0","referer":"","reason":""}
+	// {"time":"2026-03-14T15:09:26.535+01:00","service":"shop","route":"","client_ip":"192.0.2.10","client_port":51234,"method":"GET","host":"shop.example","path":"/cart?item=42","protocol":"HTTP/1.1","status":200,"bytes_received":0,"bytes_sent":5120,"duration":0.012345,"upstream":"10.0.0.7:8080","upstream_connect":0.000000,"upstream_first_byte":0.000000,"attempts":1,"tls_version":"","sni":"","request_id":"7f3a9c","user_agent":"curl/8.5.0","referer":"","reason":""}
 }
 
 func ExampleParseFormat_error() {
@@ -75,7 +75,7 @@ func ExampleParseFormat_error() {
 	fmt.Println(err)
 	// Output:
 	// true
-	// invalid access log format: unknown field "stauts" at byte 8; did you mean "status"? (fields: time_local, time_iso, client, client_ip, client_port, method, host, path, protocol, request, status, bytes_received, bytes_sent, duration, upstream, upstream_connect, upstream_first_byte, attempts, tls_version, sni, request_id, user_agent, referer, reason, service)
+	// invalid access log format: unknown field "stauts" at byte 8; did you mean "status"? (fields: time_local, time_iso, client, client_ip, client_port, method, host, path, protocol, request, status, bytes_received, bytes_sent, duration, upstream, upstream_connect, upstream_first_byte, attempts, tls_version, sni, request_id, user_agent, referer, reason, service, route)
 }
 
 func ExampleOpen() {

@@ -31,6 +31,7 @@ const (
 	fieldReferer
 	fieldReason
 	fieldService
+	fieldRoute
 	numFields
 )
 
@@ -83,6 +84,7 @@ var fields = [numFields]fieldInfo{
 	fieldReferer:           {"referer", 2048},
 	fieldReason:            {"reason", 128},
 	fieldService:           {"service", 256},
+	fieldRoute:             {"route", 256},
 }
 
 // lookupField returns the field a template name stands for.

@@ -34,6 +34,7 @@ var jsonKeys = [...]struct {
 }{
 	{"time", fieldTimeISO, true},
 	{"service", fieldService, true},
+	{"route", fieldRoute, true},
 	{"client_ip", fieldClientIP, true},
 	{"client_port", fieldClientPort, false},
 	{"method", fieldMethod, true},

@@ -12,7 +12,7 @@ import (
 func TestFormatGolden(t *testing.T) {
 	every := "$time_local|$time_iso|$client|$client_ip|$client_port|$method|$host|$path|$protocol|$request|" +
 		"$status|$bytes_received|$bytes_sent|$duration|$upstream|$upstream_connect|$upstream_first_byte|" +
-		"$attempts|$tls_version|$sni|$request_id|$user_agent|$referer|$reason|$service"
+		"$attempts|$tls_version|$sni|$request_id|$user_agent|$referer|$reason|$service|$route"
 	minimal := &Record{Start: testStart}
 	tests := []struct {
 		name   string
@@ -25,14 +25,14 @@ func TestFormatGolden(t *testing.T) {
 		{"combined, nothing known", "combined", minimal,
 			`- - - [14/Mar/2026:15:09:26 +0100] "-" 000 0 "-" "-"`},
 		{"json", "json", sampleRecord(),
-			`{"time":"2026-03-14T15:09:26.535+01:00","service":"shop","client_ip":"192.0.2.10","client_port":51234,` +
+			`{"time":"2026-03-14T15:09:26.535+01:00","service":"shop","route":"cart","client_ip":"192.0.2.10","client_port":51234,` +
 				`"method":"GET","host":"shop.example","path":"/cart?item=42","protocol":"HTTP/1.1","status":200,` +
 				`"bytes_received":17,"bytes_sent":5120,"duration":0.012345,"upstream":"10.0.0.7:8080",` +
 				`"upstream_connect":0.001200,"upstream_first_byte":0.010000,"attempts":1,"tls_version":"TLSv1.3",` +
 				`"sni":"shop.example","request_id":"7f3a9c","user_agent":"Mozilla/5.0 (X11; Linux x86_64)",` +
 				`"referer":"https://shop.example/","reason":""}`},
 		{"json, nothing known", "json", minimal,
-			`{"time":"2026-03-14T15:09:26.535+01:00","service":"","client_ip":"","client_port":0,` +
+			`{"time":"2026-03-14T15:09:26.535+01:00","service":"","route":"","client_ip":"","client_port":0,` +
 				`"method":"","host":"","path":"","protocol":"","status":0,` +
 				`"bytes_received":0,"bytes_sent":0,"duration":0.000000,"upstream":"",` +
 				`"upstream_connect":0.000000,"upstream_first_byte":0.000000,"attempts":0,"tls_version":"",` +
@@ -43,10 +43,10 @@ func TestFormatGolden(t *testing.T) {
 		{"every field", every, sampleRecord(),
 			`14/Mar/2026:15:09:26 +0100|2026-03-14T15:09:26.535+01:00|192.0.2.10:51234|192.0.2.10|51234|GET|` +
 				`shop.example|/cart?item=42|HTTP/1.1|GET /cart?item=42 HTTP/1.1|200|17|5120|0.012345|10.0.0.7:8080|` +
-				`0.001200|0.010000|1|TLSv1.3|shop.example|7f3a9c|Mozilla/5.0 (X11; Linux x86_64)|https://shop.example/|-|shop`},
+				`0.001200|0.010000|1|TLSv1.3|shop.example|7f3a9c|Mozilla/5.0 (X11; Linux x86_64)|https://shop.example/|-|shop|cart`},
 		{"every field, nothing known", every, minimal,
 			`14/Mar/2026:15:09:26 +0100|2026-03-14T15:09:26.535+01:00|-|-|-|-|-|-|-|-|000|0|0|0.000000|-|` +
-				`0.000000|0.000000|0|-|-|-|-|-|-|-`},
+				`0.000000|0.000000|0|-|-|-|-|-|-|-|-`},
 		{"braces, dollars and tabs", "${status}_x\t$$${host}$$", sampleRecord(), "200_x\t$shop.example$"},
 		{"literal text only around fields", "[$status]", minimal, "[000]"},
 	}
@@ -246,7 +246,7 @@ func TestJSONValues(t *testing.T) {
 	line := mustParse(t, "json").Append(nil, sampleRecord())
 	var got struct {
 		Time              time.Time
-		Service           string
+		Service, Route    string
 		ClientIP          string `json:"client_ip"`
 		ClientPort        int    `json:"client_port"`
 		Method, Host      string
@@ -277,6 +277,7 @@ func TestJSONValues(t *testing.T) {
 	}{
 		{"time", got.Time.UnixMilli(), r.Start.UnixMilli()},
 		{"service", got.Service, r.Service},
+		{"route", got.Route, r.Route},
 		{"client_ip", got.ClientIP, r.Client.Addr().String()},
 		{"client_port", got.ClientPort, int(r.Client.Port())},
 		{"method", got.Method, string(r.Method)},

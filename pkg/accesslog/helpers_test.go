@@ -18,6 +18,7 @@ var testStart = time.Date(2026, time.March, 14, 15, 9, 26, 535_000_000, time.Fix
 func sampleRecord() *Record {
 	return &Record{
 		Service:       "shop",
+		Route:         "cart",
 		Start:         testStart,
 		Client:        netip.MustParseAddrPort("192.0.2.10:51234"),
 		Method:        []byte("GET"),

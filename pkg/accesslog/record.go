@@ -15,6 +15,9 @@ import (
 type Record struct {
 	// Service is the name of the service that took the request.
 	Service string
+	// Route is the name of the route that took the request; "" when
+	// the service has no routes, or none matched.
+	Route string
 	// Start is when the request head was read. The time fields are
 	// written in its location: local time for a time.Now().
 	Start time.Time
