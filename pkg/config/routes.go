@@ -135,11 +135,11 @@ func (p *parser) routeName(m *mapping, r *Route, names map[string]Position) {
 		return
 	}
 	if first, dup := names[r.Route.Name]; dup {
-		how := "is named"
+		how := ""
 		if !m.has("name") {
-			how = "is named by default (its index)"
+			how = " (this route's default name, its index)"
 		}
-		p.errorAt(pos, m.at("name"), "the route %s %s, as is the route at %s; route names must be unique in a service", how, quote(r.Route.Name), first)
+		p.errorAt(pos, m.at("name"), "route name %s%s is already used by the route at %s; route names must be unique in a service", quote(r.Route.Name), how, first)
 		return
 	}
 	names[r.Route.Name] = pos
@@ -498,8 +498,11 @@ func (p *parser) redirect(n *yaml.Node, path string) *route.Redirect {
 	}
 	m.integer("port", &rd.Port, 1, maxPort)
 	if m.str("path", &rd.Path) {
-		if msg := checkMatchPath(rd.Path); msg != "" {
-			p.errorf(m.get("path"), m.at("path"), "%s (the request's query is kept)", msg)
+		switch {
+		case !validRequestPath(rd.Path):
+			p.errorf(m.get("path"), m.at("path"), "%s is not a path; it must start with \"/\" and hold no spaces or control characters", quote(rd.Path))
+		case strings.ContainsAny(rd.Path, "?#"):
+			p.errorf(m.get("path"), m.at("path"), "%s: a redirect keeps the request's query; give the path alone", quote(rd.Path))
 		}
 	}
 	if sn := m.get("status"); sn != nil {
@@ -621,8 +624,10 @@ func checkExpansion(re *regexp.Regexp, with string) string {
 			if num > re.NumSubexp() {
 				return fmt.Sprintf("%s refers to group %d, and the regex has %d; number groups from 1, or write $$ for a literal dollar sign", quote(with), num, re.NumSubexp())
 			}
+		} else if name[0] >= '0' && name[0] <= '9' {
+			return fmt.Sprintf("%s refers to a group named %s, as regexp reads it; write ${N} when letters follow a group number", quote(with), quote(name))
 		} else if re.SubexpIndex(name) < 0 {
-			return fmt.Sprintf("%s refers to group %s, which the regex does not name; name it with (?P<%s>...), or write ${1}, not $1x, when letters follow a number", quote(with), quote(name), name)
+			return fmt.Sprintf("%s refers to group %s, which the regex does not name; name it with (?P<%s>...)", quote(with), quote(name), name)
 		}
 	}
 	return ""
@@ -720,7 +725,7 @@ func (p *parser) routeTimeouts(n *yaml.Node, path string) RouteTimeouts {
 // compress reads a route's compress mapping.
 func (p *parser) compress(n *yaml.Node, path string) *Compress {
 	if n.Kind != yaml.MappingNode {
-		p.wrongType(n, path, "a mapping; write compress: {} for the defaults")
+		p.errorf(n, path, "want a mapping, got %s; write compress: {} for the defaults", describe(n))
 		return nil
 	}
 	m := p.mapping(n, path, []string{"encodings", "min_size", "types"})
