@@ -3,12 +3,14 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/route"
 	"gopkg.in/yaml.v3"
 )
@@ -105,10 +107,10 @@ func (p *parser) route(n *yaml.Node, path string, index int, names map[string]Po
 		r.Route.Rewrite = p.rewrite(rn, m.at("rewrite"))
 	}
 	if hn := m.get("request_headers"); hn != nil {
-		r.Route.RequestHeaders = p.headerRules(hn, m.at("request_headers"))
+		r.Route.RequestHeaders = p.headerRules(hn, m.at("request_headers"), true)
 	}
 	if hn := m.get("response_headers"); hn != nil {
-		r.Route.ResponseHeaders = p.headerRules(hn, m.at("response_headers"))
+		r.Route.ResponseHeaders = p.headerRules(hn, m.at("response_headers"), false)
 	}
 	if tn := m.get("timeouts"); tn != nil {
 		r.Timeouts = p.routeTimeouts(tn, m.at("timeouts"))
@@ -251,10 +253,18 @@ func (p *parser) hostPatterns(n *yaml.Node, path string) []string {
 	return out
 }
 
-// hostPattern validates and lower-cases a host condition: a DNS name, or
-// "*." and a DNS name.
+// hostPattern validates and lower-cases a host condition: a DNS name,
+// "*." and a DNS name, or a bracketed IPv6 address (in its canonical
+// form).
 func hostPattern(s string) (string, error) {
 	h := strings.ToLower(s)
+	if inner, ok := strings.CutPrefix(h, "["); ok {
+		a, err := netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		if err != nil || !strings.HasSuffix(inner, "]") || !a.Is6() || a.Zone() != "" {
+			return "", fmt.Errorf("%s is not a bracketed IPv6 address, such as [2001:db8::1], and has no port", quote(s))
+		}
+		return "[" + a.String() + "]", nil
+	}
 	name, _ := strings.CutPrefix(h, "*.")
 	switch {
 	case strings.Contains(h, ":"):
@@ -353,20 +363,82 @@ func (p *parser) oneKey(m *mapping, choices []string, example string) string {
 }
 
 // checkMatchPath returns a problem with the path of an exact or prefix
-// condition, or "".
+// condition (or of a prefix rewrite), or "". Requests are matched once
+// their paths are normalised, so a path not in normal form would never
+// match.
 func checkMatchPath(s string) string {
 	switch {
-	case !validRequestPath(s):
-		return fmt.Sprintf("%s is not a path; it must start with \"/\" and hold no spaces or control characters", quote(s))
+	case !validPathBytes(s):
+		return fmt.Sprintf("%s is not a path; it must start with \"/\" and hold visible ASCII only (percent-encode the rest)", quote(s))
 	case strings.ContainsAny(s, "?#"):
 		return fmt.Sprintf("%s: a path condition sees the path only, without the query; match a query parameter with query:", quote(s))
 	}
-	for seg := range strings.SplitSeq(s, "/") {
-		if seg == "." || seg == ".." {
-			return fmt.Sprintf("%s holds a dot segment, which request paths lose in normalisation, so it would never match; write the path without it", quote(s))
-		}
+	switch n, ok := normalPath(s); {
+	case !ok:
+		return fmt.Sprintf("%s climbs above the root with \"..\"", quote(s))
+	case n != s:
+		return fmt.Sprintf("%s is not in normal form, and requests are matched once theirs are normalised, so it would never match; write %s", quote(s), quote(n))
 	}
 	return ""
+}
+
+// validPathBytes reports whether s starts with "/" and holds visible
+// ASCII only.
+func validPathBytes(s string) bool {
+	return strings.HasPrefix(s, "/") && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f })
+}
+
+// normalPath returns the normal form of a path starting with "/", as
+// requests are normalised before matching: percent-encoded unreserved
+// characters decoded, empty and "." segments dropped, ".." taking the
+// segment before it away (false when there is none), and a final "/"
+// kept when the last segment was empty, "." or "..".
+func normalPath(p string) (string, bool) {
+	var segs []string
+	trailing := true
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		switch seg = decodeUnreserved(seg); seg {
+		case "", ".":
+			trailing = true
+		case "..":
+			if len(segs) == 0 {
+				return "", false
+			}
+			segs, trailing = segs[:len(segs)-1], true
+		default:
+			segs, trailing = append(segs, seg), false
+		}
+	}
+	n := "/" + strings.Join(segs, "/")
+	if trailing && len(segs) > 0 {
+		n += "/"
+	}
+	return n, true
+}
+
+// decodeUnreserved decodes the percent-encoded unreserved characters
+// (RFC 3986: letters, digits, "-", ".", "_" and "~") of a path segment.
+func decodeUnreserved(seg string) string {
+	if !strings.Contains(seg, "%") {
+		return seg
+	}
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		if seg[i] == '%' && i+2 < len(seg) {
+			if v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8); err == nil && unreserved(byte(v)) {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(seg[i])
+	}
+	return b.String()
+}
+
+// unreserved reports whether c is an RFC 3986 unreserved character.
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0
 }
 
 // regex compiles the RE2 expression of key.
@@ -499,8 +571,8 @@ func (p *parser) redirect(n *yaml.Node, path string) *route.Redirect {
 	m.integer("port", &rd.Port, 1, maxPort)
 	if m.str("path", &rd.Path) {
 		switch {
-		case !validRequestPath(rd.Path):
-			p.errorf(m.get("path"), m.at("path"), "%s is not a path; it must start with \"/\" and hold no spaces or control characters", quote(rd.Path))
+		case !validPathBytes(rd.Path):
+			p.errorf(m.get("path"), m.at("path"), "%s is not a path; it must start with \"/\" and hold visible ASCII only (percent-encode the rest)", quote(rd.Path))
 		case strings.ContainsAny(rd.Path, "?#"):
 			p.errorf(m.get("path"), m.at("path"), "%s: a redirect keeps the request's query; give the path alone", quote(rd.Path))
 		}
@@ -527,12 +599,23 @@ func (p *parser) routeRespond(n *yaml.Node, path string) *route.Respond {
 		return nil
 	}
 	rs := &route.Respond{Status: DefaultRespondStatus}
-	m.integer("status", &rs.Status, 100, 599)
+	m.integer("status", &rs.Status, 200, 599)
 	var body string
 	if m.str("body", &body) {
 		rs.Body = []byte(body)
+		if body != "" && (rs.Status == 204 || rs.Status == 304) {
+			p.errorf(m.get("body"), m.at("body"), "a %d response has no body; remove body, or choose another status", rs.Status)
+		}
 	}
-	headers := m.stringMap("headers", checkResponseHeader)
+	headers := m.stringMap("headers", func(name, value string) (string, string) {
+		if msg := ruleNameProblem(name); msg != "" {
+			return msg, ""
+		}
+		if !h1.ValidFieldValue([]byte(value)) {
+			return "", fmt.Sprintf("value %s holds control characters, or spaces at its ends; remove them", quote(value))
+		}
+		return "", ""
+	})
 	names := make([]string, 0, len(headers))
 	for name := range headers {
 		names = append(names, name)
@@ -581,6 +664,10 @@ func (p *parser) rewrite(n *yaml.Node, path string) *route.Rewrite {
 			return nil
 		}
 		if !m.str("with", &rw.With) {
+			return nil
+		}
+		if strings.ContainsFunc(rw.With, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '?' || r == '#' }) {
+			p.errorf(m.get("with"), m.at("with"), "%s: a path holds visible ASCII only (percent-encode the rest), and no query or fragment", quote(rw.With))
 			return nil
 		}
 		if msg := checkExpansion(rw.Regexp, rw.With); msg != "" {
@@ -633,28 +720,29 @@ func checkExpansion(re *regexp.Regexp, with string) string {
 	return ""
 }
 
-// framingHeaders are the fields weir writes from the message's framing;
-// header rules may not touch them.
-var framingHeaders = []string{"content-length", "transfer-encoding", "connection"}
-
-// headerRules reads request_headers or response_headers: set, add and
-// remove.
-func (p *parser) headerRules(n *yaml.Node, path string) route.HeaderRules {
+// headerRules reads request_headers (request true) or response_headers:
+// set, add and remove.
+func (p *parser) headerRules(n *yaml.Node, path string, request bool) route.HeaderRules {
 	var hr route.HeaderRules
 	m := p.mapping(n, path, []string{"set", "add", "remove"})
 	if m == nil {
 		return hr
 	}
 	if sn := m.get("set"); sn != nil {
-		hr.Set = p.headerValues(sn, m.at("set"))
+		hr.Set = p.headerValues(sn, m.at("set"), request, false)
 	}
 	if an := m.get("add"); an != nil {
-		hr.Add = p.headerValues(an, m.at("add"))
+		hr.Add = p.headerValues(an, m.at("add"), request, true)
 	}
 	items, _ := m.list("remove", "remove: [Server, X-Powered-By]")
 	for i, item := range items {
 		ipath := fmt.Sprintf("%s[%d]", m.at("remove"), i)
-		if name, ok := p.str(item, ipath); ok && p.checkRuleName(item, ipath, name) {
+		name, ok := p.str(item, ipath)
+		switch {
+		case !ok || !p.checkRuleName(item, ipath, name):
+		case request && strings.EqualFold(name, "Host"):
+			p.errorf(item, ipath, "an HTTP/1.1 request must have a Host field; set Host instead of removing it")
+		default:
 			hr.Remove = append(hr.Remove, name)
 		}
 	}
@@ -662,8 +750,9 @@ func (p *parser) headerRules(n *yaml.Node, path string) route.HeaderRules {
 }
 
 // headerValues reads a mapping of header names to templates, in file
-// order.
-func (p *parser) headerValues(n *yaml.Node, path string) []route.HeaderValue {
+// order: the set (add false) or add rules of request or response
+// headers.
+func (p *parser) headerValues(n *yaml.Node, path string, request, add bool) []route.HeaderValue {
 	if n.Kind != yaml.MappingNode {
 		p.wrongType(n, path, "a mapping of header names to values, as in {X-Client-IP: \"{client_ip}\"}")
 		return nil
@@ -679,14 +768,24 @@ func (p *parser) headerValues(n *yaml.Node, path string) []route.HeaderValue {
 		if !ok {
 			continue
 		}
-		if _, bad := checkHeader(name, value); bad != "" {
-			p.errorf(v, sm.at(name), "%s", bad)
+		if !h1.ValidFieldValue([]byte(value)) {
+			p.errorf(v, sm.at(name), "value %s holds control characters, or spaces at its ends; remove them", quote(value))
 			continue
 		}
 		t, err := route.ParseTemplate(value)
 		if err != nil {
 			p.errorf(v, sm.at(name), "%v", err)
 			continue
+		}
+		if request && strings.EqualFold(name, "Host") {
+			if add {
+				p.errorf(k, path, "a second Host field makes a request invalid; set Host instead of adding one")
+				continue
+			}
+			if !validHostBytes(strings.ReplaceAll(value, "{host}", "h")) {
+				p.errorf(v, sm.at(name), "%s is not a host[:port]; it may use {host} only, as in \"{host}\" or \"api.internal:8080\"", quote(value))
+				continue
+			}
 		}
 		out = append(out, route.HeaderValue{Name: name, Value: t})
 	}
@@ -695,15 +794,32 @@ func (p *parser) headerValues(n *yaml.Node, path string) []route.HeaderValue {
 
 // checkRuleName checks a header name in a header rule.
 func (p *parser) checkRuleName(n *yaml.Node, path, name string) bool {
-	if !httpsyntax.IsToken(name) {
-		p.errorf(n, path, "%s is not a valid header name; use letters, digits and \"-\"", quote(name))
-		return false
-	}
-	if slices.Contains(framingHeaders, strings.ToLower(name)) {
-		p.errorf(n, path, "header %s is weir's to write, from the message's framing; remove it", quote(name))
+	if msg := ruleNameProblem(name); msg != "" {
+		p.errorf(n, path, "%s", msg)
 		return false
 	}
 	return true
+}
+
+// ruleNameProblem returns a problem with a header name that a rule or a
+// fixed response sets, or "": the framing and hop-by-hop fields are
+// weir's to write, for each hop.
+func ruleNameProblem(name string) string {
+	switch {
+	case !h1.ValidFieldName([]byte(name)):
+		return fmt.Sprintf("%s is not a valid header name; use letters, digits and \"-\"", quote(name))
+	case h1.IsHopByHop([]byte(name)) || strings.EqualFold(name, "Content-Length"):
+		return fmt.Sprintf("header %s is a framing or hop-by-hop field, which weir writes itself for each hop; remove it", quote(name))
+	}
+	return ""
+}
+
+// validHostBytes reports whether s is a non-empty host[:port] made of
+// the bytes of names, IPv6 literals and ports.
+func validHostBytes(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._:[]", r))
+	})
 }
 
 // routeTimeouts reads a route's timeouts: overrides of its pool's.
