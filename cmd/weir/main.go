@@ -5,7 +5,8 @@
 //	weir -c FILE     serve the configuration in FILE
 //	weir -d -c FILE  the same as a daemon (or daemon: true)
 //	weir -u -c FILE  take the sockets over from the running weir
-//	weir -t -c FILE  check FILE and exit: 0 when valid, 1 with every error
+//	weir -t -c FILE  check FILE and exit: 0 when valid (printing any
+//	                 warnings), 1 with every error
 //	weir status      print the services: the admin endpoint's view (-admin
 //	                 ADDR, or -c FILE) and the L4 ones in the BPF data plane
 //	weir -h          list the flags
@@ -91,6 +92,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if *testOnly {
+		// Warnings do not fail the check: the file is valid, if
+		// doubtful. They go where errors go, in the same form.
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, w)
+		}
+	}
 	// threads is the worker parallelism: the Go scheduler runs the
 	// services' goroutines on that many OS threads.
 	runtime.GOMAXPROCS(cfg.Threads)
@@ -104,6 +112,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer errorLog.Close()
+	if !*testOnly {
+		for _, w := range cfg.Warnings {
+			log.Warn("configuration: "+w.Message, "at", w.Pos.String())
+		}
+	}
 	build := buildInfo()
 	opts := server.Options{Logger: log, Version: build.Version}
 	if cfg.Admin != nil && !*testOnly {

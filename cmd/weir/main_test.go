@@ -35,6 +35,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := write("bad.yaml", "version: 1\nthreads: two\nservices:\n  - name: lb\n    kind: http_proxy\n    listen: [\"127.0.0.1:1\"]\n    upstream:\n      backends: [\"127.0.0.1:2\"]\n      selection: round_robbin\n      hash_key: uri\n")
+	doubtful := write("doubtful.yaml", "version: 1\nupstreams:\n  web: {backends: [\"127.0.0.1:2\"]}\n  spare: {backends: [\"127.0.0.1:3\"]}\nservices:\n  - name: lb\n    kind: http_proxy\n    listen: [\"127.0.0.1:1\"]\n    upstream: web\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -46,6 +47,9 @@ func TestCheckConfig(t *testing.T) {
 		{"every error with its position", []string{"-t", "-c", bad}, 1, nil, []*regexp.Regexp{
 			regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(bad) + `:2:10: .*threads`),
 			regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(bad) + `:9:18: .*round_robbin`),
+		}},
+		{"valid with warnings", []string{"-t", "-c", doubtful}, 0, regexp.MustCompile(`configuration .*doubtful.yaml is valid`), []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(doubtful) + `:4:3: warning: upstreams.spare: no service or route uses this pool`),
 		}},
 		{"missing file", []string{"-t", "-c", filepath.Join(dir, "nope.yaml")}, 1, nil, []*regexp.Regexp{regexp.MustCompile(`nope.yaml`)}},
 		{"no -c", []string{"-t"}, 2, nil, []*regexp.Regexp{regexp.MustCompile(`usage: weir -c FILE`)}},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/pkg/l7"
 	"gopkg.in/yaml.v3"
 )
 
@@ -178,30 +179,55 @@ func TestMergeExpansionIsBounded(t *testing.T) {
 	}
 }
 
-func TestCheckExpect(t *testing.T) {
+// TestExpect checks that expect is parsed once, into the lb.StatusSet
+// the health check uses, with lb.ParseStatusSet's grammar: the one that
+// accepts classes such as "2xx".
+func TestExpect(t *testing.T) {
 	tests := []struct {
-		expect string
-		ok     bool
+		expect  string
+		ok      bool
+		in, out int
 	}{
-		{"200", true},
-		{"200-299", true},
-		{"200-299,304", true},
-		{"200-299, 304 ,404-404", true},
-		{"100-599", true},
-		{"", false},
-		{"200,", false},
-		{"2xx", false},
-		{"99", false},
-		{"600", false},
-		{"299-200", false},
-		{"200-", false},
-		{"-200", false},
-		{"200-300-400", false},
-		{"+200", false},
+		{`"200"`, true, 200, 201},
+		{`200`, true, 200, 201},
+		{`"200-299"`, true, 250, 300},
+		{`"200-299,304"`, true, 304, 305},
+		{`"200-299, 304 ,404-404"`, true, 404, 403},
+		{`"2xx"`, true, 299, 300},
+		{`"2xx,3xx"`, true, 399, 400},
+		{`"100-599"`, true, 599, 600},
+		{`""`, false, 0, 0},
+		{`"200,"`, false, 0, 0},
+		{`"99"`, false, 0, 0},
+		{`"600"`, false, 0, 0},
+		{`"6xx"`, false, 0, 0},
+		{`"299-200"`, false, 0, 0},
+		{`"200-"`, false, 0, 0},
+		{`"-200"`, false, 0, 0},
+		{`"200-300-400"`, false, 0, 0},
+		{`"+200"`, false, 0, 0},
 	}
 	for _, tt := range tests {
-		if err := checkExpect(tt.expect); (err == nil) != tt.ok {
-			t.Errorf("checkExpect(%q) = %v, want ok=%v", tt.expect, err, tt.ok)
+		conf := `version: 1
+services:
+  - name: a
+    kind: http_proxy
+    listen: ["127.0.0.1:8001"]
+    upstream:
+      backends: ["127.0.0.1:9001"]
+      health_check: {type: http, expect: ` + tt.expect + `}
+`
+		cfg, err := Parse("w.yaml", []byte(conf))
+		if (err == nil) != tt.ok {
+			t.Errorf("expect %s: err = %v, want ok=%v", tt.expect, err, tt.ok)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		set := cfg.Services[0].Upstream.HealthCheck.HTTP.Expect
+		if !set.Contains(tt.in) || set.Contains(tt.out) {
+			t.Errorf("expect %s: set %s, want it to hold %d and not %d", tt.expect, set, tt.in, tt.out)
 		}
 	}
 }
@@ -209,29 +235,29 @@ func TestCheckExpect(t *testing.T) {
 func TestParseHashKey(t *testing.T) {
 	tests := []struct {
 		in   string
-		want HashKey
+		want l7.HashKey
 		ok   bool
 	}{
-		{"client_ip", HashKey{Kind: HashClientIP}, true},
-		{"uri", HashKey{Kind: HashURI}, true},
-		{"header:x-user-id", HashKey{Kind: HashHeader, Name: "X-User-Id"}, true},
-		{"cookie:session_id", HashKey{Kind: HashCookie, Name: "session_id"}, true},
-		{"query:user", HashKey{Kind: HashQuery, Name: "user"}, true},
-		{"header:", HashKey{}, false},
-		{"header:a b", HashKey{}, false},
-		{"cookie:a;b", HashKey{}, false},
-		{"query:a=b", HashKey{}, false},
-		{"client_ip:x", HashKey{}, false},
-		{"ip", HashKey{}, false},
-		{"", HashKey{}, false},
+		{"client_ip", l7.HashKey{Kind: l7.KeyClientIP}, true},
+		{"uri", l7.HashKey{Kind: l7.KeyURI}, true},
+		{"header:x-user-id", l7.HashKey{Kind: l7.KeyHeader, Name: "X-User-Id"}, true},
+		{"cookie:session_id", l7.HashKey{Kind: l7.KeyCookie, Name: "session_id"}, true},
+		{"query:user", l7.HashKey{Kind: l7.KeyQuery, Name: "user"}, true},
+		{"header:", l7.HashKey{}, false},
+		{"header:a b", l7.HashKey{}, false},
+		{"cookie:a;b", l7.HashKey{}, false},
+		{"query:a=b", l7.HashKey{}, false},
+		{"client_ip:x", l7.HashKey{}, false},
+		{"ip", l7.HashKey{}, false},
+		{"", l7.HashKey{}, false},
 	}
 	for _, tt := range tests {
 		got, err := parseHashKey(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseHashKey(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
-		if err == nil && got.String() != strings.Replace(tt.in, "x-user-id", "X-User-Id", 1) {
-			t.Errorf("HashKey.String() = %q, want it to round-trip %q", got.String(), tt.in)
+		if err == nil && formatHashKey(got) != strings.Replace(tt.in, "x-user-id", "X-User-Id", 1) {
+			t.Errorf("formatHashKey = %q, want it to round-trip %q", formatHashKey(got), tt.in)
 		}
 	}
 }

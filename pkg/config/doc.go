@@ -14,7 +14,17 @@
 // a known key is close, and values of the wrong type are refused rather
 // than converted.
 //
+// A value is parsed once, into the type the package that uses it takes:
+// a route into a route.Route, a hash key into an l7.HashKey, a health
+// check's expected statuses into an lb.StatusSet, header templates with
+// route.ParseTemplate; so each value has one grammar, and its errors
+// carry their position.
+//
+// What is valid but almost certainly a mistake (a route an earlier route
+// leaves nothing to, a pool nothing uses) is not an error but a Warning,
+// in Config.Warnings.
+//
 // The structs that later stages report errors against (Service, Listener,
-// Cert, Upstream, BackendSpec, Discovery, HealthCheck, TLSClient, L4)
-// carry the Position of their source.
+// Cert, Upstream, BackendSpec, Discovery, HealthCheck, TLSClient, L4,
+// Route) carry the Position of their source.
 package config

@@ -4,18 +4,25 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/weir-lb/weir/pkg/accesslog"
+	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/route"
 )
 
 // dump renders v as indented JSON with struct fields in declaration order,
-// map keys sorted, durations as "1.5s", positions as FILE:LINE:COL and
-// access log formats as written, so that golden files are stable and
-// readable.
+// map keys sorted, durations as "1.5s", positions as FILE:LINE:COL, and
+// parsed values (access log formats, hash keys, status sets, regular
+// expressions, templates, prefixes) as written, so that golden files are
+// stable and readable.
 func dump(v any) string {
 	var b bytes.Buffer
 	writeValue(&b, reflect.ValueOf(v), 0)
@@ -27,7 +34,35 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	positionType = reflect.TypeFor[Position]()
 	formatType   = reflect.TypeFor[*accesslog.Format]()
+
+	// asText are the types dumped as the string a function makes of them.
+	asText = map[reflect.Type]func(reflect.Value) string{
+		reflect.TypeFor[l7.HashKey]():      func(v reflect.Value) string { return formatHashKey(v.Interface().(l7.HashKey)) },
+		reflect.TypeFor[lb.StatusSet]():    func(v reflect.Value) string { return v.Interface().(lb.StatusSet).String() },
+		reflect.TypeFor[*regexp.Regexp]():  func(v reflect.Value) string { return v.Interface().(*regexp.Regexp).String() },
+		reflect.TypeFor[route.Template]():  func(v reflect.Value) string { return v.Interface().(route.Template).String() },
+		reflect.TypeFor[netip.Prefix]():    func(v reflect.Value) string { return v.Interface().(netip.Prefix).String() },
+		reflect.TypeFor[[]byte]():          func(v reflect.Value) string { return string(v.Bytes()) },
+		reflect.TypeFor[route.PathKind]():  func(v reflect.Value) string { return pathKinds[v.Interface().(route.PathKind)] },
+		reflect.TypeFor[route.ValueKind](): func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
+	}
+	pathKinds  = map[route.PathKind]string{route.PathAny: "any", route.PathExact: "exact", route.PathPrefix: "prefix", route.PathRegex: "regex"}
+	valueKinds = map[route.ValueKind]string{route.ValuePresent: "present", route.ValueExact: "exact", route.ValueRegex: "regex"}
+	headerType = reflect.TypeFor[h1.Header]()
 )
+
+// formatHashKey writes a hash key as the configuration does.
+func formatHashKey(k l7.HashKey) string {
+	for name, kind := range hashKeyKindsByName {
+		if kind == k.Kind && k.Name == "" {
+			return name
+		}
+		if kind == k.Kind {
+			return name + ":" + k.Name
+		}
+	}
+	return ""
+}
 
 // writeValue writes one value at the given indentation depth.
 func writeValue(b *bytes.Buffer, v reflect.Value, depth int) {
@@ -40,6 +75,18 @@ func writeValue(b *bytes.Buffer, v reflect.Value, depth int) {
 		return
 	case v.Type() == formatType && !v.IsNil():
 		writeJSON(b, v.Interface().(*accesslog.Format).String())
+		return
+	case v.Type() == headerType:
+		h := v.Interface().(h1.Header)
+		fields := make([]string, h.Len())
+		for i := range fields {
+			name, value := h.At(i)
+			fields[i] = string(name) + ": " + string(value)
+		}
+		writeArray(b, reflect.ValueOf(fields), depth)
+		return
+	case asText[v.Type()] != nil && !(v.Kind() == reflect.Pointer && v.IsNil()) && !(v.Kind() == reflect.Slice && v.IsNil()):
+		writeJSON(b, asText[v.Type()](v))
 		return
 	}
 	switch v.Kind() {

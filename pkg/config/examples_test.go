@@ -1,13 +1,14 @@
 package config
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
 )
 
 // TestExamplesParse loads every examples/*.yaml, as a user running weir
-// on them would.
+// on them would, and checks that none draws a warning.
 func TestExamplesParse(t *testing.T) {
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -15,8 +16,12 @@ func TestExamplesParse(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			if _, err := Load(file); err != nil {
-				t.Errorf("%s does not load:\n%v", file, err)
+			cfg, err := Load(file)
+			if err != nil {
+				t.Fatalf("%s does not load:\n%v", file, err)
+			}
+			for _, w := range cfg.Warnings {
+				t.Errorf("an example should draw no warning: %s", w)
 			}
 		})
 	}
@@ -60,5 +65,41 @@ func TestQuickstart(t *testing.T) {
 		if want := "hello from " + name + "\n"; s.Respond.Body != want {
 			t.Errorf("%s body = %q, want %q", name, s.Respond.Body, want)
 		}
+	}
+}
+
+// TestRoutingExample checks examples/routing.yaml's promises: three
+// named pools, every route parsed with its action, in order.
+func TestRoutingExample(t *testing.T) {
+	cfg, err := Load("../../examples/routing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Upstreams) != 3 || cfg.Upstreams["web"].Sticky == nil || cfg.Upstreams["web"].Sticky.Cookie != "weir_web" {
+		t.Errorf("want pools api, web (sticky, cookie weir_web) and static, got %v", slices.Collect(maps.Keys(cfg.Upstreams)))
+	}
+	var edge Service
+	for _, s := range cfg.Services {
+		if s.Name == "edge" {
+			edge = s
+		}
+	}
+	var got []string
+	for _, r := range edge.Routes {
+		action := r.Route.Upstream
+		switch {
+		case r.Route.Redirect != nil:
+			action = "redirect"
+		case r.Route.Respond != nil:
+			action = "respond"
+		}
+		got = append(got, r.Route.Name+">"+action)
+	}
+	want := []string{"bare-domain>redirect", "api-v1>api", "api-v2-canary>api", "assets>static", "site>web"}
+	if !slices.Equal(got, want) {
+		t.Errorf("edge routes = %v, want %v", got, want)
+	}
+	if c := edge.Routes[3].Compress; c == nil || !slices.Equal(c.Encodings, DefaultCompressEncodings) || c.MinSize != DefaultCompressMinSize {
+		t.Errorf("assets compress = %+v, want the defaults", c)
 	}
 }

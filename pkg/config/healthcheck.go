@@ -7,18 +7,23 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/weir-lb/weir/pkg/lb"
 	"gopkg.in/yaml.v3"
 )
 
-// checkKeys are the keys of a health_check mapping; httpCheckKeys, a
-// suffix of it, are those only an http check uses.
+// checkKeys are the keys of a health_check mapping. httpOnlyKeys are
+// those only an http check uses, grpcOnlyKeys those only a grpc check
+// uses, and probeKeys those both use.
 var (
 	checkKeys = []string{
 		"type", "interval", "timeout", "consecutive_success", "consecutive_failure",
 		"initially", "parallel",
 		"method", "path", "host", "headers", "expect", "body_contains", "port", "tls", "sni",
+		"service",
 	}
-	httpCheckKeys = checkKeys[7:]
+	httpOnlyKeys = []string{"method", "path", "host", "headers", "expect", "body_contains"}
+	grpcOnlyKeys = []string{"service"}
+	probeKeys    = []string{"port", "tls", "sni"}
 )
 
 // maxPort is the largest TCP or UDP port.
@@ -43,7 +48,7 @@ func (p *parser) healthCheck(n *yaml.Node, path string) *HealthCheck {
 		Initially:          InitiallyHealthy,
 		Parallel:           true,
 	}
-	typeKnown := enumField(m, "type", &h.Type, CheckTCP, CheckHTTP) || !m.has("type")
+	typeKnown := enumField(m, "type", &h.Type, CheckTCP, CheckHTTP, CheckGRPC) || !m.has("type")
 	p.checkTiming(m, h)
 	m.integer("consecutive_success", &h.ConsecutiveSuccess, 1, math.MaxInt)
 	m.integer("consecutive_failure", &h.ConsecutiveFailure, 1, math.MaxInt)
@@ -52,13 +57,70 @@ func (p *parser) healthCheck(n *yaml.Node, path string) *HealthCheck {
 	switch {
 	case !typeKnown:
 	case h.Type == CheckTCP:
-		for _, key := range httpCheckKeys {
+		for _, key := range httpOnlyKeys {
 			m.forbid(key, "applies to http checks only; set type: http, or remove it")
 		}
+		for _, key := range grpcOnlyKeys {
+			m.forbid(key, "applies to grpc checks only; set type: grpc, or remove it")
+		}
+		for _, key := range probeKeys {
+			m.forbid(key, "applies to http and grpc checks only; set type: http or grpc, or remove it")
+		}
 	case h.Type == CheckHTTP:
+		for _, key := range grpcOnlyKeys {
+			m.forbid(key, "applies to grpc checks only; set type: grpc, or remove it")
+		}
 		h.HTTP = p.httpCheck(m)
+	case h.Type == CheckGRPC:
+		for _, key := range httpOnlyKeys {
+			m.forbid(key, "applies to http checks only; a grpc check asks the gRPC health service about service; remove it")
+		}
+		h.GRPC = p.grpcCheck(m)
 	}
 	return h
+}
+
+// grpcCheck reads the keys of a grpc health check.
+func (p *parser) grpcCheck(m *mapping) *GRPCCheck {
+	c := &GRPCCheck{}
+	if m.str("service", &c.Service) && !validGRPCService(c.Service) {
+		p.errorf(m.get("service"), m.at("service"), "%s is not a gRPC service name; give its full name, as in grpc.health.v1.Health or mypkg.MyService, or \"\" for the whole server", quote(c.Service))
+	}
+	c.Port, c.TLS, c.SNI = p.probeTarget(m)
+	return c
+}
+
+// validGRPCService reports whether s is a fully qualified protobuf
+// service name (dot-separated identifiers), or empty.
+func validGRPCService(s string) bool {
+	if s == "" {
+		return true
+	}
+	for part := range strings.SplitSeq(s, ".") {
+		if part == "" || part[0] >= '0' && part[0] <= '9' {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			if c := part[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// probeTarget reads port, tls and sni, which http and grpc checks share.
+func (p *parser) probeTarget(m *mapping) (port int, useTLS bool, sni string) {
+	m.integer("port", &port, 1, maxPort)
+	m.boolean("tls", &useTLS)
+	if m.str("sni", &sni) {
+		if msg := checkSNI(sni); msg != "" {
+			p.errorf(m.get("sni"), m.at("sni"), "%s", msg)
+		} else if !useTLS {
+			p.errorf(m.keys["sni"], m.at("sni"), "sni is sent only over TLS; add tls: true, or remove sni")
+		}
+	}
+	return port, useTLS, sni
 }
 
 // checkTiming reads interval and timeout. A check must end by the time
@@ -98,7 +160,7 @@ func defaultMark(m *mapping, key string) string {
 
 // httpCheck reads the keys of an http health check.
 func (p *parser) httpCheck(m *mapping) *HTTPCheck {
-	c := &HTTPCheck{Method: DefaultCheckMethod, Path: DefaultCheckPath, Expect: DefaultCheckExpect}
+	c := &HTTPCheck{Method: DefaultCheckMethod, Path: DefaultCheckPath, Expect: lb.MustParseStatusSet(DefaultCheckExpect)}
 	if m.str("method", &c.Method) {
 		if msg := checkMethod(c.Method); msg != "" {
 			p.errorf(m.get("method"), m.at("method"), "%s", msg)
@@ -113,15 +175,7 @@ func (p *parser) httpCheck(m *mapping) *HTTPCheck {
 		p.expect(n, m.at("expect"), &c.Expect)
 	}
 	m.str("body_contains", &c.BodyContains)
-	m.integer("port", &c.Port, 1, maxPort)
-	m.boolean("tls", &c.TLS)
-	if m.str("sni", &c.SNI) {
-		if msg := checkSNI(c.SNI); msg != "" {
-			p.errorf(m.get("sni"), m.at("sni"), "%s", msg)
-		} else if !c.TLS {
-			p.errorf(m.keys["sni"], m.at("sni"), "sni is sent only over TLS; add tls: true, or remove sni")
-		}
-	}
+	c.Port, c.TLS, c.SNI = p.probeTarget(m)
 	return c
 }
 
@@ -160,53 +214,20 @@ func checkCheckHeader(name, value string) (badKey, badValue string) {
 	return checkHeader(name, value)
 }
 
-// expect reads the expect key: status codes and ranges. A single code is
-// often written unquoted, so integers are accepted too.
-func (p *parser) expect(n *yaml.Node, path string, dst *string) {
+// expect reads the expect key into the set pkg/lb checks responses
+// against, parsed once, by lb.ParseStatusSet: codes, ranges and classes.
+// A single code is often written unquoted, so integers are accepted too.
+func (p *parser) expect(n *yaml.Node, path string, dst *lb.StatusSet) {
 	if n.Kind != yaml.ScalarNode || (n.ShortTag() != tagStr && n.ShortTag() != tagInt) {
-		p.wrongType(n, path, `status codes and ranges, such as "200-299,304"`)
+		p.wrongType(n, path, `status codes, ranges and classes, such as "200-299,304" or "2xx"`)
 		return
 	}
-	if err := checkExpect(n.Value); err != nil {
-		p.errorf(n, path, "%v", err)
+	set, err := lb.ParseStatusSet(n.Value)
+	if err != nil {
+		// lb's error repeats the whole value, which the position shows.
+		msg := strings.TrimPrefix(err.Error(), lb.ErrBadStatusSet.Error()+": "+strconv.Quote(n.Value)+": ")
+		p.errorf(n, path, "%s; write codes, ranges and classes such as \"200-299,304\" or \"2xx\"", msg)
 		return
 	}
-	*dst = n.Value
-}
-
-// checkExpect checks a comma-separated list of status codes ("304") and
-// inclusive ranges ("200-299"), each within 100-599.
-func checkExpect(s string) error {
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		loText, hiText, isRange := strings.Cut(part, "-")
-		lo, err := statusCode(loText, part)
-		if err != nil {
-			return err
-		}
-		if !isRange {
-			continue
-		}
-		hi, err := statusCode(hiText, part)
-		if err != nil {
-			return err
-		}
-		if lo > hi {
-			return fmt.Errorf("range %s is reversed; write %d-%d", quote(part), hi, lo)
-		}
-	}
-	return nil
-}
-
-// statusCode parses one status code of an expect list; part is the list
-// item it comes from, for the message.
-func statusCode(s, part string) (int, error) {
-	if len(s) != 3 || strings.Trim(s, "0123456789") != "" {
-		return 0, fmt.Errorf("%s is not a status code or range; write codes and ranges such as \"200-299,304\"", quote(part))
-	}
-	code, _ := strconv.Atoi(s)
-	if code < 100 || code > 599 {
-		return 0, fmt.Errorf("status %d is outside 100-599", code)
-	}
-	return code, nil
+	*dst = set
 }

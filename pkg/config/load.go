@@ -2,11 +2,13 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 )
@@ -48,7 +50,7 @@ func Load(path string) (*Config, error) {
 // relative paths and numCPU the default thread count, so that tests get
 // the same output on every machine.
 func parse(file, dir string, numCPU int, data []byte) (*Config, error) {
-	p := &parser{file: file, dir: dir, numCPU: numCPU, claims: make(map[string]claim)}
+	p := &parser{file: file, dir: dir, numCPU: numCPU, claims: make(map[string]claim), pools: make(map[string]*pool)}
 	var cfg *Config
 	if root := p.document(data); root != nil {
 		cfg = p.config(root)
@@ -57,6 +59,10 @@ func parse(file, dir string, numCPU int, data []byte) (*Config, error) {
 		errs := sortedUnique(p.errs)
 		return nil, &errs
 	}
+	slices.SortStableFunc(p.warnings, func(a, b Warning) int {
+		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
+	})
+	cfg.Warnings = slices.CompactFunc(p.warnings, func(a, b Warning) bool { return a == b })
 	return cfg, nil
 }
 
@@ -76,6 +82,10 @@ type parser struct {
 	// that listens there, to report a second use of the address.
 	claims map[string]claim
 	merges int
+	// pools are the named upstreams, by name.
+	pools map[string]*pool
+	// warnings are the valid but doubtful things found.
+	warnings []Warning
 }
 
 // claim records which service uses an address, where, and as what
@@ -104,6 +114,11 @@ func (p *parser) errorAt(pos Position, path, format string, args ...any) {
 		msg = path + ": " + msg
 	}
 	p.errs = append(p.errs, Error{File: pos.File, Line: pos.Line, Col: pos.Col, Msg: bound(msg)})
+}
+
+// warnAt records a warning at pos.
+func (p *parser) warnAt(pos Position, format string, args ...any) {
+	p.warnings = append(p.warnings, Warning{Pos: pos, Message: bound(fmt.Sprintf(format, args...))})
 }
 
 // document parses data and returns its root node, or nil after recording

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/weir-lb/weir/pkg/l7"
 )
 
 // TestMergesWorkEverywhere merges an anchor into each kind of mapping the
@@ -77,7 +79,7 @@ x-svc: &svc {kind: respond, listen: ["127.0.0.1:8100"]}
     upstream: {<<: *up, hash_key: uri}
 `, func(c *Config) (any, any) {
 			u := c.Services[0].Upstream
-			return []any{u.Backends[0].Addr, u.Selection, u.HashKey}, []any{"127.0.0.1:9001", SelectFNV, HashKey{Kind: HashURI}}
+			return []any{u.Backends[0].Addr, u.Selection, u.HashKey}, []any{"127.0.0.1:9001", SelectFNV, l7.HashKey{Kind: l7.KeyURI}}
 		}},
 		{"service", `
   - <<: *svc

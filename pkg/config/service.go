@@ -16,7 +16,7 @@ import (
 
 // serviceKeys are every key a service may have, whatever its kind.
 var serviceKeys = []string{
-	"name", "kind", "listen", "upstream",
+	"name", "kind", "listen", "upstream", "routes",
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
 	"access_log", "request_id",
@@ -25,7 +25,7 @@ var serviceKeys = []string{
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
 	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id"},
-	KindHTTPProxy: {"name", "kind", "listen", "upstream", "access_log", "request_id"},
+	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id"},
 	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream"},
 }
 
@@ -85,7 +85,7 @@ func (p *parser) service(n *yaml.Node, path string, names map[string]Position) (
 		p.httpLogging(m, &s)
 	case KindHTTPProxy:
 		s.Listeners = p.listeners(m, label)
-		s.Upstream = p.requiredUpstream(m, nil)
+		s.Upstream, s.Routes = p.proxyTarget(m)
 		p.httpLogging(m, &s)
 	case KindL4:
 		s.L4 = p.l4(m, label)
@@ -128,6 +128,8 @@ func (p *parser) forbidOtherKinds(m *mapping, kind Kind) {
 			m.forbid(key, "an l4 service does not listen: its vip is the address it serves; remove listen")
 		case key == "upstream" && kind == KindRespond:
 			m.forbid(key, "a respond service answers requests itself and has no upstream; remove upstream, or set kind: http_proxy")
+		case key == "routes" && kind == KindRespond:
+			m.forbid(key, "a respond service answers every request the same way; set kind: http_proxy, whose routes may respond, redirect or proxy")
 		case key == "access_log" && kind == KindL4:
 			m.forbid(key, "an l4 service forwards bytes, not HTTP requests, so it writes no access log; remove access_log")
 		case key == "request_id" && kind == KindL4:
@@ -179,9 +181,15 @@ func (p *parser) listener(n *yaml.Node, path, service string) (Listener, bool) {
 	l := Listener{Pos: p.pos(n)}
 	addrNode, addrPath := n, path
 	if n.Kind == yaml.MappingNode {
-		m := p.mapping(n, path, []string{"addr", "tls"})
+		m := p.mapping(n, path, []string{"addr", "tls", "proxy_protocol"})
+		if m == nil {
+			return l, false
+		}
 		if tn := m.get("tls"); tn != nil {
 			l.TLS = p.listenerTLS(tn, m.at("tls"))
+		}
+		if pn := m.get("proxy_protocol"); pn != nil {
+			l.ProxyProtocol = p.listenerProxyProtocol(pn, m.at("proxy_protocol"))
 		}
 		addrNode, addrPath = m.get("addr"), m.at("addr")
 		if addrNode == nil {

@@ -14,7 +14,7 @@ var topKeys = []string{
 	"version", "threads", "daemon", "pid_file", "error_log", "upgrade_sock",
 	"user", "group", "grace_period_seconds", "graceful_shutdown_timeout_seconds",
 	"upstream_keepalive_pool_size", "max_retries", "ca_file", "bpf", "admin",
-	"services",
+	"upstreams", "services",
 }
 
 // maxUnixSocketPath is the longest path a Unix socket address holds on
@@ -62,7 +62,9 @@ func (p *parser) config(root *yaml.Node) *Config {
 	if n := m.get("bpf"); n != nil {
 		cfg.BPF = p.bpf(n)
 	}
+	cfg.Upstreams = p.upstreams(m)
 	cfg.Services = p.services(m)
+	p.warnUnusedPools()
 	if n := m.get("admin"); n != nil {
 		// After the services, whose addresses the admin ones must avoid.
 		cfg.Admin = p.admin(n, cfg.UpgradeSock)

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/accesslog"
+	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/route"
 )
 
 // Defaults of the configuration keys. pkg/config/README.md documents each
@@ -69,7 +72,33 @@ const (
 
 	// DefaultTLSMinVersion is the lowest TLS version a TLS listener accepts.
 	DefaultTLSMinVersion = tls.VersionTLS12
+
+	// DefaultProxyProtocolTimeout bounds how long a listener that expects
+	// PROXY protocol headers waits for one.
+	DefaultProxyProtocolTimeout = 5 * time.Second
+
+	// DefaultRedirectStatus is the status code of a redirect route.
+	DefaultRedirectStatus = 301
+	// DefaultCompressMinSize is the smallest response body a route
+	// compresses, in bytes: below it, compression saves less than it costs.
+	DefaultCompressMinSize = 1024
+	// DefaultStickySameSite is the SameSite attribute of a sticky cookie.
+	DefaultStickySameSite = SameSiteLax
 )
+
+// DefaultCompressEncodings are the encodings a route compresses with, in
+// order of preference, when compress lists none.
+var DefaultCompressEncodings = []Encoding{EncodingZstd, EncodingBrotli, EncodingGzip}
+
+// DefaultCompressTypes are the content types a route compresses when
+// compress lists none: text and the textual formats of the web. Images,
+// video and archives are compressed already.
+var DefaultCompressTypes = []string{
+	"text/html", "text/css", "text/plain", "text/javascript", "text/xml", "text/csv", "text/markdown",
+	"application/javascript", "application/json", "application/xml", "application/wasm",
+	"application/manifest+json", "application/ld+json", "application/rss+xml", "application/atom+xml",
+	"image/svg+xml",
+}
 
 // SupportedVersion is the only value of the top-level version key this
 // package reads. A future incompatible format will bump it, so that an old
@@ -131,8 +160,28 @@ type Config struct {
 	// Admin is the admin endpoint (key admin); nil when not configured,
 	// and then no metrics are counted.
 	Admin *Admin
+	// Upstreams are the named pools of key upstreams, by name; services
+	// and routes refer to them with upstream: NAME.
+	Upstreams map[string]*Upstream
 	// Services are the services, in file order (key services, at least one).
 	Services []Service
+	// Warnings are what is valid but almost certainly not meant, such as
+	// a route that can never match, in file order.
+	Warnings []Warning
+}
+
+// Warning is something valid in a configuration that is almost certainly
+// a mistake; weir -t prints warnings and weir logs them when it starts.
+type Warning struct {
+	// Pos is where the questionable key or value is written.
+	Pos Position
+	// Message says what is wrong and what to do.
+	Message string
+}
+
+// String formats the warning as "FILE:LINE:COL: warning: message".
+func (w Warning) String() string {
+	return w.Pos.String() + ": warning: " + w.Message
 }
 
 // BPF is the eBPF data plane's settings.
@@ -186,9 +235,14 @@ type Service struct {
 	Listeners []Listener
 	// Respond is the fixed response of a respond service, nil otherwise.
 	Respond *Respond
-	// Upstream is where an http_proxy or l4 service sends traffic, nil for
-	// a respond service.
+	// Upstream is where an http_proxy or l4 service sends traffic: its
+	// inline upstream block, or the named pool its upstream: NAME refers
+	// to (the same *Upstream as in Config.Upstreams). Nil for a respond
+	// service and for an http_proxy service with routes.
 	Upstream *Upstream
+	// Routes are an http_proxy service's routes (key routes), in order:
+	// the first that matches a request takes it. Nil with upstream.
+	Routes []Route
 	// L4 holds the settings of an l4 service, nil otherwise.
 	L4 *L4
 	// AccessLog is where and how the service logs each request (key
@@ -256,6 +310,22 @@ type Listener struct {
 	Addr string
 	// TLS makes the listener terminate TLS; nil for plain TCP.
 	TLS *ListenerTLS
+	// ProxyProtocol makes the listener read a PROXY protocol header (v1
+	// or v2) from the peers it trusts; nil reads none.
+	ProxyProtocol *ListenerProxyProtocol
+}
+
+// ListenerProxyProtocol is how a listener reads PROXY protocol headers,
+// which a load balancer in front of weir sends to pass on the client's
+// address.
+type ListenerProxyProtocol struct {
+	// Trusted are the peers whose connections must start with a PROXY
+	// header (key trusted, required, at least one; an address alone is a
+	// /32 or /128). Connections from other peers carry none and are
+	// served as they come, their peer being the client.
+	Trusted []netip.Prefix
+	// Timeout bounds the wait for the header (key timeout, default 5s).
+	Timeout time.Duration
 }
 
 // ListenerTLS is the TLS setup of a listener.
@@ -346,38 +416,12 @@ func (s Selection) Hashed() bool {
 	return s == SelectFNV || s == SelectConsistent || s == SelectMaglev
 }
 
-// HashKeyKind says which part of a request is hashed.
-type HashKeyKind string
-
-// The hash key kinds.
-const (
-	HashClientIP HashKeyKind = "client_ip"
-	HashURI      HashKeyKind = "uri"
-	HashHeader   HashKeyKind = "header"
-	HashCookie   HashKeyKind = "cookie"
-	HashQuery    HashKeyKind = "query"
-)
-
-// HashKey is the part of a request a hashed selection hashes.
-type HashKey struct {
-	Kind HashKeyKind
-	// Name is the header (in canonical form), cookie or query parameter
-	// name; empty for client_ip and uri.
-	Name string
-}
-
-// String returns the key as written in the configuration.
-func (k HashKey) String() string {
-	if k.Name == "" {
-		return string(k.Kind)
-	}
-	return string(k.Kind) + ":" + k.Name
-}
-
 // Upstream is the set of backends a service forwards to and how.
 type Upstream struct {
 	// Pos is where the upstream mapping starts.
 	Pos Position
+	// Name is the pool's name under upstreams; empty for an inline block.
+	Name string
 	// Backends is the static backend list (key backends); empty with DNS
 	// discovery.
 	Backends []BackendSpec
@@ -387,13 +431,25 @@ type Upstream struct {
 	// round_robin, maglev for l4 services).
 	Selection Selection
 	// HashKey is what a hashed selection hashes (key hash_key, default
-	// client_ip); the zero value for other selections and l4 services.
-	HashKey HashKey
+	// client_ip), in the form pkg/l7 uses; the zero value (l7.KeyNone)
+	// for other selections and l4 services. Header names are canonical.
+	HashKey l7.HashKey
 	// Host is the Host header sent upstream (key host); empty forwards the
 	// client's.
 	Host string
 	// TLS, when set, makes connections to the backends use TLS (key tls).
 	TLS *TLSClient
+	// ALPN is the protocol spoken to plaintext backends (key alpn): h1
+	// (the default) or h2c, HTTP/2 with prior knowledge. With TLS,
+	// TLS.ALPN chooses instead, and this is h1.
+	ALPN ALPN
+	// ProxyProtocol, when set, makes each connection to a backend start
+	// with a PROXY protocol header carrying the client's address (key
+	// proxy_protocol, v1 or v2).
+	ProxyProtocol ProxyProtocolVersion
+	// Sticky, when set, pins each client to a backend with a cookie (key
+	// sticky, http_proxy only).
+	Sticky *Sticky
 	// HealthCheck probes the backends (key health_check); nil means no
 	// active checks: every backend counts as healthy.
 	HealthCheck *HealthCheck
@@ -457,7 +513,51 @@ const (
 	ALPNH2 ALPN = "h2"
 	// ALPNH2H1 offers HTTP/2 and falls back to HTTP/1.1.
 	ALPNH2H1 ALPN = "h2h1"
+	// ALPNH2C speaks HTTP/2 with prior knowledge over plain TCP (RFC
+	// 9113, section 3.3): pool-level alpn only, without tls.
+	ALPNH2C ALPN = "h2c"
 )
+
+// ProxyProtocolVersion is a PROXY protocol version; empty sends none.
+type ProxyProtocolVersion string
+
+// The PROXY protocol versions.
+const (
+	// ProxyV1 is the text header ("PROXY TCP4 ...\r\n").
+	ProxyV1 ProxyProtocolVersion = "v1"
+	// ProxyV2 is the binary header.
+	ProxyV2 ProxyProtocolVersion = "v2"
+)
+
+// SameSite is the SameSite attribute of a cookie.
+type SameSite string
+
+// The SameSite values.
+const (
+	SameSiteLax    SameSite = "lax"
+	SameSiteStrict SameSite = "strict"
+	SameSiteNone   SameSite = "none"
+)
+
+// Sticky is cookie-based session affinity: the first response to a
+// client sets a cookie naming its backend, and later requests carrying
+// it go to that backend while it is healthy.
+type Sticky struct {
+	// Pos is where the sticky mapping starts.
+	Pos Position
+	// Cookie is the cookie's name (key cookie, required).
+	Cookie string
+	// TTL is the cookie's lifetime (key ttl); zero makes a session cookie,
+	// which the browser drops when it closes.
+	TTL time.Duration
+	// Secure sends the cookie over HTTPS only (key secure, default false).
+	Secure bool
+	// HTTPOnly hides the cookie from scripts (key http_only, default true).
+	HTTPOnly bool
+	// SameSite is the cookie's SameSite attribute (key same_site, default
+	// lax).
+	SameSite SameSite
+}
 
 // TLSClient is the TLS setup for connections to backends.
 type TLSClient struct {
@@ -484,6 +584,9 @@ const (
 	CheckTCP CheckType = "tcp"
 	// CheckHTTP passes when an HTTP request gets an expected response.
 	CheckHTTP CheckType = "http"
+	// CheckGRPC passes when the gRPC health service (grpc.health.v1)
+	// answers SERVING.
+	CheckGRPC CheckType = "grpc"
 )
 
 // InitialHealth is a new backend's health before its first check.
@@ -518,9 +621,25 @@ type HealthCheck struct {
 	// Parallel checks all backends at once rather than one after another
 	// (default true).
 	Parallel bool
-	// HTTP holds the request and expectations of an http check; nil for a
-	// tcp check.
+	// HTTP holds the request and expectations of an http check; nil for
+	// other types.
 	HTTP *HTTPCheck
+	// GRPC holds the settings of a grpc check; nil for other types.
+	GRPC *GRPCCheck
+}
+
+// GRPCCheck is what a grpc health check asks: grpc.health.v1.Health/Check
+// for a service, over HTTP/2.
+type GRPCCheck struct {
+	// Service is the service name asked about (key service); empty asks
+	// about the server as a whole.
+	Service string
+	// Port is the port to check; 0 uses the backend's port.
+	Port int
+	// TLS makes the check use TLS; without it the check speaks h2c.
+	TLS bool
+	// SNI is the server name of a TLS check; empty sends none.
+	SNI string
 }
 
 // HTTPCheck is the request an http health check sends and what it expects.
@@ -533,9 +652,10 @@ type HTTPCheck struct {
 	Host string
 	// Headers are added to the request.
 	Headers map[string]string
-	// Expect is the healthy status codes, as written: a comma-separated
-	// list of codes and ranges such as "200-299,304" (default 200-299).
-	Expect string
+	// Expect is the healthy status codes (key expect, default 200-299),
+	// parsed by lb.ParseStatusSet: codes, ranges and classes such as
+	// "200-299,304" or "2xx".
+	Expect lb.StatusSet
 	// BodyContains, when set, must occur in the response body.
 	BodyContains string
 	// Port is the port to check; 0 uses the backend's port.
@@ -582,3 +702,55 @@ const (
 	// LogJSON writes one JSON object a line.
 	LogJSON LogFormat = "json"
 )
+
+// Route is one entry of an http_proxy service's routes: the route as
+// pkg/route takes it, and the settings that belong to the proxying
+// rather than to the routing table.
+type Route struct {
+	// Pos is where the route's mapping starts.
+	Pos Position
+	// Route is the route: its name (default its index), match, action,
+	// rewrite, header rules and retries (MaxRetries is -1 unless
+	// max_retries is set). Route.Upstream names a pool of
+	// Config.Upstreams.
+	Route route.Route
+	// Timeouts override the pool's connect, read and write timeouts for
+	// this route's requests (key timeouts); zero inherits the pool's.
+	Timeouts RouteTimeouts
+	// Compress compresses the route's responses (key compress); nil
+	// leaves them as they are.
+	Compress *Compress
+}
+
+// RouteTimeouts are a route's overrides of its pool's timeouts; zero
+// keeps the pool's.
+type RouteTimeouts struct {
+	Connect, Read, Write time.Duration
+}
+
+// Encoding is a content coding a route may compress responses with.
+type Encoding string
+
+// The encodings, in the default order of preference.
+const (
+	EncodingZstd   Encoding = "zstd"
+	EncodingBrotli Encoding = "br"
+	EncodingGzip   Encoding = "gzip"
+)
+
+// Compress is how a route compresses responses: with the first of
+// Encodings the client accepts, when the body is at least MinSize bytes
+// and its content type is one of Types.
+type Compress struct {
+	// Encodings are the encodings offered, most preferred first (key
+	// encodings, default DefaultCompressEncodings).
+	Encodings []Encoding
+	// MinSize is the smallest body compressed, in bytes (key min_size,
+	// default DefaultCompressMinSize). A body of unknown length counts as
+	// large enough.
+	MinSize int
+	// Types are the content types compressed, without parameters, lower
+	// case (key types, default DefaultCompressTypes); "text/*" stands for
+	// every subtype.
+	Types []string
+}

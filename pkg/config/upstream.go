@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"strings"
 
+	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"gopkg.in/yaml.v3"
 )
@@ -16,6 +18,7 @@ import (
 var upstreamKeys = []string{
 	"backends", "discovery", "selection", "hash_key", "host", "tls",
 	"health_check", "timeouts", "forwarded_headers",
+	"alpn", "proxy_protocol", "sticky",
 }
 
 // l4Forbidden are the upstream keys an l4 service refuses, with why: it
@@ -25,6 +28,8 @@ var l4Forbidden = []struct{ key, why string }{
 	{"host", "an l4 service forwards bytes, not HTTP requests, so it sends no Host header; remove host"},
 	{"tls", "an l4 service passes TLS through untouched; remove tls, or terminate TLS in an http_proxy service"},
 	{"forwarded_headers", "an l4 service forwards bytes, not HTTP requests, so it adds no headers; remove forwarded_headers"},
+	{"alpn", "an l4 service forwards bytes, not HTTP requests, so it speaks no HTTP/2 to backends; remove alpn"},
+	{"sticky", "an l4 service forwards bytes, not HTTP requests, so it cannot set a cookie; maglev already keeps each connection on one backend; remove sticky"},
 }
 
 // allSelections lists the algorithms, most used first.
@@ -32,15 +37,62 @@ var allSelections = []Selection{
 	SelectRoundRobin, SelectRandom, SelectFNV, SelectConsistent, SelectMaglev, SelectLeastLoaded,
 }
 
-// requiredUpstream reads the upstream key of an http_proxy or l4 service
-// (l4 is nil for http_proxy).
+// requiredUpstream reads the upstream key of an l4 service: an inline
+// block.
 func (p *parser) requiredUpstream(m *mapping, l4 *L4) *Upstream {
 	n := m.get("upstream")
 	if n == nil {
 		m.missing("upstream", `say where to send traffic, as in upstream: {backends: ["127.0.0.1:8001"]}`)
 		return nil
 	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagStr {
+		p.errorf(n, m.at("upstream"), "an l4 service takes its upstream as an inline block, as in upstream: {backends: [\"127.0.0.1:8001\"]}; named pools from upstreams: serve http_proxy services only")
+		return nil
+	}
 	return p.upstream(n, m.at("upstream"), l4)
+}
+
+// upstreamRef reads an upstream value of an http_proxy service or a
+// route: the name of a pool under upstreams, or (when inline is true) an
+// inline block.
+func (p *parser) upstreamRef(n *yaml.Node, path string, inline bool) *Upstream {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagStr {
+		return p.poolRef(n, path)
+	}
+	if !inline {
+		if n.Kind == yaml.MappingNode {
+			p.errorf(n, path, "in a route, upstream names a pool; define the block under the top-level upstreams: as NAME: {backends: [...]} and write upstream: NAME here")
+		} else {
+			p.wrongType(n, path, "the name of a pool defined under upstreams:")
+		}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.wrongType(n, path, `an upstream block, as in {backends: ["127.0.0.1:8001"]}, or the name of a pool defined under upstreams:`)
+		return nil
+	}
+	return p.upstream(n, path, nil)
+}
+
+// poolRef resolves the name of a pool, marking it used.
+func (p *parser) poolRef(n *yaml.Node, path string) *Upstream {
+	name := n.Value
+	pl, ok := p.pools[name]
+	if !ok {
+		if len(p.pools) == 0 {
+			p.errorf(n, path, "no pool is named %s: the file defines no upstreams:; define it there, as in upstreams: {%s: {backends: [\"127.0.0.1:8001\"]}}", quote(name), clip(name))
+			return nil
+		}
+		names := make([]string, 0, len(p.pools))
+		for k := range p.pools {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		p.errorf(n, path, "no pool is named %s under upstreams:; %s", quote(name), didYouMean(name, names, "pools"))
+		return nil
+	}
+	pl.used = true
+	return pl.up
 }
 
 // upstream reads an upstream mapping. l4 is the l4 service's settings,
@@ -68,13 +120,19 @@ func (p *parser) upstream(n *yaml.Node, path string, l4 *L4) *Upstream {
 		u.Backends = p.backends(m, u.Discovery.Type, l4)
 	}
 	p.selection(m, u, l4 != nil)
+	u.ALPN = ALPNH1
 	if l4 == nil {
 		p.hostHeader(m, "host", &u.Host)
 		if tn := m.get("tls"); tn != nil {
 			u.TLS = p.tlsClient(tn, m.at("tls"), u.Host)
 		}
 		m.boolean("forwarded_headers", &u.ForwardedHeaders)
+		p.plainALPN(m, u)
+		if sn := m.get("sticky"); sn != nil {
+			u.Sticky = p.sticky(sn, m.at("sticky"))
+		}
 	}
+	p.sendProxyProtocol(m, u, l4)
 	if hn := m.get("health_check"); hn != nil {
 		u.HealthCheck = p.healthCheck(hn, m.at("health_check"))
 	}
@@ -293,7 +351,7 @@ func (p *parser) selection(m *mapping, u *Upstream, l4 bool) {
 		}
 		return
 	}
-	u.HashKey = HashKey{Kind: HashClientIP}
+	u.HashKey = l7.HashKey{Kind: l7.KeyClientIP}
 	if hk == nil {
 		return
 	}
@@ -310,47 +368,53 @@ func (p *parser) selection(m *mapping, u *Upstream, l4 bool) {
 // hashKeyKinds lists the hash key kinds, for suggestions.
 var hashKeyKinds = []string{"client_ip", "uri", "header", "cookie", "query"}
 
+// hashKeyKindsByName maps the written kinds of a hash key to pkg/l7's.
+var hashKeyKindsByName = map[string]l7.KeyKind{
+	"client_ip": l7.KeyClientIP, "uri": l7.KeyURI,
+	"header": l7.KeyHeader, "cookie": l7.KeyCookie, "query": l7.KeyQuery,
+}
+
 // parseHashKey parses client_ip, uri, header:NAME, cookie:NAME or
-// query:NAME. Header names are put in canonical form once here rather
-// than on every request.
-func parseHashKey(s string) (HashKey, error) {
+// query:NAME into the key pkg/l7 uses, once: header names are put in
+// canonical form here rather than on every request.
+func parseHashKey(s string) (l7.HashKey, error) {
 	kind, name, named := strings.Cut(s, ":")
-	k := HashKey{Kind: HashKeyKind(kind), Name: name}
+	k := l7.HashKey{Kind: hashKeyKindsByName[kind], Name: name}
 	switch k.Kind {
-	case HashClientIP, HashURI:
+	case l7.KeyClientIP, l7.KeyURI:
 		if named {
-			return HashKey{}, fmt.Errorf("%s: %s takes no name; write just %s", quote(s), kind, kind)
+			return l7.HashKey{}, fmt.Errorf("%s: %s takes no name; write just %s", quote(s), kind, kind)
 		}
 		return k, nil
-	case HashHeader, HashCookie, HashQuery:
+	case l7.KeyHeader, l7.KeyCookie, l7.KeyQuery:
 		if name == "" {
-			return HashKey{}, fmt.Errorf("%s needs a name after the colon, as in %s", quote(s), hashKeyExample(k.Kind))
+			return l7.HashKey{}, fmt.Errorf("%s needs a name after the colon, as in %s", quote(s), hashKeyExample(k.Kind))
 		}
 	default:
-		return HashKey{}, fmt.Errorf("unknown hash key %s; want client_ip, uri, header:NAME, cookie:NAME or query:NAME (%s)", quote(s), didYouMean(kind, hashKeyKinds, "kinds"))
+		return l7.HashKey{}, fmt.Errorf("unknown hash key %s; want client_ip, uri, header:NAME, cookie:NAME or query:NAME (%s)", quote(s), didYouMean(kind, hashKeyKinds, "kinds"))
 	}
 	switch k.Kind {
-	case HashHeader, HashCookie:
+	case l7.KeyHeader, l7.KeyCookie:
 		if !httpsyntax.IsToken(name) {
-			return HashKey{}, fmt.Errorf("%s: %s is not a valid %s name", quote(s), quote(name), kind)
+			return l7.HashKey{}, fmt.Errorf("%s: %s is not a valid %s name", quote(s), quote(name), kind)
 		}
-		if k.Kind == HashHeader {
+		if k.Kind == l7.KeyHeader {
 			k.Name = textproto.CanonicalMIMEHeaderKey(name)
 		}
-	case HashQuery:
+	case l7.KeyQuery:
 		if strings.ContainsAny(name, "&=#? \t") {
-			return HashKey{}, fmt.Errorf("%s: %s is not a query parameter name", quote(s), quote(name))
+			return l7.HashKey{}, fmt.Errorf("%s: %s is not a query parameter name", quote(s), quote(name))
 		}
 	}
 	return k, nil
 }
 
 // hashKeyExample shows a named hash key of kind k.
-func hashKeyExample(k HashKeyKind) string {
+func hashKeyExample(k l7.KeyKind) string {
 	switch k {
-	case HashHeader:
+	case l7.KeyHeader:
 		return "header:X-User-Id"
-	case HashCookie:
+	case l7.KeyCookie:
 		return "cookie:session"
 	}
 	return "query:user"

@@ -132,6 +132,9 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	case config.KindRespond:
 		svc.http = s.newHTTPServer(sc, respondProxy(sc), config.Timeouts{})
 	case config.KindHTTPProxy:
+		if sc.Upstream == nil {
+			return nil, fmt.Errorf("%s: this build of weir does not serve routes yet; use upstream", where)
+		}
 		proxy, bal, err := s.balancedProxy(sc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)

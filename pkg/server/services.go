@@ -43,13 +43,7 @@ func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, balancer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &l7.Balanced{LB: bal, Template: tmpl, Host: up.Host}
-	if up.Selection.Hashed() {
-		if p.Key, err = l7.ParseHashKey(up.HashKey.String()); err != nil {
-			return nil, nil, err
-		}
-	}
-	return p, bal, nil
+	return &l7.Balanced{LB: bal, Template: tmpl, Host: up.Host, Key: up.HashKey}, bal, nil
 }
 
 // balancer is what the server needs of any *lb.LoadBalancer[A].
@@ -161,14 +155,17 @@ func healthLogger(log interface {
 }
 
 func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.HealthCheck, error) {
-	if hc.Type == config.CheckTCP {
+	switch hc.Type {
+	case config.CheckTCP:
 		c := &lb.TCPCheck{Timeout: hc.Timeout}
 		return c, c.Validate()
+	case config.CheckGRPC:
+		return nil, fmt.Errorf("type grpc: this build of weir has no gRPC health check; use type: http or tcp")
 	}
 	h := hc.HTTP
 	c := &lb.HTTPCheck{
 		Method: h.Method, Path: h.Path, Host: h.Host, BodyContains: h.BodyContains,
-		Port: h.Port, SNI: h.SNI, Timeout: hc.Timeout,
+		Port: h.Port, SNI: h.SNI, Timeout: hc.Timeout, Expect: h.Expect,
 	}
 	if len(h.Headers) > 0 {
 		c.Header = http.Header{}
@@ -176,11 +173,6 @@ func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.He
 			c.Header.Set(k, v)
 		}
 	}
-	expect, err := lb.ParseStatusSet(h.Expect)
-	if err != nil {
-		return nil, err
-	}
-	c.Expect = expect
 	if h.TLS {
 		roots, err := s.roots(up.TLS)
 		if err != nil {
