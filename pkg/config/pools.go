@@ -53,6 +53,17 @@ func (p *parser) upstreams(m *mapping) map[string]*Upstream {
 	return out
 }
 
+// checkPoolNames refuses a pool named like a service: metrics, logs and
+// the admin API name a pool's backends by the pool's name, as they name
+// an inline upstream's by its service's.
+func (p *parser) checkPoolNames(services []Service) {
+	for _, sc := range services {
+		if pl := p.pools[sc.Name]; pl != nil {
+			p.errorAt(pl.pos, "upstreams."+clip(sc.Name), "the pool has the name of the service at %s; metrics and the admin API name both by it, so rename one", sc.Pos)
+		}
+	}
+}
+
 // warnUnusedPools warns about the pools nothing refers to: defined for a
 // reason, so a missing reference is likely a mistake.
 func (p *parser) warnUnusedPools() {

@@ -64,6 +64,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	cfg.Upstreams = p.upstreams(m)
 	cfg.Services = p.services(m)
+	p.checkPoolNames(cfg.Services)
 	p.warnUnusedPools()
 	if n := m.get("admin"); n != nil {
 		// After the services, whose addresses the admin ones must avoid.

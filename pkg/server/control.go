@@ -67,15 +67,31 @@ func (s *Server) markStarted(at time.Time) {
 	s.ctl.mu.Unlock()
 }
 
-// targets lists every service in configuration order.
+// targets lists every service in configuration order, then every named
+// pool in the order services first used them.
 func (s *Server) targets() []target {
-	out := make([]target, 0, len(s.cfg.Services))
+	out := make([]target, 0, len(s.cfg.Services)+len(s.poolOrder))
 	for i := range s.cfg.Services {
 		if t, ok := s.targetOf(&s.cfg.Services[i]); ok {
 			out = append(out, t)
 		}
 	}
+	for _, pl := range s.poolOrder {
+		if pl.named {
+			out = append(out, poolTarget(pl))
+		}
+	}
 	return out
+}
+
+// poolTarget is a named pool as runtime control sees it: a service-like
+// entry, kind pool, whose backends every service naming it shares.
+func poolTarget(pl *pool) target {
+	t := target{cfg: &config.Service{Name: pl.name, Kind: kindPool, Upstream: pl.cfg}}
+	if c, ok := pl.bal.(controllable); ok {
+		t.lb = c
+	}
+	return t
 }
 
 // targetOf finds what runs the configured service sc.
@@ -83,8 +99,8 @@ func (s *Server) targetOf(sc *config.Service) (target, bool) {
 	for _, svc := range s.services {
 		if svc.cfg == sc {
 			t := target{cfg: sc}
-			if c, ok := svc.balancer.(controllable); ok {
-				t.lb = c
+			if sc.Upstream != nil && len(svc.pools) == 1 {
+				t.lb, _ = svc.pools[0].bal.(controllable)
 			}
 			return t, true
 		}
@@ -97,13 +113,11 @@ func (s *Server) targetOf(sc *config.Service) (target, bool) {
 	return target{}, false
 }
 
-// target finds the service called name.
+// target finds the service or named pool called name.
 func (s *Server) target(name string) (target, error) {
-	for i := range s.cfg.Services {
-		if s.cfg.Services[i].Name == name {
-			if t, ok := s.targetOf(&s.cfg.Services[i]); ok {
-				return t, nil
-			}
+	for _, t := range s.targets() {
+		if t.cfg.Name == name {
+			return t, nil
 		}
 	}
 	return target{}, fmt.Errorf("%w: %q", admin.ErrUnknownService, name)

@@ -35,7 +35,7 @@ type l4Service struct {
 }
 
 func (s *Server) buildL4(sc *config.Service) (*l4Service, error) {
-	opts, err := s.lbOptions(sc)
+	opts, err := s.lbOptions(sc.Name, sc.Upstream, false)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,13 @@ type Server struct {
 	pool     *l7.Pool
 	services []*service
 	l4       []*l4Service
+	// pools are the load balancers of the HTTP services, by their
+	// configuration: a named pool's is shared by whoever names it.
+	// poolOrder holds them in the order they were built, poolName the
+	// name of each named pool.
+	pools     map[*config.Upstream]*pool
+	poolOrder []*pool
+	poolName  map[*config.Upstream]string
 
 	// kernel is the BPF data plane, opened by the first l4 service that
 	// wants it; kernelErr says why it could not be.
@@ -52,7 +59,7 @@ type service struct {
 	cfg       *config.Service
 	http      *l7.Server
 	tls       []*tls.Config      // per listener; nil for plain ones
-	balancer  balancer           // nil for a respond service
+	pools     []*pool            // the pools it sends requests to; none for a respond service
 	groups    []*reuseport.Group // one per configured listener
 	listeners []net.Listener     // what serves: every group's members, TLS-wrapped where configured
 	sockets   []member           // the same, unwrapped: what an upgrade hands over
@@ -85,7 +92,8 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{}),
-		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version}
+		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version,
+		pools: map[*config.Upstream]*pool{}, poolName: poolNames(cfg)}
 	var errs []error
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
@@ -135,15 +143,12 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 		if sc.Upstream == nil {
 			return nil, fmt.Errorf("%s: this build of weir does not serve routes yet; use upstream", where)
 		}
-		proxy, bal, err := s.balancedProxy(sc)
+		proxy, pl, err := s.balancedProxy(sc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		svc.http = s.newHTTPServer(sc, proxy, sc.Upstream.Timeouts)
-		svc.balancer = bal
-		if s.metrics != nil {
-			s.metrics.WatchBalancer(sc.Name, bal.Status)
-		}
+		svc.pools = []*pool{pl}
 	default:
 		return nil, fmt.Errorf("%s: unknown kind %q", where, sc.Kind)
 	}
@@ -200,10 +205,8 @@ func (s *Server) closeKernel() {
 func (s *Server) Serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
-	for _, svc := range s.services {
-		if svc.balancer != nil {
-			bgWG.Go(func() { svc.balancer.Run(bg) })
-		}
+	for _, pl := range s.poolOrder {
+		bgWG.Go(func() { pl.bal.Run(bg) })
 	}
 	for _, svc := range s.l4 {
 		for _, run := range svc.runners() {
@@ -279,8 +282,8 @@ func (s *Server) startedCounter(n int) func() {
 // its sockets and accepts on them until the service is shut down.
 func (s *Server) serveHTTP(ctx context.Context, svc *service, started func(), errc chan<- error) {
 	var ready []<-chan struct{}
-	if svc.balancer != nil {
-		ready = append(ready, svc.balancer.Ready())
+	for _, pl := range svc.pools {
+		ready = append(ready, pl.bal.Ready())
 	}
 	if !waitAll(ctx, ready) {
 		return

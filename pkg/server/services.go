@@ -26,24 +26,16 @@ func respondProxy(sc *config.Service) *l7.Respond {
 	return r
 }
 
-// balancedProxy builds an http_proxy service's load balancer and the
-// Proxy that selects from it. The balancer's Run keeps discovery and
-// health fresh until its context is done.
-func (s *Server) balancedProxy(sc *config.Service) (l7.Proxy, balancer, error) {
-	up := sc.Upstream
-	opts, err := s.lbOptions(sc)
+// balancedProxy builds the Proxy of an http_proxy service without
+// routes: a selection from its pool, the service's inline upstream or the
+// named pool it refers to.
+func (s *Server) balancedProxy(sc *config.Service) (*l7.Balanced, *pool, error) {
+	pl, err := s.poolFor(sc.Upstream, sc.Name)
 	if err != nil {
 		return nil, nil, err
 	}
-	bal, err := newLoadBalancer(up, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl, err := s.peerTemplate(up)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &l7.Balanced{LB: bal, Template: tmpl, Host: up.Host, Key: up.HashKey}, bal, nil
+	p, err := s.balancedFrom(pl, config.RouteTimeouts{})
+	return p, pl, err
 }
 
 // balancer is what the server needs of any *lb.LoadBalancer[A].
@@ -81,9 +73,11 @@ func newLoadBalancer(up *config.Upstream, opts lb.Options) (balancer, error) {
 	return b, nil
 }
 
-func (s *Server) lbOptions(sc *config.Service) (lb.Options, error) {
-	up := sc.Upstream
-	opts := lb.Options{Logger: s.log.With("service", sc.Name)}
+// lbOptions are the load balancer options of the pool named name (a
+// service's name for its inline upstream). http says HTTP requests are
+// counted against its backends.
+func (s *Server) lbOptions(name string, up *config.Upstream, http bool) (lb.Options, error) {
+	opts := lb.Options{Logger: s.log.With("service", name)}
 	switch up.Discovery.Type {
 	case config.DiscoveryDNS:
 		names := make([]lb.DNSName, len(up.Discovery.Names))
@@ -125,14 +119,14 @@ func (s *Server) lbOptions(sc *config.Service) (lb.Options, error) {
 		if hc.Initially == config.InitiallyUnhealthy {
 			opts.Initially = lb.InitiallyUnhealthy
 		}
-		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", sc.Name)))
+		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", name)))
 	}
 	if s.metrics != nil {
-		var http *metrics.HTTPService
-		if sc.Kind == config.KindHTTPProxy {
-			http = s.metrics.HTTPService(sc.Name)
+		var hs *metrics.HTTPService
+		if http {
+			hs = s.metrics.HTTPService(name)
 		}
-		s.metrics.Balancer(sc.Name, &opts, http)
+		s.metrics.Balancer(name, &opts, hs)
 	}
 	return opts, nil
 }
