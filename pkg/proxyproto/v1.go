@@ -156,7 +156,8 @@ func isPrefix(b []byte, s string) bool {
 
 // parseV1 parses a version 1 header line without its CRLF.
 func parseV1(line []byte) (Header, error) {
-	f := bytes.Split(line, []byte{' '})
+	var fields [6][]byte
+	f := splitFields(line, fields[:0])
 	if len(f) < 2 || string(f[0]) != "PROXY" {
 		return Header{}, invalid("v1 header %q is not PROXY and a protocol", line)
 	}
@@ -169,8 +170,8 @@ func parseV1(line []byte) (Header, error) {
 	default:
 		return Header{}, invalid("v1 header has unknown protocol %q (want TCP4, TCP6 or UNKNOWN)", f[1])
 	}
-	if len(f) != 6 {
-		return Header{}, invalid("v1 %s header has %d fields, want 6", f[1], len(f))
+	if len(f) != 6 || bytes.IndexByte(f[5], ' ') >= 0 {
+		return Header{}, invalid("v1 %s header has %d fields, want 6", f[1], bytes.Count(line, []byte{' '})+1)
 	}
 	v4 := string(f[1]) == "TCP4"
 	src, err := parseV1Addr(f[2], v4)
@@ -223,4 +224,18 @@ func parseV1Port(b []byte) (uint16, error) {
 		return 0, errorf("%q is out of range", b)
 	}
 	return uint16(n), nil
+}
+
+// splitFields appends to f the space-separated fields of line, up to
+// cap(f) of them, the last holding the rest of the line.
+func splitFields(line []byte, f [][]byte) [][]byte {
+	for len(f) < cap(f)-1 {
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 {
+			break
+		}
+		f = append(f, line[:i])
+		line = line[i+1:]
+	}
+	return append(f, line)
 }
