@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -30,13 +31,27 @@ func (r *clientRecorder) UpstreamPeer(s *Session) (*Peer, error) {
 	return r.Balanced.UpstreamPeer(s)
 }
 
-func (r *clientRecorder) last() netip.AddrPort {
+func (r *clientRecorder) sawExactly(ap netip.AddrPort) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.clients) == 0 {
-		return netip.AddrPort{}
+	return slices.Contains(r.clients, ap)
+}
+
+func (r *clientRecorder) saw(a netip.Addr) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.clients {
+		if c.Addr() == a {
+			return true
+		}
 	}
-	return r.clients[len(r.clients)-1]
+	return false
+}
+
+func (r *clientRecorder) seen() []netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]netip.AddrPort(nil), r.clients...)
 }
 
 // clientFrom returns an HTTP client whose connections come from the
@@ -101,16 +116,28 @@ frontend fe
     bind %s
     default_backend be
 backend be
-    server weir %s %s
+    option httpchk
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host weir.test
+    server weir %s %s check check-send-proxy inter 100ms
 `, front, weir, send), front)
 			client, local := clientFrom("127.0.0.7")
 			for i := range 2 {
 				if got := getBody(t, client, "http://"+front+"/"); got != "127.0.0.7" {
 					t.Errorf("request %d: X-Forwarded-For at the backend = %q, want 127.0.0.7", i, got)
 				}
-				if got := rec.last().String(); got != local() {
-					t.Errorf("request %d: Session.Client = %s, want the client's %s", i, got, local())
+				// (HAProxy's health checks are recorded too, in between.)
+				if want := netip.MustParseAddrPort(local()); !rec.sawExactly(want) {
+					t.Errorf("request %d: Session.Client was never the client's %s: %v", i, want, rec.seen())
 				}
+			}
+			// HAProxy's health checks announce themselves too (v2: as
+			// LOCAL), and are served with HAProxy's own address.
+			deadline := time.Now().Add(10 * time.Second)
+			for !rec.saw(netip.MustParseAddr("127.0.0.1")) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no health check from HAProxy served in 10 s; clients seen: %v", rec.seen())
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		})
 	}
