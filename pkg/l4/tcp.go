@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // Defaults for the TCPProxy fields left at zero.
@@ -53,6 +54,12 @@ type TCPProxy struct {
 	// MaxRetries is how many other backends a connection may try after
 	// its first connection attempt failed; 0 tries one only.
 	MaxRetries int
+	// ProxyProtocol, when not 0, is the PROXY protocol version (1 or 2)
+	// of a header written first on each backend connection, announcing
+	// the client's address and the one it connected to. Writing it is
+	// part of the connection attempt: a backend that cannot take it is
+	// failed over like one that refused the connection.
+	ProxyProtocol proxyproto.Version
 	// Logger receives accept failures (Warn), connections that could not
 	// be served (Warn) and the end of each connection (Debug); nil
 	// discards.
@@ -194,7 +201,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 	defer c.client.Close()
 	client := addrPortOf(c.client.RemoteAddr())
 	key := flowKey(client)
-	b, upstream, err := p.connect(key[:])
+	b, upstream, err := p.connect(key[:], c.client)
 	if err != nil {
 		p.stats.drops.Add(1)
 		if errors.Is(err, ErrNoBackend) {
@@ -217,15 +224,35 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		"duration", time.Since(c.started), "err", err)
 }
 
-// connect selects a backend for key and connects to it, trying up to
-// MaxRetries other backends when an attempt fails. The backend it returns
-// is Acquired; the caller Releases it.
-func (p *TCPProxy) connect(key []byte) (*lb.Backend, net.Conn, error) {
+// connect selects a backend for key and connects to it for client,
+// trying up to MaxRetries other backends when an attempt fails. The
+// backend it returns is Acquired; the caller Releases it.
+func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, error) {
 	d := net.Dialer{Timeout: p.connectTimeout()}
 	dial := func(b *lb.Backend) (net.Conn, error) {
-		return d.DialContext(p.ctx, b.Network(), b.DialAddr())
+		start := time.Now()
+		conn, err := d.DialContext(p.ctx, b.Network(), b.DialAddr())
+		if err != nil || p.ProxyProtocol == 0 {
+			return conn, err
+		}
+		if err := p.announce(conn, client, start.Add(p.connectTimeout())); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%s: %w", b.Addr, err)
+		}
+		return conn, nil
 	}
 	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// announce writes the PROXY protocol header for client on the new backend
+// connection conn, by deadline.
+func (p *TCPProxy) announce(conn, client net.Conn, deadline time.Time) error {
+	h := proxyproto.Proxied(p.ProxyProtocol, addrPortOf(client.RemoteAddr()), addrPortOf(client.LocalAddr()))
+	conn.SetWriteDeadline(deadline)
+	if _, err := h.WriteTo(conn); err != nil {
+		return fmt.Errorf("send PROXY protocol header: %w", err)
+	}
+	return conn.SetWriteDeadline(time.Time{})
 }
 
 // Shutdown stops the proxy gracefully: it closes the listeners, lets every

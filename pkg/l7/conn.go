@@ -40,6 +40,10 @@ type conn struct {
 	wdst   writeDest
 	remote netip.AddrPort
 	tls    *tls.ConnectionState
+	// ann owns the upstream connections that announce this connection's
+	// client (PROXY protocol), once announced says so.
+	ann       announcer
+	announced bool
 	// idle is true while waiting for a request: Shutdown may close it.
 	idle atomic.Bool
 	// idleUntil is when waiting for the next request ends.
@@ -68,6 +72,10 @@ var (
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (c *conn) serve() {
+	if pp := c.srv.ProxyProtocol; pp != nil && pp.Trusts(c.remote.Addr()) && !c.readProxyHeader(pp) {
+		c.finish()
+		return
+	}
 	if tc, ok := c.c.(*tls.Conn); ok {
 		if !c.handshake(tc) {
 			c.finish()
@@ -145,6 +153,9 @@ func (c *conn) finish() {
 	}
 	c.end()
 	c.close()
+	if c.announced {
+		c.srv.Pool.release(&c.ann)
+	}
 	c.srv.forget(c)
 }
 

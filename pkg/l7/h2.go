@@ -276,6 +276,11 @@ func (p *Pool) addH2(key poolKey, uc *upstreamConn) (*http2.ClientConn, error) {
 		cc.Close()
 		return nil, errors.New("pool closed")
 	}
+	if key.owner != nil && !p.own(key) {
+		p.mu.Unlock()
+		cc.Close()
+		return nil, errors.New("downstream connection ended")
+	}
 	p.h2[key] = cc
 	p.mu.Unlock()
 	return cc, nil

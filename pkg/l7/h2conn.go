@@ -63,9 +63,11 @@ type h2Conn struct {
 	nc     net.Conn
 	remote netip.AddrPort
 	tls    *tls.ConnectionState
-	br     *bufio.Reader
-	fr     *http2.Framer
-	dec    *hpack.Decoder
+	// ann is the downstream connection's, for its streams' requests.
+	ann *announcer
+	br  *bufio.Reader
+	fr  *http2.Framer
+	dec *hpack.Decoder
 	// hb is the header block being decoded (reader only).
 	hb headerBlock
 	// gotSettings: the client's preface SETTINGS arrived (reader only).
@@ -150,7 +152,7 @@ func (s *Server) serveH2(c *conn) {
 		io.ReadFull(c.r, pre)
 	}
 	c.r.Release()
-	hc := &h2Conn{srv: s, nc: c.c, remote: c.remote, tls: c.tls}
+	hc := &h2Conn{srv: s, nc: c.c, remote: c.remote, tls: c.tls, ann: c.announcer()}
 	s.trackH2(hc, true)
 	defer s.trackH2(hc, false)
 	hc.serve(pre)

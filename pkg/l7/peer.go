@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // ALPN says which HTTP versions to offer an upstream over TLS.
@@ -84,6 +85,12 @@ type Peer struct {
 	ALPN ALPN
 	// Timeouts for this peer.
 	Timeouts Timeouts
+	// ProxyProtocol, when not 0, is the PROXY protocol version (1 or 2)
+	// with which every new connection to the peer begins, before TLS:
+	// it announces the downstream client's address and the one it
+	// connected to. Such a connection serves that client's downstream
+	// connection only, and closes with it.
+	ProxyProtocol proxyproto.Version
 	// Backend, when the peer came from a load balancer, is told when a
 	// request starts and ends (least-loaded selection reads that) and is
 	// excluded from this request's retries.
@@ -112,8 +119,19 @@ type poolKey struct {
 	insecure bool
 	roots    *x509.CertPool
 	alpn     ALPN
+	proxy    proxyproto.Version
+	// owner, with proxy set, is the downstream connection the
+	// connections announce: they are private to it.
+	owner *announcer
 }
 
 func (p *Peer) key() poolKey {
-	return poolKey{addr: p.Addr, sni: p.SNI, tls: p.TLS, insecure: p.InsecureSkipVerify, roots: p.RootCAs, alpn: p.ALPN}
+	return poolKey{addr: p.Addr, sni: p.SNI, tls: p.TLS, insecure: p.InsecureSkipVerify, roots: p.RootCAs, alpn: p.ALPN, proxy: p.ProxyProtocol}
+}
+
+// shared returns the key without its owner: what holds for every
+// connection to the peer, such as the HTTP version it chose.
+func (k poolKey) shared() poolKey {
+	k.owner = nil
+	return k
 }

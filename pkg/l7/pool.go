@@ -181,7 +181,11 @@ func (p *Pool) put(c *upstreamConn) {
 	c.idleSince = time.Now()
 	c.shed(&p.bufs)
 	p.mu.Lock()
-	if p.closed || len(p.idle[c.key]) >= p.maxIdle {
+	limit := p.maxIdle
+	if c.key.owner != nil {
+		limit = min(limit, maxPrivateIdle)
+	}
+	if p.closed || len(p.idle[c.key]) >= limit || c.key.owner != nil && !p.own(c.key) {
 		p.mu.Unlock()
 		c.close()
 		return
@@ -235,10 +239,10 @@ func (p *Pool) Idle() int {
 	return n
 }
 
-// connect returns a connection for peer: a multiplexed HTTP/2 one when
-// the peer speaks it (cc), or else a pooled or new HTTP/1.1 one (uc).
-func (p *Pool) connect(peer *Peer) (uc *upstreamConn, cc *http2.ClientConn, dialed time.Duration, err error) {
-	key := peer.key()
+// connect returns a connection for peer under key (from
+// request.poolKey): a multiplexed HTTP/2 one when the peer speaks it
+// (cc), or else a pooled or new HTTP/1.1 one (uc).
+func (p *Pool) connect(peer *Peer, key poolKey) (uc *upstreamConn, cc *http2.ClientConn, dialed time.Duration, err error) {
 	if peer.ALPN != ALPNH1 && !p.knownH1(key) {
 		return p.connectH2(peer, key)
 	}
@@ -246,7 +250,7 @@ func (p *Pool) connect(peer *Peer) (uc *upstreamConn, cc *http2.ClientConn, dial
 		return uc, nil, 0, nil
 	}
 	start := time.Now()
-	uc, err = p.dial(context.Background(), peer)
+	uc, err = p.dial(context.Background(), peer, key)
 	return uc, nil, max(time.Since(start), 1), err
 }
 
@@ -263,7 +267,7 @@ func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientC
 			p.mu.Unlock()
 			<-wait
 			if p.knownH1(key) {
-				return p.connect(peer)
+				return p.connect(peer, key)
 			}
 			continue
 		}
@@ -283,14 +287,14 @@ func (p *Pool) connectH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientC
 }
 
 func (p *Pool) dialH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn, error) {
-	uc, err := p.dial(context.Background(), peer)
+	uc, err := p.dial(context.Background(), peer, key)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !speaksH2(peer, uc) {
 		// The upstream chose HTTP/1.1: pool its connections as such.
 		p.mu.Lock()
-		p.h1only[key] = true
+		p.h1only[key.shared()] = true
 		p.mu.Unlock()
 		return uc, nil, nil
 	}
@@ -305,7 +309,7 @@ func (p *Pool) dialH2(peer *Peer, key poolKey) (*upstreamConn, *http2.ClientConn
 func (p *Pool) knownH1(key poolKey) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.h1only[key]
+	return p.h1only[key.shared()]
 }
 
 // speaksH2 reports whether a new connection is to be used for HTTP/2: TLS
@@ -318,8 +322,9 @@ func speaksH2(peer *Peer, uc *upstreamConn) bool {
 	return peer.ALPN == ALPNH2
 }
 
-// dial opens a new connection to peer, with TLS when asked.
-func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
+// dial opens a new connection to peer under key: the PROXY protocol
+// header first when the key asks for it, then TLS when the peer does.
+func (p *Pool) dial(ctx context.Context, peer *Peer, key poolKey) (*upstreamConn, error) {
 	t := peer.Timeouts.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, t.Connect)
 	defer cancel()
@@ -331,6 +336,13 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	if key.proxy != 0 {
+		deadline, _ := ctx.Deadline()
+		if err := announce(raw, key, deadline); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("%w: %s: %w", ErrUpstreamConnect, peer.Addr, err)
+		}
+	}
 	conn := raw
 	if peer.TLS {
 		tc := tls.Client(raw, p.tlsConfig(peer))
@@ -340,7 +352,7 @@ func (p *Pool) dial(ctx context.Context, peer *Peer) (*upstreamConn, error) {
 		}
 		conn = tc
 	}
-	uc := newUpstreamConn(conn, raw, peer.key())
+	uc := newUpstreamConn(conn, raw, key)
 	uc.unshed(&p.bufs)
 	return uc, nil
 }

@@ -42,6 +42,9 @@ type downstream interface {
 	// every write reaches the client at once. The relay sends what it
 	// holds before waiting for the upstream.
 	held() *bufio.Writer
+	// announcer returns the downstream connection, as the owner of the
+	// upstream connections that announce its client (PROXY protocol).
+	announcer() *announcer
 }
 
 // request is one request on its way through the proxy, with the buffers
@@ -184,7 +187,8 @@ func (r *request) run(s *Session) error {
 		}
 		s.Tried = append(s.Tried, peer)
 		s.Attempts++
-		uc, cc, dialed, err := r.srv.Pool.connect(peer)
+		key := r.poolKey(peer)
+		uc, cc, dialed, err := r.srv.Pool.connect(peer, key)
 		s.Reused, s.Connect, s.FirstByte = dialed == 0, dialed, 0
 		if err != nil {
 			if attempt < r.srv.MaxRetries && r.mayRetryConnect(peer, err) {
@@ -221,7 +225,7 @@ func (r *request) run(s *Session) error {
 			staleRetries++
 			s.Tried = s.Tried[:len(s.Tried)-1]
 			attempt--
-			r.srv.Pool.dropKey(peer.key())
+			r.srv.Pool.dropKey(key)
 			continue
 		}
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -49,6 +50,14 @@ type Server struct {
 	// Observer, when not nil, is told of every connection and request:
 	// the hook for metrics and access logs.
 	Observer Observer
+	// ProxyProtocol, when not nil, makes every connection from a
+	// balancer it trusts begin with a PROXY protocol header (v1 or v2),
+	// read before any TLS within its Timeout; a connection without one is
+	// closed. The client address the header carries is the connection's
+	// from then on: Session.Client, X-Forwarded-For, logs. Connections
+	// from elsewhere are served as without it: a header they send is
+	// refused as a malformed request.
+	ProxyProtocol *proxyproto.Policy
 	// RequestID gives every request an id (Session.RequestID): the
 	// client's X-Request-Id when valid, else a new one. It is sent
 	// upstream, in the response, and in every log line of the request.
