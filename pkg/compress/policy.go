@@ -95,7 +95,8 @@ var defaultEncodings = [...]Encoding{Zstd, Brotli, Gzip}
 // compressible applies every skip condition but the client's choice.
 func (p *Policy) compressible(req *h1.Request, resp *h1.Response) bool {
 	st := resp.Status
-	if st < 200 || st == 204 || st == 206 || st == 304 || string(req.Method) == "HEAD" || req.Upgrade != nil {
+	if st < 200 || st == 204 || st == 206 || st == 304 || req.Upgrade != nil ||
+		string(req.Method) == "HEAD" || string(req.Method) == "CONNECT" {
 		return false
 	}
 	h := &resp.Header

@@ -38,6 +38,7 @@ func TestChooseSkips(t *testing.T) {
 		{"an error page too", Policy{}, "GET", gz, 404, 5000, html, Gzip},
 		{"no Accept-Encoding", Policy{}, "GET", nil, 200, 5000, html, 0},
 		{"HEAD", Policy{}, "HEAD", gz, 200, 5000, html, 0},
+		{"CONNECT", Policy{}, "CONNECT", gz, 200, -1, html, 0},
 		{"204", Policy{}, "GET", gz, 204, -1, html, 0},
 		{"304", Policy{}, "GET", gz, 304, -1, html, 0},
 		{"1xx", Policy{}, "GET", gz, 103, -1, html, 0},
