@@ -80,21 +80,38 @@ type Balanced struct {
 	// MaxIterations bounds how many unhealthy backends one selection
 	// skips; 0 means 32.
 	MaxIterations int
+	// Sticky, when not nil, keeps each client on its backend by a
+	// cookie (see Sticky).
+	Sticky *Sticky
 
 	// peers caches one immutable Peer per backend address, so choosing a
 	// peer allocates nothing. Copy-on-write: readers never lock.
 	peers   atomic.Pointer[map[string]*Peer]
 	peersMu sync.Mutex
+	// sticky indexes the current backends by sticky id.
+	sticky   atomic.Pointer[stickyIndex]
+	stickyMu sync.Mutex
 }
 
 var (
 	_ Proxy                 = (*Balanced)(nil)
 	_ UpstreamRequestFilter = (*Balanced)(nil)
+	_ ResponseFilter        = (*Balanced)(nil)
 )
 
 // UpstreamPeer selects a healthy backend, skipping those this request
-// already tried.
+// already tried; with Sticky, the one the request's cookie names when it
+// may serve.
 func (b *Balanced) UpstreamPeer(s *Session) (*Peer, error) {
+	if b.Sticky != nil {
+		be, err := b.stickyBackend(s)
+		if err != nil {
+			return nil, err
+		}
+		if be != nil {
+			return b.peer(be), nil
+		}
+	}
 	maxIter := b.MaxIterations
 	if maxIter <= 0 {
 		maxIter = 32
@@ -157,6 +174,15 @@ const maxCachedPeers = 4096
 func (b *Balanced) UpstreamRequestFilter(s *Session, req *h1.Request) error {
 	if b.Host != "" {
 		req.Header.Set("Host", b.Host)
+	}
+	return nil
+}
+
+// ResponseFilter sets the sticky cookie when the request's did not name
+// the backend that served it.
+func (b *Balanced) ResponseFilter(s *Session, resp *h1.Response) error {
+	if b.Sticky != nil {
+		b.setStickyCookie(s, resp)
 	}
 	return nil
 }

@@ -87,18 +87,23 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		}
 	}
 	noBody := r.noBody(rs.Status)
+	length := rs.ContentLength
+	enc := r.bodyEncoder(noBody)
+	if enc != nil {
+		length = -1
+	}
 	r.sess.Status = rs.Status
-	if err := r.down.writeHead(rs.Status, nil, &rs.Header, rs.ContentLength, noBody); err != nil {
+	if err := r.down.writeHead(rs.Status, nil, &rs.Header, length, noBody); err != nil {
+		abandon(enc)
 		return fmt.Errorf("%w: %w", ErrDownstream, err)
 	}
 	if noBody {
 		return r.endBody(nil)
 	}
 	respBody := &timedReader{r: resp.Body, timer: timer, d: t.Read, held: r.down.held()}
-	n, rerr, werr := copyBody(r.down.body(), respBody, r.copyBuffer(rs.ContentLength))
-	r.sess.BytesSent += n
+	rerr, werr := r.relayBody(respBody, enc, r.copyBuffer(rs.ContentLength))
 	if werr != nil {
-		return fmt.Errorf("%w: %w", ErrDownstream, werr)
+		return werr
 	}
 	if rerr != nil {
 		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {

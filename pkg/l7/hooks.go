@@ -1,6 +1,10 @@
 package l7
 
-import "github.com/weir-lb/weir/pkg/l7/h1"
+import (
+	"io"
+
+	"github.com/weir-lb/weir/pkg/l7/h1"
+)
 
 // Proxy is the one phase every proxy implements: choosing the upstream.
 //
@@ -38,6 +42,33 @@ type UpstreamRequestFilter interface {
 // downstream. An error ends the request with 502.
 type ResponseFilter interface {
 	ResponseFilter(s *Session, resp *h1.Response) error
+}
+
+// ResponseBodyFilter may re-encode the response body on its way
+// downstream (compression). It is called after ResponseFilter, for a
+// response that has a body (not HEAD, 1xx, 204, 304 or an upgrade), before
+// the head is sent. It returns nil to relay the body as it is, or an
+// encoder writing to dst, having changed the head to match (a
+// Content-Encoding, say). The proxy then frames the body itself (chunked
+// for HTTP/1.1, DATA frames for HTTP/2) and sends no Content-Length,
+// whatever the head says; resp.ContentLength still frames what the
+// upstream sends and must not change.
+type ResponseBodyFilter interface {
+	ResponseBodyFilter(s *Session, resp *h1.Response, dst io.Writer) BodyEncoder
+}
+
+// BodyEncoder is what a ResponseBodyFilter returns. The proxy writes the
+// body through it, calls Flush after every chunk it reads from the
+// upstream (bytes reach the client as they arrive, not when the encoder
+// has gathered enough), and Close once the upstream's body has ended,
+// before any trailers. When the request fails midway it calls Abandon
+// instead: nothing more is written to dst. Either call ends the
+// encoder's use; it may return to a pool.
+type BodyEncoder interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	Close() error
+	Abandon()
 }
 
 // FailToConnect is told of each failed connection attempt and decides

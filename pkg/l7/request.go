@@ -72,6 +72,10 @@ type request struct {
 	downChunked h1.ChunkedWriter
 	downOut     deadlineWriter
 	downIn      deadlineReader
+	// encOut and encIn carry a body through a ResponseBodyFilter's
+	// encoder (relayBody).
+	encOut countWriter
+	encIn  encodeWriter
 	// bodyDone is set once the request body was read to its end.
 	bodyDone bool
 	// failed is set while the answer to a failed request is written.
@@ -469,8 +473,14 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 	if resp.Chunked {
 		length = -1
 	}
+	upLength := length
+	enc := r.bodyEncoder(noBody)
+	if enc != nil {
+		length = -1 // the encoded body's length is known at its end only
+	}
 	r.sess.Status = resp.Status
 	if err := r.down.writeHead(resp.Status, resp.Reason, &resp.Header, length, noBody); err != nil {
+		abandon(enc)
 		return false, fmt.Errorf("%w: %w", ErrDownstream, err)
 	}
 	if noBody {
@@ -493,11 +503,10 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 		r.dr.buffered = uc.r
 	}
 	uc.src.held = r.down.held()
-	n, rerr, werr := copyBody(r.down.body(), &r.dr, r.copyBuffer(length))
+	rerr, werr := r.relayBody(&r.dr, enc, r.copyBuffer(upLength))
 	uc.src.held = nil
-	r.sess.BytesSent += n
 	if werr != nil {
-		return false, fmt.Errorf("%w: %w", ErrDownstream, werr)
+		return false, werr
 	}
 	if rerr != nil {
 		return false, upstreamReadError(uc.key.addr, rerr)
@@ -507,6 +516,86 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 		tr = &r.respTrailer
 	}
 	return resp.KeepAlive && (resp.Chunked || resp.ContentLength >= 0), r.endBody(tr)
+}
+
+// bodyEncoder returns the encoder the Proxy's ResponseBodyFilter chose
+// for this response's body, nil when it has none or chose none.
+func (r *request) bodyEncoder(noBody bool) BodyEncoder {
+	f, ok := r.srv.Proxy.(ResponseBodyFilter)
+	if !ok || noBody {
+		return nil
+	}
+	r.encOut = countWriter{w: r.down.body()}
+	return f.ResponseBodyFilter(&r.sess, &r.resp, &r.encOut)
+}
+
+func abandon(enc BodyEncoder) {
+	if enc != nil {
+		enc.Abandon()
+	}
+}
+
+// relayBody copies the response body from src downstream, through enc
+// when it is not nil, flushing enc after every chunk read. A failed write
+// (werr) is the client's fault when the client's side failed it, else
+// the encoder's (the proxy's); a failed read (rerr) is left to the caller
+// to classify.
+func (r *request) relayBody(src io.Reader, enc BodyEncoder, buf []byte) (rerr, werr error) {
+	if enc == nil {
+		n, rerr, werr := copyBody(r.down.body(), src, buf)
+		r.sess.BytesSent += n
+		if werr != nil {
+			return rerr, fmt.Errorf("%w: %w", ErrDownstream, werr)
+		}
+		return rerr, nil
+	}
+	r.encIn = encodeWriter{enc: enc}
+	_, rerr, werr = copyBody(&r.encIn, src, buf)
+	if rerr == nil && werr == nil {
+		werr = enc.Close()
+	} else {
+		enc.Abandon()
+	}
+	r.encIn = encodeWriter{}
+	r.sess.BytesSent += r.encOut.n
+	if werr != nil {
+		if r.encOut.err != nil {
+			return rerr, fmt.Errorf("%w: %w", ErrDownstream, werr)
+		}
+		return rerr, fmt.Errorf("response body filter: %w", werr)
+	}
+	return rerr, nil
+}
+
+// encodeWriter writes through a BodyEncoder and flushes it after every
+// write: what the upstream sent reaches the client before the relay
+// waits for more.
+type encodeWriter struct{ enc BodyEncoder }
+
+func (e *encodeWriter) Write(p []byte) (int, error) {
+	n, err := e.enc.Write(p)
+	if err == nil {
+		err = e.enc.Flush()
+	}
+	return n, err
+}
+
+// countWriter is the downstream side of an encoder: it counts the bytes
+// that reached the client and keeps the client's write error, so that the
+// relay can tell it from the encoder's own.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 func (r *request) endBody(trailer *h1.Header) error {

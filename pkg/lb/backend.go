@@ -200,6 +200,11 @@ func (b *Backend) InFlight() int64 {
 	return b.state.inflight.Load()
 }
 
+// Usable reports whether the backend may take traffic now: healthy and
+// enabled, as Select requires. A Backend that did not come from a
+// LoadBalancer is not usable.
+func (b *Backend) Usable() bool { return b.state != nil && b.state.usable.Load() }
+
 // Ext returns what Options.Attach returned when the backend's address
 // joined its LoadBalancer: per-backend data of the caller's, such as its
 // metrics. It is nil for a Backend that did not come from a LoadBalancer.

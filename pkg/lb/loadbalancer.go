@@ -197,6 +197,14 @@ func (lb *LoadBalancer[A]) SelectWith(key []byte, maxIterations int, accept func
 	return nil, false
 }
 
+// Current returns the current backends, in discovery order, without
+// copying them: the slice is shared and must not be modified. A new slice
+// is published whenever the set changes, never the same one refilled, so
+// a caller may index it and know its index stale when Current returns
+// another slice. Lock-free and allocation-free, for lookups on the
+// request path (sticky sessions); Backends returns a copy.
+func (lb *LoadBalancer[A]) Current() []Backend { return lb.snap.Load().backends }
+
 // Backends returns the current backends, in discovery order.
 func (lb *LoadBalancer[A]) Backends() []Backend {
 	return append([]Backend(nil), lb.snap.Load().backends...)
