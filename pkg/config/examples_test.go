@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/weir-lb/weir/pkg/compress"
 )
 
 // TestExamplesParse loads every examples/*.yaml, as a user running weir
@@ -99,7 +101,7 @@ func TestRoutingExample(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("edge routes = %v, want %v", got, want)
 	}
-	if c := edge.Routes[3].Compress; c == nil || !slices.Equal(c.Encodings, DefaultCompressEncodings) || c.MinSize != DefaultCompressMinSize {
+	if c := edge.Routes[3].Compress; c == nil || !slices.Equal(c.Encodings, compress.DefaultEncodings()) || c.MinSize != compress.DefaultMinSize {
 		t.Errorf("assets compress = %+v, want the defaults", c)
 	}
 }

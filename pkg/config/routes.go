@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"github.com/weir-lb/weir/pkg/compress"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/route"
 	"gopkg.in/yaml.v3"
@@ -838,39 +839,41 @@ func (p *parser) routeTimeouts(n *yaml.Node, path string) RouteTimeouts {
 	return t
 }
 
-// compress reads a route's compress mapping.
-func (p *parser) compress(n *yaml.Node, path string) *Compress {
+// compress reads a route's compress mapping into the policy pkg/compress
+// applies, every default filled in.
+func (p *parser) compress(n *yaml.Node, path string) *compress.Policy {
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, path, "want a mapping, got %s; write compress: {} for the defaults", describe(n))
 		return nil
 	}
 	m := p.mapping(n, path, []string{"encodings", "min_size", "types"})
-	c := &Compress{
-		Encodings: slices.Clone(DefaultCompressEncodings),
-		MinSize:   DefaultCompressMinSize,
-		Types:     slices.Clone(DefaultCompressTypes),
-	}
+	c := &compress.Policy{Encodings: compress.DefaultEncodings(), MinSize: compress.DefaultMinSize, Types: compress.DefaultTypes()}
 	if items, ok := m.list("encodings", "encodings: [zstd, br, gzip]"); ok {
 		c.Encodings = nil
-		choices := []string{string(EncodingZstd), string(EncodingBrotli), string(EncodingGzip)}
+		choices := []string{"zstd", "br", "gzip"}
 		if len(items) == 0 {
 			p.errorf(m.get("encodings"), m.at("encodings"), "the list is empty; remove compress to compress nothing, or list zstd, br or gzip")
 		}
 		for i, item := range items {
 			ipath := fmt.Sprintf("%s[%d]", m.at("encodings"), i)
 			s, ok := p.str(item, ipath)
+			if !ok {
+				continue
+			}
+			e, err := compress.ParseEncoding(s)
 			switch {
-			case !ok:
-			case !slices.Contains(choices, s):
+			case err != nil || !slices.Contains(choices, s):
 				p.errorf(item, ipath, "unknown encoding %s; %s", quote(s), didYouMean(s, choices, "encodings"))
-			case slices.Contains(c.Encodings, Encoding(s)):
+			case slices.Contains(c.Encodings, e):
 				p.errorf(item, ipath, "%s is listed twice; remove one", quote(s))
 			default:
-				c.Encodings = append(c.Encodings, Encoding(s))
+				c.Encodings = append(c.Encodings, e)
 			}
 		}
 	}
-	m.integer("min_size", &c.MinSize, 0, math.MaxInt)
+	minSize := int(c.MinSize)
+	m.integer("min_size", &minSize, 0, math.MaxInt)
+	c.MinSize = int64(minSize)
 	if items, ok := m.list("types", "types: [text/html, application/json]"); ok {
 		c.Types = nil
 		if len(items) == 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/accesslog"
+	"github.com/weir-lb/weir/pkg/compress"
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/route"
@@ -79,26 +80,9 @@ const (
 
 	// DefaultRedirectStatus is the status code of a redirect route.
 	DefaultRedirectStatus = 301
-	// DefaultCompressMinSize is the smallest response body a route
-	// compresses, in bytes: below it, compression saves less than it costs.
-	DefaultCompressMinSize = 1024
 	// DefaultStickySameSite is the SameSite attribute of a sticky cookie.
 	DefaultStickySameSite = SameSiteLax
 )
-
-// DefaultCompressEncodings are the encodings a route compresses with, in
-// order of preference, when compress lists none.
-var DefaultCompressEncodings = []Encoding{EncodingZstd, EncodingBrotli, EncodingGzip}
-
-// DefaultCompressTypes are the content types a route compresses when
-// compress lists none: text and the textual formats of the web. Images,
-// video and archives are compressed already.
-var DefaultCompressTypes = []string{
-	"text/html", "text/css", "text/plain", "text/javascript", "text/xml", "text/csv", "text/markdown",
-	"application/javascript", "application/json", "application/xml", "application/wasm",
-	"application/manifest+json", "application/ld+json", "application/rss+xml", "application/atom+xml",
-	"image/svg+xml",
-}
 
 // SupportedVersion is the only value of the top-level version key this
 // package reads. A future incompatible format will bump it, so that an old
@@ -717,40 +701,14 @@ type Route struct {
 	// Timeouts override the pool's connect, read and write timeouts for
 	// this route's requests (key timeouts); zero inherits the pool's.
 	Timeouts RouteTimeouts
-	// Compress compresses the route's responses (key compress); nil
-	// leaves them as they are.
-	Compress *Compress
+	// Compress compresses the route's responses (key compress), with
+	// every default of pkg/compress filled in; nil leaves them as they
+	// are.
+	Compress *compress.Policy
 }
 
 // RouteTimeouts are a route's overrides of its pool's timeouts; zero
 // keeps the pool's.
 type RouteTimeouts struct {
 	Connect, Read, Write time.Duration
-}
-
-// Encoding is a content coding a route may compress responses with.
-type Encoding string
-
-// The encodings, in the default order of preference.
-const (
-	EncodingZstd   Encoding = "zstd"
-	EncodingBrotli Encoding = "br"
-	EncodingGzip   Encoding = "gzip"
-)
-
-// Compress is how a route compresses responses: with the first of
-// Encodings the client accepts, when the body is at least MinSize bytes
-// and its content type is one of Types.
-type Compress struct {
-	// Encodings are the encodings offered, most preferred first (key
-	// encodings, default DefaultCompressEncodings).
-	Encodings []Encoding
-	// MinSize is the smallest body compressed, in bytes (key min_size,
-	// default DefaultCompressMinSize). A body of unknown length counts as
-	// large enough.
-	MinSize int
-	// Types are the content types compressed, without parameters, lower
-	// case (key types, default DefaultCompressTypes); "text/*" stands for
-	// every subtype.
-	Types []string
 }

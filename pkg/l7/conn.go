@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // conn is one downstream HTTP/1.x connection and the request state it
@@ -23,7 +24,10 @@ import (
 type conn struct {
 	srv *Server
 	c   net.Conn
-	r   *h1.Reader // &reader, set once the connection is ready for HTTP
+	// pp says whose PROXY protocol headers the connection's listener
+	// believes; nil: none.
+	pp *proxyproto.Policy
+	r  *h1.Reader // &reader, set once the connection is ready for HTTP
 	// reader is allocated with the connection rather than on its own.
 	reader h1.Reader
 	// w buffers responses. It comes from writerPool while a request is
@@ -72,7 +76,7 @@ var (
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (c *conn) serve() {
-	if pp := c.srv.ProxyProtocol; pp != nil && pp.Trusts(c.remote.Addr()) && !c.readProxyHeader(pp) {
+	if pp := c.pp; pp != nil && pp.Trusts(c.remote.Addr()) && !c.readProxyHeader(pp) {
 		c.finish()
 		return
 	}

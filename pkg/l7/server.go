@@ -104,8 +104,15 @@ func (s *Server) init() {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then. A TLS listener (tls.NewListener) is served over
 // TLS; the handshake runs on the goroutine serving the connection. Serve
-// closes l when it returns, as net/http's does.
+// closes l when it returns, as net/http's does. Connections read PROXY
+// protocol headers as Server.ProxyProtocol says.
 func (s *Server) Serve(l net.Listener) error {
+	return s.ServeProxied(l, s.ProxyProtocol)
+}
+
+// ServeProxied is Serve with the PROXY protocol policy of this listener
+// (nil: none), for a server whose listeners trust different balancers.
+func (s *Server) ServeProxied(l net.Listener, pp *proxyproto.Policy) error {
 	s.init()
 	defer l.Close() // already closed by Shutdown or Close, unless it came first
 	if s.Proxy == nil {
@@ -151,6 +158,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if c == nil {
 			continue
 		}
+		c.pp = pp
 		s.workers.run(job{c: c})
 	}
 }
