@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/l7/h2"
 	"golang.org/x/net/http2"
 )
 
@@ -94,14 +95,35 @@ func (st *h2Stream) fail(err error) {
 	st.cond.Broadcast()
 }
 
+// headerBlock is the header block being decoded, and what the connection
+// knows of its stream.
+type headerBlock struct {
+	h2.RequestDecoder
+	// st is the stream a request block belongs to; nil while a block is
+	// decoded only to keep the HPACK state (a refused or ignored stream).
+	st *h2Stream
+	id uint32
+	// trailer says the block is a request's trailer section, decoded into
+	// Trailers until the stream is known to be still there.
+	trailer, endStream bool
+	// refuse is the RST_STREAM code to answer once the block is decoded.
+	refuse http2.ErrCode
+	// raw counts the block's encoded bytes.
+	raw int
+}
+
+// start resets the block for a new HEADERS frame on stream id.
+func (hb *headerBlock) start(id uint32, endStream bool) {
+	hb.st, hb.id, hb.trailer, hb.endStream, hb.refuse, hb.raw = nil, id, false, endStream, 0, 0
+}
+
 func (hc *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return connErr(http2.ErrCodeProtocol, "HEADERS on server stream %d", id)
 	}
 	hb := &hc.hb
-	hb.start(id)
-	hb.endStream = f.StreamEnded()
+	hb.start(id, f.StreamEnded())
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		hb.refuse = http2.ErrCodeProtocol
 	}
@@ -144,6 +166,14 @@ func (hc *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 		}
 	}
 	hc.mu.Unlock()
+	switch {
+	case hb.trailer:
+		hb.StartTrailers()
+	case hb.st != nil:
+		hb.StartRequest(&hb.st.px.req, hb.endStream)
+	default:
+		hb.StartDiscard()
+	}
 	return hc.decodeFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 }
 
@@ -157,7 +187,7 @@ func (hc *h2Conn) onContinuation(f *http2.ContinuationFrame) error {
 func (hc *h2Conn) decodeFragment(frag []byte, end bool) error {
 	hb := &hc.hb
 	hb.raw += len(frag)
-	if hb.raw > 2*hb.maxBytes+64<<10 {
+	if hb.raw > 2*hb.MaxBytes+64<<10 {
 		// Bounds the work of a block that never ends (CONTINUATION flood).
 		return connErr(http2.ErrCodeEnhanceYourCalm, "header block of stream %d over %d bytes", hb.id, hb.raw)
 	}
@@ -186,10 +216,10 @@ func (hc *h2Conn) headersDone() error {
 		case st == nil: // reset meanwhile
 		case hb.refuse != 0:
 			hc.resetLocked(st, hb.refuse)
-		case hb.bad != nil || hb.tooLarge || st.declared >= 0 && st.received != st.declared:
+		case hb.Err() != nil || hb.TooLarge() || st.declared >= 0 && st.received != st.declared:
 			hc.resetLocked(st, http2.ErrCodeProtocol)
 		default:
-			st.px.reqTrailer.CopyFrom(&hb.trailers)
+			st.px.reqTrailer.CopyFrom(&hb.Trailers)
 			hc.closeRemoteLocked(st)
 			st.cond.Broadcast()
 		}
@@ -206,7 +236,7 @@ func (hc *h2Conn) headersDone() error {
 		st.release()
 		return nil
 	}
-	status, err := hb.finishRequest()
+	status, err := hb.FinishRequest()
 	hb.st = nil
 	if err != nil {
 		hc.srv.Logger.Debug("malformed http2 request", "service", hc.srv.Name, "client", hc.remote, "stream", hb.id, "err", err)
@@ -214,7 +244,7 @@ func (hc *h2Conn) headersDone() error {
 		st.release()
 		return nil
 	}
-	st.declared = hb.declared
+	st.declared = hb.Declared()
 	st.remoteClosed = hb.endStream
 	hc.streams[st.id] = st
 	if hc.running == 0 {
@@ -302,14 +332,14 @@ func (st *h2Stream) writeInterim(block []byte) error {
 
 // continue100 implements downstream.
 func (st *h2Stream) continue100() error {
-	st.block = appendHpackStatus(st.block[:0], 100)
+	st.block = h2.AppendStatus(st.block[:0], 100)
 	return st.writeInterim(st.block)
 }
 
 // interim implements downstream: 1xx responses are relayed as HEADERS
 // that do not end the stream.
 func (st *h2Stream) interim(status int, _ []byte, h *h1.Header) error {
-	st.block = appendResponseFields(appendHpackStatus(st.block[:0], status), h)
+	st.block = appendResponseFields(h2.AppendStatus(st.block[:0], status), h)
 	return st.writeInterim(st.block)
 }
 
@@ -324,7 +354,7 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 		if h1.IsHopByHop(name) || asciiEqualFold(name, "Content-Length") {
 			continue
 		}
-		b = appendHpackField(b, name, value)
+		b = h2.AppendField(b, name, value)
 	}
 	return b
 }
@@ -332,15 +362,14 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 // writeHead implements downstream. The head waits to leave with the first
 // body bytes, or with the stream's end.
 func (st *h2Stream) writeHead(status int, _ []byte, h *h1.Header, length int64, noBody bool) error {
-	b := appendResponseFields(appendHpackStatus(st.head[:0], status), h)
+	b := appendResponseFields(h2.AppendStatus(st.head[:0], status), h)
 	if id := st.px.sess.RequestID; len(id) > 0 {
 		var name [len(RequestIDHeader)]byte
-		b = appendHpackField(b, append(name[:0], RequestIDHeader...), id)
+		b = h2.AppendField(b, append(name[:0], RequestIDHeader...), id)
 	}
 	if length >= 0 && status != 204 && status != 304 {
-		b = appendHpackInt(b, 0, 4, 28) // content-length
 		var digits [20]byte
-		b = appendHpackString(b, strconv.AppendInt(digits[:0], length, 10))
+		b = h2.AppendContentLength(b, strconv.AppendInt(digits[:0], length, 10))
 	}
 	st.head, st.headPending = b, true
 	st.left = -1
