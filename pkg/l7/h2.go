@@ -33,6 +33,17 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	// body bytes after it: a timer re-armed by every read.
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
+	if r.sess.GRPC {
+		// grpc-timeout bounds the whole exchange, head and body.
+		if deadline := r.grpcDeadline(); !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
+			}
+			deadline := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
+			defer deadline.Stop()
+		}
+	}
 
 	hreq, body, err := r.h2Request(ctx, peer)
 	if err != nil {
@@ -59,8 +70,8 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		if berr := body.failure(); berr != nil {
 			return fmt.Errorf("%w: reading request body: %w", ErrDownstream, berr)
 		}
-		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {
-			return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, peer.Addr, err)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, err)
 		}
 		if retryable && h2Unprocessed(err) {
 			return &staleConnError{err}
@@ -101,8 +112,8 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		return fmt.Errorf("%w: %w", ErrDownstream, werr)
 	}
 	if rerr != nil {
-		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {
-			return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, peer.Addr, rerr)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, rerr)
 		}
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, rerr)
 	}
@@ -151,6 +162,11 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 		}
 		hreq.Header.Add(string(name), string(value))
 	}
+	if r.sess.GRPC {
+		// gRPC servers may insist on it (the client's, hop-by-hop, was
+		// not kept).
+		hreq.Header.Set("Te", "trailers")
+	}
 	return hreq, body, nil
 }
 
@@ -189,6 +205,9 @@ type h2ReqBody struct {
 	err    atomic.Pointer[error]
 	once   sync.Once
 	closed chan struct{}
+	// closing is set once the transport closes the body: a read it
+	// interrupts is not the client's failure.
+	closing atomic.Bool
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -197,7 +216,7 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof.Store(true)
-	case err != nil:
+	case err != nil && !b.closing.Load():
 		b.err.CompareAndSwap(nil, &err)
 	}
 	return n, err
@@ -215,8 +234,17 @@ func (b *h2ReqBody) failure() error {
 	return nil
 }
 
+// Close is the transport's: the upstream stream ended (answered in full,
+// reset, or its connection gone), and a Read in progress must return
+// rather than wait for the client's next bytes.
 func (b *h2ReqBody) Close() error {
-	b.once.Do(func() { close(b.closed) })
+	b.once.Do(func() {
+		b.closing.Store(true)
+		if a, ok := b.r.(interface{ abandon() }); ok {
+			a.abandon()
+		}
+		close(b.closed)
+	})
 	return nil
 }
 

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -37,6 +38,12 @@ type h2Stream struct {
 	err error
 	// abort ends the upstream exchange when the stream ends early.
 	abort abort
+	// bodyAbandoned says the upstream exchange stopped reading the
+	// request body (guarded by hc.mu).
+	bodyAbandoned bool
+	// grpcDeadline is when a gRPC request's grpc-timeout passes; zero
+	// without one.
+	grpcDeadline time.Time
 
 	// The stream goroutine's own.
 	head        []byte // the encoded response head, not yet sent
@@ -69,7 +76,7 @@ func (hc *h2Conn) newStream(id uint32) *h2Stream {
 	st.recvWin, st.credit, st.sendWin = h2StreamWindow, 0, hc.peerInitWin
 	st.declared, st.received = -1, 0
 	st.remoteClosed, st.localClosed, st.waitingSend = false, false, false
-	st.err, st.headPending, st.headSent = nil, false, false
+	st.err, st.headPending, st.headSent, st.bodyAbandoned = nil, false, false, false
 	st.abort.reset()
 	st.px.abort = &st.abort
 	return st
@@ -263,6 +270,13 @@ func (hc *h2Conn) runStream(st *h2Stream, status int) {
 	px := &st.px
 	px.srv, px.down, px.https, px.bodyDone = hc.srv, st, hc.tls != nil, false
 	px.sess.reset(px, HTTP2, hc.remote, hc.tls)
+	px.sess.GRPC = isGRPC(&px.req)
+	st.grpcDeadline = time.Time{}
+	if px.sess.GRPC {
+		// Read before any filter may change the head: the client's
+		// deadline binds the proxy whatever the upstream is told.
+		st.grpcDeadline = grpcDeadline(&px.req, px.sess.Start)
+	}
 	if o := hc.srv.Observer; o != nil {
 		o.StreamOpened()
 	}
@@ -534,6 +548,24 @@ type h2In struct{ st *h2Stream }
 // is a timeout (408), as a stalled HTTP/1.1 body is.
 var errBodyTimeout error = bodyStalled{}
 
+// errBodyAbandoned ends a Read of a request body the upstream exchange no
+// longer reads (abandon).
+var errBodyAbandoned = errors.New("http2: request body abandoned by the upstream exchange")
+
+// abandon makes a Read waiting for request body bytes, and every later
+// one, return: the HTTP/2 transport upstream closes a request body when
+// the upstream stream ends (the backend answered, reset it, or went
+// away) and expects a Read in progress to end, or it would wait for the
+// client's next bytes. It must be called before the stream is released.
+func (in *h2In) abandon() {
+	st := in.st
+	hc := st.hc
+	hc.mu.Lock()
+	st.bodyAbandoned = true
+	st.cond.Broadcast()
+	hc.mu.Unlock()
+}
+
 type bodyStalled struct{}
 
 func (bodyStalled) Error() string   { return "http2: request body stalled" }
@@ -544,7 +576,7 @@ func (in *h2In) Read(p []byte) (int, error) {
 	st := in.st
 	hc := st.hc
 	hc.mu.Lock()
-	for st.roff == len(st.rbuf) && !st.remoteClosed && st.err == nil {
+	for st.roff == len(st.rbuf) && !st.remoteClosed && st.err == nil && !st.bodyAbandoned {
 		if !st.waitLocked(hc.srv.IdleTimeout) {
 			hc.mu.Unlock()
 			return 0, errBodyTimeout
@@ -553,6 +585,10 @@ func (in *h2In) Read(p []byte) (int, error) {
 	if err := st.err; err != nil {
 		hc.mu.Unlock()
 		return 0, err
+	}
+	if st.bodyAbandoned {
+		hc.mu.Unlock()
+		return 0, errBodyAbandoned
 	}
 	if st.roff == len(st.rbuf) {
 		hc.mu.Unlock()
