@@ -331,7 +331,7 @@ func (st *h2Stream) closeLocal() {
 	hc.mu.Unlock()
 }
 
-// writeHeadFrames sends a header block that ends with the headers (no
+// writeInterim sends a header block that ends with the headers (no
 // stream end): 100 Continue and other interim responses.
 func (st *h2Stream) writeInterim(block []byte) error {
 	hc := st.hc
