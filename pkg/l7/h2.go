@@ -55,10 +55,17 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		// on, end the stream and wait for the transport to let go.
 		defer func() {
 			cancel(nil)
+			// A transport Read waiting for the client's next bytes
+			// returns now, whenever the transport gets to Close.
+			body.closing.Store(true)
+			body.abandon()
 			select {
 			case <-body.closed:
 			case <-time.After(t.Write):
 			}
+			// The stream may go back to its pool: a late Close must
+			// not touch it.
+			body.detach()
 			r.bodyDone = body.eof.Load()
 			r.sess.BytesReceived += body.n.Load()
 		}()
@@ -205,9 +212,13 @@ type h2ReqBody struct {
 	err    atomic.Pointer[error]
 	once   sync.Once
 	closed chan struct{}
-	// closing is set once the transport closes the body: a read it
-	// interrupts is not the client's failure.
+	// closing is set once the transport closes the body, or the
+	// exchange ends: a read that interrupts is not the client's failure.
 	closing atomic.Bool
+	// mu guards detached, set once the exchange has ended: r belongs
+	// to the stream, which may then serve another request.
+	mu       sync.Mutex
+	detached bool
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -240,12 +251,27 @@ func (b *h2ReqBody) failure() error {
 func (b *h2ReqBody) Close() error {
 	b.once.Do(func() {
 		b.closing.Store(true)
-		if a, ok := b.r.(interface{ abandon() }); ok {
-			a.abandon()
-		}
+		b.abandon()
 		close(b.closed)
 	})
 	return nil
+}
+
+// abandon makes a Read of the client's body waiting for bytes return
+// (HTTP/2 clients' bodies only), unless the exchange has ended.
+func (b *h2ReqBody) abandon() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a, ok := b.r.(interface{ abandon() }); ok && !b.detached {
+		a.abandon()
+	}
+}
+
+// detach ends b's hold on the client's body.
+func (b *h2ReqBody) detach() {
+	b.mu.Lock()
+	b.detached = true
+	b.mu.Unlock()
 }
 
 // timedReader re-arms timer before every read of an HTTP/2 response body.
