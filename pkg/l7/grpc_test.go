@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -343,6 +344,16 @@ func TestGRPCThroughProxy(t *testing.T) {
 				}
 			})
 
+			// The backend's own error is a trailers-only answer: relayed
+			// as one, status and message intact.
+			t.Run("backend error status", func(t *testing.T) {
+				_, err := client.EmptyCall(ctx, &testpb.Empty{})
+				st, _ := status.FromError(err)
+				if st.Code() != codes.Unimplemented || !strings.Contains(st.Message(), "EmptyCall") {
+					t.Errorf("got %v %q, want the backend's UNIMPLEMENTED", st.Code(), st.Message())
+				}
+			})
+
 			t.Run("concurrent", func(t *testing.T) {
 				var wg sync.WaitGroup
 				errs := make(chan error, 32)
@@ -652,5 +663,19 @@ func TestIsGRPC(t *testing.T) {
 		if got := isGRPC(&req); got != want {
 			t.Errorf("isGRPC(%q) = %v, want %v", ct, got, want)
 		}
+	}
+}
+
+// TestGRPCTrailersOnlyRelayed: a backend's trailers-only answer reaches
+// the client as one, its status in the head and no body.
+func TestGRPCTrailersOnlyRelayed(t *testing.T) {
+	_, front, _, _, _ := startGRPCPath(t, grpcSetups[0], newTestService(), false)
+	resp, body, err := rawGRPC(t, front.plain, "/grpc.testing.TestService/EmptyCall", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "12" || len(body) != 0 || len(resp.Trailer) != 0 {
+		t.Errorf("got %d, head %v, trailers %v, %d body bytes; want 200 with grpc-status 12 in the head alone",
+			resp.StatusCode, resp.Header, resp.Trailer, len(body))
 	}
 }
