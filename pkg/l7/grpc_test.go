@@ -506,7 +506,7 @@ func TestGRPCTimeoutHonoured(t *testing.T) {
 func TestGRPCBackendGoesAway(t *testing.T) {
 	for _, setup := range grpcSetups {
 		t.Run(setup.name, func(t *testing.T) {
-			client, _, backend, _, _ := startGRPCPath(t, setup, newTestService(), false)
+			client, front, backend, _, _ := startGRPCPath(t, setup, newTestService(), false)
 			ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 			defer cancel()
 			stream, err := client.FullDuplexCall(ctx)
@@ -526,6 +526,9 @@ func TestGRPCBackendGoesAway(t *testing.T) {
 			}
 			if ctx.Err() != nil {
 				t.Fatal("the error came only with the test's deadline")
+			}
+			if got := front.logs.next(t); got.status != 200 || got.grpcStatus != GRPCUnavailable || got.fault != UpstreamFault {
+				t.Errorf("logged %+v, want status 200 (the head went out), grpc status 14, upstream fault", got)
 			}
 		})
 	}
