@@ -38,11 +38,12 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
-# Fuzz each target, of the HTTP/1.x parser and of the HTTP/2 server, for
+# Fuzz each target, of the HTTP/1.x parser, the HTTP/2 codec and the
+# HTTP/2 server, for
 # FUZZTIME beyond its seeds (which every `go test` runs). A failing input
 # lands in the package's testdata/fuzz: commit it with the fix, it becomes
 # a seed.
-FUZZ_PKGS ?= ./pkg/l7/h1/ ./pkg/l7/
+FUZZ_PKGS ?= ./pkg/l7/h1/ ./pkg/l7/h2/ ./pkg/l7/
 FUZZTIME ?= 10s
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \

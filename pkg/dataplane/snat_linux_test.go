@@ -33,7 +33,7 @@ const (
 // seenReclaiming is WEIR_SEEN_RECLAIMING: a port another CPU is reclaiming.
 const seenReclaiming = ^uint64(0)
 
-// Timeouts of reclaimFixture: short enough that the machine has been up
+// Timeouts of newReclaimFixture: short enough that the machine has been up
 // longer, so that entries can be backdated past them.
 const (
 	testClosedTimeout  = 2 * time.Second
@@ -75,7 +75,7 @@ func snatKey(p testPacket, be netip.AddrPort, port uint16) bpf.WeirFlow {
 		Proto: p.proto, IpVersion: ipVersion(be.Addr())}
 }
 
-// newReclaimFixture is newFixture with reclaimFixture's timeouts.
+// newReclaimFixture is newFixture with these timeouts.
 func newReclaimFixture(t *testing.T) *fixture {
 	t.Helper()
 	needBPF(t)

@@ -33,6 +33,17 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	// body bytes after it: a timer re-armed by every read.
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
+	if r.sess.GRPC {
+		// grpc-timeout bounds the whole exchange, head and body.
+		if deadline := r.grpcDeadline(); !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
+			}
+			deadline := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
+			defer deadline.Stop()
+		}
+	}
 
 	hreq, body, err := r.h2Request(ctx, peer)
 	if err != nil {
@@ -44,10 +55,17 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		// on, end the stream and wait for the transport to let go.
 		defer func() {
 			cancel(nil)
+			// A transport Read waiting for the client's next bytes
+			// returns now, whenever the transport gets to Close.
+			body.closing.Store(true)
+			body.abandon()
 			select {
 			case <-body.closed:
 			case <-time.After(t.Write):
 			}
+			// The stream may go back to its pool: a late Close must
+			// not touch it.
+			body.detach()
 			r.bodyDone = body.eof.Load()
 			r.sess.BytesReceived += body.n.Load()
 		}()
@@ -59,8 +77,8 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		if berr := body.failure(); berr != nil {
 			return fmt.Errorf("%w: reading request body: %w", ErrDownstream, berr)
 		}
-		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {
-			return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, peer.Addr, err)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, err)
 		}
 		if retryable && h2Unprocessed(err) {
 			return &staleConnError{err}
@@ -106,8 +124,8 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		return werr
 	}
 	if rerr != nil {
-		if errors.Is(context.Cause(ctx), ErrUpstreamTimeout) {
-			return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, peer.Addr, rerr)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, rerr)
 		}
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, rerr)
 	}
@@ -156,6 +174,11 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 		}
 		hreq.Header.Add(string(name), string(value))
 	}
+	if r.sess.GRPC {
+		// gRPC servers may insist on it (the client's, hop-by-hop, was
+		// not kept).
+		hreq.Header.Set("Te", "trailers")
+	}
 	return hreq, body, nil
 }
 
@@ -194,6 +217,13 @@ type h2ReqBody struct {
 	err    atomic.Pointer[error]
 	once   sync.Once
 	closed chan struct{}
+	// closing is set once the transport closes the body, or the
+	// exchange ends: a read that interrupts is not the client's failure.
+	closing atomic.Bool
+	// mu guards detached, set once the exchange has ended: r belongs
+	// to the stream, which may then serve another request.
+	mu       sync.Mutex
+	detached bool
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -202,7 +232,7 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof.Store(true)
-	case err != nil:
+	case err != nil && !b.closing.Load():
 		b.err.CompareAndSwap(nil, &err)
 	}
 	return n, err
@@ -220,9 +250,33 @@ func (b *h2ReqBody) failure() error {
 	return nil
 }
 
+// Close is the transport's: the upstream stream ended (answered in full,
+// reset, or its connection gone), and a Read in progress must return
+// rather than wait for the client's next bytes.
 func (b *h2ReqBody) Close() error {
-	b.once.Do(func() { close(b.closed) })
+	b.once.Do(func() {
+		b.closing.Store(true)
+		b.abandon()
+		close(b.closed)
+	})
 	return nil
+}
+
+// abandon makes a Read of the client's body waiting for bytes return
+// (HTTP/2 clients' bodies only), unless the exchange has ended.
+func (b *h2ReqBody) abandon() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a, ok := b.r.(interface{ abandon() }); ok && !b.detached {
+		a.abandon()
+	}
+}
+
+// detach ends b's hold on the client's body.
+func (b *h2ReqBody) detach() {
+	b.mu.Lock()
+	b.detached = true
+	b.mu.Unlock()
 }
 
 // timedReader re-arms timer before every read of an HTTP/2 response body.

@@ -111,6 +111,7 @@ func TestHTTP2Upstream(t *testing.T) {
 	}{
 		{"h2 over TLS", tlsOrigin.addr, Peer{TLS: true, SNI: "backend.internal", RootCAs: pki.roots, ALPN: ALPNH2H1}},
 		{"h2c", h2cOrigin.addr, Peer{ALPN: ALPNH2}},
+		{"h2c (ALPNH2C)", h2cOrigin.addr, Peer{ALPN: ALPNH2C}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,5 +159,27 @@ func TestHTTP2UpstreamTimeout(t *testing.T) {
 	addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool, Template: Peer{ALPN: ALPNH2, Timeouts: Timeouts{Read: 200 * time.Millisecond}}}})
 	if code, _ := get(t, newClient(), "http://"+addr+"/"); code != 504 {
 		t.Fatalf("stalled HTTP/2 upstream gave %d, want 504", code)
+	}
+}
+
+// TestALPN: each value's config spelling and what it offers over TLS;
+// h2c means h2 on a TLS peer.
+func TestALPN(t *testing.T) {
+	for _, tc := range []struct {
+		alpn   ALPN
+		name   string
+		protos string
+	}{
+		{ALPNH1, "h1", "http/1.1"},
+		{ALPNH2, "h2", "h2"},
+		{ALPNH2H1, "h2h1", "h2,http/1.1"},
+		{ALPNH2C, "h2c", "h2"},
+	} {
+		if got := tc.alpn.String(); got != tc.name {
+			t.Errorf("ALPN %d spells %q, want %q", tc.alpn, got, tc.name)
+		}
+		if got := strings.Join(tc.alpn.protos(), ","); got != tc.protos {
+			t.Errorf("%s offers %q over TLS, want %q", tc.name, got, tc.protos)
+		}
 	}
 }

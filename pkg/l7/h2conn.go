@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/l7/h2"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -34,7 +35,8 @@ import (
 // GOAWAY) go to a queue that the mutex's holder writes out.
 //
 // golang.org/x/net/http2 parses frames (Framer) and decodes HPACK; the
-// encoder is weir's own (hpack.go).
+// encoder, the frame writing and the
+// decoding of request heads into h1 types are weir's own (package h2).
 
 // Settings the server announces.
 const (
@@ -182,15 +184,15 @@ func (hc *h2Conn) init(pre []byte) {
 	hc.fr = http2.NewFramer(nil, hc.br)
 	hc.fr.SetReuseFrames()
 	hc.fr.SetMaxReadFrameSize(16 << 10)
-	hc.hb.maxBytes, hc.hb.maxFields = hc.srv.Limits.MaxHeaderBytes, hc.srv.Limits.MaxHeaders
-	if hc.hb.maxBytes <= 0 {
-		hc.hb.maxBytes = h1.DefaultMaxHeaderBytes
+	hc.hb.MaxBytes, hc.hb.MaxFields = hc.srv.Limits.MaxHeaderBytes, hc.srv.Limits.MaxHeaders
+	if hc.hb.MaxBytes <= 0 {
+		hc.hb.MaxBytes = h1.DefaultMaxHeaderBytes
 	}
-	if hc.hb.maxFields <= 0 {
-		hc.hb.maxFields = h1.DefaultMaxHeaders
+	if hc.hb.MaxFields <= 0 {
+		hc.hb.MaxFields = h1.DefaultMaxHeaders
 	}
-	hc.dec = hpack.NewDecoder(4096, hc.emit)
-	hc.dec.SetMaxStringLength(hc.hb.maxBytes)
+	hc.dec = hpack.NewDecoder(4096, hc.hb.Field)
+	hc.dec.SetMaxStringLength(hc.hb.MaxBytes)
 	hc.streams = make(map[uint32]*h2Stream)
 	hc.sendWin, hc.recvWin, hc.peerInitWin = 65535, h2ConnWindow, 65535
 	hc.peerMaxFrame.Store(16 << 10)
@@ -236,11 +238,11 @@ func (hc *h2Conn) readPreface() error {
 // connection window beyond the 64 KiB every connection starts with.
 func (hc *h2Conn) writeSettings() error {
 	var b [9 + 4*6 + 9 + 4]byte
-	p := appendFrameHeader(b[:0], 3*6, http2.FrameSettings, 0, 0)
-	p = appendSetting(p, http2.SettingMaxConcurrentStreams, h2MaxStreams)
-	p = appendSetting(p, http2.SettingInitialWindowSize, h2StreamWindow)
-	p = appendSetting(p, http2.SettingMaxHeaderListSize, uint32(hc.hb.maxBytes))
-	p = appendFrameHeader(p, 4, http2.FrameWindowUpdate, 0, 0)
+	p := h2.AppendFrameHeader(b[:0], 3*6, http2.FrameSettings, 0, 0)
+	p = h2.AppendSetting(p, http2.SettingMaxConcurrentStreams, h2MaxStreams)
+	p = h2.AppendSetting(p, http2.SettingInitialWindowSize, h2StreamWindow)
+	p = h2.AppendSetting(p, http2.SettingMaxHeaderListSize, uint32(hc.hb.MaxBytes))
+	p = h2.AppendFrameHeader(p, 4, http2.FrameWindowUpdate, 0, 0)
 	p = binary.BigEndian.AppendUint32(p, h2ConnWindow-65535)
 	hc.lockWriter()
 	hc.writeRaw(p)
@@ -272,7 +274,7 @@ func (hc *h2Conn) handle(f http2.Frame) error {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			var b [9 + 8]byte
-			hc.queue(append(appendFrameHeader(b[:0], 8, http2.FramePing, http2.FlagPingAck, 0), f.Data[:]...))
+			hc.queue(append(h2.AppendFrameHeader(b[:0], 8, http2.FramePing, http2.FlagPingAck, 0), f.Data[:]...))
 		}
 		return nil
 	case *http2.RSTStreamFrame:
@@ -319,7 +321,7 @@ func (hc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	var b [9]byte
-	hc.queue(appendFrameHeader(b[:0], 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
+	hc.queue(h2.AppendFrameHeader(b[:0], 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
 	return nil
 }
 
@@ -475,7 +477,7 @@ func (hc *h2Conn) queueReset(id uint32, code http2.ErrCode) {
 	hc.resetIDs[hc.resetPos%len(hc.resetIDs)] = id
 	hc.resetPos++
 	var b [9 + 4]byte
-	hc.queue(binary.BigEndian.AppendUint32(appendFrameHeader(b[:0], 4, http2.FrameRSTStream, 0, id), uint32(code)))
+	hc.queue(binary.BigEndian.AppendUint32(h2.AppendFrameHeader(b[:0], 4, http2.FrameRSTStream, 0, id), uint32(code)))
 }
 
 func (hc *h2Conn) wasReset(id uint32) bool {
@@ -489,7 +491,7 @@ func (hc *h2Conn) wasReset(id uint32) bool {
 
 func (hc *h2Conn) queueWindowUpdate(id uint32, n int64) {
 	var b [9 + 4]byte
-	hc.queue(binary.BigEndian.AppendUint32(appendFrameHeader(b[:0], 4, http2.FrameWindowUpdate, 0, id), uint32(n)))
+	hc.queue(binary.BigEndian.AppendUint32(h2.AppendFrameHeader(b[:0], 4, http2.FrameWindowUpdate, 0, id), uint32(n)))
 }
 
 // streamError answers a stream error with RST_STREAM and reports whether
@@ -545,7 +547,7 @@ func (hc *h2Conn) goAway(code http2.ErrCode) {
 	}
 	hc.goingAway, hc.goAwayID = true, hc.lastID
 	var b [9 + 8]byte
-	p := appendFrameHeader(b[:0], 8, http2.FrameGoAway, 0, 0)
+	p := h2.AppendFrameHeader(b[:0], 8, http2.FrameGoAway, 0, 0)
 	p = binary.BigEndian.AppendUint32(p, hc.lastID)
 	hc.queue(binary.BigEndian.AppendUint32(p, uint32(code)))
 	hc.mu.Unlock()
@@ -720,7 +722,7 @@ func (hc *h2Conn) writeFrame(t http2.FrameType, flags http2.Flags, id uint32, pa
 	if hc.werr != nil {
 		return
 	}
-	hc.writeRaw(appendFrameHeader(hc.bw.AvailableBuffer(), len(payload), t, flags, id))
+	hc.writeRaw(h2.AppendFrameHeader(hc.bw.AvailableBuffer(), len(payload), t, flags, id))
 	hc.writeRaw(payload)
 }
 
@@ -728,37 +730,14 @@ func (hc *h2Conn) writeFrame(t http2.FrameType, flags http2.Flags, id uint32, pa
 // larger than a frame, CONTINUATION frames; wmu is held.
 func (hc *h2Conn) writeHeaderBlock(id uint32, block []byte, endStream bool) {
 	if hc.tableChanged.Swap(false) {
-		hc.scratch = appendHpackTableSize(hc.scratch[:0], hc.tableSize.Load())
+		hc.scratch = h2.AppendTableSizeUpdate(hc.scratch[:0], hc.tableSize.Load())
 		block = append(hc.scratch, block...)
 		hc.scratch = block[:0]
 	}
 	max := int(hc.peerMaxFrame.Load())
-	t, flags := http2.FrameHeaders, http2.Flags(0)
-	if endStream {
-		flags = http2.FlagHeadersEndStream
-	}
-	for {
-		frag := block
-		if len(frag) > max {
-			frag = frag[:max]
-		} else {
-			flags |= http2.FlagHeadersEndHeaders
-		}
+	for first := true; first || len(block) > 0; first = false {
+		t, flags, frag, rest := h2.NextHeaderFrame(block, max, first, endStream)
 		hc.writeFrame(t, flags, id, frag)
-		block = block[len(frag):]
-		if len(block) == 0 {
-			return
-		}
-		t, flags = http2.FrameContinuation, 0
+		block = rest
 	}
-}
-
-func appendFrameHeader(b []byte, length int, t http2.FrameType, flags http2.Flags, id uint32) []byte {
-	b = append(b, byte(length>>16), byte(length>>8), byte(length), byte(t), byte(flags))
-	return binary.BigEndian.AppendUint32(b, id&(1<<31-1))
-}
-
-func appendSetting(b []byte, id http2.SettingID, v uint32) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(id))
-	return binary.BigEndian.AppendUint32(b, v)
 }

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/l7/h2"
 	"golang.org/x/net/http2"
 )
 
@@ -36,6 +38,12 @@ type h2Stream struct {
 	err error
 	// abort ends the upstream exchange when the stream ends early.
 	abort abort
+	// bodyAbandoned says the upstream exchange stopped reading the
+	// request body (guarded by hc.mu).
+	bodyAbandoned bool
+	// grpcDeadline is when a gRPC request's grpc-timeout passes; zero
+	// without one.
+	grpcDeadline time.Time
 
 	// The stream goroutine's own.
 	head        []byte // the encoded response head, not yet sent
@@ -68,7 +76,7 @@ func (hc *h2Conn) newStream(id uint32) *h2Stream {
 	st.recvWin, st.credit, st.sendWin = h2StreamWindow, 0, hc.peerInitWin
 	st.declared, st.received = -1, 0
 	st.remoteClosed, st.localClosed, st.waitingSend = false, false, false
-	st.err, st.headPending, st.headSent = nil, false, false
+	st.err, st.headPending, st.headSent, st.bodyAbandoned = nil, false, false, false
 	st.abort.reset()
 	st.px.abort = &st.abort
 	return st
@@ -94,14 +102,35 @@ func (st *h2Stream) fail(err error) {
 	st.cond.Broadcast()
 }
 
+// headerBlock is the header block being decoded, and what the connection
+// knows of its stream.
+type headerBlock struct {
+	h2.RequestDecoder
+	// st is the stream a request block belongs to; nil while a block is
+	// decoded only to keep the HPACK state (a refused or ignored stream).
+	st *h2Stream
+	id uint32
+	// trailer says the block is a request's trailer section, decoded into
+	// Trailers until the stream is known to be still there.
+	trailer, endStream bool
+	// refuse is the RST_STREAM code to answer once the block is decoded.
+	refuse http2.ErrCode
+	// raw counts the block's encoded bytes.
+	raw int
+}
+
+// start resets the block for a new HEADERS frame on stream id.
+func (hb *headerBlock) start(id uint32, endStream bool) {
+	hb.st, hb.id, hb.trailer, hb.endStream, hb.refuse, hb.raw = nil, id, false, endStream, 0, 0
+}
+
 func (hc *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return connErr(http2.ErrCodeProtocol, "HEADERS on server stream %d", id)
 	}
 	hb := &hc.hb
-	hb.start(id)
-	hb.endStream = f.StreamEnded()
+	hb.start(id, f.StreamEnded())
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		hb.refuse = http2.ErrCodeProtocol
 	}
@@ -144,6 +173,14 @@ func (hc *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 		}
 	}
 	hc.mu.Unlock()
+	switch {
+	case hb.trailer:
+		hb.StartTrailers()
+	case hb.st != nil:
+		hb.StartRequest(&hb.st.px.req, hb.endStream)
+	default:
+		hb.StartDiscard()
+	}
 	return hc.decodeFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 }
 
@@ -157,7 +194,7 @@ func (hc *h2Conn) onContinuation(f *http2.ContinuationFrame) error {
 func (hc *h2Conn) decodeFragment(frag []byte, end bool) error {
 	hb := &hc.hb
 	hb.raw += len(frag)
-	if hb.raw > 2*hb.maxBytes+64<<10 {
+	if hb.raw > 2*hb.MaxBytes+64<<10 {
 		// Bounds the work of a block that never ends (CONTINUATION flood).
 		return connErr(http2.ErrCodeEnhanceYourCalm, "header block of stream %d over %d bytes", hb.id, hb.raw)
 	}
@@ -186,10 +223,10 @@ func (hc *h2Conn) headersDone() error {
 		case st == nil: // reset meanwhile
 		case hb.refuse != 0:
 			hc.resetLocked(st, hb.refuse)
-		case hb.bad != nil || hb.tooLarge || st.declared >= 0 && st.received != st.declared:
+		case hb.Err() != nil || hb.TooLarge() || st.declared >= 0 && st.received != st.declared:
 			hc.resetLocked(st, http2.ErrCodeProtocol)
 		default:
-			st.px.reqTrailer.CopyFrom(&hb.trailers)
+			st.px.reqTrailer.CopyFrom(&hb.Trailers)
 			hc.closeRemoteLocked(st)
 			st.cond.Broadcast()
 		}
@@ -206,7 +243,7 @@ func (hc *h2Conn) headersDone() error {
 		st.release()
 		return nil
 	}
-	status, err := hb.finishRequest()
+	status, err := hb.FinishRequest()
 	hb.st = nil
 	if err != nil {
 		hc.srv.Logger.Debug("malformed http2 request", "service", hc.srv.Name, "client", hc.remote, "stream", hb.id, "err", err)
@@ -214,7 +251,7 @@ func (hc *h2Conn) headersDone() error {
 		st.release()
 		return nil
 	}
-	st.declared = hb.declared
+	st.declared = hb.Declared()
 	st.remoteClosed = hb.endStream
 	hc.streams[st.id] = st
 	if hc.running == 0 {
@@ -233,6 +270,13 @@ func (hc *h2Conn) runStream(st *h2Stream, status int) {
 	px := &st.px
 	px.srv, px.down, px.https, px.bodyDone = hc.srv, st, hc.tls != nil, false
 	px.sess.reset(px, HTTP2, hc.remote, hc.tls)
+	px.sess.GRPC = isGRPC(&px.req)
+	st.grpcDeadline = time.Time{}
+	if px.sess.GRPC {
+		// Read before any filter may change the head: the client's
+		// deadline binds the proxy whatever the upstream is told.
+		st.grpcDeadline = grpcDeadline(&px.req, px.sess.Start)
+	}
 	if o := hc.srv.Observer; o != nil {
 		o.StreamOpened()
 	}
@@ -287,7 +331,7 @@ func (st *h2Stream) closeLocal() {
 	hc.mu.Unlock()
 }
 
-// writeHeadFrames sends a header block that ends with the headers (no
+// writeInterim sends a header block that ends with the headers (no
 // stream end): 100 Continue and other interim responses.
 func (st *h2Stream) writeInterim(block []byte) error {
 	hc := st.hc
@@ -302,14 +346,14 @@ func (st *h2Stream) writeInterim(block []byte) error {
 
 // continue100 implements downstream.
 func (st *h2Stream) continue100() error {
-	st.block = appendHpackStatus(st.block[:0], 100)
+	st.block = h2.AppendStatus(st.block[:0], 100)
 	return st.writeInterim(st.block)
 }
 
 // interim implements downstream: 1xx responses are relayed as HEADERS
 // that do not end the stream.
 func (st *h2Stream) interim(status int, _ []byte, h *h1.Header) error {
-	st.block = appendResponseFields(appendHpackStatus(st.block[:0], status), h)
+	st.block = appendResponseFields(h2.AppendStatus(st.block[:0], status), h)
 	return st.writeInterim(st.block)
 }
 
@@ -324,7 +368,7 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 		if h1.IsHopByHop(name) || asciiEqualFold(name, "Content-Length") {
 			continue
 		}
-		b = appendHpackField(b, name, value)
+		b = h2.AppendField(b, name, value)
 	}
 	return b
 }
@@ -332,15 +376,14 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 // writeHead implements downstream. The head waits to leave with the first
 // body bytes, or with the stream's end.
 func (st *h2Stream) writeHead(status int, _ []byte, h *h1.Header, length int64, noBody bool) error {
-	b := appendResponseFields(appendHpackStatus(st.head[:0], status), h)
+	b := appendResponseFields(h2.AppendStatus(st.head[:0], status), h)
 	if id := st.px.sess.RequestID; len(id) > 0 {
 		var name [len(RequestIDHeader)]byte
-		b = appendHpackField(b, append(name[:0], RequestIDHeader...), id)
+		b = h2.AppendField(b, append(name[:0], RequestIDHeader...), id)
 	}
 	if length >= 0 && status != 204 && status != 304 {
-		b = appendHpackInt(b, 0, 4, 28) // content-length
 		var digits [20]byte
-		b = appendHpackString(b, strconv.AppendInt(digits[:0], length, 10))
+		b = h2.AppendContentLength(b, strconv.AppendInt(digits[:0], length, 10))
 	}
 	st.head, st.headPending = b, true
 	st.left = -1
@@ -505,6 +548,24 @@ type h2In struct{ st *h2Stream }
 // is a timeout (408), as a stalled HTTP/1.1 body is.
 var errBodyTimeout error = bodyStalled{}
 
+// errBodyAbandoned ends a Read of a request body the upstream exchange no
+// longer reads (abandon).
+var errBodyAbandoned = errors.New("http2: request body abandoned by the upstream exchange")
+
+// abandon makes a Read waiting for request body bytes, and every later
+// one, return: the HTTP/2 transport upstream closes a request body when
+// the upstream stream ends (the backend answered, reset it, or went
+// away) and expects a Read in progress to end, or it would wait for the
+// client's next bytes. It must be called before the stream is released.
+func (in *h2In) abandon() {
+	st := in.st
+	hc := st.hc
+	hc.mu.Lock()
+	st.bodyAbandoned = true
+	st.cond.Broadcast()
+	hc.mu.Unlock()
+}
+
 type bodyStalled struct{}
 
 func (bodyStalled) Error() string   { return "http2: request body stalled" }
@@ -515,7 +576,7 @@ func (in *h2In) Read(p []byte) (int, error) {
 	st := in.st
 	hc := st.hc
 	hc.mu.Lock()
-	for st.roff == len(st.rbuf) && !st.remoteClosed && st.err == nil {
+	for st.roff == len(st.rbuf) && !st.remoteClosed && st.err == nil && !st.bodyAbandoned {
 		if !st.waitLocked(hc.srv.IdleTimeout) {
 			hc.mu.Unlock()
 			return 0, errBodyTimeout
@@ -524,6 +585,10 @@ func (in *h2In) Read(p []byte) (int, error) {
 	if err := st.err; err != nil {
 		hc.mu.Unlock()
 		return 0, err
+	}
+	if st.bodyAbandoned {
+		hc.mu.Unlock()
+		return 0, errBodyAbandoned
 	}
 	if st.roff == len(st.rbuf) {
 		hc.mu.Unlock()

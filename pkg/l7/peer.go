@@ -9,7 +9,8 @@ import (
 	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
-// ALPN says which HTTP versions to offer an upstream over TLS.
+// ALPN says which HTTP versions to offer an upstream over TLS, or to
+// speak over plain TCP.
 type ALPN uint8
 
 const (
@@ -19,11 +20,16 @@ const (
 	ALPNH2
 	// ALPNH2H1 offers HTTP/2 and falls back to HTTP/1.1.
 	ALPNH2H1
+	// ALPNH2C speaks HTTP/2 with prior knowledge over plain TCP (h2c,
+	// RFC 9113 §3.3): no TLS, no Upgrade, the connection preface at once.
+	// It is what a plaintext gRPC backend needs. On a peer with TLS set
+	// it means ALPNH2.
+	ALPNH2C
 )
 
 func (a ALPN) protos() []string {
 	switch a {
-	case ALPNH2:
+	case ALPNH2, ALPNH2C:
 		return []string{"h2"}
 	case ALPNH2H1:
 		return []string{"h2", "http/1.1"}
@@ -31,11 +37,13 @@ func (a ALPN) protos() []string {
 	return []string{"http/1.1"}
 }
 
-// String returns the config spelling: h1, h2 or h2h1.
+// String returns the config spelling: h1, h2, h2h1 or h2c.
 func (a ALPN) String() string {
 	switch a {
 	case ALPNH2:
 		return "h2"
+	case ALPNH2C:
+		return "h2c"
 	case ALPNH2H1:
 		return "h2h1"
 	}
@@ -81,7 +89,8 @@ type Peer struct {
 	// RootCAs verifies the upstream's certificate; nil means the system
 	// roots.
 	RootCAs *x509.CertPool
-	// ALPN chooses the HTTP versions offered over TLS.
+	// ALPN chooses the HTTP versions offered over TLS; on a plain peer,
+	// ALPNH2 or ALPNH2C mean prior-knowledge HTTP/2 (h2c).
 	ALPN ALPN
 	// Timeouts for this peer.
 	Timeouts Timeouts

@@ -319,7 +319,7 @@ func speaksH2(peer *Peer, uc *upstreamConn) bool {
 	if tc, ok := uc.conn.(*tls.Conn); ok {
 		return tc.ConnectionState().NegotiatedProtocol == "h2"
 	}
-	return peer.ALPN == ALPNH2
+	return peer.ALPN == ALPNH2 || peer.ALPN == ALPNH2C
 }
 
 // dial opens a new connection to peer under key: the PROXY protocol

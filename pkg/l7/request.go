@@ -118,6 +118,9 @@ func (r *request) serve() error {
 	}
 	err := r.run(s)
 	truncated := err != nil && s.Status != 0
+	if truncated && s.GRPC {
+		r.endGRPC(err)
+	}
 	if err != nil && s.Status == 0 {
 		if status := statusFor(err); status != 0 {
 			// A failed request ends its HTTP/1.1 connection: the answer
@@ -607,6 +610,9 @@ func (r *request) endBody(trailer *h1.Header) error {
 
 // respond answers the request with a complete response (Session.Respond).
 func (r *request) respond(status int, header *h1.Header, body []byte) error {
+	if r.sess.GRPC && status >= 400 {
+		return r.respondGRPC(status, body)
+	}
 	noBody := r.noBody(status)
 	r.sess.Status = status
 	if err := r.down.writeHead(status, nil, header, int64(len(body)), noBody); err != nil {

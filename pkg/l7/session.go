@@ -31,8 +31,19 @@ type Session struct {
 	// RequestDone (zero without an Observer), so that everything it
 	// feeds measures one duration.
 	End time.Time
-	// Status is the status sent downstream; 0 until a head is sent.
+	// Status is the status sent downstream; 0 until a head is sent. For
+	// a gRPC request the proxy answers with an error itself, it is the
+	// HTTP status the error stands for (503, 504, 502, …), though the
+	// answer went out as HTTP 200 with GRPCStatus: logs and metrics
+	// classify it as any other request's.
 	Status int
+	// GRPC says the request is gRPC (HTTP/2, content-type
+	// application/grpc or application/grpc+…).
+	GRPC bool
+	// GRPCStatus is the grpc-status the proxy sent itself, in a
+	// trailers-only answer or in the trailers ending a response cut
+	// short (see GRPCStatus); 0 when it sent none.
+	GRPCStatus int
 	// BytesSent counts response body bytes sent downstream.
 	BytesSent int64
 	// BytesReceived counts request body bytes read from the client.
@@ -79,6 +90,12 @@ func (s *Session) ClientIP() []byte {
 // Respond answers the request directly with status, the fields of header
 // (may be nil) and body, as a RequestFilter does. Content-Length is set
 // from body; a HEAD request gets the head only. It may be called once.
+//
+// A gRPC request (s.GRPC) answered with an error status (400 or more)
+// gets a gRPC trailers-only response instead: HTTP 200, content-type
+// application/grpc, grpc-status GRPCStatus(status) (404 is UNIMPLEMENTED)
+// and body, percent-encoded, as grpc-message; header is not sent.
+// s.Status is status all the same.
 func (s *Session) Respond(status int, header *h1.Header, body []byte) error {
 	return s.r.respond(status, header, body)
 }

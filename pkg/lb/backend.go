@@ -32,8 +32,8 @@ var (
 // server's health and in-flight count.
 type Backend struct {
 	// Addr is the normalised address: "host:port", "[v6]:port", or
-	// "unix:/path" for a Unix domain socket. Use ParseBackend or
-	// NewBackend to build one.
+	// "unix:/path" for a Unix domain socket. Use NewBackend or
+	// MustBackend to build one.
 	Addr string
 	// Weight is the relative share of traffic, 1 to MaxWeight.
 	Weight int

@@ -2,11 +2,15 @@ package lb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/weir-lb/weir/pkg/lb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // The Pingora quick start in weir: a round-robin pool of two upstreams
@@ -81,4 +85,28 @@ func ExampleObserverFunc() {
 	// Output:
 	// added 192.0.2.10:80 healthy: true
 	// enabled 192.0.2.10:80 healthy: true
+}
+
+// A GRPCCheck asks a gRPC backend's standard health service about one
+// service (here grpc-go's own, which the backend runs); it passes only
+// on SERVING.
+func ExampleGRPCCheck() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := grpc.NewServer()
+	status := health.NewServer()
+	healthpb.RegisterHealthServer(srv, status)
+	go srv.Serve(ln)
+	defer srv.Stop()
+
+	backend := lb.MustBackend(ln.Addr().String(), 1)
+	check := &lb.GRPCCheck{Service: "shop.Cart", Timeout: time.Second}
+
+	status.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_SERVING)
+	fmt.Println(check.Check(context.Background(), &backend))
+	status.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_NOT_SERVING)
+	err := check.Check(context.Background(), &backend)
+	fmt.Println(errors.Is(err, lb.ErrNotServing))
+	// Output:
+	// <nil>
+	// true
 }

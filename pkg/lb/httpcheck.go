@@ -40,7 +40,7 @@ const (
 	checkReadChunk = 8 << 10
 	// unixHostSuffix marks the URL host that stands for a Unix socket:
 	// the hex-encoded path under the reserved .invalid domain (RFC 6761),
-	// which no DNS name of a real backend can be. See httpTargetFor.
+	// which no DNS name of a real backend can be. See HTTPCheck.targetFor.
 	unixHostSuffix = ".unix.invalid"
 )
 

@@ -1,17 +1,17 @@
-package l7
+package h2
 
-// The HPACK encoder of the HTTP/2 server (RFC 7541). It never adds to the
-// dynamic table: every field is a literal "without indexing", naming its
-// field by the static table where it can. That costs the client a few
-// bytes per response that a dynamic table would save, and spares the
-// proxy the table's bookkeeping and the copies of every name and value it
-// would keep; the decoder's side (golang.org/x/net/http2/hpack) still
-// uses the client's table in full. Strings go out raw, not Huffman-coded:
-// response heads are small, and the CPU is the scarcer resource here.
+// The HPACK encoder (RFC 7541). It never adds to the dynamic table: every
+// field is a literal "without indexing", naming its field by the static
+// table where it can. That costs the peer a few bytes per response that a
+// dynamic table would save, and spares the encoder the table's
+// bookkeeping and the copies of every name and value it would keep; the
+// decoder's side (golang.org/x/net/http2/hpack) still uses the peer's
+// table in full. Strings go out raw, not Huffman-coded: response heads
+// are small, and the CPU is the scarcer resource here.
 
-// appendHpackInt appends v as an HPACK integer with an n-bit prefix; the
-// first byte carries the pattern bits in high (RFC 7541 §5.1).
-func appendHpackInt(b []byte, high byte, n uint, v uint64) []byte {
+// AppendInt appends v as an HPACK integer with an n-bit prefix (1 to 8);
+// the first byte carries the pattern bits in high (RFC 7541 §5.1).
+func AppendInt(b []byte, high byte, n uint, v uint64) []byte {
 	limit := uint64(1)<<n - 1
 	if v < limit {
 		return append(b, high|byte(v))
@@ -25,41 +25,50 @@ func appendHpackInt(b []byte, high byte, n uint, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-// appendHpackString appends s as a raw (not Huffman-coded) string literal.
-func appendHpackString[T string | []byte](b []byte, s T) []byte {
-	b = appendHpackInt(b, 0, 7, uint64(len(s)))
+// AppendString appends s as a raw (not Huffman-coded) string literal
+// (RFC 7541 §5.2).
+func AppendString[T string | []byte](b []byte, s T) []byte {
+	b = AppendInt(b, 0, 7, uint64(len(s)))
 	return append(b, s...)
 }
 
-// appendHpackField appends the field name: value as a literal without
-// indexing. The name is lowercased, as HTTP/2 requires (RFC 9113 §8.2.1).
-func appendHpackField(b []byte, name, value []byte) []byte {
+// AppendField appends the field name: value as a literal without
+// indexing (RFC 7541 §6.2.2). The name is lowercased, as HTTP/2 requires
+// (RFC 9113 §8.2.1), and indexed when the static table holds it.
+func AppendField(b []byte, name, value []byte) []byte {
 	var lowered [32]byte
 	if len(name) <= len(lowered) {
 		low := lowered[:len(name)]
 		for i, c := range name {
 			low[i] = lowerASCII(c)
 		}
-		if idx := staticNameIndex(low); idx > 0 {
-			b = appendHpackInt(b, 0, 4, uint64(idx))
-			return appendHpackString(b, value)
+		if idx := StaticNameIndex(low); idx > 0 {
+			b = AppendInt(b, 0, 4, uint64(idx))
+			return AppendString(b, value)
 		}
 		b = append(b, 0)
-		b = appendHpackString(b, low)
-		return appendHpackString(b, value)
+		b = AppendString(b, low)
+		return AppendString(b, value)
 	}
 	b = append(b, 0)
-	b = appendHpackInt(b, 0, 7, uint64(len(name)))
+	b = AppendInt(b, 0, 7, uint64(len(name)))
 	for _, c := range name {
 		b = append(b, lowerASCII(c))
 	}
-	return appendHpackString(b, value)
+	return AppendString(b, value)
 }
 
-// appendHpackStatus appends the :status pseudo-header: one byte for the
-// statuses the static table holds, a literal with an indexed name for
-// the others.
-func appendHpackStatus(b []byte, status int) []byte {
+// AppendContentLength appends content-length: digits, the field the
+// static table names at index 28, as a literal without indexing.
+func AppendContentLength(b []byte, digits []byte) []byte {
+	b = AppendInt(b, 0, 4, 28)
+	return AppendString(b, digits)
+}
+
+// AppendStatus appends the :status pseudo-header of status (100 to 999):
+// one byte for the statuses the static table holds, a literal with an
+// indexed name for the others.
+func AppendStatus(b []byte, status int) []byte {
 	switch status {
 	case 200:
 		return append(b, 0x80|8)
@@ -76,20 +85,20 @@ func appendHpackStatus(b []byte, status int) []byte {
 	case 500:
 		return append(b, 0x80|14)
 	}
-	b = appendHpackInt(b, 0, 4, 8)
+	b = AppendInt(b, 0, 4, 8)
 	return append(b, 3, byte('0'+status/100%10), byte('0'+status/10%10), byte('0'+status%10))
 }
 
-// appendHpackTableSize appends a dynamic table size update (RFC 7541
-// §6.3), which must open the first header block after the client lowers
+// AppendTableSizeUpdate appends a dynamic table size update (RFC 7541
+// §6.3), which must open the first header block after the peer lowers
 // SETTINGS_HEADER_TABLE_SIZE below what the encoder may use.
-func appendHpackTableSize(b []byte, size uint32) []byte {
-	return appendHpackInt(b, 0x20, 5, uint64(size))
+func AppendTableSizeUpdate(b []byte, size uint32) []byte {
+	return AppendInt(b, 0x20, 5, uint64(size))
 }
 
-// staticNameIndex returns the index in the HPACK static table (RFC 7541
+// StaticNameIndex returns the index in the HPACK static table (RFC 7541
 // Appendix A) of the first entry named name (lowercase), or 0.
-func staticNameIndex(name []byte) int {
+func StaticNameIndex(name []byte) int {
 	switch string(name) {
 	case ":authority":
 		return 1
