@@ -76,11 +76,11 @@ type routeRecorder struct {
 	routes map[string]string
 }
 
-func (r *routeRecorder) ConnOpened()                                {}
-func (r *routeRecorder) ConnClosed()                                {}
-func (r *routeRecorder) Handshake(*tls.ConnectionState, error)      {}
-func (r *routeRecorder) StreamOpened()                              {}
-func (r *routeRecorder) RequestStarted(*l7.Session)                 {}
+func (r *routeRecorder) ConnOpened()                           {}
+func (r *routeRecorder) ConnClosed()                           {}
+func (r *routeRecorder) Handshake(*tls.ConnectionState, error) {}
+func (r *routeRecorder) StreamOpened()                         {}
+func (r *routeRecorder) RequestStarted(*l7.Session)            {}
 func (r *routeRecorder) RequestDone(s *l7.Session, _ error) {
 	c, _ := s.Req.Header.Get("X-Case")
 	r.mu.Lock()

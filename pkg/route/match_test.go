@@ -50,7 +50,9 @@ func prefix(p string) PathMatch { return PathMatch{Kind: PathPrefix, Value: p} }
 func exact(p string) PathMatch  { return PathMatch{Kind: PathExact, Value: p} }
 func rx(e string) PathMatch     { return PathMatch{Kind: PathRegex, Regexp: regexp.MustCompile(e)} }
 
-func up(name string, m Match) Route { return Route{Name: name, Match: m, Upstream: "pool", MaxRetries: -1} }
+func up(name string, m Match) Route {
+	return Route{Name: name, Match: m, Upstream: "pool", MaxRetries: -1}
+}
 
 // matchTable is the table of TestMatch: every kind of condition, with
 // routes of different kinds interleaved so that the order decides.
@@ -304,8 +306,12 @@ func TestNewRefuses(t *testing.T) {
 		{"header name", with(func(r *Route) { r.Match.Headers = []FieldMatch{{Name: "a b"}} }), stub{}, "not a field name"},
 		{"header regex", with(func(r *Route) { r.Match.Headers = []FieldMatch{{Name: "A", Kind: ValueRegex}} }), stub{}, "without a regexp"},
 		{"query name", with(func(r *Route) { r.Match.Query = []FieldMatch{{Kind: ValueExact, Value: "1"}} }), stub{}, "without a parameter name"},
-		{"set content-length", with(func(r *Route) { r.RequestHeaders.Set = []HeaderValue{{Name: "Content-Length", Value: MustTemplate("1")}} }), stub{}, "framing or hop-by-hop"},
-		{"add transfer-encoding", with(func(r *Route) { r.ResponseHeaders.Add = []HeaderValue{{Name: "Transfer-Encoding", Value: MustTemplate("chunked")}} }), stub{}, "framing or hop-by-hop"},
+		{"set content-length", with(func(r *Route) {
+			r.RequestHeaders.Set = []HeaderValue{{Name: "Content-Length", Value: MustTemplate("1")}}
+		}), stub{}, "framing or hop-by-hop"},
+		{"add transfer-encoding", with(func(r *Route) {
+			r.ResponseHeaders.Add = []HeaderValue{{Name: "Transfer-Encoding", Value: MustTemplate("chunked")}}
+		}), stub{}, "framing or hop-by-hop"},
 		{"remove connection", with(func(r *Route) { r.RequestHeaders.Remove = []string{"connection"} }), stub{}, "framing or hop-by-hop"},
 		{"remove host", with(func(r *Route) { r.RequestHeaders.Remove = []string{"Host"} }), stub{}, "Host cannot be removed"},
 		{"add host", with(func(r *Route) { r.RequestHeaders.Add = []HeaderValue{{Name: "host", Value: MustTemplate("a")}} }), stub{}, "second Host"},
