@@ -37,66 +37,10 @@ const maxHost = 256
 
 // hostSet is the routes that may take requests for some hosts.
 type hostSet struct {
-	// trie holds the routes with exact and prefix paths; nil when none.
-	trie *node
+	// trie holds the routes with exact and prefix paths.
+	trie trie
 	// other holds the others (any path, regexp), in route order.
 	other []int32
-}
-
-// node is a trie node: the path of its segments from the root. Each list
-// holds, in route order, every route of its set that the path matches
-// when it ends here (end), ends in "/" here (slash), or goes on below
-// here along a segment that has no node (below).
-type node struct {
-	end, slash, below []int32
-	kids              []kid
-	kidMap            map[string]*node
-}
-
-type kid struct {
-	seg string
-	n   *node
-}
-
-// maxKidScan is how many children a node scans before it uses a map.
-const maxKidScan = 8
-
-func (n *node) child(seg []byte) *node {
-	if n.kidMap != nil {
-		return n.kidMap[string(seg)]
-	}
-	for i := range n.kids {
-		if n.kids[i].seg == string(seg) {
-			return n.kids[i].n
-		}
-	}
-	return nil
-}
-
-// find returns the routes whose exact or prefix path matches path, a
-// normalised path, in route order.
-func (n *node) find(path []byte) []int32 {
-	if n == nil {
-		return nil
-	}
-	rest := path
-	for {
-		switch len(rest) {
-		case 0:
-			return n.end
-		case 1: // "/"
-			return n.slash
-		}
-		seg, after := rest[1:], []byte(nil)
-		if i := bytes.IndexByte(seg, '/'); i >= 0 {
-			seg, after = seg[:i], seg[i:]
-		}
-		c := n.child(seg)
-		if c == nil {
-			return n.below
-		}
-		n, rest = c, after
-	}
 }
 
 // view is what conditions look at in a request.
@@ -196,6 +140,9 @@ func hostOnly(authority []byte) []byte {
 // holds reports whether the route's conditions other than host and
 // exact or prefix path hold for the request.
 func (e *entry) holds(v *view) bool {
+	if e.plain {
+		return true
+	}
 	if e.pathRe != nil && (!v.hasPath || !e.pathRe.Match(v.path)) {
 		return false
 	}
@@ -452,76 +399,9 @@ func (t *Table) newHostSet(routes []int32) *hostSet {
 		root.insert(e)
 	}
 	if root != nil {
-		hs.trie = root.build(nil)
+		hs.trie.build(root)
 	}
 	return hs
-}
-
-// trieBuilder is a node in the making: the routes whose path is its own.
-type trieBuilder struct {
-	exactEnd, exactSlash   []int32 // "/a" and "/a/" exactly
-	prefixEnd, prefixSlash []int32 // "/a" and below, "/a/" and below
-	kids                   map[string]*trieBuilder
-	order                  []string
-}
-
-func (b *trieBuilder) insert(e *entry) {
-	p := e.path[1:]
-	slash := strings.HasSuffix(p, "/") || p == ""
-	p = strings.TrimSuffix(p, "/")
-	n := b
-	if p != "" {
-		for seg := range strings.SplitSeq(p, "/") {
-			k := n.kids[seg]
-			if k == nil {
-				if n.kids == nil {
-					n.kids = map[string]*trieBuilder{}
-				}
-				k = &trieBuilder{}
-				n.kids[seg] = k
-				n.order = append(n.order, seg)
-			}
-			n = k
-		}
-	}
-	switch {
-	case e.pathKind == PathExact && slash:
-		n.exactSlash = append(n.exactSlash, e.index)
-	case e.pathKind == PathExact:
-		n.exactEnd = append(n.exactEnd, e.index)
-	case slash:
-		n.prefixSlash = append(n.prefixSlash, e.index)
-	default:
-		n.prefixEnd = append(n.prefixEnd, e.index)
-	}
-}
-
-// build makes the node, given above: the routes of its ancestors that
-// match every path below them.
-func (b *trieBuilder) build(above []int32) *node {
-	n := &node{
-		end:   union(above, b.exactEnd, b.prefixEnd),
-		slash: union(above, b.exactSlash, b.prefixEnd, b.prefixSlash),
-		below: union(above, b.prefixEnd, b.prefixSlash),
-	}
-	// Share equal lists.
-	if slices.Equal(n.end, n.below) {
-		n.end = n.below
-	}
-	if slices.Equal(n.slash, n.below) {
-		n.slash = n.below
-	}
-	for _, seg := range b.order {
-		n.kids = append(n.kids, kid{seg: seg, n: b.kids[seg].build(n.below)})
-	}
-	if len(n.kids) > maxKidScan {
-		n.kidMap = make(map[string]*node, len(n.kids))
-		for _, k := range n.kids {
-			n.kidMap[k.seg] = k.n
-		}
-		n.kids = nil
-	}
-	return n
 }
 
 // union returns the sorted union of lists; nil when empty.

@@ -61,6 +61,9 @@ var notFoundBody = []byte("weir: no route for this request\n")
 type entry struct {
 	index int32
 	name  string
+	// plain says the route has no conditions beyond host and exact or
+	// prefix path, which the lookup structures hold.
+	plain bool
 
 	// Conditions. Host and path conditions are held by the lookup
 	// structures; pathRe is checked on the candidates they return.
@@ -158,6 +161,7 @@ func compile(i int, r *Route, up l7.Proxy) (*entry, error) {
 	if err := e.compileMatch(&r.Match); err != nil {
 		return nil, err
 	}
+	e.plain = e.pathRe == nil && len(e.methods)+len(e.headers)+len(e.query) == 0
 	if err := e.compileAction(r, up); err != nil {
 		return nil, err
 	}
