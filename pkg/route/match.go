@@ -92,9 +92,10 @@ func (t *Table) hostSet(host []byte) *hostSet {
 	if len(t.wild) == 0 {
 		return nil
 	}
-	// From 1: a wildcard needs a label before its suffix.
+	// From 1, and after a byte that is not a dot: a wildcard needs a
+	// label before its suffix.
 	for i := 1; i < len(host); i++ {
-		if host[i] == '.' {
+		if host[i] == '.' && host[i-1] != '.' {
 			if hs, ok := t.wild[string(host[i:])]; ok {
 				return hs
 			}

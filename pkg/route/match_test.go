@@ -56,9 +56,11 @@ func up(name string, m Match) Route {
 
 // matchTable is the table of TestMatch: every kind of condition, with
 // routes of different kinds interleaved so that the order decides.
-func matchTable(tb testing.TB) *Table {
+func matchTable(tb testing.TB) *Table { return mustTable(tb, matchRoutes()...) }
+
+func matchRoutes() []Route {
 	hosts := func(h ...string) []string { return h }
-	return mustTable(tb,
+	return []Route{
 		up("api-v1", Match{Hosts: hosts("api.example.com"), Path: prefix("/v1")}),
 		up("wild-admin", Match{Hosts: hosts("*.example.com"), Path: prefix("/admin")}),
 		up("api-root", Match{Hosts: hosts("api.example.com"), Path: exact("/")}),
@@ -78,7 +80,7 @@ func matchTable(tb testing.TB) *Table {
 		up("v6", Match{Hosts: hosts("[::1]")}),
 		up("token", Match{Hosts: hosts("app.example.com"), Headers: []FieldMatch{{Name: "Authorization"}}, Path: prefix("/private")}),
 		up("both-kinds", Match{Hosts: hosts("z.example.org", "*.z.example.org"), Path: prefix("/z")}),
-	)
+	}
 }
 
 func TestMatch(t *testing.T) {
@@ -111,6 +113,7 @@ func TestMatch(t *testing.T) {
 		{name: "longer wildcard", target: "/other", host: "a.b.example.com", want: "deep-wild"},
 		{name: "longer wildcard, bare", target: "/other", host: "b.example.com"},
 		{name: "wildcard needs a label", target: "/admin", host: ".example.com"},
+		{name: "wildcard needs a non-empty label", target: "/admin", host: "x..example.com"},
 		{name: "exact host before a later regexp", target: "/pic.png", host: "api.example.com", want: "api-any"},
 		{name: "regexp", target: "/a/pic.png", host: "unknown.org", want: "images"},
 		{name: "regexp sees the path, not the query", target: "/pic.png?x=1", host: "unknown.org", want: "images"},
@@ -160,7 +163,8 @@ func TestMatch(t *testing.T) {
 		{name: "climbs further down", target: "/v1/../../etc/passwd", host: "api.example.com", wantErr: true},
 		{name: "encoded climb", target: "/%2e%2e/x", host: "api.example.com", wantErr: true},
 		{name: "dot-dot as a name part", target: "/v1/..a/x", host: "api.example.com", want: "api-v1"},
-		{name: "percent not an escape", target: "/v1/%zz/%4", host: "api.example.com", want: "api-v1"},
+		{name: "percent not an escape", target: "/v1/%zz/%4", host: "api.example.com", want: "api-v1", wantTarget: "/v1/%25zz/%254"},
+		{name: "decoding makes no escape", target: "/v1/%%370", host: "api.example.com", want: "api-v1", wantTarget: "/v1/%2570"},
 
 		// Target forms.
 		{name: "absolute-form: authority wins over Host", target: "http://api.example.com/v1/x", host: "unknown.org", want: "api-v1"},

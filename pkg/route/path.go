@@ -21,7 +21,9 @@ import (
 //     "/admin", the path many backends serve for it;
 //   - other percent-encodings are kept as sent, "%2F" (an encoded "/")
 //     included: "/a%2Fb" is one segment, matched as such, and reaches
-//     the backend unchanged.
+//     the backend unchanged;
+//   - a "%" that starts no escape is taken literally and encoded, "%25",
+//     so that decoding cannot make a new escape of what follows it.
 //
 // A path already in that form, as nearly every one is, is matched where
 // it lies; otherwise the normalised path replaces it in the request, so
@@ -118,7 +120,7 @@ func clean(p []byte) bool {
 				return false
 			}
 		case '%':
-			if i+2 < len(p) && unreservedEscape(p[i+1], p[i+2]) {
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) || isUnreserved(unhex(p[i+1])<<4|unhex(p[i+2])) {
 				return false
 			}
 		}
@@ -165,25 +167,29 @@ func normalise(dst, p []byte) ([]byte, bool) {
 }
 
 // appendDecoded appends the segment seg with its percent-encoded
-// unreserved characters decoded.
+// unreserved characters decoded, and a "%" that starts no escape encoded
+// as "%25": taken literally, as a lenient backend takes it, and never
+// the start of an escape that decoding put together ("%%370" is not
+// "%70").
 func appendDecoded(dst, seg []byte) []byte {
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
-		if c == '%' && i+2 < len(seg) && unreservedEscape(seg[i+1], seg[i+2]) {
-			c = unhex(seg[i+1])<<4 | unhex(seg[i+2])
-			i += 2
+		if c != '%' {
+			dst = append(dst, c)
+			continue
 		}
-		dst = append(dst, c)
+		if i+2 >= len(seg) || !isHex(seg[i+1]) || !isHex(seg[i+2]) {
+			dst = append(dst, "%25"...)
+			continue
+		}
+		if d := unhex(seg[i+1])<<4 | unhex(seg[i+2]); isUnreserved(d) {
+			dst = append(dst, d)
+		} else {
+			dst = append(dst, seg[i:i+3]...)
+		}
+		i += 2
 	}
 	return dst
-}
-
-// unreservedEscape reports whether %hl encodes an unreserved character.
-func unreservedEscape(h, l byte) bool {
-	if !isHex(h) || !isHex(l) {
-		return false
-	}
-	return isUnreserved(unhex(h)<<4 | unhex(l))
 }
 
 func isUnreserved(c byte) bool {
