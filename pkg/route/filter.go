@@ -55,8 +55,7 @@ func (t *Table) RequestFilter(s *l7.Session) (bool, error) {
 // (nil if none does) and where the parts of the target are.
 func (t *Table) find(s *l7.Session) (*entry, target, error) {
 	req := s.Req
-	var hostBuf [maxHost]byte
-	host := hostKey(&hostBuf, req.Authority())
+	hs := t.hostSetOf(authority(req))
 	tgt := splitTarget(req.Method, req.Target)
 	path := tgt.path(req.Target)
 	if tgt.hasPath && !clean(path) {
@@ -76,7 +75,7 @@ func (t *Table) find(s *l7.Session) (*entry, target, error) {
 		path = tgt.path(req.Target)
 	}
 	v := view{method: req.Method, path: path, hasPath: tgt.hasPath, query: tgt.query(req.Target), header: &req.Header}
-	return t.lookup(host, &v), tgt, nil
+	return t.lookup(hs, &v), tgt, nil
 }
 
 // answerErr marks the failure to send an answer the client's: it left.

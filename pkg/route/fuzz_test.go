@@ -91,8 +91,10 @@ func visible(s string) bool {
 // slowMatch is the first route that takes the request, found by reading
 // the routes in order and every condition as documented.
 func slowMatch(routes []Route, s *l7.Session, tg target) string {
-	var buf [maxHost]byte
-	host := string(hostKey(&buf, s.Req.Authority()))
+	host := strings.ToLower(strings.TrimSuffix(string(hostOnly(s.Req.Authority())), "."))
+	if len(host) > maxHost {
+		host = ""
+	}
 	path := string(tg.path(s.Req.Target))
 	query := tg.query(s.Req.Target)
 	for i, r := range routes {

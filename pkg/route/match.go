@@ -50,10 +50,11 @@ type view struct {
 	header              *h1.Header
 }
 
-// lookup returns the first route that takes the request, nil if none.
-func (t *Table) lookup(host []byte, v *view) *entry {
+// lookup returns the first route in hs (nil: none) or among the
+// host-less routes that takes the request, nil if none does.
+func (t *Table) lookup(hs *hostSet, v *view) *entry {
 	var lists [4][]int32
-	if hs := t.hostSet(host); hs != nil {
+	if hs != nil {
 		if v.hasPath {
 			lists[0] = hs.trie.find(v.path)
 		}
@@ -104,10 +105,11 @@ func (t *Table) hostSet(host []byte) *hostSet {
 	return nil
 }
 
-// hostKey returns the host of authority, lower-cased into buf, without
-// its port and trailing dot; nil when there is none or it is too long to
-// be a name.
-func hostKey(buf *[maxHost]byte, authority []byte) []byte {
+// hostSetOf returns the routes that may take requests for authority,
+// nil when only host-less ones may. The host is compared without its
+// port and trailing dot, case-insensitively; one longer than maxHost can
+// be no route's.
+func (t *Table) hostSetOf(authority []byte) *hostSet {
 	h := hostOnly(authority)
 	if n := len(h); n > 0 && h[n-1] == '.' {
 		h = h[:n-1]
@@ -115,13 +117,37 @@ func hostKey(buf *[maxHost]byte, authority []byte) []byte {
 	if len(h) > maxHost {
 		return nil
 	}
+	for _, c := range h {
+		if 'A' <= c && c <= 'Z' {
+			return t.hostSetLower(h)
+		}
+	}
+	return t.hostSet(h)
+}
+
+// hostSetLower is hostSetOf for a host with upper-case letters, which
+// it lower-cases in a buffer of its own: kept out of hostSetOf, so that
+// the usual lower-case host costs no buffer to clear.
+//
+//go:noinline
+func (t *Table) hostSetLower(h []byte) *hostSet {
+	var buf [maxHost]byte
 	for i, c := range h {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		buf[i] = c
 	}
-	return buf[:len(h)]
+	return t.hostSet(buf[:len(h)])
+}
+
+// authority returns the authority the request is addressed to, as
+// req.Authority does, without searching an origin-form target for "://".
+func authority(req *h1.Request) []byte {
+	if len(req.Target) > 0 && req.Target[0] == '/' {
+		return req.Host
+	}
+	return req.Authority()
 }
 
 // hostOnly returns authority without its port: "[::1]" for "[::1]:80".
