@@ -99,7 +99,8 @@ func e2eRoutes(t *testing.T) ([]route.Route, []l7.Proxy) {
 	users := regexp.MustCompile(`^/v2/users/([0-9]+)$`)
 	routes := []route.Route{
 		{Name: "to-https", Match: route.Match{Hosts: []string{"secure.example.com"}},
-			Redirect: &route.Redirect{Scheme: "https", Status: 308}},
+			Redirect:        &route.Redirect{Scheme: "https", Status: 308},
+			ResponseHeaders: route.HeaderRules{Set: []route.HeaderValue{{Name: "X-Redirected-For", Value: tmpl("{client_ip}")}}}},
 		{Name: "api-v1", Match: route.Match{Hosts: []string{"api.example.com"}, Path: route.PathMatch{Kind: route.PathPrefix, Value: "/v1"}},
 			Upstream: "api", Rewrite: &route.Rewrite{Prefix: "/v1"}, MaxRetries: -1,
 			RequestHeaders: route.HeaderRules{
@@ -190,7 +191,7 @@ func TestEndToEnd(t *testing.T) {
 		want             want
 	}{
 		{"http to https keeps path and query", "secure.example.com", "/a/b?x=1&y=2", nil, want{status: 308,
-			header: map[string]string{"Location": "https://secure.example.com/a/b?x=1&y=2"}, route: "to-https"}},
+			header: map[string]string{"Location": "https://secure.example.com/a/b?x=1&y=2", "X-Redirected-For": "127.0.0.1"}, route: "to-https"}},
 		{"prefix rewrite and header rules", "api.example.com", "/v1/users?id=7", []string{"X-Secret", "s3cret", "X-Route", "client-set"}, want{status: 200,
 			seen:   &seen{Pool: "api", Host: "api.example.com", URI: "/users?id=7", Route: "api-v1", Client: "127.0.0.1"},
 			header: map[string]string{"Server": "", "X-Pool": "api", "X-Upstream-Path": "/users"}, route: "api-v1"}},

@@ -2,6 +2,7 @@ package route
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -247,21 +248,26 @@ func TestMatchFirstWins(t *testing.T) {
 	}
 }
 
-// TestMatchWideNode checks the map a node uses for many children.
+// TestMatchWideNode checks nodes with many children, scanned and, past
+// maxKidScan, in a map.
 func TestMatchWideNode(t *testing.T) {
-	var routes []Route
-	for i := range 40 {
-		routes = append(routes, up("r"+string(rune('a'+i%26))+string(rune('0'+i/26)), Match{Hosts: []string{"h.example"}, Path: prefix("/" + string(rune('a'+i%26)) + string(rune('0'+i/26)))}))
-	}
-	tbl := mustTable(t, routes...)
-	for _, r := range routes {
-		e, _, _ := tbl.find(session("GET", r.Match.Path.Value+"/x", "h.example"))
-		if e == nil || e.name != r.Name {
-			t.Errorf("%s: got %v", r.Match.Path.Value, e)
+	for _, kids := range []int{maxKidScan, maxKidScan + 1, 3 * maxKidScan} {
+		var routes []Route
+		for i := range kids {
+			routes = append(routes, up(fmt.Sprintf("r%d", i), Match{Hosts: []string{"h.example"}, Path: prefix(fmt.Sprintf("/s%d", i))}))
 		}
-	}
-	if e, _, _ := tbl.find(session("GET", "/zz", "h.example")); e != nil {
-		t.Errorf("/zz: got %s", e.name)
+		tbl := mustTable(t, routes...)
+		for _, r := range routes {
+			e, _, _ := tbl.find(session("GET", r.Match.Path.Value+"/x", "h.example"))
+			if e == nil || e.name != r.Name {
+				t.Errorf("%d children, %s: got %v", kids, r.Match.Path.Value, e)
+			}
+		}
+		for _, miss := range []string{"/zz", "/s", "/s" + fmt.Sprint(kids)} {
+			if e, _, _ := tbl.find(session("GET", miss, "h.example")); e != nil {
+				t.Errorf("%d children, %s: got %s", kids, miss, e.name)
+			}
+		}
 	}
 }
 
