@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/l7"
 )
 
@@ -181,5 +182,51 @@ func TestFixedResponseRulesApplyOnce(t *testing.T) {
 	}
 	if strings.Join(got, ", ") != "Retry-After: 60, Cache-Control: no-store" {
 		t.Errorf("header %v", got)
+	}
+}
+
+// TestRoutingAllocatesNothing checks the per-request work of an upstream
+// route with a prefix rewrite and templated header rules both ways, on a
+// clean path and on one that needs normalising.
+func TestRoutingAllocatesNothing(t *testing.T) {
+	tbl := mustTable(t, append(benchRoutes(50, 10, false), Route{
+		Name: "target", Match: Match{Hosts: []string{"app.example"}, Path: prefix("/api")}, Upstream: "pool", MaxRetries: -1,
+		Rewrite: &Rewrite{Prefix: "/api", With: "/v2"},
+		RequestHeaders: HeaderRules{
+			Remove: []string{"Cookie"},
+			Set:    []HeaderValue{{Name: "X-Client", Value: MustTemplate("{client_ip}")}, {Name: "X-Const", Value: MustTemplate("1")}},
+			Add:    []HeaderValue{{Name: "X-Path", Value: MustTemplate("{scheme}://{host}{path}")}},
+		},
+		ResponseHeaders: HeaderRules{Set: []HeaderValue{{Name: "X-Id", Value: MustTemplate("{request_id}")}}},
+	})...)
+	for _, target := range []string{"/api/users/1?x=1", "/api/./users/../users/1?x=1"} {
+		s := session("GET", target, "App.Example:8080")
+		s.Client = netip.MustParseAddrPort("192.0.2.7:4000")
+		orig := s.Req.Target
+		route := func() {
+			s.Req.Target = orig
+			s.Req.Header.Reset()
+			s.Req.Header.Add("Host", "App.Example:8080")
+			s.Req.Header.Add("Cookie", "a=1")
+			e, tg, err := tbl.find(s)
+			if err != nil || e == nil || e.name != "target" {
+				t.Fatalf("%s: route %v, %v", target, e, err)
+			}
+			if err := tbl.rewriteTarget(s, e.rewrite, tg); err != nil {
+				t.Fatal(err)
+			}
+			tbl.applyRules(&e.reqRules, &s.Req.Header, s)
+			tbl.applyRules(&e.respRules, &s.Req.Header, s)
+		}
+		route()
+		if got := string(s.Req.Target); got != "/v2/users/1?x=1" {
+			t.Fatalf("%s: target %q", target, got)
+		}
+		if testenv.Race {
+			continue // sync.Pool drops items at random under the race detector
+		}
+		if n := testing.AllocsPerRun(100, route); n != 0 {
+			t.Errorf("%s: %.1f allocations per request", target, n)
+		}
 	}
 }
