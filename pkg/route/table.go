@@ -61,8 +61,8 @@ var notFoundBody = []byte("weir: no route for this request\n")
 type entry struct {
 	index int32
 	name  string
-	// plain says the route has no conditions beyond host and exact or
-	// prefix path, which the lookup structures hold.
+	// plain says the route has no condition the lookup structures do
+	// not hold: no regexp, methods, header fields or query.
 	plain bool
 
 	// Conditions. Host and path conditions are held by the lookup
