@@ -456,3 +456,53 @@ func TestUpstreamPhasesAreDelegated(t *testing.T) {
 		t.Errorf("phases %q, want %q", got, want)
 	}
 }
+
+// TestEndToEndConcurrent sends requests that need normalising, rewriting
+// and templated header rules on many HTTP/2 streams and HTTP/1.1
+// connections at once: each must reach the origin as its own.
+func TestEndToEndConcurrent(t *testing.T) {
+	routes, proxies := e2eRoutes(t)
+	tbl, err := route.New(routes, proxies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startRouted(t, &l7.Server{Proxy: tbl})
+	clients := []*http.Client{
+		{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}},
+		{Timeout: 10 * time.Second, Transport: &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}},
+	}
+	for _, client := range clients {
+		var wg sync.WaitGroup
+		errs := make(chan error, 16*20)
+		for g := range 16 {
+			wg.Go(func() {
+				for i := range 20 {
+					req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/u/%d/%d/%s/../x?i=%d", addr, g, i, strings.Repeat("p", i*10+1), i), nil)
+					req.Host = "api.example.com"
+					resp, err := client.Do(req)
+					if err != nil {
+						errs <- err
+						return
+					}
+					var got seen
+					err = json.NewDecoder(resp.Body).Decode(&got)
+					resp.Body.Close()
+					if want := fmt.Sprintf("/u/%d/%d/x?i=%d", g, i, i); err != nil || got.URI != want || got.Route != "api-v1" {
+						errs <- fmt.Errorf("origin saw %+v (%v), want URI %s", got, err, want)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		client.CloseIdleConnections()
+	}
+}
