@@ -157,6 +157,7 @@ func TestMatch(t *testing.T) {
 		{name: "encoded dot-dot", target: "/v1/%2e%2E/admin?q=1", host: "api.example.com", want: "wild-admin", wantTarget: "/admin?q=1"},
 		{name: "half-encoded dot-dot", target: "/v1/.%2e/admin", host: "api.example.com", want: "wild-admin", wantTarget: "/admin"},
 		{name: "double slash", target: "//v1//x", host: "api.example.com", want: "api-v1", wantTarget: "/v1/x"},
+		{name: "slashes merge before dot-dot", target: "/v1/x//../y", host: "api.example.com", want: "api-v1", wantTarget: "/v1/y"},
 		{name: "trailing dot segment keeps the slash", target: "/v1/x/.", host: "api.example.com", want: "api-v1", wantTarget: "/v1/x/"},
 		{name: "encoded slash is not a separator", target: "/v1%2Fx", host: "api.example.com", want: "api-any"},
 		{name: "encoded reserved kept", target: "/v1/a%3Fb", host: "api.example.com", want: "api-v1"},

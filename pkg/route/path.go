@@ -18,7 +18,8 @@ import (
 //     "~") are decoded (RFC 3986 §6.2.2.2): "/%2e%2e/" is a dot segment
 //     and "/%61pi" is "/api";
 //   - runs of slashes are merged, as NGINX does by default: "//admin" is
-//     "/admin", the path many backends serve for it;
+//     "/admin", the path many backends serve for it (an empty segment is
+//     no segment: "/a//../b" is "/b");
 //   - other percent-encodings are kept as sent, "%2F" (an encoded "/")
 //     included: "/a%2Fb" is one segment, matched as such, and reaches
 //     the backend unchanged;
