@@ -106,6 +106,7 @@ func (r *request) copyBuffer(length int64) []byte {
 func (r *request) serve() error {
 	s := &r.sess
 	p := r.srv.Proxy
+	s.MaxRetries = r.srv.MaxRetries
 	if r.srv.RequestID {
 		s.assignRequestID()
 	}
@@ -198,7 +199,7 @@ func (r *request) run(s *Session) error {
 		uc, cc, dialed, err := r.srv.Pool.connect(peer, key)
 		s.Reused, s.Connect, s.FirstByte = dialed == 0, dialed, 0
 		if err != nil {
-			if attempt < r.srv.MaxRetries && r.mayRetryConnect(peer, err) {
+			if attempt < s.MaxRetries && r.mayRetryConnect(peer, err) {
 				continue
 			}
 			return err

@@ -30,7 +30,8 @@ type Server struct {
 	// keeping up to 128 idle connections per peer.
 	Pool *Pool
 	// MaxRetries is how many more peers a request may try after a
-	// connection attempt fails.
+	// connection attempt fails; a RequestFilter may change it for one
+	// request (Session.MaxRetries).
 	MaxRetries int
 	// Limits bound request heads.
 	Limits h1.Limits

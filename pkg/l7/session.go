@@ -66,8 +66,24 @@ type Session struct {
 	// X-Request-Id: the client's when valid, else a new one. Empty when
 	// the server does not assign ids (Server.RequestID).
 	RequestID []byte
+	// Route is the name of the route that took the request, set by a
+	// routing proxy (pkg/route) in its RequestFilter, for the metrics'
+	// route label and the access log. Empty when the Proxy does no
+	// routing, or no route took the request.
+	Route string
+	// RouteCtx is a routing proxy's own per-request state, as Ctx is the
+	// Proxy's: pkg/route keeps the matched route here, which leaves Ctx
+	// to the proxy of the route's upstream. Nil without routing.
+	RouteCtx any
+	// MaxRetries is how many more peers this request may try after a
+	// connection attempt fails: Server.MaxRetries when the request
+	// starts, which a RequestFilter may change (a route's own setting).
+	MaxRetries int
 
 	r *request
+	// target holds the request target SetTarget gave, reused from one
+	// request to the next.
+	target []byte
 	// keyBuf holds derived selection keys, so that keying by client
 	// address allocates nothing.
 	keyBuf [64]byte
@@ -78,7 +94,21 @@ type Session struct {
 func (s *Session) reset(r *request, proto Proto, client netip.AddrPort, tlsState *tls.ConnectionState) {
 	tried := s.Tried[:0]
 	clear(s.Tried[:cap(s.Tried)])
-	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), Proto: proto, r: r}
+	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), Proto: proto, r: r,
+		target: s.target[:0]}
+}
+
+// SetTarget replaces the request target (s.Req.Target) with a copy of
+// target, held in a buffer the Session reuses, so that a RequestFilter
+// rewriting paths allocates nothing once the buffer has grown. target
+// may overlap the current target. Called from a RequestFilter, the
+// upstream request is made from the new target: an absolute-form one
+// ("http://host/path") still sets Host from its authority.
+func (s *Session) SetTarget(target []byte) {
+	// append copies with memmove: an overlapping target is safe.
+	s.target = append(s.target[:0], target...)
+	n := len(s.target)
+	s.Req.Target = s.target[:n:n]
 }
 
 // ClientIP returns the client's IP address as text, in a buffer owned by

@@ -3,6 +3,8 @@ package route
 import (
 	"fmt"
 	"strings"
+
+	"github.com/weir-lb/weir/pkg/l7"
 )
 
 // Variable is a value a Template takes from the request.
@@ -103,6 +105,73 @@ func (t Template) String() string { return t.text }
 func (t Template) Constant() bool {
 	for _, p := range t.parts {
 		if p.v != varLiteral {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendTo appends the template's value for the request of s to dst and
+// returns the extended buffer. It allocates nothing when dst has room.
+//
+// {host} is the request's host as sent, without its port; {path} is the
+// path of s.Req.Target at the time of the call (within a Table: after
+// normalisation and any rewrite, the path the upstream receives); {scheme}
+// is "https" when the client connected over TLS; {client_ip} and
+// {request_id} are s.Client's address and s.RequestID.
+func (t Template) AppendTo(dst []byte, s *l7.Session) []byte {
+	for _, p := range t.parts {
+		switch p.v {
+		case varLiteral:
+			dst = append(dst, p.lit...)
+		case VarClientIP:
+			if s.Client.Addr().IsValid() {
+				dst = s.Client.Addr().AppendTo(dst)
+			}
+		case VarHost:
+			dst = append(dst, hostOnly(s.Req.Authority())...)
+		case VarScheme:
+			if s.TLS != nil {
+				dst = append(dst, "https"...)
+			} else {
+				dst = append(dst, "http"...)
+			}
+		case VarRequestID:
+			dst = append(dst, s.RequestID...)
+		case VarPath:
+			dst = append(dst, splitTarget(s.Req.Method, s.Req.Target).path(s.Req.Target)...)
+		}
+	}
+	return dst
+}
+
+// literal returns the value of a template without variables.
+func (t Template) literal() string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		b.WriteString(p.lit)
+	}
+	return b.String()
+}
+
+// sample returns the template's value with every variable standing for
+// "x", for checking the bytes around them.
+func (t Template) sample() string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.v == varLiteral {
+			b.WriteString(p.lit)
+		} else {
+			b.WriteString("x")
+		}
+	}
+	return b.String()
+}
+
+// usesOnly reports whether every variable of the template is v.
+func (t Template) usesOnly(v Variable) bool {
+	for _, p := range t.parts {
+		if p.v != varLiteral && p.v != v {
 			return false
 		}
 	}
