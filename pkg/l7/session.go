@@ -84,6 +84,10 @@ type Session struct {
 	// target holds the request target SetTarget gave, reused from one
 	// request to the next.
 	target []byte
+	// received holds the client's own target once SetTarget replaced it;
+	// rewritten says it did.
+	received  []byte
+	rewritten bool
 	// keyBuf holds derived selection keys, so that keying by client
 	// address allocates nothing.
 	keyBuf [64]byte
@@ -95,7 +99,7 @@ func (s *Session) reset(r *request, proto Proto, client netip.AddrPort, tlsState
 	tried := s.Tried[:0]
 	clear(s.Tried[:cap(s.Tried)])
 	*s = Session{Req: &r.req, Resp: &r.resp, Client: client, TLS: tlsState, Tried: tried, Start: time.Now(), Proto: proto, r: r,
-		target: s.target[:0]}
+		target: s.target[:0], received: s.received[:0]}
 }
 
 // SetTarget replaces the request target (s.Req.Target) with a copy of
@@ -105,10 +109,24 @@ func (s *Session) reset(r *request, proto Proto, client netip.AddrPort, tlsState
 // upstream request is made from the new target: an absolute-form one
 // ("http://host/path") still sets Host from its authority.
 func (s *Session) SetTarget(target []byte) {
+	if !s.rewritten {
+		// Kept for the access log: what the client asked for.
+		s.received = append(s.received[:0], s.Req.Target...)
+		s.rewritten = true
+	}
 	// append copies with memmove: an overlapping target is safe.
 	s.target = append(s.target[:0], target...)
 	n := len(s.target)
 	s.Req.Target = s.target[:n:n]
+}
+
+// ReceivedTarget returns the request target as the client sent it, before
+// any SetTarget: what an access log records.
+func (s *Session) ReceivedTarget() []byte {
+	if s.rewritten {
+		return s.received
+	}
+	return s.Req.Target
 }
 
 // ClientIP returns the client's IP address as text, in a buffer owned by

@@ -95,7 +95,11 @@ func (f *httpFamilies) register(r *prometheus.Registry) {
 // an l7.Observer; its per-backend handles are made by Attach.
 type HTTPService struct {
 	name string
+	m    *Metrics
 	f    *httpFamilies
+	// routes are the counters of the service's routes, by name; nil for
+	// a service without routes (Routes).
+	routes map[string]*routeCounters
 	// inFlight and open are plain atomics, exported by gauge functions:
 	// a prometheus.Gauge's Inc and Dec are compare-and-swap loops on a
 	// float, twice per request.
@@ -119,6 +123,19 @@ var _ l7.Observer = (*HTTPService)(nil)
 // HTTPService returns the counters of the HTTP service name, making them
 // on first use.
 func (m *Metrics) HTTPService(name string) *HTTPService {
+	return m.httpService(name, true)
+}
+
+// Pool returns the per-backend request counters of the named pool name
+// (key upstreams), which every service sending requests to it counts
+// into: a pool's backends are labelled with the pool's name, as an
+// inline upstream's are with its service's. A pool accepts no
+// connections, so it has no connection gauges.
+func (m *Metrics) Pool(name string) *HTTPService {
+	return m.httpService(name, false)
+}
+
+func (m *Metrics) httpService(name string, service bool) *HTTPService {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s := m.services[name]; s != nil {
@@ -126,7 +143,7 @@ func (m *Metrics) HTTPService(name string) *HTTPService {
 	}
 	f := &m.http
 	s := &HTTPService{
-		name: name, f: f,
+		name: name, m: m, f: f,
 		accepted: f.connsAccepted.WithLabelValues(name),
 		tlsOK:    f.handshakes.WithLabelValues(name, "ok"),
 		tlsBad:   f.handshakes.WithLabelValues(name, "failed"),
@@ -136,9 +153,11 @@ func (m *Metrics) HTTPService(name string) *HTTPService {
 	s.none = s.newBackend("")
 	s.backends = map[string]*Backend{}
 	m.services[name] = s
-	m.Registry.MustRegister(
-		serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
-		serviceGauge(name, "connections_open", "Client connections open now.", &s.open))
+	if service {
+		m.Registry.MustRegister(
+			serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
+			serviceGauge(name, "connections_open", "Client connections open now.", &s.open))
+	}
 	return s
 }
 
@@ -282,6 +301,9 @@ func (s *HTTPService) RequestDone(sess *l7.Session, err error) {
 		if i := reasonIndex(l7.UpstreamReason(err)); i >= 0 {
 			b.errors[i].Inc()
 		}
+	}
+	if s.routes != nil {
+		s.routeDone(sess)
 	}
 }
 

@@ -26,6 +26,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	http    httpFamilies
+	route   routeFamilies
 	backend backendFamilies
 	process processFamilies
 
@@ -41,6 +42,7 @@ type Metrics struct {
 func New(build Build) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry(), services: map[string]*HTTPService{}}
 	m.http = newHTTPFamilies()
+	m.route = newRouteFamilies()
 	m.backend = newBackendFamilies()
 	m.process = newProcessFamilies()
 	m.Registry.MustRegister(
@@ -48,6 +50,7 @@ func New(build Build) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.http.register(m.Registry)
+	m.route.register(m.Registry)
 	m.backend.register(m.Registry)
 	m.process.register(m.Registry)
 	m.Registry.MustRegister(&scrapeCollector{m: m})

@@ -6,13 +6,11 @@ import (
 	"testing"
 )
 
-func exact(p string) PathMatch  { return PathMatch{Kind: PathExact, Value: p} }
-func prefix(p string) PathMatch { return PathMatch{Kind: PathPrefix, Value: p} }
 func regex(re string) PathMatch {
 	return PathMatch{Kind: PathRegex, Regexp: regexp.MustCompile(re)}
 }
 
-func header(name string, kind ValueKind, v string) FieldMatch {
+func field(name string, kind ValueKind, v string) FieldMatch {
 	f := FieldMatch{Name: name, Kind: kind, Value: v}
 	if kind == ValueRegex {
 		f.Regexp = regexp.MustCompile(v)
@@ -73,22 +71,22 @@ func TestCovers(t *testing.T) {
 		{"wider methods", Match{Methods: []string{"GET", "HEAD"}}, Match{Methods: []string{"HEAD"}}, true},
 		{"narrower methods", Match{Methods: []string{"GET"}}, Match{Methods: []string{"GET", "POST"}}, false},
 
-		{"no header conditions", Match{}, Match{Headers: []FieldMatch{header("X", ValueExact, "1")}}, true},
-		{"header condition not on b", Match{Headers: []FieldMatch{header("X", ValueExact, "1")}}, Match{}, false},
-		{"same header condition", Match{Headers: []FieldMatch{header("x-a", ValueExact, "1")}}, Match{Headers: []FieldMatch{header("X-A", ValueExact, "1")}}, true},
-		{"other header value", Match{Headers: []FieldMatch{header("X", ValueExact, "1")}}, Match{Headers: []FieldMatch{header("X", ValueExact, "2")}}, false},
-		{"presence implied by value", Match{Headers: []FieldMatch{header("X", ValuePresent, "")}}, Match{Headers: []FieldMatch{header("x", ValueExact, "2")}}, true},
-		{"value not implied by presence", Match{Headers: []FieldMatch{header("X", ValueExact, "1")}}, Match{Headers: []FieldMatch{header("X", ValuePresent, "")}}, false},
-		{"header subset", Match{Headers: []FieldMatch{header("X", ValueExact, "1")}},
-			Match{Headers: []FieldMatch{header("Y", ValuePresent, ""), header("X", ValueExact, "1")}}, true},
-		{"header regex same text", Match{Headers: []FieldMatch{header("X", ValueRegex, "^a")}}, Match{Headers: []FieldMatch{header("X", ValueRegex, "^a")}}, true},
-		{"header regex matches exact", Match{Headers: []FieldMatch{header("X", ValueRegex, "^a")}}, Match{Headers: []FieldMatch{header("X", ValueExact, "abc")}}, true},
-		{"header regex misses exact", Match{Headers: []FieldMatch{header("X", ValueRegex, "^a$")}}, Match{Headers: []FieldMatch{header("X", ValueExact, "abc")}}, false},
-		{"query names are case-sensitive", Match{Query: []FieldMatch{header("v", ValueExact, "1")}}, Match{Query: []FieldMatch{header("V", ValueExact, "1")}}, false},
-		{"same query", Match{Query: []FieldMatch{header("v", ValueExact, "1")}}, Match{Query: []FieldMatch{header("v", ValueExact, "1")}}, true},
+		{"no header conditions", Match{}, Match{Headers: []FieldMatch{field("X", ValueExact, "1")}}, true},
+		{"header condition not on b", Match{Headers: []FieldMatch{field("X", ValueExact, "1")}}, Match{}, false},
+		{"same header condition", Match{Headers: []FieldMatch{field("x-a", ValueExact, "1")}}, Match{Headers: []FieldMatch{field("X-A", ValueExact, "1")}}, true},
+		{"other header value", Match{Headers: []FieldMatch{field("X", ValueExact, "1")}}, Match{Headers: []FieldMatch{field("X", ValueExact, "2")}}, false},
+		{"presence implied by value", Match{Headers: []FieldMatch{field("X", ValuePresent, "")}}, Match{Headers: []FieldMatch{field("x", ValueExact, "2")}}, true},
+		{"value not implied by presence", Match{Headers: []FieldMatch{field("X", ValueExact, "1")}}, Match{Headers: []FieldMatch{field("X", ValuePresent, "")}}, false},
+		{"header subset", Match{Headers: []FieldMatch{field("X", ValueExact, "1")}},
+			Match{Headers: []FieldMatch{field("Y", ValuePresent, ""), field("X", ValueExact, "1")}}, true},
+		{"header regex same text", Match{Headers: []FieldMatch{field("X", ValueRegex, "^a")}}, Match{Headers: []FieldMatch{field("X", ValueRegex, "^a")}}, true},
+		{"header regex matches exact", Match{Headers: []FieldMatch{field("X", ValueRegex, "^a")}}, Match{Headers: []FieldMatch{field("X", ValueExact, "abc")}}, true},
+		{"header regex misses exact", Match{Headers: []FieldMatch{field("X", ValueRegex, "^a$")}}, Match{Headers: []FieldMatch{field("X", ValueExact, "abc")}}, false},
+		{"query names are case-sensitive", Match{Query: []FieldMatch{field("v", ValueExact, "1")}}, Match{Query: []FieldMatch{field("V", ValueExact, "1")}}, false},
+		{"same query", Match{Query: []FieldMatch{field("v", ValueExact, "1")}}, Match{Query: []FieldMatch{field("v", ValueExact, "1")}}, true},
 
 		{"all conditions", Match{Hosts: []string{"*.a.com"}, Path: prefix("/api"), Methods: []string{"GET", "POST"}},
-			Match{Hosts: []string{"x.a.com"}, Path: exact("/api/users"), Methods: []string{"GET"}, Headers: []FieldMatch{header("X", ValuePresent, "")}}, true},
+			Match{Hosts: []string{"x.a.com"}, Path: exact("/api/users"), Methods: []string{"GET"}, Headers: []FieldMatch{field("X", ValuePresent, "")}}, true},
 		{"one condition fails", Match{Hosts: []string{"*.a.com"}, Path: prefix("/api"), Methods: []string{"GET"}},
 			Match{Hosts: []string{"x.a.com"}, Path: exact("/api/users"), Methods: []string{"POST"}}, false},
 	}

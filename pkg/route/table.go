@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -52,6 +53,7 @@ var (
 	_ l7.ResponseFilter        = (*Table)(nil)
 	_ l7.FailToConnect         = (*Table)(nil)
 	_ l7.Logger                = (*Table)(nil)
+	_ l7.ResponseBodyFilter    = (*Table)(nil)
 )
 
 // notFoundBody answers a request no route takes.
@@ -81,6 +83,7 @@ type entry struct {
 	reqFilter  l7.RequestFilter
 	upFilter   l7.UpstreamRequestFilter
 	respFilter l7.ResponseFilter
+	bodyFilter l7.ResponseBodyFilter
 	fail       l7.FailToConnect
 	logger     l7.Logger
 	ctxMaker   l7.CtxMaker
@@ -222,6 +225,7 @@ func (e *entry) compileAction(r *Route, up l7.Proxy) error {
 	e.reqFilter, _ = up.(l7.RequestFilter)
 	e.upFilter, _ = up.(l7.UpstreamRequestFilter)
 	e.respFilter, _ = up.(l7.ResponseFilter)
+	e.bodyFilter, _ = up.(l7.ResponseBodyFilter)
 	e.fail, _ = up.(l7.FailToConnect)
 	e.logger, _ = up.(l7.Logger)
 	e.ctxMaker, _ = up.(l7.CtxMaker)
@@ -310,6 +314,15 @@ func (t *Table) ResponseFilter(s *l7.Session, resp *h1.Response) error {
 	}
 	if !e.respRules.empty() {
 		t.applyRules(&e.respRules, &resp.Header, s)
+	}
+	return nil
+}
+
+// ResponseBodyFilter passes the phase to the upstream proxy, which may
+// compress the body (a proxy embedding a compress.Policy).
+func (t *Table) ResponseBodyFilter(s *l7.Session, resp *h1.Response, dst io.Writer) l7.BodyEncoder {
+	if e := routeOf(s); e != nil && e.bodyFilter != nil {
+		return e.bodyFilter.ResponseBodyFilter(s, resp, dst)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ type l4Service struct {
 }
 
 func (s *Server) buildL4(sc *config.Service) (*l4Service, error) {
-	opts, err := s.lbOptions(sc.Name, sc.Upstream, false)
+	opts, err := s.lbOptions(sc.Name, sc.Upstream, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (svc *l4Service) listenUserspace(open Opener, maxRetries int) error {
 	svc.ln = ln
 	svc.tcp = &l4.TCPProxy{
 		LB: svc.lb, ConnectTimeout: t.Connect, IdleTimeout: t.Idle,
-		MaxRetries: maxRetries, Logger: svc.log,
+		MaxRetries: maxRetries, Logger: svc.log, ProxyProtocol: proxyVersion(svc.cfg.Upstream.ProxyProtocol),
 	}
 	return nil
 }

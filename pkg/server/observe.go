@@ -98,8 +98,8 @@ func (o *requestObserver) RequestDone(s *l7.Session, err error) {
 func (o *requestObserver) record(r *accesslog.Record, s *l7.Session, err error) {
 	req := s.Req
 	*r = accesslog.Record{
-		Service: o.service, Start: s.Start, Client: s.Client,
-		Method: req.Method, Host: req.Host, Target: req.Target, Proto: s.Proto.String(),
+		Service: o.service, Route: s.Route, Start: s.Start, Client: s.Client,
+		Method: req.Method, Host: req.Host, Target: s.ReceivedTarget(), Proto: s.Proto.String(),
 		Status: s.Status, BytesReceived: s.BytesReceived, BytesSent: s.BytesSent,
 		Duration: s.End.Sub(s.Start), Attempts: s.Attempts, RequestID: s.RequestID,
 		Reason: l7.EndReason(err),

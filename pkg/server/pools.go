@@ -2,9 +2,12 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/metrics"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // kindPool is the kind runtime control and the status page give a named
@@ -44,7 +47,15 @@ func (s *Server) poolFor(up *config.Upstream, owner string) (*pool, error) {
 	if !named {
 		name = owner
 	}
-	opts, err := s.lbOptions(name, up, true)
+	var hs *metrics.HTTPService
+	switch {
+	case s.metrics == nil:
+	case named:
+		hs = s.metrics.Pool(name)
+	default:
+		hs = s.metrics.HTTPService(name)
+	}
+	opts, err := s.lbOptions(name, up, hs)
 	if err != nil {
 		return nil, poolError(name, named, up, err)
 	}
@@ -87,5 +98,41 @@ func (s *Server) balancedFrom(pl *pool, t config.RouteTimeouts) (*l7.Balanced, e
 	if t.Write > 0 {
 		tmpl.Timeouts.Write = t.Write
 	}
-	return &l7.Balanced{LB: pl.bal, Template: tmpl, Host: up.Host, Key: up.HashKey}, nil
+	return &l7.Balanced{LB: pl.bal, Template: tmpl, Host: up.Host, Key: up.HashKey, Sticky: sticky(up.Sticky)}, nil
+}
+
+// sticky is a pool's cookie affinity; nil without one.
+func sticky(st *config.Sticky) *l7.Sticky {
+	if st == nil {
+		return nil
+	}
+	out := &l7.Sticky{Cookie: st.Cookie, TTL: st.TTL, Secure: st.Secure, HTTPOnly: st.HTTPOnly}
+	switch st.SameSite {
+	case config.SameSiteLax:
+		out.SameSite = http.SameSiteLaxMode
+	case config.SameSiteStrict:
+		out.SameSite = http.SameSiteStrictMode
+	case config.SameSiteNone:
+		out.SameSite = http.SameSiteNoneMode
+	}
+	return out
+}
+
+// proxyPolicy is the PROXY protocol policy of a listener; nil without one.
+func proxyPolicy(pp *config.ListenerProxyProtocol) *proxyproto.Policy {
+	if pp == nil {
+		return nil
+	}
+	return &proxyproto.Policy{Trusted: pp.Trusted, Timeout: pp.Timeout}
+}
+
+// proxyVersion is the PROXY protocol version a pool sends; 0: none.
+func proxyVersion(v config.ProxyProtocolVersion) proxyproto.Version {
+	switch v {
+	case config.ProxyV1:
+		return proxyproto.V1
+	case config.ProxyV2:
+		return proxyproto.V2
+	}
+	return 0
 }

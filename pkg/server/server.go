@@ -20,7 +20,9 @@ import (
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/metrics"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 	"github.com/weir-lb/weir/pkg/reuseport"
+	"github.com/weir-lb/weir/pkg/route"
 )
 
 // Server hosts the services of one configuration.
@@ -58,11 +60,12 @@ type Server struct {
 type service struct {
 	cfg       *config.Service
 	http      *l7.Server
-	tls       []*tls.Config      // per listener; nil for plain ones
-	pools     []*pool            // the pools it sends requests to; none for a respond service
-	groups    []*reuseport.Group // one per configured listener
-	listeners []net.Listener     // what serves: every group's members, TLS-wrapped where configured
-	sockets   []member           // the same, unwrapped: what an upgrade hands over
+	tls       []*tls.Config        // per listener; nil for plain ones
+	pools     []*pool              // the pools it sends requests to; none for a respond service
+	groups    []*reuseport.Group   // one per configured listener
+	listeners []net.Listener       // what serves: every group's members, TLS-wrapped where configured
+	proxied   []*proxyproto.Policy // per listener: whose PROXY protocol headers it believes; nil: none
+	sockets   []member             // the same, unwrapped: what an upgrade hands over
 }
 
 // Options are a Server's optional parts.
@@ -140,20 +143,17 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	case config.KindRespond:
 		svc.http = s.newHTTPServer(sc, respondProxy(sc), config.Timeouts{})
 	case config.KindHTTPProxy:
-		if sc.Upstream == nil {
-			return nil, fmt.Errorf("%s: this build of weir does not serve routes yet; use upstream", where)
-		}
-		proxy, pl, err := s.balancedProxy(sc)
-		if err != nil {
+		if err := s.buildProxy(svc); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		svc.http = s.newHTTPServer(sc, proxy, sc.Upstream.Timeouts)
-		svc.pools = []*pool{pl}
 	default:
 		return nil, fmt.Errorf("%s: unknown kind %q", where, sc.Kind)
 	}
 	if obs != nil {
 		svc.http.Observer = obs
+		if t, ok := svc.http.Proxy.(*route.Table); ok && obs.metrics != nil {
+			obs.metrics.Routes(routeNames(sc), t.Unmatched)
+		}
 	}
 	svc.http.RequestID = sc.RequestID
 	tlsCfg, err := listenerTLS(sc)
@@ -162,6 +162,31 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	}
 	svc.tls = tlsCfg
 	return svc, nil
+}
+
+// buildProxy builds an http_proxy service's Proxy: a selection from its
+// pool, or a routing table over several.
+func (s *Server) buildProxy(svc *service) error {
+	sc := svc.cfg
+	if sc.Upstream != nil {
+		proxy, pl, err := s.balancedProxy(sc)
+		if err != nil {
+			return err
+		}
+		svc.http = s.newHTTPServer(sc, proxy, sc.Upstream.Timeouts)
+		svc.pools = []*pool{pl}
+		return nil
+	}
+	table, pools, err := s.routedProxy(sc)
+	if err != nil {
+		return err
+	}
+	table.Logger = s.log.With("service", sc.Name)
+	// A routed service's client-side timeouts are the defaults: its
+	// routes' pools time the upstream side.
+	svc.http = s.newHTTPServer(sc, table, config.Timeouts{Header: config.DefaultHeaderTimeout, Idle: config.DefaultIdleTimeout, Write: config.DefaultWriteTimeout})
+	svc.pools = pools
+	return nil
 }
 
 func (s *Server) newHTTPServer(sc *config.Service, p l7.Proxy, t config.Timeouts) *l7.Server {
@@ -295,9 +320,9 @@ func (s *Server) serveHTTP(ctx context.Context, svc *service, started func(), er
 		}
 	}
 	var wg sync.WaitGroup
-	for _, ln := range svc.listeners {
+	for i, ln := range svc.listeners {
 		wg.Go(func() {
-			if err := svc.http.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) {
+			if err := svc.http.ServeProxied(ln, svc.proxied[i]); err != nil && !errors.Is(err, l7.ErrServerClosed) {
 				report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
 			}
 		})

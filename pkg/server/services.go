@@ -74,9 +74,9 @@ func newLoadBalancer(up *config.Upstream, opts lb.Options) (balancer, error) {
 }
 
 // lbOptions are the load balancer options of the pool named name (a
-// service's name for its inline upstream). http says HTTP requests are
-// counted against its backends.
-func (s *Server) lbOptions(name string, up *config.Upstream, http bool) (lb.Options, error) {
+// service's name for its inline upstream). HTTP requests are counted
+// against its backends in hs, when not nil.
+func (s *Server) lbOptions(name string, up *config.Upstream, hs *metrics.HTTPService) (lb.Options, error) {
 	opts := lb.Options{Logger: s.log.With("service", name)}
 	switch up.Discovery.Type {
 	case config.DiscoveryDNS:
@@ -122,10 +122,6 @@ func (s *Server) lbOptions(name string, up *config.Upstream, http bool) (lb.Opti
 		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", name)))
 	}
 	if s.metrics != nil {
-		var hs *metrics.HTTPService
-		if http {
-			hs = s.metrics.HTTPService(name)
-		}
 		s.metrics.Balancer(name, &opts, hs)
 	}
 	return opts, nil
@@ -154,7 +150,7 @@ func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.He
 		c := &lb.TCPCheck{Timeout: hc.Timeout}
 		return c, c.Validate()
 	case config.CheckGRPC:
-		return nil, fmt.Errorf("type grpc: this build of weir has no gRPC health check; use type: http or tcp")
+		return s.grpcCheck(hc, up)
 	}
 	h := hc.HTTP
 	c := &lb.HTTPCheck{
@@ -177,11 +173,29 @@ func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.He
 	return c, c.Validate()
 }
 
+// grpcCheck builds a grpc.health.v1 check.
+func (s *Server) grpcCheck(hc *config.HealthCheck, up *config.Upstream) (lb.HealthCheck, error) {
+	g := hc.GRPC
+	c := &lb.GRPCCheck{Service: g.Service, Port: g.Port, SNI: g.SNI, Timeout: hc.Timeout}
+	if g.TLS {
+		roots, err := s.roots(up.TLS)
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: up.TLS != nil && !up.TLS.Verify}
+	}
+	return c, c.Validate()
+}
+
 // peerTemplate holds the connection settings every backend shares.
 func (s *Server) peerTemplate(up *config.Upstream) (l7.Peer, error) {
 	t := up.Timeouts
-	p := l7.Peer{Timeouts: l7.Timeouts{Connect: t.Connect, Read: t.Read, Write: t.Write, Idle: t.Idle}}
+	p := l7.Peer{Timeouts: l7.Timeouts{Connect: t.Connect, Read: t.Read, Write: t.Write, Idle: t.Idle},
+		ProxyProtocol: proxyVersion(up.ProxyProtocol)}
 	if up.TLS == nil {
+		if up.ALPN == config.ALPNH2C {
+			p.ALPN = l7.ALPNH2C
+		}
 		return p, nil
 	}
 	roots, err := s.roots(up.TLS)

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/weir-lb/weir/pkg/compress"
+	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/route"
+)
+
+// routedProxy builds the routing table of an http_proxy service with
+// routes, and the pools its routes send requests to. Each route that
+// proxies gets its own selection from its pool, carrying the route's
+// timeouts and compression; the pool's load balancer is shared.
+func (s *Server) routedProxy(sc *config.Service) (*route.Table, []*pool, error) {
+	routes := make([]route.Route, len(sc.Routes))
+	proxies := make([]l7.Proxy, len(sc.Routes))
+	var pools []*pool
+	for i := range sc.Routes {
+		rc := &sc.Routes[i]
+		routes[i] = rc.Route
+		p, pl, err := s.routeProxy(rc, sc.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("route %q (%s): %w", routeName(i, &rc.Route), rc.Pos, err)
+		}
+		proxies[i] = p
+		if pl != nil && !containsPool(pools, pl) {
+			pools = append(pools, pl)
+		}
+	}
+	t, err := route.New(routes, proxies)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, pools, nil
+}
+
+// routeProxy builds what serves one route's requests: nil (and no pool)
+// for a route that answers itself.
+func (s *Server) routeProxy(rc *config.Route, service string) (l7.Proxy, *pool, error) {
+	name := rc.Route.Upstream
+	var p l7.Proxy
+	var pl *pool
+	if name != "" {
+		up := s.cfg.Upstreams[name]
+		if up == nil {
+			return nil, nil, fmt.Errorf("upstream %q is not defined under upstreams", name)
+		}
+		var err error
+		if pl, err = s.poolFor(up, service); err != nil {
+			return nil, nil, err
+		}
+		b, err := s.balancedFrom(pl, rc.Timeouts)
+		if err != nil {
+			return nil, nil, err
+		}
+		p = b
+		if rc.Compress != nil {
+			p = &compressed{Balanced: b, Policy: rc.Compress}
+		}
+	}
+	return p, pl, nil
+}
+
+// compressed is a route's selection with response compression.
+type compressed struct {
+	*l7.Balanced
+	*compress.Policy
+}
+
+var _ l7.ResponseBodyFilter = compressed{}
+
+// routeName is a route's name as its metrics and logs give it.
+func routeName(i int, r *route.Route) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprint(i)
+}
+
+func containsPool(pools []*pool, pl *pool) bool {
+	for _, p := range pools {
+		if p == pl {
+			return true
+		}
+	}
+	return false
+}
+
+// routeNames are the names of a service's routes, as their metrics and
+// logs give them.
+func routeNames(sc *config.Service) []string {
+	names := make([]string, len(sc.Routes))
+	for i := range sc.Routes {
+		names[i] = routeName(i, &sc.Routes[i].Route)
+	}
+	return names
+}
