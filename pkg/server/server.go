@@ -1,9 +1,19 @@
 // Package server runs weir's services from a configuration: it binds the
 // listeners (new ones, or sockets inherited through an Opener during an
 // upgrade), starts the l4 services on the BPF or the userspace data
-// plane, runs each service's load balancer (discovery and health checks)
-// in the background, and stops gracefully (Shutdown) or at once (Close).
+// plane, runs each load balancer (discovery and health checks) in the
+// background, and stops gracefully (Shutdown) or at once (Close).
 // Signals, daemons and upgrades are the command's business (cmd/weir).
+//
+// A load balancer belongs to a pool: a named pool of the configuration's
+// upstreams, built once and shared by every service and route naming it,
+// or a service's inline upstream (pools.go). Its backends go by the
+// pool's name in metrics, logs and the admin API. An http_proxy service
+// with routes serves a route.Table (routes.go) in which each upstream
+// route has an l7.Balanced of its own over its pool's load balancer,
+// carrying the route's timeouts, wrapped in a compress.Policy when the
+// route compresses. Listeners read the PROXY protocol from the peers
+// their configuration trusts; pools write it when asked.
 package server
 
 import (
