@@ -53,7 +53,9 @@ type Status struct {
 // ServiceStatus is one configured service.
 type ServiceStatus struct {
 	Name string `json:"name"`
-	// Kind is the configured kind: http_proxy, respond or l4.
+	// Kind is the configured kind: http_proxy, respond or l4; or pool
+	// for a named pool of upstreams:, whose backends the services and
+	// routes naming it share.
 	Kind string `json:"kind"`
 	// Listeners are the configured listen addresses.
 	Listeners []string `json:"listeners"`

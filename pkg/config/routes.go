@@ -25,9 +25,10 @@ var routeKeys = []string{
 // routeActions are the keys of which a route has exactly one.
 var routeActions = []string{"upstream", "redirect", "respond"}
 
-// proxyOnlyKeys are the route keys that change what is sent upstream,
-// and so apply to routes whose action is upstream only.
-var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries"}
+// proxyOnlyKeys are the route keys that apply to a proxied exchange (what
+// is sent upstream, or how its answer is encoded), and so to routes whose
+// action is upstream only.
+var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries", "compress"}
 
 // redirectStatuses are the status codes of a redirect.
 var redirectStatuses = []int{301, 302, 303, 307, 308}
@@ -874,6 +875,9 @@ func (p *parser) compress(n *yaml.Node, path string) *compress.Policy {
 	minSize := int(c.MinSize)
 	m.integer("min_size", &minSize, 0, math.MaxInt)
 	c.MinSize = int64(minSize)
+	if minSize == 0 {
+		c.MinSize = -1 // compress.Policy's "no minimum"; its 0 means the default
+	}
 	if items, ok := m.list("types", "types: [text/html, application/json]"); ok {
 		c.Types = nil
 		if len(items) == 0 {

@@ -446,7 +446,7 @@ func (c *conn) writeHead(status int, reason []byte, h *h1.Header, length int64, 
 	if h != nil {
 		buf = appendFields(buf, h)
 	}
-	if id := c.px.sess.RequestID; len(id) > 0 {
+	if id := c.px.sess.RequestID; len(id) > 0 && !setByFilter(h) {
 		buf = append(append(append(buf, RequestIDHeader+": "...), id...), "\r\n"...)
 	}
 	switch {

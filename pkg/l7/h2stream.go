@@ -377,7 +377,7 @@ func appendResponseFields(b []byte, h *h1.Header) []byte {
 // body bytes, or with the stream's end.
 func (st *h2Stream) writeHead(status int, _ []byte, h *h1.Header, length int64, noBody bool) error {
 	b := appendResponseFields(h2.AppendStatus(st.head[:0], status), h)
-	if id := st.px.sess.RequestID; len(id) > 0 {
+	if id := st.px.sess.RequestID; len(id) > 0 && !setByFilter(h) {
 		var name [len(RequestIDHeader)]byte
 		b = h2.AppendField(b, append(name[:0], RequestIDHeader...), id)
 	}

@@ -295,3 +295,30 @@ func (b *balance) check(t testing.TB) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// idSetter is a Balanced whose ResponseFilter sets X-Request-Id itself,
+// as a route's response header rule does.
+type idSetter struct{ *Balanced }
+
+func (p idSetter) ResponseFilter(s *Session, resp *h1.Response) error {
+	resp.Header.Set(RequestIDHeader, "from-filter")
+	return nil
+}
+
+// TestRequestIDSetByFilter: an X-Request-Id a ResponseFilter sets
+// stands instead of the proxy's, once. (It was sent twice: the filter's
+// and then the proxy's.)
+func TestRequestIDSetByFilter(t *testing.T) {
+	backend := echoOrigin(t)
+	srv := &Server{Proxy: idSetter{&Balanced{LB: balancedPool(t, &lb.RoundRobin{}, lb.Options{}, backend)}}, RequestID: true}
+	addr := startProxy(t, srv)
+	k := dialKeepAlive(t, addr)
+	sendRaw(t, k, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, _, err := finalResponse(k, "GET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := resp.Header.Values("X-Request-Id"); len(ids) != 1 || ids[0] != "from-filter" {
+		t.Errorf("response ids %q, want only the filter's", ids)
+	}
+}

@@ -468,6 +468,14 @@ func (r *request) dropUpstreamRequestID() {
 	}
 }
 
+// setByFilter reports whether a response head already carries an
+// X-Request-Id when the downstream writes it: the upstream's was dropped
+// before the filters ran, so this one is a filter's (a route's response
+// header rule), which stands instead of the proxy's.
+func setByFilter(h *h1.Header) bool {
+	return h != nil && h.Has(RequestIDHeader)
+}
+
 // relayResponse sends the response head and body downstream. It reports
 // whether uc may be reused.
 func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {

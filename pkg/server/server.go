@@ -208,7 +208,7 @@ func (s *Server) newHTTPServer(sc *config.Service, p l7.Proxy, t config.Timeouts
 		HeaderTimeout: t.Header,
 		IdleTimeout:   t.Idle,
 		WriteTimeout:  t.Write,
-		Logger:        s.log.With("service", sc.Name),
+		Logger:        s.log, // pkg/l7 names the service in every line
 	}
 	if sc.Upstream != nil {
 		hs.NoForwardedHeaders = !sc.Upstream.ForwardedHeaders
