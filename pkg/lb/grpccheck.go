@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // Errors reported by GRPCCheck, wrapped with the call and the backend.
@@ -64,6 +66,12 @@ type GRPCCheck struct {
 	// grpc-timeout; zero means DefaultCheckTimeout. The deadline of the
 	// context given to Check applies too.
 	Timeout time.Duration
+	// ProxyProtocol, when not 0, makes the check start each connection
+	// with a PROXY protocol header of that version, saying the
+	// connection is the balancer's own (v2 LOCAL, v1 UNKNOWN), for
+	// backends that require one from the balancer, as its proxied
+	// connections carry (HAProxy's check-send-proxy).
+	ProxyProtocol proxyproto.Version
 }
 
 var _ HealthCheck = (*GRPCCheck)(nil)
@@ -96,7 +104,7 @@ func (c *GRPCCheck) Check(ctx context.Context, b *Backend) error {
 	what := fmt.Sprintf("grpc health check of %s (service %q)", target.name, c.Service)
 	ctx, cancel, budget := probeContext(ctx, c.Timeout)
 	defer cancel()
-	conn, err := target.open(ctx, dialProbe, budget)
+	conn, err := target.open(ctx, announcing(dialProbe, c.ProxyProtocol), budget)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/weir-lb/weir/internal/httpsyntax"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weir-lb/weir/internal/httpsyntax"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // Defaults and bounds of HTTPCheck.
@@ -101,6 +103,13 @@ type HTTPCheck struct {
 	// to drain the connection for reuse; zero means DefaultCheckMaxBody.
 	// A longer body is read up to the bound, then its connection closed.
 	MaxBody int64
+
+	// ProxyProtocol, when not 0, makes the check start each connection
+	// with a PROXY protocol header of that version, saying the
+	// connection is the balancer's own (v2 LOCAL, v1 UNKNOWN), for
+	// backends that require one from the balancer, as its proxied
+	// connections carry (HAProxy's check-send-proxy).
+	ProxyProtocol proxyproto.Version
 
 	// dial opens the connections; nil means dialProbe. Tests substitute
 	// one to observe what the check reads.
@@ -348,6 +357,7 @@ func (c *HTTPCheck) newClient() *http.Client {
 	if dial == nil {
 		dial = dialProbe
 	}
+	dial = announcing(dial, c.ProxyProtocol)
 	timeout := probeTimeout(c.Timeout)
 	sni := c.SNI
 	open := func(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // DefaultCheckTimeout bounds a probe whose Timeout is zero. A health check
@@ -49,6 +51,12 @@ type TCPCheck struct {
 	// is sent and the certificate must name the IP. A Unix backend has no
 	// host, so verifying its certificate needs SNI or TLS.ServerName.
 	SNI string
+	// ProxyProtocol, when not 0, makes the check start each connection
+	// with a PROXY protocol header of that version, saying the
+	// connection is the balancer's own (v2 LOCAL, v1 UNKNOWN), for
+	// backends that require one from the balancer, as its proxied
+	// connections carry (HAProxy's check-send-proxy).
+	ProxyProtocol proxyproto.Version
 }
 
 var _ HealthCheck = (*TCPCheck)(nil)
@@ -81,7 +89,7 @@ func (c *TCPCheck) Check(ctx context.Context, b *Backend) error {
 		tls:        c.TLS,
 		serverName: probeServerName(c.SNI, c.TLS, host),
 	}
-	conn, err := target.open(ctx, dialProbe, budget)
+	conn, err := target.open(ctx, announcing(dialProbe, c.ProxyProtocol), budget)
 	if err != nil {
 		return err
 	}
@@ -105,6 +113,34 @@ func validateProbe(timeout time.Duration, cfg *tls.Config, sni string) error {
 		return fmt.Errorf("%w: SNI %q set without TLS", ErrBadHealthCheck, sni)
 	}
 	return nil
+}
+
+// announcing wraps dial so that each connection it opens starts with a
+// PROXY protocol header of version v saying the connection is the
+// balancer's own; dial itself when v is 0.
+func announcing(dial probeDialFunc, v proxyproto.Version) probeDialFunc {
+	if v == 0 {
+		return dial
+	}
+	h := proxyproto.Header{Version: v, Command: proxyproto.Local}
+	if v == proxyproto.V1 {
+		h.Command = proxyproto.Proxy // PROXY UNKNOWN: v1 has no LOCAL
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetWriteDeadline(dl)
+		}
+		if _, err := h.WriteTo(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("send the PROXY protocol header: %w", err)
+		}
+		_ = conn.SetWriteDeadline(time.Time{})
+		return conn, nil
+	}
 }
 
 // probeDialFunc opens a connection, like net.Dialer.DialContext.

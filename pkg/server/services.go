@@ -12,6 +12,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/metrics"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
 // respondProxy builds the fixed-response origin of a respond service.
@@ -147,7 +148,7 @@ func healthLogger(log interface {
 func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.HealthCheck, error) {
 	switch hc.Type {
 	case config.CheckTCP:
-		c := &lb.TCPCheck{Timeout: hc.Timeout}
+		c := &lb.TCPCheck{Timeout: hc.Timeout, ProxyProtocol: checkProxy(up, 0)}
 		return c, c.Validate()
 	case config.CheckGRPC:
 		return s.grpcCheck(hc, up)
@@ -156,6 +157,7 @@ func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.He
 	c := &lb.HTTPCheck{
 		Method: h.Method, Path: h.Path, Host: h.Host, BodyContains: h.BodyContains,
 		Port: h.Port, SNI: h.SNI, Timeout: hc.Timeout, Expect: h.Expect,
+		ProxyProtocol: checkProxy(up, h.Port),
 	}
 	if len(h.Headers) > 0 {
 		c.Header = http.Header{}
@@ -173,10 +175,21 @@ func (s *Server) healthCheck(hc *config.HealthCheck, up *config.Upstream) (lb.He
 	return c, c.Validate()
 }
 
+// checkProxy is the PROXY protocol version a health check speaks: the
+// pool's, when the check goes to the port the pool's connections go to
+// (a backend that requires the header there drops a check without one);
+// none on a check port of its own.
+func checkProxy(up *config.Upstream, port int) proxyproto.Version {
+	if port != 0 {
+		return 0
+	}
+	return proxyVersion(up.ProxyProtocol)
+}
+
 // grpcCheck builds a grpc.health.v1 check.
 func (s *Server) grpcCheck(hc *config.HealthCheck, up *config.Upstream) (lb.HealthCheck, error) {
 	g := hc.GRPC
-	c := &lb.GRPCCheck{Service: g.Service, Port: g.Port, SNI: g.SNI, Timeout: hc.Timeout}
+	c := &lb.GRPCCheck{Service: g.Service, Port: g.Port, SNI: g.SNI, Timeout: hc.Timeout, ProxyProtocol: checkProxy(up, g.Port)}
 	if g.TLS {
 		roots, err := s.roots(up.TLS)
 		if err != nil {
