@@ -110,7 +110,7 @@ type HTTPService struct {
 	tlsBad   prometheus.Counter
 	streams  prometheus.Counter
 	retries  prometheus.Counter
-	// none counts the requests no backend served.
+	// none counts the requests no backend served; nil for a pool.
 	none *Backend
 
 	// mu guards backends and their histories, for the status report.
@@ -142,18 +142,17 @@ func (m *Metrics) httpService(name string, service bool) *HTTPService {
 		return s
 	}
 	f := &m.http
-	s := &HTTPService{
-		name: name, m: m, f: f,
-		accepted: f.connsAccepted.WithLabelValues(name),
-		tlsOK:    f.handshakes.WithLabelValues(name, "ok"),
-		tlsBad:   f.handshakes.WithLabelValues(name, "failed"),
-		streams:  f.streams.WithLabelValues(name),
-		retries:  f.retries.WithLabelValues(name),
-	}
-	s.none = s.newBackend("")
-	s.backends = map[string]*Backend{}
+	s := &HTTPService{name: name, m: m, f: f, backends: map[string]*Backend{}}
 	m.services[name] = s
 	if service {
+		// A pool takes no connections and serves no requests of its own:
+		// it has none of these, rather than series that stay at 0.
+		s.accepted = f.connsAccepted.WithLabelValues(name)
+		s.tlsOK = f.handshakes.WithLabelValues(name, "ok")
+		s.tlsBad = f.handshakes.WithLabelValues(name, "failed")
+		s.streams = f.streams.WithLabelValues(name)
+		s.retries = f.retries.WithLabelValues(name)
+		s.none = s.newBackend("")
 		m.Registry.MustRegister(
 			serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
 			serviceGauge(name, "connections_open", "Client connections open now.", &s.open))
@@ -343,7 +342,9 @@ func (s *HTTPService) sample(now time.Time) {
 // with mu held.
 func (s *HTTPService) all() []*Backend {
 	out := make([]*Backend, 0, len(s.backends)+1)
-	out = append(out, s.none)
+	if s.none != nil {
+		out = append(out, s.none)
+	}
 	for _, be := range s.backends {
 		out = append(out, be)
 	}
