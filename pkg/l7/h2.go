@@ -177,6 +177,10 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 		if h1.IsHopByHop(name) || asciiEqualFold(name, "Content-Length") || asciiEqualFold(name, "Host") {
 			continue
 		}
+		if r.sess.GRPC && asciiEqualFold(name, "Grpc-Timeout") {
+			var buf [16]byte
+			value = r.upstreamGRPCTimeout(buf[:0], value)
+		}
 		hreq.Header.Add(string(name), string(value))
 	}
 	if r.sess.GRPC {
