@@ -104,6 +104,7 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 		{"unix backend of an l4 service", head + l4("    upstream: {backends: [\"unix:/"+path+"\"]}\n"), len(path) + 6},
 		{"admin address", head + "admin: {listen: " + a + "}\n" + respond(""), 0},
 		{"admin unix socket", head + "admin: {listen: \"unix:/" + a + "\"}\n" + respond(""), n + 1},
+		{"sticky secret file", head + proxy("{backends: [\"127.0.0.1:9\"], sticky: {cookie: a, secret_file: /"+a+"}}"), n + 1},
 		{"admin token file", head + "admin: {listen: \"127.0.0.1:9\", token_file: /" + a + "}\n" + respond(""), n + 1},
 		{"access log field", head + respond("    access_log: {path: stdout, format: \"$"+a+"\"}\n"), 0},
 		{"access log format", head + respond("    access_log: {path: stdout, format: "+a+"}\n"), 0},
