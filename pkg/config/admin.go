@@ -229,13 +229,9 @@ func overlap(a, b netip.AddrPort) bool {
 // minTokenLen printable bytes (surrounding whitespace, such as the final
 // newline, does not count). The token itself never appears in a message.
 func (p *parser) checkTokenFile(n *yaml.Node, path, file string) {
-	data, ok := p.readNamed(n, path, file, "admin token")
+	data, ok := p.readSecretFile(n, path, file, "admin token", "token")
 	if !ok {
 		return
-	}
-	if info, err := os.Stat(file); err == nil && info.Mode().Perm()&0o077 != 0 {
-		p.errorf(n, path, "%s has mode %04o: users other than its owner may read or change the token; run chmod 600 %s",
-			quote(file), info.Mode().Perm(), clip(file))
 	}
 	token := bytes.TrimSpace(data)
 	switch {
@@ -254,4 +250,20 @@ func (p *parser) checkTokenFile(n *yaml.Node, path, file string) {
 			return
 		}
 	}
+}
+
+// readSecretFile reads file, which holds a secret (what names the file's
+// role, as in "admin token"; noun its content, as in "token"), and
+// reports a file that users other than its owner may read or change: the
+// data is returned all the same, so that its content is checked too.
+func (p *parser) readSecretFile(n *yaml.Node, path, file, what, noun string) ([]byte, bool) {
+	data, ok := p.readNamed(n, path, file, what)
+	if !ok {
+		return nil, false
+	}
+	if info, err := os.Stat(file); err == nil && info.Mode().Perm()&0o077 != 0 {
+		p.errorf(n, path, "%s has mode %04o: users other than its owner may read or change the %s; run chmod 600 %s",
+			quote(file), info.Mode().Perm(), noun, clip(file))
+	}
+	return data, true
 }

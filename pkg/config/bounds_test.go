@@ -53,6 +53,9 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 	proxy := func(upstream string) string {
 		return "services:\n  - name: p\n    kind: http_proxy\n    listen: [\"127.0.0.1:2\"]\n    upstream: " + upstream + "\n"
 	}
+	routes := func(route string) string {
+		return "upstreams: {api: {backends: [\"127.0.0.1:9\"]}}\nservices:\n  - name: p\n    kind: http_proxy\n    listen: [\"127.0.0.1:2\"]\n    routes: [" + route + "]\n"
+	}
 	l4 := func(extra string) string {
 		return "services:\n  - name: l\n    kind: l4\n    protocol: tcp\n    vip: \"192.0.2.1:80\"\n" + extra
 	}
@@ -101,10 +104,13 @@ func TestHugeValuesAreShortenedInErrors(t *testing.T) {
 		{"unix backend of an l4 service", head + l4("    upstream: {backends: [\"unix:/"+path+"\"]}\n"), len(path) + 6},
 		{"admin address", head + "admin: {listen: " + a + "}\n" + respond(""), 0},
 		{"admin unix socket", head + "admin: {listen: \"unix:/" + a + "\"}\n" + respond(""), n + 1},
+		{"sticky secret file", head + proxy("{backends: [\"127.0.0.1:9\"], sticky: {cookie: a, secret_file: /"+a+"}}"), n + 1},
 		{"admin token file", head + "admin: {listen: \"127.0.0.1:9\", token_file: /" + a + "}\n" + respond(""), n + 1},
 		{"access log field", head + respond("    access_log: {path: stdout, format: \"$"+a+"\"}\n"), 0},
 		{"access log format", head + respond("    access_log: {path: stdout, format: "+a+"}\n"), 0},
 		{"unknown anchor", head + "threads: *" + a + "\n", 0},
+		{"route path not normal", head + routes("{match: {path: {prefix: \"/"+a+"//\"}}, upstream: api}"), n + 3},
+		{"rewrite path", head + routes("{upstream: api, rewrite: {replace_prefix: /a, with: \"/"+a+"?\"}}"), n + 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,15 +61,22 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// tokenModes are the modes the admin token fixtures need: git records
-// none but the executable bit, so a checkout has them 0644 or 0664.
+// tokenModes are the modes the admin token and sticky secret fixtures
+// need: git records none but the executable bit, so a checkout has them
+// 0644 or 0664.
 var tokenModes = map[string]os.FileMode{
-	"testdata/admin/token":       0o600,
-	"testdata/admin/short.token": 0o600,
-	"testdata/admin/open.token":  0o644,
+	"testdata/admin/token":         0o600,
+	"testdata/admin/short.token":   0o600,
+	"testdata/admin/open.token":    0o644,
+	"testdata/sticky/secret":       0o600,
+	"testdata/sticky/crlf.secret":  0o600,
+	"testdata/sticky/open.secret":  0o644,
+	"testdata/sticky/short.secret": 0o600,
+	"testdata/sticky/empty.secret": 0o600,
 }
 
-// setTokenModes gives the admin token fixtures their modes.
+// setTokenModes gives the admin token and sticky secret fixtures their
+// modes.
 func setTokenModes(t *testing.T) {
 	t.Helper()
 	for file, mode := range tokenModes {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
@@ -107,7 +108,7 @@ func (p *parser) plainALPN(m *mapping, u *Upstream) {
 
 // sticky reads a pool's sticky mapping.
 func (p *parser) sticky(n *yaml.Node, path string) *Sticky {
-	m := p.mapping(n, path, []string{"cookie", "ttl", "secure", "http_only", "same_site"})
+	m := p.mapping(n, path, []string{"cookie", "ttl", "secure", "http_only", "same_site", "secret_file"})
 	if m == nil {
 		return nil
 	}
@@ -125,7 +126,42 @@ func (p *parser) sticky(n *yaml.Node, path string) *Sticky {
 	if enumField(m, "same_site", &s.SameSite, SameSiteLax, SameSiteStrict, SameSiteNone) && s.SameSite == SameSiteNone && !s.Secure {
 		p.errorf(m.get("same_site"), m.at("same_site"), "browsers refuse a SameSite=None cookie that is not Secure; add secure: true, or choose lax or strict")
 	}
+	if m.file("secret_file", &s.SecretFile) {
+		s.Secret = p.stickySecret(m.get("secret_file"), m.at("secret_file"), s.SecretFile)
+	}
 	return s
+}
+
+// minStickySecretLen is the shortest sticky secret accepted, in bytes:
+// as for an admin token, guessing one must be hopeless.
+const minStickySecretLen = 16
+
+// stickySecret reads and checks the secret that keys the sticky cookie's
+// backend ids: a regular file, readable by its owner only, holding at
+// least minStickySecretLen bytes once a final newline ("\n" or "\r\n")
+// is dropped. Any bytes will do (head -c 32 /dev/urandom is fine);
+// nothing else is trimmed, so that every node reads the same secret from
+// the same file. The secret never appears in a message.
+func (p *parser) stickySecret(n *yaml.Node, path, file string) []byte {
+	data, ok := p.readSecretFile(n, path, file, "sticky secret", "secret")
+	if !ok {
+		return nil
+	}
+	secret := bytes.TrimSuffix(data, []byte("\n"))
+	if len(secret) < len(data) {
+		secret = bytes.TrimSuffix(secret, []byte("\r"))
+	}
+	switch {
+	case len(secret) == 0:
+		p.errorf(n, path, "%s holds no secret; write one of at least %d bytes to it (%s), the same file on every weir node",
+			quote(file), minStickySecretLen, tokenHint)
+		return nil
+	case len(secret) < minStickySecretLen:
+		p.errorf(n, path, "the secret in %s is %d bytes, shorter than the %d a secret must have not to be guessed; write a longer one (%s)",
+			quote(file), len(secret), minStickySecretLen, tokenHint)
+		return nil
+	}
+	return secret
 }
 
 // sendProxyProtocol reads a pool's proxy_protocol key. An l4 service can

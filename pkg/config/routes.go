@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -365,82 +366,34 @@ func (p *parser) oneKey(m *mapping, choices []string, example string) string {
 }
 
 // checkMatchPath returns a problem with the path of an exact or prefix
-// condition (or of a prefix rewrite), or "". Requests are matched once
-// their paths are normalised, so a path not in normal form would never
-// match.
+// condition, or "". A query gets a hint of its own: the condition sees
+// the path only, and query: matches the rest.
 func checkMatchPath(s string) string {
-	switch {
-	case !validPathBytes(s):
-		return fmt.Sprintf("%s is not a path; it must start with \"/\" and hold visible ASCII only (percent-encode the rest)", quote(s))
-	case strings.ContainsAny(s, "?#"):
+	if validPathBytes(s) && strings.ContainsAny(s, "?#") {
 		return fmt.Sprintf("%s: a path condition sees the path only, without the query; match a query parameter with query:", quote(s))
 	}
-	switch n, ok := normalPath(s); {
-	case !ok:
-		return fmt.Sprintf("%s climbs above the root with \"..\"", quote(s))
-	case n != s:
-		return fmt.Sprintf("%s is not in normal form, and requests are matched once theirs are normalised, so it would never match; write %s", quote(s), quote(n))
+	return pathProblem(s)
+}
+
+// pathProblem returns what route.CheckPath finds wrong with the path s,
+// the grammar the routing table applies, with the paths quoted as the
+// file's values are; "" when s is fine.
+func pathProblem(s string) string {
+	var pe *route.PathError
+	if !errors.As(route.CheckPath(s), &pe) {
+		return ""
 	}
-	return ""
+	msg := quote(pe.Path) + " " + pe.Problem
+	if pe.Normal != "" {
+		msg += "; write " + quote(pe.Normal)
+	}
+	return msg
 }
 
 // validPathBytes reports whether s starts with "/" and holds visible
 // ASCII only.
 func validPathBytes(s string) bool {
 	return strings.HasPrefix(s, "/") && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f })
-}
-
-// normalPath returns the normal form of a path starting with "/", as
-// requests are normalised before matching: percent-encoded unreserved
-// characters decoded, empty and "." segments dropped, ".." taking the
-// segment before it away (false when there is none), and a final "/"
-// kept when the last segment was empty, "." or "..".
-func normalPath(p string) (string, bool) {
-	var segs []string
-	trailing := true
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		switch seg = decodeUnreserved(seg); seg {
-		case "", ".":
-			trailing = true
-		case "..":
-			if len(segs) == 0 {
-				return "", false
-			}
-			segs, trailing = segs[:len(segs)-1], true
-		default:
-			segs, trailing = append(segs, seg), false
-		}
-	}
-	n := "/" + strings.Join(segs, "/")
-	if trailing && len(segs) > 0 {
-		n += "/"
-	}
-	return n, true
-}
-
-// decodeUnreserved decodes the percent-encoded unreserved characters
-// (RFC 3986: letters, digits, "-", ".", "_" and "~") of a path segment.
-func decodeUnreserved(seg string) string {
-	if !strings.Contains(seg, "%") {
-		return seg
-	}
-	var b strings.Builder
-	for i := 0; i < len(seg); i++ {
-		if seg[i] == '%' && i+2 < len(seg) {
-			if v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8); err == nil && unreserved(byte(v)) {
-				b.WriteByte(byte(v))
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(seg[i])
-	}
-	return b.String()
-}
-
-// unreserved reports whether c is an RFC 3986 unreserved character.
-func unreserved(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0
 }
 
 // regex compiles the RE2 expression of key.
@@ -649,7 +602,7 @@ func (p *parser) rewrite(n *yaml.Node, path string) *route.Rewrite {
 		if !m.str(key, &rw.Prefix) {
 			return nil
 		}
-		if msg := checkMatchPath(rw.Prefix); msg != "" {
+		if msg := pathProblem(rw.Prefix); msg != "" {
 			p.errorf(m.get(key), m.at(key), "%s", msg)
 			return nil
 		}
@@ -657,9 +610,11 @@ func (p *parser) rewrite(n *yaml.Node, path string) *route.Rewrite {
 			p.errorf(m.get(key), m.at(key), "every path starts with \"/\", and a path without it is no path; strip a longer prefix, or remove rewrite")
 			return nil
 		}
-		if m.str("with", &rw.With) && rw.With != "" && checkMatchPath(rw.With) != "" {
-			p.errorf(m.get("with"), m.at("with"), "%s", checkMatchPath(rw.With))
-			return nil
+		if m.str("with", &rw.With) && rw.With != "" {
+			if msg := pathProblem(rw.With); msg != "" {
+				p.errorf(m.get("with"), m.at("with"), "%s", msg)
+				return nil
+			}
 		}
 	case "regex":
 		if rw.Regexp = p.regex(m, "regex"); rw.Regexp == nil {

@@ -541,6 +541,13 @@ type Sticky struct {
 	// SameSite is the cookie's SameSite attribute (key same_site, default
 	// lax).
 	SameSite SameSite
+	// SecretFile is the file holding the secret that keys the backend
+	// ids in the cookie (key secret_file); empty: none.
+	SecretFile string
+	// Secret is the secret read from SecretFile, its final newline
+	// dropped: at least 16 bytes, or nil without SecretFile. Every node
+	// given the same secret names a backend alike.
+	Secret []byte
 }
 
 // TLSClient is the TLS setup for connections to backends.

@@ -42,29 +42,6 @@ type HashKey struct {
 	Name string
 }
 
-// ParseHashKey parses the config spelling: client_ip, uri, header:NAME,
-// cookie:NAME or query:NAME.
-func ParseHashKey(s string) (HashKey, error) {
-	switch s {
-	case "client_ip":
-		return HashKey{Kind: KeyClientIP}, nil
-	case "uri":
-		return HashKey{Kind: KeyURI}, nil
-	}
-	kind, name, ok := bytes.Cut([]byte(s), []byte(":"))
-	if ok && len(name) > 0 {
-		switch string(kind) {
-		case "header":
-			return HashKey{Kind: KeyHeader, Name: string(name)}, nil
-		case "cookie":
-			return HashKey{Kind: KeyCookie, Name: string(name)}, nil
-		case "query":
-			return HashKey{Kind: KeyQuery, Name: string(name)}, nil
-		}
-	}
-	return HashKey{}, fmt.Errorf("unknown hash key %q: want client_ip, uri, header:NAME, cookie:NAME or query:NAME", s)
-}
-
 // Balanced is a Proxy that sends each request to a backend chosen by a
 // load balancer, with the connection settings of Template.
 type Balanced struct {

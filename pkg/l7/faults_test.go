@@ -66,23 +66,24 @@ func (o *scriptedOrigin) record(what string) int {
 
 // acceptEach serves every connection ln accepts with serve, on a goroutine
 // of its own, until the test ends; then it closes ln and waits for them.
+// The accept loop is itself counted in the wait group, so the count never
+// drops to zero (letting Wait return) while the loop may still add a
+// connection to it.
 func acceptEach(t *testing.T, ln net.Listener, serve func(net.Conn)) {
 	var conns sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); conns.Wait() })
-	go func() {
+	conns.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
+			conns.Go(func() {
 				defer c.Close()
 				serve(c)
-			}()
+			})
 		}
-	}()
+	})
 }
 
 func (o *scriptedOrigin) serve(c net.Conn, answer func(int, net.Conn) bool) {
@@ -630,5 +631,45 @@ func TestH2UpstreamRequestIsResentOnlyWhenUnprocessed(t *testing.T) {
 				t.Errorf("the upstream received %d requests %q, want %d", len(got), got, tc.wantSent)
 			}
 		})
+	}
+}
+
+// TestAcceptEachWaitsForEveryConnection checks that acceptEach's cleanup
+// returns only once every connection it accepted has been served, even
+// when connections arrive as the test ends: a connection accepted just
+// before the listener closes must not be served after the test is over.
+func TestAcceptEachWaitsForEveryConnection(t *testing.T) {
+	var mu sync.Mutex
+	var started, finished int
+	for i := range 200 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			acceptEach(t, ln, func(c net.Conn) {
+				mu.Lock()
+				started++
+				mu.Unlock()
+				c.Read(make([]byte, 1))
+				mu.Lock()
+				finished++
+				mu.Unlock()
+			})
+			// Dial as the test ends, so that accepts race the cleanup.
+			for range 4 {
+				go func() {
+					if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+						c.Close()
+					}
+				}()
+			}
+		})
+		mu.Lock()
+		s, f := started, finished
+		mu.Unlock()
+		if s != f {
+			t.Fatalf("after test %d: %d connections served, %d finished; acceptEach's cleanup returned while connections were still being served", i, s, f)
+		}
 	}
 }

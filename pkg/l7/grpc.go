@@ -16,7 +16,9 @@ import (
 //   - grpc-timeout bounds the request from when its head arrived: past
 //     it, the upstream stream is cancelled and the client gets
 //     DEADLINE_EXCEEDED, as the answer when no response head was sent
-//     yet, else as the stream's trailers.
+//     yet, else as the stream's trailers. The backend is sent the time
+//     left, not the client's whole timeout, so that its deadline is the
+//     client's.
 //   - The errors the proxy answers itself (no healthy backend, connect
 //     failures, timeouts, a RequestFilter's Respond with an error status)
 //     go out as a gRPC "trailers-only" response: HTTP 200, content-type
@@ -112,6 +114,60 @@ func parseGRPCTimeout(v []byte) (time.Duration, bool) {
 		return 1<<63 - 1, true // 99999999H: as good as none
 	}
 	return time.Duration(n) * unit, true
+}
+
+// maxGRPCTimeout is the largest number a grpc-timeout value holds: 8
+// digits.
+const maxGRPCTimeout = 99999999
+
+// grpcUnits are the units of a grpc-timeout value, largest first.
+var grpcUnits = [...]struct {
+	d    time.Duration
+	name byte
+}{
+	{time.Hour, 'H'}, {time.Minute, 'M'}, {time.Second, 'S'},
+	{time.Millisecond, 'm'}, {time.Microsecond, 'u'}, {time.Nanosecond, 'n'},
+}
+
+// appendGRPCTimeout appends d as a grpc-timeout value: in the largest
+// unit that holds it exactly in 8 digits, or else in the finest unit
+// that holds it at all, rounded down, so that the value never says more
+// time than d. Zero or less is "0n".
+func appendGRPCTimeout(dst []byte, d time.Duration) []byte {
+	if d <= 0 {
+		return append(dst, "0n"...)
+	}
+	for _, u := range grpcUnits {
+		if d%u.d == 0 && d/u.d <= maxGRPCTimeout {
+			return append(strconv.AppendInt(dst, int64(d/u.d), 10), u.name)
+		}
+	}
+	u := grpcUnits[0] // every Duration fits in hours: 2562047H at most
+	for i := len(grpcUnits) - 1; i > 0; i-- {
+		if d/grpcUnits[i].d <= maxGRPCTimeout {
+			u = grpcUnits[i]
+			break
+		}
+	}
+	return append(strconv.AppendInt(dst, int64(d/u.d), 10), u.name)
+}
+
+// upstreamGRPCTimeout appends to dst the grpc-timeout to send upstream
+// in place of v, the request's: the time left until the client's
+// deadline, so that the backend's deadline is the client's rather than
+// later by the time the request spent in the proxy; or v as it is when
+// it says less (a filter shortened it) or the client gave no valid
+// deadline.
+func (r *request) upstreamGRPCTimeout(dst, v []byte) []byte {
+	deadline := r.grpcDeadline()
+	if deadline.IsZero() {
+		return append(dst, v...)
+	}
+	left := time.Until(deadline)
+	if d, ok := parseGRPCTimeout(v); ok && d <= left {
+		return append(dst, v...)
+	}
+	return appendGRPCTimeout(dst, left)
 }
 
 // errGRPCDeadline ends a gRPC request whose grpc-timeout passed. It is an

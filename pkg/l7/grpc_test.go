@@ -57,6 +57,14 @@ func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) 
 	if string(body) == "stall" {
 		return nil, s.stall(ctx, "unary")
 	}
+	if string(body) == "deadline" {
+		// Say how long the call has left, as the backend sees it.
+		left := "none"
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d).String()
+		}
+		return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: []byte(left)}}, nil
+	}
 	grpc.SetTrailer(ctx, metadata.Pairs("x-echo-len", fmt.Sprint(len(body))))
 	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: body}}, nil
 }
@@ -680,5 +688,121 @@ func TestGRPCTrailersOnlyRelayed(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "12" || len(body) != 0 || len(resp.Trailer) != 0 {
 		t.Errorf("got %d, head %v, trailers %v, %d body bytes; want 200 with grpc-status 12 in the head alone",
 			resp.StatusCode, resp.Header, resp.Trailer, len(body))
+	}
+}
+
+// timeoutFilter is Balanced with an upstream request filter that takes
+// delay (time the request spends in the proxy) and then sets grpc-timeout
+// to set, or removes it for "-", or leaves it for "".
+type timeoutFilter struct {
+	*Balanced
+	delay time.Duration
+	set   string
+}
+
+func (f *timeoutFilter) UpstreamRequestFilter(s *Session, req *h1.Request) error {
+	time.Sleep(f.delay)
+	switch f.set {
+	case "":
+	case "-":
+		req.Header.Del("Grpc-Timeout")
+	default:
+		req.Header.Set("Grpc-Timeout", f.set)
+	}
+	return f.Balanced.UpstreamRequestFilter(s, req)
+}
+
+// TestGRPCTimeoutForwardedIsWhatIsLeft: the grpc-timeout sent to the
+// backend is the time left of the client's, not the client's whole:
+// after the request spent delay in the proxy, a real gRPC backend's
+// deadline is no later than the client's. A shorter timeout a filter set
+// is kept; a longer one is cut to what is left; a removed one stays
+// removed.
+func TestGRPCTimeoutForwardedIsWhatIsLeft(t *testing.T) {
+	const client = 10 * time.Second
+	const delay = 300 * time.Millisecond
+	tests := []struct {
+		name, set string
+		// The backend's time left must be in (min, max]; 0, 0: none.
+		min, max time.Duration
+	}{
+		{"client's", "", client / 2, client - delay},
+		{"shortened by a filter", "2S", time.Second, 2 * time.Second},
+		{"lengthened by a filter", "1H", client / 2, client - delay},
+		{"removed by a filter", "-", 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := grpcBackend(t, newTestService(), nil)
+			pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, addr)
+			proxy := &timeoutFilter{Balanced: &Balanced{LB: pool, Template: Peer{ALPN: ALPNH2C}}, delay: delay, set: tc.set}
+			front := startProxy(t, &Server{Proxy: proxy})
+			cc, err := grpc.NewClient("passthrough:///"+front, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), client)
+			defer cancel()
+			resp, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("deadline")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := string(resp.GetPayload().GetBody())
+			if tc.max == 0 {
+				if got != "none" {
+					t.Fatalf("the backend's call has %s left, want no deadline", got)
+				}
+				return
+			}
+			left, err := time.ParseDuration(got)
+			if err != nil {
+				t.Fatalf("the backend's call has %q left, want a deadline", got)
+			}
+			if left <= tc.min || left > tc.max {
+				t.Fatalf("the backend's call has %v left, want more than %v and at most %v", left, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+func TestAppendGRPCTimeout(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0n"},
+		{-time.Second, "0n"},
+		{1, "1n"},
+		{99999999, "99999999n"},
+		{100000001, "100000u"}, // rounded down: never later than the deadline
+		{1500 * time.Millisecond, "1500m"},
+		{2 * time.Hour, "2H"},
+		{90 * time.Minute, "90M"},
+		{3*time.Second + 123456789, "3123456u"},
+		{time.Hour + 1, "3600000m"},
+		{99999999 * time.Second, "99999999S"},
+		{100000000 * time.Second, "1666666M"},
+		{1<<63 - 1, "2562047H"},
+	}
+	for _, tc := range tests {
+		got := string(appendGRPCTimeout([]byte("x"), tc.in))
+		if got != "x"+tc.want {
+			t.Errorf("appendGRPCTimeout(%v) = %q, want %q", tc.in, got[1:], tc.want)
+			continue
+		}
+		// What it says parses back, never later than tc.in, and less
+		// than one of its unit earlier.
+		d, ok := parseGRPCTimeout([]byte(tc.want))
+		unit, _ := parseGRPCTimeout([]byte("1" + tc.want[len(tc.want)-1:]))
+		if !ok || d > max(tc.in, 0) || tc.in-d >= unit {
+			t.Errorf("%q parses as %v, %v; want at most %v and less than %v below", tc.want, d, ok, tc.in, unit)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var buf [16]byte
+		appendGRPCTimeout(buf[:0], 3*time.Second+123456789)
+	}); n != 0 {
+		t.Errorf("appendGRPCTimeout allocates %v times", n)
 	}
 }

@@ -150,6 +150,11 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	if h, ok := req.Header.Get("Host"); ok {
 		host = string(h)
 	}
+	if host == "" {
+		// An HTTP/2 request needs an authority (RFC 9113 §8.3.1), which
+		// an HTTP/1.0 request without Host does not give.
+		host = upstreamHost(peer.Addr)
+	}
 	scheme := "http://"
 	if peer.TLS {
 		scheme = "https://"
@@ -171,6 +176,10 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 		name, value := req.Header.At(i)
 		if h1.IsHopByHop(name) || asciiEqualFold(name, "Content-Length") || asciiEqualFold(name, "Host") {
 			continue
+		}
+		if r.sess.GRPC && asciiEqualFold(name, "Grpc-Timeout") {
+			var buf [16]byte
+			value = r.upstreamGRPCTimeout(buf[:0], value)
 		}
 		hreq.Header.Add(string(name), string(value))
 	}

@@ -106,6 +106,17 @@ type Peer struct {
 	Backend *lb.Backend
 }
 
+// upstreamHost returns the Host sent to the upstream at addr (a
+// Peer.Addr) with a request that names none, as an HTTP/1.0 one may: its
+// address, as NGINX's default "proxy_set_header Host $proxy_host" sends,
+// or "localhost" for a Unix socket, whose path is no host.
+func upstreamHost(addr string) string {
+	if strings.HasPrefix(addr, "unix:") {
+		return "localhost"
+	}
+	return addr
+}
+
 // network and dialAddr split Addr for net.Dial.
 func (p *Peer) network() string {
 	if strings.HasPrefix(p.Addr, "unix:") {

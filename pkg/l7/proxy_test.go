@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -588,4 +589,77 @@ func TestFailingPhasesAnswerAsDocumented(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRequestWithoutHostGetsTheUpstreamAddress: an HTTP/1.0 request may
+// come without Host, but the HTTP/1.1 request made of it must have one
+// (RFC 9112 §3.2), as must an HTTP/2 one have an authority: the proxy
+// names the upstream's address ("localhost" for a Unix socket), and a
+// real net/http backend, which answers 400 to an HTTP/1.1 request without
+// Host, serves it. A request with a Host keeps it.
+func TestRequestWithoutHostGetsTheUpstreamAddress(t *testing.T) {
+	h2c := func(s *http.Server) {
+		s.Protocols = new(http.Protocols)
+		s.Protocols.SetUnencryptedHTTP2(true)
+	}
+	for _, up := range []struct {
+		name, network string
+		configure     func(*http.Server)
+		peer          Peer
+		proto         string
+	}{
+		{"HTTP/1.1 upstream", "tcp", func(*http.Server) {}, Peer{}, "HTTP/1.1"},
+		{"h2c upstream", "tcp", h2c, Peer{ALPN: ALPNH2C}, "HTTP/2.0"},
+		{"HTTP/1.1 upstream on a Unix socket", "unix", func(*http.Server) {}, Peer{}, "HTTP/1.1"},
+		{"h2c upstream on a Unix socket", "unix", h2c, Peer{ALPN: ALPNH2C}, "HTTP/2.0"},
+	} {
+		for _, tc := range []struct {
+			name, request, wantHost string
+		}{
+			{"HTTP/1.0 without Host", "GET /path HTTP/1.0\r\n\r\n", ""},
+			{"HTTP/1.0 with Host", "GET /path HTTP/1.0\r\nHost: front.example\r\n\r\n", "front.example"},
+		} {
+			t.Run(up.name+"/"+tc.name, func(t *testing.T) {
+				upAddr, want := hostEchoOrigin(t, up.network, up.configure)
+				if tc.wantHost != "" {
+					want = tc.wantHost
+				}
+				pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, upAddr)
+				addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool, Template: up.peer}})
+				out, _ := rawExchange(t, addr, tc.request)
+				if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
+					t.Fatalf("answer %q, want 200", firstLine(out))
+				}
+				if _, body, _ := strings.Cut(out, "\r\n\r\n"); body != up.proto+" "+want+" /path" {
+					t.Fatalf("the upstream saw %q, want %q", body, up.proto+" "+want+" /path")
+				}
+			})
+		}
+	}
+}
+
+// hostEchoOrigin starts a net/http origin on network ("tcp" or "unix")
+// that answers with the protocol, Host and path it was sent. It returns
+// the origin's address as a Peer.Addr, and the Host it should be sent
+// when the client gave none.
+func hostEchoOrigin(t *testing.T, network string, configure func(*http.Server)) (addr, host string) {
+	t.Helper()
+	laddr := "127.0.0.1:0"
+	if network == "unix" {
+		laddr = filepath.Join(t.TempDir(), "origin.sock")
+	}
+	ln, err := net.Listen(network, laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s", r.Proto, r.Host, r.URL.Path)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	configure(srv)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	if network == "unix" {
+		return "unix:" + laddr, "localhost"
+	}
+	return ln.Addr().String(), ln.Addr().String()
 }

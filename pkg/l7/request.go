@@ -404,6 +404,13 @@ func (r *request) sendRequest(uc *upstreamConn, t Timeouts, now time.Time) error
 	req := &r.req
 	buf := h1.AppendRequestLine(r.scratch[:0], req.Method, req.Target, 1)
 	buf = appendFields(buf, &req.Header)
+	if !req.Header.Has("Host") {
+		// An HTTP/1.0 request may lack Host; an HTTP/1.1 one may not
+		// (RFC 9112 §3.2), and servers refuse it.
+		buf = append(buf, "Host: "...)
+		buf = append(buf, upstreamHost(uc.key.addr)...)
+		buf = append(buf, "\r\n"...)
+	}
 	switch {
 	case req.Chunked:
 		buf = append(buf, "Transfer-Encoding: chunked\r\n"...)

@@ -267,8 +267,8 @@ func (e *entry) compileMatch(m *Match) error {
 			return fmt.Errorf("path condition %q has no kind; say exact, prefix or regex", m.Path.Value)
 		}
 	case PathExact, PathPrefix:
-		if err := checkPathValue(m.Path.Value); err != nil {
-			return err
+		if err := CheckPath(m.Path.Value); err != nil {
+			return fmt.Errorf("path condition: %w", err)
 		}
 		e.path = m.Path.Value
 	case PathRegex:

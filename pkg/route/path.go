@@ -212,25 +212,52 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-// checkPathValue checks a path written in a route: it must be a
-// normalised path, as requests' are when they are matched.
-func checkPathValue(v string) error {
-	if !strings.HasPrefix(v, "/") {
-		return fmt.Errorf("path %q does not start with \"/\"", v)
+// CheckPath checks a path written in a route: the value of an exact or
+// prefix path condition, or the prefix and replacement of a prefix
+// Rewrite. It must start with "/", hold visible ASCII only, without query
+// or fragment, and be in the normal form that requests' paths are
+// matched in: no empty, "." or ".." segment but a last empty one, no
+// percent-encoded unreserved character, and no "%" that starts no
+// escape. It returns nil or a *PathError. New applies it to every route;
+// a configuration parser calls it to report a bad path where it was
+// written, with the grammar the Table applies.
+func CheckPath(p string) error {
+	if !strings.HasPrefix(p, "/") || strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return &PathError{Path: p, Problem: `is not a path; it must start with "/" and hold visible ASCII only (percent-encode the rest)`}
 	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
-			return fmt.Errorf("path %q has %q at byte %d; write the path only, percent-encoded", v, c, i)
-		}
+	if strings.ContainsAny(p, "?#") {
+		return &PathError{Path: p, Problem: `holds a query or fragment; give the path alone (percent-encode a "?" or "#" that is part of it)`}
 	}
-	n, ok := normalise(nil, []byte(v))
+	n, ok := normalise(nil, []byte(p))
 	switch {
 	case !ok:
-		return fmt.Errorf("path %q climbs above the root", v)
-	case string(n) != v:
-		return fmt.Errorf("path %q is not normalised (requests are matched after normalising); write %q", v, n)
+		return &PathError{Path: p, Problem: `climbs above the root with ".."`}
+	case string(n) != p:
+		return &PathError{Path: p, Normal: string(n),
+			Problem: "is not in normal form, and requests are matched once theirs are normalised, so it would never match"}
 	}
 	return nil
+}
+
+// PathError is why CheckPath refuses a path. Its parts let a caller
+// quote the paths its own way (shortened, say).
+type PathError struct {
+	// Path is the path refused.
+	Path string
+	// Problem says what is wrong, to follow the quoted path.
+	Problem string
+	// Normal, when not empty, is the normal form of Path, to write
+	// instead: Path's only fault is not being in it.
+	Normal string
+}
+
+// Error returns the quoted path, the problem, and the path to write
+// instead when there is one.
+func (e *PathError) Error() string {
+	if e.Normal != "" {
+		return fmt.Sprintf("%q %s; write %q", e.Path, e.Problem, e.Normal)
+	}
+	return fmt.Sprintf("%q %s", e.Path, e.Problem)
 }
 
 // rewrite is a compiled Rewrite.
@@ -255,11 +282,11 @@ func compileRewrite(r *Rewrite) (*rewrite, error) {
 	case r.Prefix == "":
 		return nil, errors.New("give a prefix or a regexp to replace")
 	}
-	if err := checkPathValue(r.Prefix); err != nil {
+	if err := CheckPath(r.Prefix); err != nil {
 		return nil, fmt.Errorf("prefix: %w", err)
 	}
 	if r.With != "" {
-		if err := checkPathValue(r.With); err != nil {
+		if err := CheckPath(r.With); err != nil {
 			return nil, fmt.Errorf("replacement: %w", err)
 		}
 	}

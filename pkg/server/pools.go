@@ -106,7 +106,7 @@ func sticky(st *config.Sticky) *l7.Sticky {
 	if st == nil {
 		return nil
 	}
-	out := &l7.Sticky{Cookie: st.Cookie, TTL: st.TTL, Secure: st.Secure, HTTPOnly: st.HTTPOnly}
+	out := &l7.Sticky{Cookie: st.Cookie, TTL: st.TTL, Secure: st.Secure, HTTPOnly: st.HTTPOnly, Secret: st.Secret}
 	switch st.SameSite {
 	case config.SameSiteLax:
 		out.SameSite = http.SameSiteLaxMode
