@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,13 +150,27 @@ func TestGRPCCheckFailures(t *testing.T) {
 	t.Run("silent backend", func(t *testing.T) {
 		// Accepts and reads, never answers: the check times out.
 		ln := probeListener(t)
+		// The connections close when the test ends, the accept loop's
+		// with them; t.Cleanup must not be called from the loop, which
+		// may outlive the test.
+		var mu sync.Mutex
+		var conns []net.Conn
+		t.Cleanup(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
 		go func() {
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				t.Cleanup(func() { c.Close() })
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
 			}
 		}()
 		b := MustBackend(ln.Addr().String(), 1)
