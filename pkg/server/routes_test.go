@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// echoed is what an echo backend saw of a request, as it answers it.
+type echoed struct {
+	Backend string              // the backend's name
+	Host    string              // Host (or :authority) received
+	URI     string              // the request target received
+	Header  map[string][]string // every header field received
+}
+
+// echoBackend is an HTTP backend on loopback that answers every request
+// with what it saw (JSON), and counts the health checks (GET /healthz)
+// it is sent apart from the other requests.
+type echoBackend struct {
+	name     string
+	addr     string
+	srv      *http.Server
+	checks   atomic.Int64
+	requests atomic.Int64
+}
+
+func startEcho(t *testing.T, name string) *echoBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &echoBackend{name: name, addr: ln.Addr().String()}
+	b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			b.checks.Add(1)
+			return
+		}
+		b.requests.Add(1)
+		w.Header().Set("X-Backend-Secret", "s3cret")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(echoed{Backend: name, Host: r.Host, URI: r.RequestURI, Header: r.Header})
+	})}
+	go b.srv.Serve(ln)
+	t.Cleanup(func() { b.srv.Close() })
+	return b
+}
+
+// answer is one response as a test client received it.
+type answer struct {
+	proto  int // 1 or 2
+	status int
+	header http.Header
+	body   string
+	echo   echoed // when a backend answered
+}
+
+// httpClients are an HTTP/1.1 client and an HTTP/2 one (h2c with prior
+// knowledge) of a plaintext listener; neither follows redirects.
+func httpClients() map[string]*http.Client {
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	h2 := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	return map[string]*http.Client{
+		"HTTP/1.1": {Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second, CheckRedirect: noRedirect},
+		"HTTP/2":   {Transport: h2, Timeout: 5 * time.Second, CheckRedirect: noRedirect},
+	}
+}
+
+// send sends method to http://addr+target with Host host and the given
+// header fields, and reads the whole answer.
+func send(t *testing.T, c *http.Client, method, addr, host, target string, header map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s (Host %s): %v", method, target, host, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s (Host %s): reading the body: %v", method, target, host, err)
+	}
+	a := answer{proto: resp.ProtoMajor, status: resp.StatusCode, header: resp.Header, body: string(body)}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(body, &a.echo); err != nil {
+			t.Fatalf("%s %s: backend answer %q: %v", method, target, body, err)
+		}
+	}
+	return a
+}
+
+// routingYAML is one listener routing three hosts and several paths to
+// three named pools: redirects, a fixed response, rewrites and header
+// rules, with routes named by their index but the first.
+func routingYAML(addr, api, web, static string) string {
+	return fmt.Sprintf(`version: 1
+upstreams:
+  api: {backends: [%q]}
+  web: {backends: [%q]}
+  static: {backends: [%q]}
+services:
+  - name: edge
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - name: healthz
+        match: {path: {exact: /healthz}, method: [GET, HEAD]}
+        respond:
+          status: 200
+          body: "ok\n"
+          headers: {Content-Type: text/plain, Cache-Control: no-store}
+      - match: {host: secure.example.test}
+        redirect: {scheme: https, status: 308}
+      - match: {host: [api.example.test, "*.api.example.test"], path: {prefix: /v1}}
+        upstream: api
+        rewrite: {strip_prefix: /v1}
+        request_headers:
+          remove: [X-Internal-Token]
+          set:
+            X-Real-IP: "{client_ip}"
+            X-Seen-Host: "{host}"
+            X-Seen-Scheme: "{scheme}"
+            X-Seen-Id: "{request_id}"
+            X-Seen-Path: "{path}"
+            X-Replaced: new
+          add: {X-Tag: "{{literal}}"}
+        response_headers:
+          remove: [X-Backend-Secret]
+          set: {X-Route: api-v1}
+          add: {X-Echo-Id: "{request_id}"}
+      - match: {host: api.example.test, path: {regex: "^/v2/"}}
+        upstream: api
+        rewrite: {regex: "^/v2/(.*)$", with: "/next/$1"}
+      - match: {host: "*.cdn.example.test"}
+        upstream: static
+      - match: {host: www.example.test, path: {prefix: /api}}
+        upstream: api
+      - match: {host: www.example.test}
+        upstream: web
+`, api, web, static, addr)
+}
+
+// TestRoutingThroughTheConfiguration runs a routed service as a user
+// configures it, over HTTP/1.1 and HTTP/2: hosts, wildcards and paths
+// reach their pools in first-match order, redirects keep path and query,
+// rewrites reach the backend, header rules change both directions, and
+// what no route takes is weir's 404.
+func TestRoutingThroughTheConfiguration(t *testing.T) {
+	api, web, static := startEcho(t, "api"), startEcho(t, "web"), startEcho(t, "static")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	serving(t, routingYAML(addr, api.addr, web.addr, static.addr), nil, nil)
+
+	tests := []struct {
+		name, host, target string
+		header             map[string]string
+		status             int
+		backend, uri       string // the backend that answers, and the target it sees
+		check              func(t *testing.T, a answer)
+	}{
+		{name: "respond route, any host", host: "www.example.test", target: "/healthz", status: 200, check: func(t *testing.T, a answer) {
+			if a.body != "ok\n" || a.header.Get("Cache-Control") != "no-store" || a.header.Get("Content-Type") != "text/plain" {
+				t.Errorf("respond route answered %q, header %v", a.body, a.header)
+			}
+		}},
+		{name: "redirect to https keeps path and query", host: "secure.example.test", target: "/a/b?x=1&y=%20z", status: 308, check: func(t *testing.T, a answer) {
+			if got := a.header.Get("Location"); got != "https://secure.example.test/a/b?x=1&y=%20z" {
+				t.Errorf("Location %q", got)
+			}
+		}},
+		{name: "strip prefix", host: "api.example.test", target: "/v1/users?q=1", status: 200, backend: "api", uri: "/users?q=1"},
+		{name: "strip the whole prefix", host: "api.example.test", target: "/v1", status: 200, backend: "api", uri: "/"},
+		{name: "wildcard host", host: "eu.api.example.test", target: "/v1/x", status: 200, backend: "api", uri: "/x"},
+		{name: "host case and port ignored", host: "API.Example.TEST:8080", target: "/v1/x", status: 200, backend: "api", uri: "/x"},
+		{name: "regex rewrite", host: "api.example.test", target: "/v2/a/b?k=v", status: 200, backend: "api", uri: "/next/a/b?k=v"},
+		{name: "prefix on segment boundary only", host: "api.example.test", target: "/v1x", status: 404},
+		{name: "wildcard excludes the bare domain", host: "cdn.example.test", target: "/f", status: 404},
+		{name: "wildcard cdn", host: "img.cdn.example.test", target: "/f.png", status: 200, backend: "static", uri: "/f.png"},
+		{name: "first match wins", host: "www.example.test", target: "/api/orders", status: 200, backend: "api", uri: "/api/orders"},
+		{name: "the rest of the site", host: "www.example.test", target: "/index.html?a=b", status: 200, backend: "web", uri: "/index.html?a=b"},
+		{name: "unknown host", host: "nowhere.test", target: "/", status: 404},
+		{name: "request and response header rules", host: "api.example.test", target: "/v1/h",
+			header: map[string]string{"X-Internal-Token": "t", "X-Replaced": "old", "X-Request-Id": "rid-42"},
+			status: 200, backend: "api", uri: "/h", check: func(t *testing.T, a answer) {
+				h := http.Header(a.echo.Header)
+				want := map[string]string{"X-Real-Ip": "127.0.0.1", "X-Seen-Host": "api.example.test", "X-Seen-Scheme": "http",
+					"X-Seen-Id": "rid-42", "X-Seen-Path": "/h", "X-Replaced": "new", "X-Tag": "{literal}", "X-Internal-Token": ""}
+				for k, v := range want {
+					if got := strings.Join(h.Values(k), ","); got != v {
+						t.Errorf("backend saw %s: %q, want %q", k, got, v)
+					}
+				}
+				if got := a.header.Values("X-Backend-Secret"); len(got) != 0 {
+					t.Errorf("response kept X-Backend-Secret %q", got)
+				}
+				if a.header.Get("X-Route") != "api-v1" || a.header.Get("X-Echo-Id") != "rid-42" {
+					t.Errorf("response header rules: X-Route %q, X-Echo-Id %q", a.header.Get("X-Route"), a.header.Get("X-Echo-Id"))
+				}
+			}},
+		{name: "no response rules on other routes", host: "www.example.test", target: "/", status: 200, backend: "web", uri: "/", check: func(t *testing.T, a answer) {
+			if a.header.Get("X-Backend-Secret") != "s3cret" || a.header.Get("X-Route") != "" {
+				t.Errorf("web route changed the response: %v", a.header)
+			}
+		}},
+	}
+	for proto, c := range httpClients() {
+		t.Run(proto, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					a := send(t, c, http.MethodGet, addr, tc.host, tc.target, tc.header)
+					if want := map[string]int{"HTTP/1.1": 1, "HTTP/2": 2}[proto]; a.proto != want {
+						t.Fatalf("answered over HTTP/%d", a.proto)
+					}
+					if a.status != tc.status {
+						t.Fatalf("status %d, want %d; body %q", a.status, tc.status, a.body)
+					}
+					if tc.status == 404 && a.body != "weir: no route for this request\n" {
+						t.Errorf("404 body %q, want weir's", a.body)
+					}
+					if a.echo.Backend != tc.backend || a.echo.URI != tc.uri {
+						t.Errorf("reached %q with %q, want %q with %q", a.echo.Backend, a.echo.URI, tc.backend, tc.uri)
+					}
+					if tc.check != nil {
+						tc.check(t, a)
+					}
+				})
+			}
+		})
+	}
+}
