@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"golang.org/x/net/http2"
 )
 
@@ -246,5 +247,165 @@ func TestRoutingThroughTheConfiguration(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestNamedPoolIsOneLoadBalancer: a pool two services and two routes
+// name is one load balancer: one checker probes its backends, a drain
+// under the pool's name moves every user's traffic, /status lists it as
+// kind pool. The metrics count each route and the unrouted requests,
+// and the pool's backends under its name; the access log names the
+// route and keeps the target the client sent.
+func TestNamedPoolIsOneLoadBalancer(t *testing.T) {
+	a, b := startEcho(t, "a"), startEcho(t, "b")
+	p := freePorts(t, 3)
+	adminURL := fmt.Sprintf("http://127.0.0.1:%d", p[0])
+	one, two := fmt.Sprintf("127.0.0.1:%d", p[1]), fmt.Sprintf("127.0.0.1:%d", p[2])
+	accessLog := t.TempDir() + "/access.log"
+	const interval = 100 * time.Millisecond
+	observedServer(t, fmt.Sprintf(`version: 1
+admin: {listen: "127.0.0.1:%d"}
+upstreams:
+  shared:
+    backends: [%q, %q]
+    health_check: {type: http, path: /healthz, interval: %s, timeout: %s}
+services:
+  - name: one
+    kind: http_proxy
+    listen: [%q]
+    access_log: {path: %q, format: json}
+    routes:
+      - match: {path: {prefix: /x}}
+        upstream: shared
+        rewrite: {strip_prefix: /x}
+      - match: {path: {prefix: /y}}
+        upstream: shared
+  - name: two
+    kind: http_proxy
+    listen: [%q]
+    upstream: shared
+`, p[0], a.addr, b.addr, interval, interval, one, accessLog, two))
+
+	// One checker: over a window of w, a backend sees about w/interval
+	// checks, not three times as many (one per user of the pool).
+	const window = time.Second
+	before, start := a.checks.Load(), time.Now()
+	time.Sleep(window)
+	checks, took := a.checks.Load()-before, time.Since(start)
+	if limit := int64(took/interval) + 3; checks > limit || checks < 2 {
+		t.Errorf("backend a saw %d health checks in %v at an interval of %v, want at most %d (one checker) and some", checks, took, interval, limit)
+	}
+
+	c := httpClients()["HTTP/1.1"]
+	type sent struct {
+		addr, target, uri string
+		status            int
+	}
+	traffic := []sent{
+		{one, "/x/a?q=1", "/a?q=1", 200}, {one, "/x/a?q=1", "/a?q=1", 200},
+		{one, "/y/b", "/y/b", 200}, {one, "/y/b", "/y/b", 200},
+		{one, "/nope", "", 404}, {one, "/x2", "", 404}, {one, "/", "", 404},
+		{two, "/z", "/z", 200}, {two, "/z", "/z", 200},
+	}
+	run := func() (seen map[string]int) {
+		seen = map[string]int{}
+		for _, s := range traffic {
+			got := send(t, c, http.MethodGet, s.addr, "site.test", s.target, nil)
+			if got.status != s.status || got.echo.URI != s.uri {
+				t.Fatalf("GET %s on %s: %d, backend saw %q; want %d, %q", s.target, s.addr, got.status, got.echo.URI, s.status, s.uri)
+			}
+			if got.status == 200 {
+				seen[got.echo.Backend]++
+			}
+		}
+		return seen
+	}
+	if got := run(); got["a"] == 0 || got["b"] == 0 {
+		t.Fatalf("before the drain the pool's users reached %v, want both backends", got)
+	}
+	resp, err := http.Post(adminURL+"/api/v1/services/shared/backends/"+a.addr+"/drain", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("drain under the pool's name answered %d", resp.StatusCode)
+	}
+	aBefore := a.requests.Load()
+	if got := run(); got["a"] != 0 || got["b"] != 6 {
+		t.Errorf("after draining a, the routes and the service reached %v, want all 6 on b", got)
+	}
+	if n := a.requests.Load() - aBefore; n != 0 {
+		t.Errorf("drained backend a got %d more requests", n)
+	}
+
+	var st struct {
+		Services []struct {
+			Name, Kind string
+			Backends   []struct {
+				Addr    string
+				Drained bool
+			}
+		}
+	}
+	getJSON(t, http.DefaultClient, adminURL+"/status", &st)
+	kinds := map[string]string{}
+	for _, s := range st.Services {
+		kinds[s.Name] = s.Kind
+		if s.Name == "shared" && (len(s.Backends) != 2 || s.Backends[0].Addr != a.addr || !s.Backends[0].Drained || s.Backends[1].Drained) {
+			t.Errorf("status of the pool: %+v, want a drained, b not", s)
+		}
+	}
+	if kinds["shared"] != "pool" || kinds["one"] != "http_proxy" || kinds["two"] != "http_proxy" || len(kinds) != 3 {
+		t.Errorf("status lists %v, want the pool (kind pool) and both services", kinds)
+	}
+
+	text := get(t, http.DefaultClient, adminURL+"/metrics")
+	testenv.Promtool(t, text)
+	aTotal, bTotal := a.requests.Load(), b.requests.Load()
+	for _, want := range []string{
+		`weir_http_route_requests_total{code="2xx",route="0",service="one"} 4`,
+		`weir_http_route_requests_total{code="2xx",route="1",service="one"} 4`,
+		`weir_http_route_request_duration_seconds_count{route="0",service="one"} 4`,
+		`weir_http_route_request_duration_seconds_count{route="1",service="one"} 4`,
+		`weir_http_unrouted_requests_total{service="one"} 6`,
+		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="shared"} %d`, a.addr, aTotal),
+		fmt.Sprintf(`weir_http_requests_total{backend=%q,code="2xx",service="shared"} %d`, b.addr, bTotal),
+		fmt.Sprintf(`weir_backend_enabled{backend=%q,service="shared"} 0`, a.addr),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s; have:\n%s", want, grepLines(text, "weir_http_r")+"\n"+grepLines(text, "weir_http_un")+"\n"+grepLines(text, "weir_http_requests_total"))
+		}
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "weir_http_requests_total{") && (strings.Contains(l, `service="one"`) || strings.Contains(l, `service="two"`)) && !strings.Contains(l, `backend=""`) {
+			t.Errorf("a backend series under a service's name, not the pool's: %s", l)
+		}
+	}
+
+	// (backend="" under a service counts what no backend answered.)
+
+	// Service one logged 14 requests; each routed line names its route
+	// and the target as the client sent it.
+	lines := waitLines(t, accessLog, 14)
+	routes := map[string]int{}
+	for _, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("access log line %q: %v", line, err)
+		}
+		route, _ := rec["route"].(string)
+		path, _ := rec["path"].(string)
+		routes[route]++
+		wantPath := map[string]string{"0": "/x/a?q=1", "1": "/y/b"}[route]
+		if _, has := rec["route"]; !has {
+			t.Errorf("access log line without route: %s", line)
+		}
+		if wantPath != "" && path != wantPath {
+			t.Errorf("route %s logged path %q, want the client's %q", route, path, wantPath)
+		}
+	}
+	if routes["0"] != 4 || routes["1"] != 4 || routes[""] != 6 {
+		t.Errorf("access log lines by route %v, want 4 each for 0 and 1 and 6 unrouted", routes)
 	}
 }
