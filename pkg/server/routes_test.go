@@ -1,6 +1,7 @@
 package server
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -12,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/weir-lb/weir/internal/testenv"
 	"golang.org/x/net/http2"
@@ -408,4 +412,224 @@ services:
 	if routes["0"] != 4 || routes["1"] != 4 || routes[""] != 6 {
 		t.Errorf("access log lines by route %v, want 4 each for 0 and 1 and 6 unrouted", routes)
 	}
+}
+
+// TestStickyCookieAcrossABackendFailure: a sticky pool's cookie keeps a
+// client on one backend for many requests; once that backend is drained,
+// or stopped (and its health check fails), the client is re-balanced
+// without an error and given a cookie naming its new backend.
+func TestStickyCookieAcrossABackendFailure(t *testing.T) {
+	for _, failure := range []string{"drained", "stopped"} {
+		t.Run(failure, func(t *testing.T) {
+			backends := map[string]*echoBackend{}
+			var addrs []string
+			for _, name := range []string{"a", "b", "c"} {
+				b := startEcho(t, name)
+				backends[name] = b
+				addrs = append(addrs, fmt.Sprintf("%q", b.addr))
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+			srv := serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  app:
+    backends: [%s]
+    sticky: {cookie: weir_s, ttl: 1h}
+    health_check: {type: http, path: /healthz, interval: 50ms, timeout: 50ms}
+services:
+  - name: web
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - upstream: app
+`, strings.Join(addrs, ", "), addr), nil, nil)
+			c := httpClients()["HTTP/1.1"]
+			get := func(cookie string) (backend, setCookie string) {
+				t.Helper()
+				var h map[string]string
+				if cookie != "" {
+					h = map[string]string{"Cookie": "other=1; weir_s=" + cookie}
+				}
+				a := send(t, c, http.MethodGet, addr, "app.test", "/", h)
+				if a.status != 200 {
+					t.Fatalf("status %d %q", a.status, a.body)
+				}
+				for _, sc := range (&http.Response{Header: a.header}).Cookies() {
+					if sc.Name == "weir_s" {
+						if sc.MaxAge != 3600 || !sc.HttpOnly || sc.Path != "/" {
+							t.Errorf("cookie %+v, want Max-Age 3600, HttpOnly, Path /", sc)
+						}
+						setCookie = sc.Value
+					}
+				}
+				return a.echo.Backend, setCookie
+			}
+
+			first, cookie := get("")
+			if cookie == "" {
+				t.Fatal("the first response set no weir_s cookie")
+			}
+			for i := range 30 {
+				if got, set := get(cookie); got != first || set != "" {
+					t.Fatalf("request %d with the cookie went to %q (set %q), want %q and no new cookie", i, got, set, first)
+				}
+			}
+
+			switch failure {
+			case "drained":
+				if err := srv.SetEnabled("app", backends[first].addr, false); err != nil {
+					t.Fatal(err)
+				}
+			case "stopped":
+				backends[first].srv.Close()
+			}
+			// Every answer is a 200 from some backend; within 5 s one comes
+			// from another backend, with a new cookie naming it.
+			var next, newCookie string
+			deadline := time.Now().Add(5 * time.Second)
+			for attempts := 0; ; attempts++ {
+				got, set := get(cookie)
+				if got != first {
+					next, newCookie = got, set
+					break
+				}
+				if time.Now().After(deadline) || attempts > 10_000 {
+					t.Fatalf("requests with the old cookie still reach %s %v after the failure", first, time.Since(deadline.Add(-5*time.Second)))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if newCookie == "" || newCookie == cookie {
+				t.Fatalf("re-balanced to %s with cookie %q, want a new one (old %q)", next, newCookie, cookie)
+			}
+			for i := range 30 {
+				if got, set := get(newCookie); got != next || set != "" {
+					t.Fatalf("request %d with the new cookie went to %q (set %q), want %q", i, got, set, next)
+				}
+			}
+		})
+	}
+}
+
+// TestCompressionOnARoute: a route with compress: {} compresses a body
+// above min_size of a compressible type in the encoding the client
+// prefers among those it accepts (zstd, br, gzip in weir's order), and
+// leaves alone what a client does not accept, small bodies, other types
+// and other routes. Every body decodes to what the backend sent.
+func TestCompressionOnARoute(t *testing.T) {
+	big := strings.Repeat("weir compresses text bodies on the fly. ", 200) // 8 KiB
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ctype := big, "text/plain; charset=utf-8"
+		switch strings.TrimPrefix(r.URL.Path, "/c") {
+		case "/small":
+			body = "short"
+		case "/png":
+			ctype = "image/png"
+		}
+		w.Header().Set("Content-Type", ctype)
+		io.WriteString(w, body)
+	})}
+	go backend.Serve(ln)
+	t.Cleanup(func() { backend.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  files: {backends: [%q]}
+services:
+  - name: web
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - match: {path: {prefix: /c}}
+        upstream: files
+        compress: {}
+      - upstream: files
+`, ln.Addr(), addr), nil, nil)
+
+	tests := []struct {
+		path, accept, want string // want: the Content-Encoding chosen, "" for none
+		body               string
+	}{
+		{"/c/big", "gzip", "gzip", big},
+		{"/c/big", "br", "br", big},
+		{"/c/big", "zstd", "zstd", big},
+		{"/c/big", "gzip, deflate, br, zstd", "zstd", big},
+		{"/c/big", "gzip, br", "br", big},
+		{"/c/big", "zstd;q=0, br;q=0, gzip", "gzip", big},
+		{"/c/big", "", "", big},
+		{"/c/big", "identity", "", big},
+		{"/c/big", "deflate", "", big},
+		{"/c/small", "gzip, br, zstd", "", "short"},
+		{"/c/png", "gzip, br, zstd", "", big},
+		{"/big", "gzip, br, zstd", "", big},
+	}
+	for proto, c := range httpClients() {
+		if tr, ok := c.Transport.(*http.Transport); ok {
+			tr.DisableCompression = true
+		} else {
+			c.Transport.(*http2.Transport).DisableCompression = true
+		}
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s %s %q", proto, tc.path, tc.accept), func(t *testing.T) {
+				h := map[string]string{}
+				if tc.accept != "" {
+					h["Accept-Encoding"] = tc.accept
+				}
+				a := send(t, c, http.MethodGet, addr, "files.test", tc.path, h)
+				if a.status != 200 {
+					t.Fatalf("status %d", a.status)
+				}
+				if got := a.header.Get("Content-Encoding"); got != tc.want {
+					t.Fatalf("Content-Encoding %q, want %q", got, tc.want)
+				}
+				if ct := a.header.Get("Content-Type"); tc.path != "/c/png" && ct != "text/plain; charset=utf-8" {
+					t.Errorf("Content-Type %q", ct)
+				}
+				if tc.want != "" && !strings.Contains(strings.Join(a.header.Values("Vary"), ","), "Accept-Encoding") {
+					t.Errorf("compressed response without Vary: Accept-Encoding: %v", a.header)
+				}
+				got := decode(t, tc.want, a.body)
+				if got != tc.body {
+					t.Fatalf("decoded %d bytes, want the backend's %d", len(got), len(tc.body))
+				}
+				if tc.want != "" && len(a.body) >= len(tc.body)/2 {
+					t.Errorf("%s sent %d bytes for %d", tc.want, len(a.body), len(tc.body))
+				}
+			})
+		}
+	}
+}
+
+// decode undoes a Content-Encoding.
+func decode(t *testing.T, encoding, body string) string {
+	t.Helper()
+	var r io.Reader = strings.NewReader(body)
+	switch encoding {
+	case "":
+		return body
+	case "gzip":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case "br":
+		r = brotli.NewReader(r)
+	case "zstd":
+		zr, err := zstd.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		t.Fatalf("unknown encoding %q", encoding)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("decode %s: %v", encoding, err)
+	}
+	return string(out)
 }
