@@ -633,3 +633,48 @@ func decode(t *testing.T, encoding, body string) string {
 	}
 	return string(out)
 }
+
+// TestForwardedHeadersFollowTheRoutesPool: forwarded_headers is a pool's
+// key, so a route to a pool with forwarded_headers: false leaves the
+// client's X-Forwarded-* fields as they came, while a route to another
+// pool of the same service sets them.
+func TestForwardedHeadersFollowTheRoutesPool(t *testing.T) {
+	quiet, loud := startEcho(t, "quiet"), startEcho(t, "loud")
+	p := freePorts(t, 2)
+	routed, plain := fmt.Sprintf("127.0.0.1:%d", p[0]), fmt.Sprintf("127.0.0.1:%d", p[1])
+	serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  quiet: {backends: [%q], forwarded_headers: false}
+  loud: {backends: [%q]}
+services:
+  - name: routed
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - match: {path: {prefix: /quiet}}
+        upstream: quiet
+      - upstream: loud
+  - name: plain
+    kind: http_proxy
+    listen: [%q]
+    upstream: quiet
+`, quiet.addr, loud.addr, routed, plain), nil, nil)
+	tests := []struct {
+		addr, target, backend string
+		xff, proto, host      string
+	}{
+		{routed, "/quiet", "quiet", "203.0.113.9", "", ""},
+		{routed, "/other", "loud", "203.0.113.9, 127.0.0.1", "http", "site.test"},
+		{plain, "/quiet", "quiet", "203.0.113.9", "", ""},
+	}
+	for proto, c := range httpClients() {
+		for _, tc := range tests {
+			a := send(t, c, http.MethodGet, tc.addr, "site.test", tc.target, map[string]string{"X-Forwarded-For": "203.0.113.9"})
+			h := http.Header(a.echo.Header)
+			if a.echo.Backend != tc.backend || h.Get("X-Forwarded-For") != tc.xff || h.Get("X-Forwarded-Proto") != tc.proto || h.Get("X-Forwarded-Host") != tc.host {
+				t.Errorf("%s %s on %s reached %q with X-Forwarded-For %q, -Proto %q, -Host %q; want %q with %q, %q, %q", proto, tc.target, tc.addr,
+					a.echo.Backend, h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-Host"), tc.backend, tc.xff, tc.proto, tc.host)
+			}
+		}
+	}
+}
