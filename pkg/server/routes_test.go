@@ -3,12 +3,21 @@ package server
 import (
 	"compress/gzip"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -676,5 +685,108 @@ services:
 					a.echo.Backend, h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-Host"), tc.backend, tc.xff, tc.proto, tc.host)
 			}
 		}
+	}
+}
+
+// selfSigned writes a self-signed certificate for name and its key to
+// dir, and returns their paths and a pool trusting the certificate.
+func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return certFile, keyFile, roots
+}
+
+// TestRoutingOverTLS: on a TLS listener, HTTP/1.1 and HTTP/2 (ALPN h2)
+// clients are routed alike, {scheme} and X-Forwarded-Proto say https,
+// and a redirect keeps the scheme unless it sets one.
+func TestRoutingOverTLS(t *testing.T) {
+	api := startEcho(t, "api")
+	certFile, keyFile, roots := selfSigned(t, t.TempDir(), "api.example.test")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  api: {backends: [%q]}
+services:
+  - name: edge
+    kind: http_proxy
+    listen:
+      - addr: %q
+        tls: {certs: [{cert: %q, key: %q}]}
+    routes:
+      - match: {path: {prefix: /old}}
+        redirect: {path: /new, status: 302}
+      - match: {path: {prefix: /v1}}
+        upstream: api
+        rewrite: {strip_prefix: /v1}
+        request_headers: {set: {X-Seen-Scheme: "{scheme}"}}
+`, api.addr, addr, certFile, keyFile), nil, nil)
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct {
+		name  string
+		proto int
+		alpn  []string
+	}{{"HTTP/1.1", 1, []string{"http/1.1"}}, {"HTTP/2", 2, []string{"h2"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "api.example.test", NextProtos: tc.alpn}}
+			if tc.proto == 2 {
+				if err := http2.ConfigureTransport(tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &http.Client{Transport: tr, Timeout: 5 * time.Second, CheckRedirect: noRedirect}
+			req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/v1/x?y=1", nil)
+			req.Host = "api.example.test"
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e echoed
+			err = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if err != nil || resp.ProtoMajor != tc.proto || e.URI != "/x?y=1" {
+				t.Fatalf("HTTP/%d, backend saw %q (%v); want HTTP/%d and /x?y=1", resp.ProtoMajor, e.URI, err, tc.proto)
+			}
+			h := http.Header(e.Header)
+			if h.Get("X-Seen-Scheme") != "https" || h.Get("X-Forwarded-Proto") != "https" {
+				t.Errorf("backend saw {scheme} %q and X-Forwarded-Proto %q, want https", h.Get("X-Seen-Scheme"), h.Get("X-Forwarded-Proto"))
+			}
+			req, _ = http.NewRequest(http.MethodGet, "https://"+addr+"/old/a?b=c", nil)
+			req.Host = "api.example.test"
+			resp, err = c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if loc := resp.Header.Get("Location"); resp.StatusCode != 302 || loc != "https://api.example.test/new?b=c" {
+				t.Errorf("redirect %d to %q, want 302 to https://api.example.test/new?b=c", resp.StatusCode, loc)
+			}
+		})
 	}
 }
