@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -27,6 +28,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/weir-lb/weir/internal/testenv"
+	"github.com/weir-lb/weir/pkg/admin"
 	"golang.org/x/net/http2"
 )
 
@@ -788,5 +790,32 @@ services:
 				t.Errorf("redirect %d to %q, want 302 to https://api.example.test/new?b=c", resp.StatusCode, loc)
 			}
 		})
+	}
+}
+
+// TestControlOfARoutedServiceNamesItsPools: a routed service's backends
+// belong to its pools, so runtime control under the service's name is
+// refused with the pools' names to use instead.
+func TestControlOfARoutedServiceNamesItsPools(t *testing.T) {
+	a := startEcho(t, "a")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	srv := serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  api: {backends: [%q]}
+  web: {backends: [%q]}
+services:
+  - name: edge
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - {match: {path: {prefix: /api}}, upstream: api}
+      - upstream: web
+`, a.addr, a.addr, addr), nil, nil)
+	err := srv.SetEnabled("edge", a.addr, false)
+	if !errors.Is(err, admin.ErrNotSupported) || !strings.Contains(fmt.Sprint(err), `"api", "web"`) {
+		t.Fatalf("drain under a routed service's name: %v, want ErrNotSupported naming pools \"api\", \"web\"", err)
+	}
+	if err := srv.SetEnabled("api", a.addr, false); err != nil {
+		t.Fatalf("drain under the pool's name: %v", err)
 	}
 }
