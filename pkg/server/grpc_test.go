@@ -76,7 +76,7 @@ upstreams:
   grpc:
     backends: [%q]
     alpn: h2c
-    health_check: {type: grpc, interval: 50ms, timeout: 50ms}
+    health_check: {type: grpc, interval: 100ms, timeout: 100ms, consecutive_failure: 2}
 services:
   - name: front
     kind: http_proxy

@@ -277,13 +277,15 @@ func TestNamedPoolIsOneLoadBalancer(t *testing.T) {
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", p[0])
 	one, two := fmt.Sprintf("127.0.0.1:%d", p[1]), fmt.Sprintf("127.0.0.1:%d", p[2])
 	accessLog := t.TempDir() + "/access.log"
-	const interval = 100 * time.Millisecond
+	// A slow check (the race detector, a busy machine) fails no backend
+	// but after five in a row.
+	const interval = 200 * time.Millisecond
 	observedServer(t, fmt.Sprintf(`version: 1
 admin: {listen: "127.0.0.1:%d"}
 upstreams:
   shared:
     backends: [%q, %q]
-    health_check: {type: http, path: /healthz, interval: %s, timeout: %s}
+    health_check: {type: http, path: /healthz, interval: %s, timeout: %s, consecutive_failure: 5}
 services:
   - name: one
     kind: http_proxy
@@ -303,7 +305,7 @@ services:
 
 	// One checker: over a window of w, a backend sees about w/interval
 	// checks, not three times as many (one per user of the pool).
-	const window = time.Second
+	const window = 2 * time.Second
 	before, start := a.checks.Load(), time.Now()
 	time.Sleep(window)
 	checks, took := a.checks.Load()-before, time.Since(start)
@@ -445,7 +447,7 @@ upstreams:
   app:
     backends: [%s]
     sticky: {cookie: weir_s, ttl: 1h}
-    health_check: {type: http, path: /healthz, interval: 50ms, timeout: 50ms}
+    health_check: {type: http, path: /healthz, interval: 100ms, timeout: 100ms, consecutive_failure: 3}
 services:
   - name: web
     kind: http_proxy
