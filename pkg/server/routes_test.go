@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
@@ -819,5 +820,63 @@ services:
 	}
 	if err := srv.SetEnabled("api", a.addr, false); err != nil {
 		t.Fatalf("drain under the pool's name: %v", err)
+	}
+}
+
+// TestRoutingHostileRequests sends requests crafted to slip past routes
+// to a routed service, on raw connections: dot segments and encoded dots
+// are resolved before matching (and the backend sees the resolved path),
+// an absolute-form target routes by its own authority, and smuggling
+// attempts are refused before any route runs.
+func TestRoutingHostileRequests(t *testing.T) {
+	api, web, static := startEcho(t, "api"), startEcho(t, "web"), startEcho(t, "static")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	serving(t, routingYAML(addr, api.addr, web.addr, static.addr), nil, nil)
+	tests := []struct {
+		name, raw    string
+		status       int
+		backend, uri string
+	}{
+		{"dot-dot out of the prefix", "GET /v1/../secret HTTP/1.1\r\nHost: api.example.test\r\n\r\n", 404, "", ""},
+		{"encoded dot-dot out of the prefix", "GET /v1/%2e%2E/secret HTTP/1.1\r\nHost: api.example.test\r\n\r\n", 404, "", ""},
+		{"dot segment inside the prefix", "GET /v1/./a/../users HTTP/1.1\r\nHost: api.example.test\r\n\r\n", 200, "api", "/users"},
+		{"merged slashes", "GET //v1//users HTTP/1.1\r\nHost: api.example.test\r\n\r\n", 200, "api", "/users"},
+		{"absolute form routes by its authority", "GET http://www.example.test/x HTTP/1.1\r\nHost: api.example.test\r\n\r\n", 200, "web", "/x"},
+		{"Content-Length and chunked", "POST /v1/u HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "", ""},
+		{"two Host fields", "GET /v1/u HTTP/1.1\r\nHost: www.example.test\r\nHost: api.example.test\r\n\r\n", 400, "", ""},
+		{"space in the host", "GET /v1/u HTTP/1.1\r\nHost: api.example.test /v1\r\n\r\n", 400, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := api.requests.Load() + web.requests.Load() + static.requests.Load()
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, tc.raw); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no response: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e echoed
+			if tc.backend != "" {
+				if err := json.Unmarshal(body, &e); err != nil {
+					t.Fatalf("%d %q: %v", resp.StatusCode, body, err)
+				}
+			}
+			if resp.StatusCode != tc.status || e.Backend != tc.backend || e.URI != tc.uri {
+				t.Fatalf("%d from %q seeing %q, want %d from %q seeing %q; body %q", resp.StatusCode, e.Backend, e.URI, tc.status, tc.backend, tc.uri, body)
+			}
+			after := api.requests.Load() + web.requests.Load() + static.requests.Load()
+			if want := int64(map[bool]int{true: 1}[tc.backend != ""]); after-before != want {
+				t.Errorf("backends got %d requests, want %d", after-before, want)
+			}
+		})
 	}
 }
