@@ -880,3 +880,46 @@ func TestRoutingHostileRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteTimeoutsOverrideThePools: two routes to one pool, one with a
+// read timeout shorter than the backend takes to answer: that route's
+// request gets a 504 while the other's, under the pool's timeout, waits
+// and gets the answer.
+func TestRouteTimeoutsOverrideThePools(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-time.After(time.Second):
+		}
+		io.WriteString(w, "late")
+	})}
+	go slow.Serve(ln)
+	t.Cleanup(func() { slow.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	serving(t, fmt.Sprintf(`version: 1
+upstreams:
+  slow: {backends: [%q], timeouts: {read: 10s}}
+services:
+  - name: edge
+    kind: http_proxy
+    listen: [%q]
+    routes:
+      - match: {path: {prefix: /hurry}}
+        upstream: slow
+        timeouts: {read: 100ms}
+      - upstream: slow
+`, ln.Addr(), addr), nil, nil)
+	c := httpClients()["HTTP/1.1"]
+	if a := send(t, c, http.MethodGet, addr, "x.test", "/hurry", nil); a.status != http.StatusGatewayTimeout {
+		t.Errorf("the route with a 100ms read timeout: %d %q, want 504", a.status, a.body)
+	}
+	if a := send(t, c, http.MethodGet, addr, "x.test", "/wait", nil); a.status != 200 || a.body != "late" {
+		t.Errorf("the route under the pool's 10s: %d %q, want 200 late", a.status, a.body)
+	}
+}
