@@ -44,8 +44,8 @@ func getFrom(t *testing.T, addr, host, target, preface string) (*http.Response, 
 
 // TestProxyProtocolThroughTheConfiguration: a listener that trusts the
 // real HAProxy in front of it (send-proxy-v2) takes the client's address
-// from HAProxy's header, for X-Forwarded-For, the access log and a pool
-// that announces it in turn (proxy_protocol: v1) to the real NGINX; a
+// from HAProxy's header, for X-Forwarded-For, the access log and pools
+// that announce it in turn (proxy_protocol: v1, v2) to the real NGINX; a
 // header from an untrusted peer is refused.
 func TestProxyProtocolThroughTheConfiguration(t *testing.T) {
 	echo := startEcho(t, "echo")
@@ -56,6 +56,7 @@ func TestProxyProtocolThroughTheConfiguration(t *testing.T) {
 upstreams:
   echo: {backends: [%q]}
   announced: {backends: [%q], proxy_protocol: v1}
+  announced2: {backends: [%q], proxy_protocol: v2}
 services:
   - name: edge
     kind: http_proxy
@@ -66,8 +67,10 @@ services:
     routes:
       - match: {path: {prefix: /nginx}}
         upstream: announced
+      - match: {path: {prefix: /v2/nginx}}
+        upstream: announced2
       - upstream: echo
-`, echo.addr, nginx, weir, accessLog))
+`, echo.addr, nginx, nginx, weir, accessLog))
 	testenv.NGINX(t, fmt.Sprintf(`server {
     listen %s proxy_protocol;
     location / { return 200 "$proxy_protocol_addr"; }
@@ -100,10 +103,12 @@ backend weir
 		}
 	})
 	t.Run("NGINX sees the client weir announces", func(t *testing.T) {
-		for i := range 3 { // new connections each time: each announces its client
-			resp, body, err := getFrom(t, haproxy, "site.test", "/nginx", "")
+		// New connections each time: each announces its client; v1 and
+		// v2 alike.
+		for i, target := range []string{"/nginx", "/nginx", "/v2/nginx", "/v2/nginx"} {
+			resp, body, err := getFrom(t, haproxy, "site.test", target, "")
 			if err != nil || resp.StatusCode != 200 || body != clientAddr {
-				t.Fatalf("request %d through HAProxy and weir to NGINX: %v %v, NGINX saw %q, want %s", i, resp, err, body, clientAddr)
+				t.Fatalf("request %d (%s) through HAProxy and weir to NGINX: %v %v, NGINX saw %q, want %s", i, target, resp, err, body, clientAddr)
 			}
 		}
 	})
@@ -123,12 +128,12 @@ backend weir
 		}
 	})
 	t.Run("access log names the client behind HAProxy", func(t *testing.T) {
-		// The four requests through HAProxy, which connects from
+		// The five requests through HAProxy, which connects from
 		// 127.0.0.1, and the two refused ones, straight from clientAddr
 		// (not the address their forged headers name).
-		lines := waitLines(t, accessLog, 6)
-		if len(lines) != 6 {
-			t.Errorf("%d access log lines, want 6", len(lines))
+		lines := waitLines(t, accessLog, 7)
+		if len(lines) != 7 {
+			t.Errorf("%d access log lines, want 7", len(lines))
 		}
 		for _, line := range lines {
 			var rec map[string]any
