@@ -2,15 +2,19 @@ package server
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/weir-lb/weir/internal/testenv"
+	"golang.org/x/net/http2"
 )
 
 // clientAddr is the loopback address the tests' client binds to, so
@@ -49,8 +53,9 @@ func getFrom(t *testing.T, addr, host, target, preface string) (*http.Response, 
 // header from an untrusted peer is refused.
 func TestProxyProtocolThroughTheConfiguration(t *testing.T) {
 	echo := startEcho(t, "echo")
-	ports := freePorts(t, 3)
+	ports := freePorts(t, 4)
 	weir, haproxy, nginx := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	direct := fmt.Sprintf("127.0.0.1:%d", ports[3])
 	accessLog := t.TempDir() + "/access.log"
 	observedServer(t, fmt.Sprintf(`version: 1
 upstreams:
@@ -63,6 +68,7 @@ services:
     listen:
       - addr: %q
         proxy_protocol: {trusted: [127.0.0.1/32]}
+      - %q
     access_log: {path: %q, format: json}
     routes:
       - match: {path: {prefix: /nginx}}
@@ -70,7 +76,7 @@ services:
       - match: {path: {prefix: /v2/nginx}}
         upstream: announced2
       - upstream: echo
-`, echo.addr, nginx, nginx, weir, accessLog))
+`, echo.addr, nginx, nginx, weir, direct, accessLog))
 	testenv.NGINX(t, fmt.Sprintf(`server {
     listen %s proxy_protocol;
     location / { return 200 "$proxy_protocol_addr"; }
@@ -112,6 +118,37 @@ backend weir
 			}
 		}
 	})
+	t.Run("HTTP/2 streams of one client announced to NGINX", func(t *testing.T) {
+		// Concurrent streams of one h2c connection from clientAddr, on the
+		// listener without PROXY protocol: each upstream connection weir
+		// opens for them announces that client.
+		h2 := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}}
+			return d.DialContext(ctx, network, addr)
+		}}
+		c := &http.Client{Transport: h2, Timeout: 10 * time.Second}
+		var wg sync.WaitGroup
+		errs := make(chan string, 16)
+		for i := range 16 {
+			wg.Go(func() { // no t.Fatal off the test's goroutine
+				resp, err := c.Get("http://" + direct + []string{"/nginx", "/v2/nginx"}[i%2])
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != clientAddr {
+					errs <- fmt.Sprintf("HTTP/%d %d, NGINX saw %q (%v)", resp.ProtoMajor, resp.StatusCode, body, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Errorf("%s, want %s over HTTP/2", e, clientAddr)
+		}
+	})
 	t.Run("untrusted peer's header refused", func(t *testing.T) {
 		for _, header := range []string{
 			"PROXY TCP4 192.0.2.1 127.0.0.1 1111 80\r\n",
@@ -129,11 +166,11 @@ backend weir
 	})
 	t.Run("access log names the client behind HAProxy", func(t *testing.T) {
 		// The five requests through HAProxy, which connects from
-		// 127.0.0.1, and the two refused ones, straight from clientAddr
+		// 127.0.0.1, the 16 straight from clientAddr, and the two refused ones, straight from clientAddr
 		// (not the address their forged headers name).
-		lines := waitLines(t, accessLog, 7)
-		if len(lines) != 7 {
-			t.Errorf("%d access log lines, want 7", len(lines))
+		lines := waitLines(t, accessLog, 23)
+		if len(lines) != 23 {
+			t.Errorf("%d access log lines, want 23", len(lines))
 		}
 		for _, line := range lines {
 			var rec map[string]any
