@@ -97,6 +97,9 @@ func startProxy(t testing.TB, srv *Server) string {
 // reported done and every connection opened reported closed.
 func serveOn(t testing.TB, srv *Server, ln net.Listener) string {
 	t.Helper()
+	if RouteEveryProxy != nil && srv.Proxy != nil {
+		srv.Proxy = RouteEveryProxy(t, srv.Proxy)
+	}
 	var bal *balance
 	if srv.Observer == nil {
 		bal = &balance{}

@@ -107,6 +107,7 @@ func (r *request) serve() error {
 	s := &r.sess
 	p := r.srv.Proxy
 	s.MaxRetries = r.srv.MaxRetries
+	s.NoForwardedHeaders = r.srv.NoForwardedHeaders
 	if r.srv.RequestID {
 		s.assignRequestID()
 	}
@@ -682,7 +683,7 @@ func (r *request) prepareUpstreamRequest() {
 	if id := r.sess.RequestID; len(id) > 0 {
 		req.Header.SetValue(RequestIDHeader, id)
 	}
-	if r.srv.NoForwardedHeaders {
+	if r.sess.NoForwardedHeaders {
 		return
 	}
 	ip := r.sess.ClientIP()

@@ -79,6 +79,11 @@ type Session struct {
 	// connection attempt fails: Server.MaxRetries when the request
 	// starts, which a RequestFilter may change (a route's own setting).
 	MaxRetries int
+	// NoForwardedHeaders stops X-Forwarded-For, -Proto and -Host from
+	// being set on this request upstream: Server.NoForwardedHeaders when
+	// the request starts, which a RequestFilter may change (a route to a
+	// pool that sets none).
+	NoForwardedHeaders bool
 
 	r *request
 	// target holds the request target SetTarget gave, reused from one

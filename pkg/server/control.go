@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,9 +132,28 @@ func (s *Server) balanced(name string) (target, error) {
 		return t, err
 	}
 	if t.lb == nil {
+		if pools := s.routedPools(t.cfg); len(pools) > 0 {
+			return t, fmt.Errorf("%w: service %q routes its requests to pools %s, which hold its backends; name the pool instead (/api/v1/services/POOL/backends/…)",
+				admin.ErrNotSupported, name, strings.Join(pools, ", "))
+		}
 		return t, fmt.Errorf("%w: service %q is kind %s and has no backends", admin.ErrNotSupported, name, t.cfg.Kind)
 	}
 	return t, nil
+}
+
+// routedPools are the quoted names of the pools a routed service sends
+// requests to, in the order its routes first name them.
+func (s *Server) routedPools(sc *config.Service) []string {
+	var names []string
+	for _, svc := range s.services {
+		if svc.cfg != sc || len(sc.Routes) == 0 {
+			continue
+		}
+		for _, pl := range svc.pools {
+			names = append(names, strconv.Quote(pl.name))
+		}
+	}
+	return names
 }
 
 // parseBackend normalises a backend address as pkg/lb does; an l4

@@ -56,8 +56,12 @@ func (s *Server) routeProxy(rc *config.Route, service string) (l7.Proxy, *pool, 
 			return nil, nil, err
 		}
 		p = b
-		if rc.Compress != nil {
-			p = &compressed{Balanced: b, Policy: rc.Compress}
+		quiet := !up.ForwardedHeaders
+		switch {
+		case rc.Compress != nil:
+			p = &compressed{Balanced: b, Policy: rc.Compress, quiet: quiet}
+		case quiet:
+			p = &unforwarded{b}
 		}
 	}
 	return p, pl, nil
@@ -67,9 +71,37 @@ func (s *Server) routeProxy(rc *config.Route, service string) (l7.Proxy, *pool, 
 type compressed struct {
 	*l7.Balanced
 	*compress.Policy
+	// quiet says the pool has forwarded_headers: false.
+	quiet bool
 }
 
 var _ l7.ResponseBodyFilter = compressed{}
+
+// RequestFilter carries the pool's forwarded_headers: false to the
+// request, which the server's setting cannot: the service's other routes
+// may go to pools that want the fields.
+func (c *compressed) RequestFilter(s *l7.Session) (bool, error) {
+	if c.quiet {
+		s.NoForwardedHeaders = true
+	}
+	return false, nil
+}
+
+// unforwarded is a route's selection from a pool with
+// forwarded_headers: false.
+type unforwarded struct{ *l7.Balanced }
+
+// RequestFilter leaves the request's X-Forwarded-* fields as the client
+// sent them.
+func (unforwarded) RequestFilter(s *l7.Session) (bool, error) {
+	s.NoForwardedHeaders = true
+	return false, nil
+}
+
+var (
+	_ l7.RequestFilter = (*compressed)(nil)
+	_ l7.RequestFilter = unforwarded{}
+)
 
 // routeName is a route's name as its metrics and logs give it.
 func routeName(i int, r *route.Route) string {
