@@ -39,11 +39,11 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # Fuzz each target, of the HTTP/1.x parser, the HTTP/2 codec and the
-# HTTP/2 server, for
+# HTTP/2 server, the routing table and the PROXY protocol reader, for
 # FUZZTIME beyond its seeds (which every `go test` runs). A failing input
 # lands in the package's testdata/fuzz: commit it with the fix, it becomes
 # a seed.
-FUZZ_PKGS ?= ./pkg/l7/h1/ ./pkg/l7/h2/ ./pkg/l7/
+FUZZ_PKGS ?= ./pkg/l7/h1/ ./pkg/l7/h2/ ./pkg/l7/ ./pkg/route/ ./pkg/proxyproto/
 FUZZTIME ?= 10s
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
