@@ -116,6 +116,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings {
 			log.Warn("configuration: "+w.Message, "at", w.Pos.String())
 		}
+		if _, err := raiseFDLimit(); err != nil {
+			log.Warn("serving with the open files limit as it is", "err", err)
+		}
 	}
 	build := buildInfo()
 	opts := server.Options{Logger: log, Version: build.Version}
