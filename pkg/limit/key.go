@@ -95,9 +95,13 @@ func (kr *keyer) key(addr netip.Addr) (k clientKey, ok bool) {
 	if !addr.IsValid() {
 		return k, false
 	}
+	if addr.Is4() {
+		b := addr.As4()
+		return clientKey{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))&kr.v4}, true
+	}
 	b := addr.As16()
 	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	if addr.Is4() || addr.Is4In6() {
+	if addr.Is4In6() {
 		return clientKey{0, 0xffff<<32 | lo&kr.v4}, true
 	}
 	return clientKey{hi & kr.v6hi, lo & kr.v6lo}, true
