@@ -112,4 +112,3 @@ func BenchmarkGateParallel(b *testing.B) {
 		}
 	})
 }
-
