@@ -10,8 +10,9 @@ import (
 )
 
 // DefaultMaxClients is the number of clients a RateLimiter tracks when
-// its configuration names none. An entry takes about 60 bytes (its slot
-// and its share of the map), so 100,000 clients take some 6 MB.
+// its configuration names none. A client takes about 100 bytes (its slot
+// and its share of the map, with their spare room), so 100,000 clients
+// take some 10 MB.
 const DefaultMaxClients = 100_000
 
 // Rate is a token bucket's refill rate and size: a client may send Burst
@@ -65,8 +66,9 @@ type RateConfig struct {
 	// Key groups addresses into clients (each address by default).
 	Key Key
 	// MaxClients bounds the number of clients tracked at once (and so the
-	// memory held); 0 means DefaultMaxClients. See RateLimiter for what
-	// happens at the bound.
+	// memory held); 0 means DefaultMaxClients. The bound is shared evenly
+	// by the shards, rounded down (100,000 tracks at most 99,968). See
+	// RateLimiter for what happens at the bound.
 	MaxClients int
 }
 

@@ -280,7 +280,7 @@ func TestAllowConcurrent(t *testing.T) {
 		burst      = 100
 	)
 	l := mustRate(t, RateConfig{Rate: Rate{PerSecond: 1, Burst: burst}, MaxClients: 256})
-	shared := netip.MustParseAddr("2001:db8::1")
+	shared := netip.MustParseAddr("2001:db8:ffff::1") // no addrN
 	var mu sync.Mutex
 	allowed := 0
 	var wg sync.WaitGroup
