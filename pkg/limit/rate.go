@@ -35,7 +35,8 @@ func Every(interval time.Duration, burst int) Rate {
 }
 
 // Interval returns the time a token takes to refill, rounded to the
-// nanosecond (at least 1 ns).
+// nanosecond (at least 1 ns). It is meaningful only for a Rate that
+// Validate accepts.
 func (r Rate) Interval() time.Duration {
 	return max(time.Duration(math.Round(float64(time.Second)/r.PerSecond)), 1)
 }
