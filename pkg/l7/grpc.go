@@ -182,7 +182,8 @@ func grpcDeadline(req *h1.Request, start time.Time) time.Time {
 }
 
 // grpcDeadline returns when the request's grpc-timeout passes, zero
-// when it has none.
+// when it has none or is not gRPC (runStream reads it for gRPC requests
+// only).
 func (r *request) grpcDeadline() time.Time {
 	if st, ok := r.down.(*h2Stream); ok {
 		return st.grpcDeadline

@@ -33,16 +33,15 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	// body bytes after it: a timer re-armed by every read.
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
-	if r.sess.GRPC {
-		// grpc-timeout bounds the whole exchange, head and body.
-		if deadline := r.grpcDeadline(); !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
-			}
-			deadline := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
-			defer deadline.Stop()
+	// A gRPC request's grpc-timeout bounds the whole exchange, head and
+	// body.
+	if deadline := r.grpcDeadline(); !deadline.IsZero() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
 		}
+		expire := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
+		defer expire.Stop()
 	}
 
 	hreq, body, err := r.h2Request(ctx, peer)
