@@ -235,8 +235,6 @@ func TestGRPCThroughProxy(t *testing.T) {
 	}
 }
 
-func grpcCode(err error) codes.Code { return status.Code(err) }
-
 // TestGRPCDeadline: a client's deadline passes while the backend works;
 // the client sees DEADLINE_EXCEEDED and the backend's call is cancelled.
 // The backend is not told the deadline (the proxy removes grpc-timeout),
@@ -249,7 +247,7 @@ func TestGRPCDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("stall")}})
-			if grpcCode(err) != codes.DeadlineExceeded {
+			if status.Code(err) != codes.DeadlineExceeded {
 				t.Fatalf("got %v, want DEADLINE_EXCEEDED", err)
 			}
 			select {
@@ -377,7 +375,7 @@ func TestGRPCBackendGoesAway(t *testing.T) {
 			}
 			backend.Stop() // closes every connection at once
 			_, err = stream.Recv()
-			if grpcCode(err) != codes.Unavailable {
+			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("after the backend stopped: %v, want UNAVAILABLE", err)
 			}
 			if ctx.Err() != nil {
@@ -416,7 +414,7 @@ func TestGRPCProxyErrors(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 				defer cancel()
 				_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
-				if grpcCode(err) != tc.code {
+				if status.Code(err) != tc.code {
 					t.Fatalf("got %v, want %v", err, tc.code)
 				}
 				if got := front.logs.next(t); got.status != tc.httpStatus || got.grpcStatus != int(tc.code) || got.fault != UpstreamFault {
