@@ -48,6 +48,20 @@ func HAProxy(t testing.TB, config, addr string) {
 	runPeer(t, "haproxy", dir, addr, bin, "-db", "-f", cfg)
 }
 
+// NGINXProxyProtocol runs NGINX (see NGINX) on a free loopback
+// port, listening with proxy_protocol, and returns its address. It
+// answers every request with what the PROXY protocol header of its
+// connection said: "client-addr:port server-addr:port".
+func NGINXProxyProtocol(t testing.TB) string {
+	t.Helper()
+	addr := FreePort(t)
+	NGINX(t, fmt.Sprintf(`  server {
+    listen %s proxy_protocol;
+    location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port"; }
+  }`, addr), addr)
+	return addr
+}
+
 // NGINX runs a real NGINX (Debian's nginx package) in the foreground,
 // one process, with http, the body of the configuration's http block
 // (server blocks), until t ends, and returns once addr, one of its

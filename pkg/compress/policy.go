@@ -85,12 +85,12 @@ func (p *Policy) Choose(req *h1.Request, resp *h1.Response) Encoding {
 	}
 	prefs := p.Encodings
 	if len(prefs) == 0 {
-		prefs = defaultEncodings[:]
+		prefs = defaultEncodings
 	}
 	return negotiate(prefs, values)
 }
 
-var defaultEncodings = [...]Encoding{Zstd, Brotli, Gzip}
+var defaultEncodings = DefaultEncodings()
 
 // compressible applies every skip condition but the client's choice.
 func (p *Policy) compressible(req *h1.Request, resp *h1.Response) bool {

@@ -18,11 +18,7 @@ import (
 // proxy_protocol, which answers the addresses it was told: those of the
 // client (bound to 127.0.0.7) and of the proxy's listener.
 func TestNGINXReceivesProxyProtocol(t *testing.T) {
-	upstream := testenv.FreePort(t)
-	testenv.NGINX(t, fmt.Sprintf(`  server {
-    listen %s proxy_protocol;
-    location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port"; }
-  }`, upstream), upstream)
+	upstream := testenv.NGINXProxyProtocol(t)
 	for _, v := range []proxyproto.Version{proxyproto.V1, proxyproto.V2} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
 			proxy := &TCPProxy{LB: newPool(t, nil, []string{upstream}), ProxyProtocol: v}

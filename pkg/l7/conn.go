@@ -45,7 +45,8 @@ type conn struct {
 	remote netip.AddrPort
 	tls    *tls.ConnectionState
 	// ann owns the upstream connections that announce this connection's
-	// client (PROXY protocol), once announced says so.
+	// client (PROXY protocol); announced says a request or serveH2 took
+	// it (announcer), and finish must release them.
 	ann       announcer
 	announced bool
 	// idle is true while waiting for a request: Shutdown may close it.

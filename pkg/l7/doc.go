@@ -2,7 +2,8 @@
 //
 // A Proxy decides, request by request, which upstream Peer serves it; the
 // optional phase interfaces (RequestFilter, UpstreamRequestFilter,
-// ResponseFilter, FailToConnect, Logger, CtxMaker) let a program inspect
+// ResponseFilter, ResponseBodyFilter, FailToConnect, Logger, CtxMaker)
+// let a program inspect
 // and change the request and response on the way, in the spirit of
 // Pingora's ProxyHttp trait. A Server runs a Proxy on listeners.
 //
@@ -14,8 +15,9 @@
 // types) in package h2. Every request, whatever its protocol, runs the
 // same phases.
 //
-// Upstream connections are pooled per Peer, keyed by address and TLS
-// settings: HTTP/1.1 from a pool of idle connections, HTTP/2 (over TLS,
+// Upstream connections are pooled per Peer, keyed by address, TLS
+// settings and PROXY protocol version (a connection that announced a
+// client serves that client's connection only): HTTP/1.1 from a pool of idle connections, HTTP/2 (over TLS,
 // or h2c with ALPNH2C) over one multiplexed connection per peer.
 //
 // gRPC passes through HTTP/2 both ways: trailers are relayed, streams

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 	"golang.org/x/net/http2"
@@ -47,7 +48,7 @@ func listenOrigin(t *testing.T, serve func(*scriptedOrigin, net.Conn)) *scripted
 		t.Fatal(err)
 	}
 	o := &scriptedOrigin{addr: ln.Addr().String(), heads: make(chan int, 64)}
-	acceptEach(t, ln, func(c net.Conn) { serve(o, c) })
+	testenv.AcceptEach(t, ln, func(c net.Conn) { serve(o, c) })
 	return o
 }
 
@@ -62,28 +63,6 @@ func (o *scriptedOrigin) record(what string) int {
 	default:
 	}
 	return n
-}
-
-// acceptEach serves every connection ln accepts with serve, on a goroutine
-// of its own, until the test ends; then it closes ln and waits for them.
-// The accept loop is itself counted in the wait group, so the count never
-// drops to zero (letting Wait return) while the loop may still add a
-// connection to it.
-func acceptEach(t *testing.T, ln net.Listener, serve func(net.Conn)) {
-	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); conns.Wait() })
-	conns.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer c.Close()
-				serve(c)
-			})
-		}
-	})
 }
 
 func (o *scriptedOrigin) serve(c net.Conn, answer func(int, net.Conn) bool) {
@@ -647,7 +626,7 @@ func TestAcceptEachWaitsForEveryConnection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			acceptEach(t, ln, func(c net.Conn) {
+			testenv.AcceptEach(t, ln, func(c net.Conn) {
 				mu.Lock()
 				started++
 				mu.Unlock()

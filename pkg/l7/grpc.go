@@ -94,20 +94,12 @@ func parseGRPCTimeout(v []byte) (time.Duration, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
+	for _, u := range grpcUnits {
+		if u.name == v[len(v)-1] {
+			unit = u.d
+		}
+	}
+	if unit == 0 {
 		return 0, false
 	}
 	if n > int64(1<<63-1)/int64(unit) {
@@ -190,7 +182,8 @@ func grpcDeadline(req *h1.Request, start time.Time) time.Time {
 }
 
 // grpcDeadline returns when the request's grpc-timeout passes, zero
-// when it has none.
+// when it has none or is not gRPC (runStream reads it for gRPC requests
+// only).
 func (r *request) grpcDeadline() time.Time {
 	if st, ok := r.down.(*h2Stream); ok {
 		return st.grpcDeadline

@@ -14,13 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -29,105 +28,6 @@ import (
 // grpcTestTimeout bounds every RPC of these tests: a proxy that holds
 // bytes back, or never ends a stream, fails them instead of hanging.
 const grpcTestTimeout = 10 * time.Second
-
-// testService is a real gRPC service (grpc's own interop test protos):
-// unary, server-, client- and bidirectional streaming. Requests whose
-// payload is "stall" wait for their context to end and report it on
-// cancelled.
-type testService struct {
-	testpb.UnimplementedTestServiceServer
-	cancelled chan string
-	// started is told of each stalled call, once it is stalled.
-	started chan struct{}
-}
-
-func newTestService() *testService {
-	return &testService{cancelled: make(chan string, 16), started: make(chan struct{}, 16)}
-}
-
-func (s *testService) stall(ctx context.Context, what string) error {
-	s.started <- struct{}{}
-	<-ctx.Done()
-	s.cancelled <- what
-	return ctx.Err()
-}
-
-func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-	body := req.GetPayload().GetBody()
-	if string(body) == "stall" {
-		return nil, s.stall(ctx, "unary")
-	}
-	if string(body) == "deadline" {
-		// Say how long the call has left, as the backend sees it.
-		left := "none"
-		if d, ok := ctx.Deadline(); ok {
-			left = time.Until(d).String()
-		}
-		return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: []byte(left)}}, nil
-	}
-	grpc.SetTrailer(ctx, metadata.Pairs("x-echo-len", fmt.Sprint(len(body))))
-	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: body}}, nil
-}
-
-func (s *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
-	for _, p := range req.GetResponseParameters() {
-		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: bytes.Repeat([]byte("o"), int(p.GetSize()))}}); err != nil {
-			return err
-		}
-	}
-	if string(req.GetPayload().GetBody()) == "stall" {
-		return s.stall(stream.Context(), "server stream")
-	}
-	return nil
-}
-
-func (s *testService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
-	total := 0
-	for {
-		req, err := stream.Recv()
-		if err == io.EOF {
-			return stream.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: int32(total)})
-		}
-		if err != nil {
-			return err
-		}
-		total += len(req.GetPayload().GetBody())
-	}
-}
-
-func (s *testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
-	for {
-		req, err := stream.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: req.GetPayload()}); err != nil {
-			return err
-		}
-	}
-}
-
-// grpcBackend runs svc on a real gRPC server on loopback, with TLS when
-// cert is not nil; it stops with the test.
-func grpcBackend(t *testing.T, svc *testService, cert *tls.Certificate) (string, *grpc.Server) {
-	t.Helper()
-	var opts []grpc.ServerOption
-	if cert != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*cert}})))
-	}
-	srv := grpc.NewServer(opts...)
-	testpb.RegisterTestServiceServer(srv, svc)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return ln.Addr().String(), srv
-}
 
 // grpcFront is weir in front of gRPC backends: one Server with a plain
 // listener (h2c) and a TLS one (ALPN h2).
@@ -207,17 +107,10 @@ func startGRPCFront(t *testing.T, pki *testPKI, proxy *loggedBalanced) *grpcFron
 // client dials the front over TLS (h2) or plain TCP (h2c).
 func (f *grpcFront) client(t *testing.T, overTLS bool) testpb.TestServiceClient {
 	t.Helper()
-	addr, creds := f.plain, insecure.NewCredentials()
 	if overTLS {
-		addr = f.tls
-		creds = credentials.NewTLS(&tls.Config{RootCAs: f.pki.roots, ServerName: "front.example"})
+		return testenv.GRPCClient(t, f.tls, &tls.Config{RootCAs: f.pki.roots, ServerName: "front.example"})
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return testpb.NewTestServiceClient(cc)
+	return testenv.GRPCClient(t, f.plain, nil)
 }
 
 // grpcSetup is one way of proxying gRPC: TLS or h2c towards the client
@@ -236,17 +129,16 @@ var grpcSetups = []grpcSetup{
 
 // startGRPCPath starts a backend and weir in front of it as setup says,
 // and returns a client of weir.
-func startGRPCPath(t *testing.T, setup grpcSetup, svc *testService, hideTimeout bool) (testpb.TestServiceClient, *grpcFront, *grpc.Server, *lb.LoadBalancer[*lb.RoundRobin], string) {
+func startGRPCPath(t *testing.T, setup grpcSetup, svc *testenv.GRPCService, hideTimeout bool) (testpb.TestServiceClient, *grpcFront, *grpc.Server, *lb.LoadBalancer[*lb.RoundRobin], string) {
 	t.Helper()
 	pki := newTestPKI(t)
-	var cert *tls.Certificate
+	var cfg *tls.Config
 	peer := Peer{ALPN: ALPNH2C}
 	if setup.upTLS {
-		c := pki.cert(t, "backend.internal")
-		cert = &c
+		cfg = &tls.Config{Certificates: []tls.Certificate{pki.cert(t, "backend.internal")}}
 		peer = Peer{TLS: true, SNI: "backend.internal", RootCAs: pki.roots, ALPN: ALPNH2}
 	}
-	addr, backend := grpcBackend(t, svc, cert)
+	addr, backend, _ := testenv.GRPCBackend(t, cfg, svc, false)
 	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, addr)
 	front := startGRPCFront(t, pki, &loggedBalanced{Balanced: &Balanced{LB: pool, Template: peer}, sessionLog: newSessionLog(), hideTimeout: hideTimeout})
 	return front.client(t, setup.downTLS), front, backend, pool, addr
@@ -257,7 +149,7 @@ func startGRPCPath(t *testing.T, setup grpcSetup, svc *testService, hideTimeout 
 func TestGRPCThroughProxy(t *testing.T) {
 	for _, setup := range grpcSetups {
 		t.Run(setup.name, func(t *testing.T) {
-			client, _, _, _, _ := startGRPCPath(t, setup, newTestService(), false)
+			client, _, _, _, _ := startGRPCPath(t, setup, testenv.NewGRPCService(), false)
 			ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 			defer cancel()
 
@@ -277,27 +169,7 @@ func TestGRPCThroughProxy(t *testing.T) {
 			})
 
 			t.Run("server streaming", func(t *testing.T) {
-				sizes := []int32{1, 1000, 70000, 5}
-				var params []*testpb.ResponseParameters
-				for _, s := range sizes {
-					params = append(params, &testpb.ResponseParameters{Size: s})
-				}
-				stream, err := client.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, want := range sizes {
-					resp, err := stream.Recv()
-					if err != nil {
-						t.Fatalf("message %d: %v", i, err)
-					}
-					if n := len(resp.GetPayload().GetBody()); n != int(want) {
-						t.Errorf("message %d: %d bytes, want %d", i, n, want)
-					}
-				}
-				if _, err := stream.Recv(); err != io.EOF {
-					t.Errorf("after the last message: %v, want EOF (status OK)", err)
-				}
+				testenv.CheckGRPCServerStreaming(t, ctx, client, []int32{1, 1000, 70000, 5})
 			})
 
 			t.Run("client streaming", func(t *testing.T) {
@@ -322,34 +194,10 @@ func TestGRPCThroughProxy(t *testing.T) {
 				}
 			})
 
-			// Lock-step ping-pong: each message must reach the backend and
-			// its echo the client before the next is sent, which a proxy
-			// holding bytes back in either direction would deadlock on
-			// (and fail on grpcTestTimeout).
+			// Lock-step: a proxy holding bytes back in either direction
+			// deadlocks, and fails on grpcTestTimeout.
 			t.Run("bidirectional streaming, lock-step", func(t *testing.T) {
-				stream, err := client.FullDuplexCall(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range 50 {
-					msg := []byte(fmt.Sprintf("ping %d", i))
-					if err := stream.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: msg}}); err != nil {
-						t.Fatal(err)
-					}
-					resp, err := stream.Recv()
-					if err != nil {
-						t.Fatalf("echo %d: %v", i, err)
-					}
-					if !bytes.Equal(resp.GetPayload().GetBody(), msg) {
-						t.Fatalf("echo %d: %q", i, resp.GetPayload().GetBody())
-					}
-				}
-				if err := stream.CloseSend(); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := stream.Recv(); err != io.EOF {
-					t.Errorf("after CloseSend: %v, want EOF", err)
-				}
+				testenv.CheckGRPCLockStep(t, ctx, client, 50)
 			})
 
 			// The backend's own error is a trailers-only answer: relayed
@@ -387,8 +235,6 @@ func TestGRPCThroughProxy(t *testing.T) {
 	}
 }
 
-func grpcCode(err error) codes.Code { return status.Code(err) }
-
 // TestGRPCDeadline: a client's deadline passes while the backend works;
 // the client sees DEADLINE_EXCEEDED and the backend's call is cancelled.
 // The backend is not told the deadline (the proxy removes grpc-timeout),
@@ -396,16 +242,16 @@ func grpcCode(err error) codes.Code { return status.Code(err) }
 func TestGRPCDeadline(t *testing.T) {
 	for _, setup := range grpcSetups {
 		t.Run(setup.name, func(t *testing.T) {
-			svc := newTestService()
+			svc := testenv.NewGRPCService()
 			client, _, _, _, _ := startGRPCPath(t, setup, svc, true)
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("stall")}})
-			if grpcCode(err) != codes.DeadlineExceeded {
+			if status.Code(err) != codes.DeadlineExceeded {
 				t.Fatalf("got %v, want DEADLINE_EXCEEDED", err)
 			}
 			select {
-			case what := <-svc.cancelled:
+			case what := <-svc.Cancelled:
 				if what != "unary" {
 					t.Errorf("cancelled %s", what)
 				}
@@ -484,7 +330,7 @@ func TestGRPCTimeoutHonoured(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			svc := newTestService()
+			svc := testenv.NewGRPCService()
 			_, front, _, _, _ := startGRPCPath(t, grpcSetups[0], svc, true)
 			resp, body, err := rawGRPC(t, front.plain, tc.path, "200m", tc.msg)
 			if err != nil {
@@ -498,7 +344,7 @@ func TestGRPCTimeoutHonoured(t *testing.T) {
 				t.Errorf("body of %d bytes, want %d", len(body), tc.wantBody)
 			}
 			select {
-			case <-svc.cancelled:
+			case <-svc.Cancelled:
 			case <-time.After(grpcTestTimeout):
 				t.Fatal("the backend's call was never cancelled")
 			}
@@ -514,7 +360,7 @@ func TestGRPCTimeoutHonoured(t *testing.T) {
 func TestGRPCBackendGoesAway(t *testing.T) {
 	for _, setup := range grpcSetups {
 		t.Run(setup.name, func(t *testing.T) {
-			client, front, backend, _, _ := startGRPCPath(t, setup, newTestService(), false)
+			client, front, backend, _, _ := startGRPCPath(t, setup, testenv.NewGRPCService(), false)
 			ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 			defer cancel()
 			stream, err := client.FullDuplexCall(ctx)
@@ -529,7 +375,7 @@ func TestGRPCBackendGoesAway(t *testing.T) {
 			}
 			backend.Stop() // closes every connection at once
 			_, err = stream.Recv()
-			if grpcCode(err) != codes.Unavailable {
+			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("after the backend stopped: %v, want UNAVAILABLE", err)
 			}
 			if ctx.Err() != nil {
@@ -563,12 +409,12 @@ func TestGRPCProxyErrors(t *testing.T) {
 	for _, setup := range []grpcSetup{grpcSetups[0], grpcSetups[3]} {
 		for _, tc := range tests {
 			t.Run(setup.name+"/"+tc.name, func(t *testing.T) {
-				client, front, backend, pool, addr := startGRPCPath(t, setup, newTestService(), false)
+				client, front, backend, pool, addr := startGRPCPath(t, setup, testenv.NewGRPCService(), false)
 				tc.break_(t, pool, addr, backend)
 				ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 				defer cancel()
 				_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
-				if grpcCode(err) != tc.code {
+				if status.Code(err) != tc.code {
 					t.Fatalf("got %v, want %v", err, tc.code)
 				}
 				if got := front.logs.next(t); got.status != tc.httpStatus || got.grpcStatus != int(tc.code) || got.fault != UpstreamFault {
@@ -611,14 +457,10 @@ func TestGRPCRespond(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			addr := startProxy(t, &Server{Proxy: &respondingProxy{status: tc.status, body: "no route: for\nyou 100%"}})
-			cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			client := testenv.GRPCClient(t, addr, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), grpcTestTimeout)
 			defer cancel()
-			_, err = testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{})
+			_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
 			st, _ := status.FromError(err)
 			if st.Code() != tc.code || st.Message() != "no route: for\nyou 100%" {
 				t.Errorf("got %v %q, want %v with the body as message", st.Code(), st.Message(), tc.code)
@@ -680,7 +522,7 @@ func TestIsGRPC(t *testing.T) {
 // TestGRPCTrailersOnlyRelayed: a backend's trailers-only answer reaches
 // the client as one, its status in the head and no body.
 func TestGRPCTrailersOnlyRelayed(t *testing.T) {
-	_, front, _, _, _ := startGRPCPath(t, grpcSetups[0], newTestService(), false)
+	_, front, _, _, _ := startGRPCPath(t, grpcSetups[0], testenv.NewGRPCService(), false)
 	resp, body, err := rawGRPC(t, front.plain, "/grpc.testing.TestService/EmptyCall", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -733,18 +575,14 @@ func TestGRPCTimeoutForwardedIsWhatIsLeft(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, _ := grpcBackend(t, newTestService(), nil)
+			addr, _, _ := testenv.GRPCBackend(t, nil, testenv.NewGRPCService(), false)
 			pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, addr)
 			proxy := &timeoutFilter{Balanced: &Balanced{LB: pool, Template: Peer{ALPN: ALPNH2C}}, delay: delay, set: tc.set}
 			front := startProxy(t, &Server{Proxy: proxy})
-			cc, err := grpc.NewClient("passthrough:///"+front, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			grpcClient := testenv.GRPCClient(t, front, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), client)
 			defer cancel()
-			resp, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("deadline")}})
+			resp, err := grpcClient.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("deadline")}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -33,16 +33,15 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	// body bytes after it: a timer re-armed by every read.
 	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
-	if r.sess.GRPC {
-		// grpc-timeout bounds the whole exchange, head and body.
-		if deadline := r.grpcDeadline(); !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
-			}
-			deadline := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
-			defer deadline.Stop()
+	// A gRPC request's grpc-timeout bounds the whole exchange, head and
+	// body.
+	if deadline := r.grpcDeadline(); !deadline.IsZero() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%w: before sending to %s", errGRPCDeadline, peer.Addr)
 		}
+		expire := time.AfterFunc(left, func() { cancel(errGRPCDeadline) })
+		defer expire.Stop()
 	}
 
 	hreq, body, err := r.h2Request(ctx, peer)
@@ -96,24 +95,15 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			rs.Header.Add(name, v)
 		}
 	}
-	r.dropUpstreamRequestID()
 	rs.Status, rs.Reason, rs.Minor = resp.StatusCode, nil, 1
 	rs.ContentLength, rs.Chunked, rs.KeepAlive = resp.ContentLength, false, true
-	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
-		if err := f.ResponseFilter(&r.sess, rs); err != nil {
-			return fmt.Errorf("response filter: %w", err)
-		}
+	if err := r.filterResponse(); err != nil {
+		return err
 	}
 	noBody := r.noBody(rs.Status)
-	length := rs.ContentLength
-	enc := r.bodyEncoder(noBody)
-	if enc != nil {
-		length = -1
-	}
-	r.sess.Status = rs.Status
-	if err := r.down.writeHead(rs.Status, nil, &rs.Header, length, noBody); err != nil {
-		abandon(enc)
-		return fmt.Errorf("%w: %w", ErrDownstream, err)
+	enc, err := r.sendHead(rs.Status, nil, &rs.Header, rs.ContentLength, noBody)
+	if err != nil {
+		return err
 	}
 	if noBody {
 		return r.endBody(nil)

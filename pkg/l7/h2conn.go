@@ -35,8 +35,8 @@ import (
 // GOAWAY) go to a queue that the mutex's holder writes out.
 //
 // golang.org/x/net/http2 parses frames (Framer) and decodes HPACK; the
-// encoder, the frame writing and the
-// decoding of request heads into h1 types are weir's own (package h2).
+// HPACK encoder, the frame writing and the decoding of request heads into
+// h1 types are weir's own (package h2).
 
 // Settings the server announces.
 const (

@@ -148,11 +148,7 @@ backend be
 // addresses it was told: those of the client (at 127.0.0.7 and
 // 127.0.0.8, taking turns on keep-alive connections) and of weir.
 func TestNGINXReceivesProxyProtocol(t *testing.T) {
-	upstream := testenv.FreePort(t)
-	testenv.NGINX(t, fmt.Sprintf(`  server {
-    listen %s proxy_protocol;
-    location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port"; }
-  }`, upstream), upstream)
+	upstream := testenv.NGINXProxyProtocol(t)
 	for _, v := range []proxyproto.Version{proxyproto.V1, proxyproto.V2} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
 			srv := &Server{Proxy: &Balanced{LB: balancedPool(t, &lb.RoundRobin{}, lb.Options{}, upstream),

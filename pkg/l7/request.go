@@ -318,12 +318,9 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		return r.down.tunnel(r, uc)
 	}
 	stripConnectionListed(&r.resp.Header)
-	r.dropUpstreamRequestID()
-	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
-		if err := f.ResponseFilter(&r.sess, &r.resp); err != nil {
-			uc.close()
-			return fmt.Errorf("response filter: %w", err)
-		}
+	if err := r.filterResponse(); err != nil {
+		uc.close()
+		return err
 	}
 	reusable, err := r.relayResponse(uc, t)
 	// An abort that fired meanwhile has closed uc.
@@ -467,13 +464,20 @@ func (r *request) noBody(status int) bool {
 	return isHead(r.req.Method) || status == 204 || status == 304
 }
 
-// dropUpstreamRequestID removes the upstream's X-Request-Id from its
-// response when the proxy sets its own, so the client gets one, the id
-// of the logs.
-func (r *request) dropUpstreamRequestID() {
+// filterResponse runs the Proxy's ResponseFilter on the upstream's
+// response head, HTTP/1.1's or HTTP/2's. The upstream's X-Request-Id goes
+// first when the proxy sets its own, so the client gets one, the id of
+// the logs.
+func (r *request) filterResponse() error {
 	if len(r.sess.RequestID) > 0 {
 		r.resp.Header.Del(RequestIDHeader)
 	}
+	if f, ok := r.srv.Proxy.(ResponseFilter); ok {
+		if err := f.ResponseFilter(&r.sess, &r.resp); err != nil {
+			return fmt.Errorf("response filter: %w", err)
+		}
+	}
+	return nil
 }
 
 // setByFilter reports whether a response head already carries an
@@ -493,15 +497,9 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 	if resp.Chunked {
 		length = -1
 	}
-	upLength := length
-	enc := r.bodyEncoder(noBody)
-	if enc != nil {
-		length = -1 // the encoded body's length is known at its end only
-	}
-	r.sess.Status = resp.Status
-	if err := r.down.writeHead(resp.Status, resp.Reason, &resp.Header, length, noBody); err != nil {
-		abandon(enc)
-		return false, fmt.Errorf("%w: %w", ErrDownstream, err)
+	enc, err := r.sendHead(resp.Status, resp.Reason, &resp.Header, length, noBody)
+	if err != nil {
+		return false, err
 	}
 	if noBody {
 		return resp.KeepAlive, r.endBody(nil)
@@ -523,7 +521,7 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 		r.dr.buffered = uc.r
 	}
 	uc.src.held = r.down.held()
-	rerr, werr := r.relayBody(&r.dr, enc, r.copyBuffer(upLength))
+	rerr, werr := r.relayBody(&r.dr, enc, r.copyBuffer(length))
 	uc.src.held = nil
 	if werr != nil {
 		return false, werr
@@ -538,11 +536,31 @@ func (r *request) relayResponse(uc *upstreamConn, t Timeouts) (bool, error) {
 	return resp.KeepAlive && (resp.Chunked || resp.ContentLength >= 0), r.endBody(tr)
 }
 
+// sendHead sends the upstream's response head downstream, length
+// framing its body (-1: unknown), and returns the encoder the Proxy's
+// ResponseBodyFilter chose for the body, if any: the encoded body's
+// length is known at its end only.
+func (r *request) sendHead(status int, reason []byte, h *h1.Header, length int64, noBody bool) (BodyEncoder, error) {
+	enc := r.bodyEncoder(noBody)
+	if enc != nil {
+		length = -1
+	}
+	r.sess.Status = status
+	if err := r.down.writeHead(status, reason, h, length, noBody); err != nil {
+		abandon(enc)
+		return nil, fmt.Errorf("%w: %w", ErrDownstream, err)
+	}
+	return enc, nil
+}
+
 // bodyEncoder returns the encoder the Proxy's ResponseBodyFilter chose
 // for this response's body, nil when it has none or chose none.
 func (r *request) bodyEncoder(noBody bool) BodyEncoder {
+	if noBody {
+		return nil
+	}
 	f, ok := r.srv.Proxy.(ResponseBodyFilter)
-	if !ok || noBody {
+	if !ok {
 		return nil
 	}
 	r.encOut = countWriter{w: r.down.body()}

@@ -267,43 +267,16 @@ func TestStickyIDRoundTrip(t *testing.T) {
 // BenchmarkStickyRequest is BenchmarkProxiedRequest with sticky sessions
 // on and the client's cookie honoured, the common sticky request.
 func BenchmarkStickyRequest(b *testing.B) {
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	bal := benchBackend(b)
 	bal.Sticky = &Sticky{Cookie: "wsrv", TTL: time.Hour}
-	proxy := &Server{Proxy: bal}
-	go proxy.Serve(pl)
-	defer proxy.Close()
-
 	id := appendStickyID(nil, bal.Sticky.id(bal.LB.(BackendLister).Current()[0].Addr))
-	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: weir-bench\r\nAccept: */*\r\n" +
-		"Cookie: theme=dark; wsrv=" + string(id) + "\r\n\r\n")
-	exchange := testenv.FixedExchange(b, pl.Addr().String(), req, len("ok\n"))
-	b.ReportAllocs()
-	for b.Loop() {
-		exchange()
-	}
+	benchProxied(b, bal, benchRequest+"Cookie: theme=dark; wsrv="+string(id)+"\r\n")
 }
 
 // BenchmarkStickyNewCookie measures a sticky request without a cookie:
 // balanced as usual, and answered with a Set-Cookie.
 func BenchmarkStickyNewCookie(b *testing.B) {
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	bal := benchBackend(b)
 	bal.Sticky = &Sticky{Cookie: "wsrv", TTL: time.Hour, Secure: true, HTTPOnly: true}
-	proxy := &Server{Proxy: bal}
-	go proxy.Serve(pl)
-	defer proxy.Close()
-
-	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: weir-bench\r\nAccept: */*\r\n\r\n")
-	exchange := testenv.FixedExchange(b, pl.Addr().String(), req, len("ok\n"))
-	b.ReportAllocs()
-	for b.Loop() {
-		exchange()
-	}
+	benchProxied(b, bal, benchRequest)
 }

@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+	"github.com/weir-lb/weir/internal/testenv"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -21,17 +20,7 @@ import (
 // stops with the test.
 func grpcHealthBackend(t *testing.T, ln net.Listener, cfg *tls.Config, withHealth bool) *health.Server {
 	t.Helper()
-	var opts []grpc.ServerOption
-	if cfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
-	}
-	srv := grpc.NewServer(opts...)
-	hs := health.NewServer()
-	if withHealth {
-		healthpb.RegisterHealthServer(srv, hs)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	_, hs := testenv.GRPCServe(t, ln, cfg, nil, withHealth)
 	return hs
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
@@ -20,34 +21,24 @@ func proxiedBackend(t *testing.T, got chan<- proxyproto.Header) Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				h, err := proxyproto.Read(conn)
-				if err != nil {
-					return
-				}
-				select {
-				case got <- h:
-				default:
-				}
-				br := bufio.NewReader(conn)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return // a TCP check: nothing follows
-				}
-				req.Body.Close()
-				_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
-			}()
+	testenv.AcceptEach(t, ln, func(conn net.Conn) {
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		h, err := proxyproto.Read(conn)
+		if err != nil {
+			return
 		}
-	}()
+		select {
+		case got <- h:
+		default:
+		}
+		br := bufio.NewReader(conn)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return // a TCP check: nothing follows
+		}
+		req.Body.Close()
+		_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
+	})
 	b, err := NewBackend(ln.Addr().String(), 1)
 	if err != nil {
 		t.Fatal(err)
