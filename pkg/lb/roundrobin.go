@@ -61,10 +61,12 @@ type RoundRobin struct {
 	// force the live mode.
 	tableLimit int
 
-	// mu guards live, the live state of the last live-mode build, kept so a
-	// rebuild with the same list continues it.
+	// mu guards live, the live states of the last two live-mode builds,
+	// most recent first, kept so a rebuild with the same list continues
+	// its rotation. Two, because a LoadBalancer with backup backends
+	// builds a selector for its primaries and one for its backups.
 	mu   sync.Mutex
-	live *liveWRR
+	live [2]*liveWRR
 }
 
 // Build returns a Selector over backends. It fails with ErrBadWeight when a
@@ -99,13 +101,18 @@ func (rr *RoundRobin) fitsTable(backends []Backend) bool {
 func (rr *RoundRobin) liveState(backends []Backend) *liveWRR {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if rr.live == nil || !sameSelection(rr.live.backends, backends) {
-		rr.live = &liveWRR{
-			backends: append([]Backend(nil), backends...),
-			wrr:      newSmoothWRR(backends),
+	for i, l := range rr.live {
+		if l != nil && sameSelection(l.backends, backends) {
+			rr.live[0], rr.live[i] = l, rr.live[0]
+			return l
 		}
 	}
-	return rr.live
+	l := &liveWRR{
+		backends: append([]Backend(nil), backends...),
+		wrr:      newSmoothWRR(backends),
+	}
+	rr.live[0], rr.live[1] = l, rr.live[0]
+	return l
 }
 
 // smoothWRR is the state of nginx's smooth weighted round robin: the one
