@@ -26,7 +26,9 @@ func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*B
 	}
 	var rejected indexSet
 	c := t.sel.Start(key)
-	for tried, steps := 0, 0; tried < maxIterations && steps < maxSelectSteps; steps++ {
+	// Once every backend of the tier was refused there is nothing left to
+	// find: stop, rather than walk the rest of a hash ring.
+	for tried, steps := 0, 0; tried < maxIterations && tried < n && steps < maxSelectSteps; steps++ {
 		idx, next, ok := t.sel.Next(c)
 		if !ok || idx < 0 || idx >= n {
 			break
