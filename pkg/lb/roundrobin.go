@@ -54,8 +54,13 @@ var (
 // The zero value is ready to use. A RoundRobin must not be copied after its
 // first Build.
 type RoundRobin struct {
-	// next is the sequence number of the next pick in table mode.
-	next atomic.Uint64
+	// next is the sequence number of the next pick in table mode;
+	// nextBackup that of a list of backups (Backend.Backup), which the
+	// LoadBalancer builds a selector for apart: a failed walk over the
+	// primaries must not advance the backups' rotation, or the two
+	// periods could lock every fallback onto the same backup.
+	next       atomic.Uint64
+	nextBackup atomic.Uint64
 
 	// tableLimit overrides defaultRRTableLimit when positive, so tests can
 	// force the live mode.
@@ -76,11 +81,15 @@ func (rr *RoundRobin) Build(backends []Backend) (Selector, error) {
 	if err := checkSelectionWeights(backends); err != nil {
 		return nil, err
 	}
+	next := &rr.next
+	if len(backends) > 0 && backends[0].Backup {
+		next = &rr.nextBackup
+	}
 	if len(backends) == 0 {
-		return &rrTableSelector{next: &rr.next}, nil
+		return &rrTableSelector{next: next}, nil
 	}
 	if rr.fitsTable(backends) {
-		return &rrTableSelector{seq: smoothTable(backends), next: &rr.next}, nil
+		return &rrTableSelector{seq: smoothTable(backends), next: next}, nil
 	}
 	return &rrLiveSelector{state: rr.liveState(backends)}, nil
 }
