@@ -197,3 +197,20 @@ func BenchmarkSelectBackup(b *testing.B) {
 		})
 	}
 }
+
+func ExampleBackend_backup() {
+	spare := MustBackend("10.0.0.9:80", 1)
+	spare.Backup = true // served only when no primary is usable
+	static, _ := NewStatic(MustBackend("10.0.0.1:80", 1), spare)
+	upstream, _ := New(&RoundRobin{}, Options{Discovery: static})
+	_ = upstream.Update(context.Background())
+
+	b, _ := upstream.Select(nil, 3)
+	fmt.Println(b.Addr)
+	_ = upstream.SetDrained("10.0.0.1:80", true)
+	b, _ = upstream.Select(nil, 3)
+	fmt.Println(b.Addr)
+	// Output:
+	// 10.0.0.1:80
+	// 10.0.0.9:80
+}

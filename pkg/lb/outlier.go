@@ -107,6 +107,7 @@ const (
 	OutcomeServerError
 )
 
+// String names the outcome, for logs and metric labels.
 func (o Outcome) String() string {
 	switch o {
 	case OutcomeSuccess:
