@@ -40,6 +40,10 @@ type Backend struct {
 	// Metadata carries user data (zone, labels, TLS names…). It does not
 	// take part in identity or selection.
 	Metadata map[string]string
+	// Backup marks a backup server (HAProxy's and NGINX's "backup"): the
+	// LoadBalancer selects it only when no primary backend is usable.
+	// Static lists carry it; DNS backends are never backups.
+	Backup bool
 
 	// state is attached by the LoadBalancer to the backends of a snapshot;
 	// it is shared by every snapshot that contains the same Addr.
@@ -167,12 +171,17 @@ func (b *Backend) HostPort() (host, port string) {
 	return host, port
 }
 
-// String returns the address and, when it is not 1, the weight.
+// String returns the address, the weight when it is not 1, and "backup"
+// for a backup.
 func (b *Backend) String() string {
-	if b.Weight == 1 {
-		return b.Addr
+	s := b.Addr
+	if b.Weight != 1 {
+		s += " weight=" + strconv.Itoa(b.Weight)
 	}
-	return b.Addr + " weight=" + strconv.Itoa(b.Weight)
+	if b.Backup {
+		s += " backup"
+	}
+	return s
 }
 
 // Acquire records the start of a request to b. Pair every Acquire with a

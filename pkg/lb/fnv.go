@@ -216,3 +216,6 @@ func (q *turnQueue) siftDown(i int) {
 		i = least
 	}
 }
+
+// KeyedSelection returns true: FNV maps keys to backends (see Keyed).
+func (FNV) KeyedSelection() bool { return true }

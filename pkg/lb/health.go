@@ -29,7 +29,9 @@ const (
 	// Added: the backend joined the pool; Healthy and Enabled are its
 	// initial state.
 	Added EventKind = iota
-	// HealthChanged: the backend crossed a consecutive threshold.
+	// HealthChanged: the backend's health changed: its checks crossed a
+	// consecutive threshold, or passive health ejected it or let it
+	// back (Event.Ejected tells which).
 	HealthChanged
 	// EnabledChanged: the backend was enabled or disabled (drained).
 	EnabledChanged
@@ -61,9 +63,16 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind    EventKind
 	Backend Backend
+	// Healthy is the backend's health as selection sees it: its active
+	// checks' verdict, and false while passive health ejects it. A
+	// backend serves when Healthy and Enabled.
 	Healthy bool
 	Enabled bool
-	// Reason is the last check error when the backend turned unhealthy.
+	// Ejected tells that passive health (Options.Outlier) keeps the
+	// backend out; HealthChanged reports an ejection and its end.
+	Ejected bool
+	// Reason says why the backend turned unhealthy: the last check error,
+	// or an error wrapping ErrEjected.
 	Reason error
 	At     time.Time
 }
@@ -96,4 +105,11 @@ type Status struct {
 	// Consecutive counts the checks in a row with the same outcome as the
 	// last one.
 	Consecutive int
+	// Ejected is true while passive health keeps the backend out, until
+	// EjectedUntil at the latest; Ejections counts its ejections since it
+	// joined. Healthy stays the active checks' verdict: a backend serves
+	// when Healthy && Enabled && !Ejected.
+	Ejected      bool
+	EjectedUntil time.Time
+	Ejections    int
 }

@@ -196,3 +196,6 @@ func (s *ketamaSelector) Next(c Cursor) (int, Cursor, bool) {
 	c.Step++
 	return int(index), c, true
 }
+
+// KeyedSelection returns true: Ketama maps keys to backends (see Keyed).
+func (Ketama) KeyedSelection() bool { return true }

@@ -65,6 +65,19 @@ type Options struct {
 	// Updated, when not nil, is told of every Update: the statistics of
 	// a successful one, or its error (stats then only has At).
 	Updated func(stats UpdateStats, err error)
+
+	// Outlier, when not nil, turns on passive health: backends that fail
+	// the requests the proxy reports (Backend.Report) are ejected for a
+	// while. See OutlierDetection.
+	Outlier *OutlierDetection
+	// SlowStart, when positive, ramps the weight of a backend that joins
+	// the pool or becomes usable again from a tenth of its weight to all
+	// of it over this long (slowstart.go). Algorithms that map keys to
+	// backends (Keyed) are not ramped.
+	SlowStart time.Duration
+	// Clock is the time source of passive health and slow start; nil
+	// means the system clock. Tests set a fake one.
+	Clock Clock
 }
 
 // UpdateStats describes the last successful Update.
@@ -80,11 +93,13 @@ type UpdateStats struct {
 	Backends int
 }
 
-// snapshot is one consistent view: the backends and the selector built
-// from exactly them. Readers load it with one atomic read.
+// snapshot is one consistent view: the backends and the selectors built
+// from exactly them, one for the primaries and one for the backups (see
+// tier). Readers load it with one atomic read.
 type snapshot struct {
 	backends []Backend
-	selector Selector
+	primary  tier
+	backup   tier
 }
 
 // LoadBalancer selects healthy, enabled backends of one service with the
@@ -96,6 +111,14 @@ type snapshot struct {
 type LoadBalancer[A Algorithm] struct {
 	algo A
 	opts Options
+
+	clock Clock
+	// passive is the outlier detection the states point at; nil without.
+	passive *passive
+	// ramps tells whether slow start applies; rampTimer, guarded by mu,
+	// is the pending reweigh while some backend ramps.
+	ramps     bool
+	rampTimer Timer
 
 	snap  atomic.Pointer[snapshot]
 	stats atomic.Pointer[UpdateStats]
@@ -146,13 +169,26 @@ func New[A Algorithm](algo A, opts Options) (*LoadBalancer[A], error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.SlowStart < 0 {
+		return nil, fmt.Errorf("slow start %v must not be negative", opts.SlowStart)
+	}
 	lb := &LoadBalancer[A]{algo: algo, opts: opts, states: map[string]*backendState{}, ready: make(chan struct{}),
-		overrides: map[string]Override{}, seeds: map[string]bool{}}
-	empty, err := algo.Build(nil)
-	if err != nil {
+		overrides: map[string]Override{}, seeds: map[string]bool{}, clock: opts.Clock}
+	if lb.clock == nil {
+		lb.clock = systemClock{}
+	}
+	if opts.Outlier != nil {
+		cfg, err := opts.Outlier.normalise()
+		if err != nil {
+			return nil, err
+		}
+		lb.passive = &passive{cfg: cfg, lb: lb}
+	}
+	lb.ramps = opts.SlowStart > 0 && !isKeyed(algo)
+	if _, err := algo.Build(nil); err != nil {
 		return nil, fmt.Errorf("build selector for an empty pool: %w", err)
 	}
-	lb.snap.Store(&snapshot{selector: empty})
+	lb.snap.Store(&snapshot{})
 	return lb, nil
 }
 
@@ -170,29 +206,20 @@ func (lb *LoadBalancer[A]) Select(key []byte, maxIterations int) (*Backend, bool
 // if accept (when not nil) also returns true, for example to skip the
 // backends a retry already tried. Backends the algorithm yields more than
 // once are considered once and count once towards maxIterations.
+//
+// Backup backends (Backend.Backup) are chosen only when no primary is
+// usable: a usable primary that accept refuses, or that lies beyond
+// maxIterations, still keeps the backups out.
 func (lb *LoadBalancer[A]) SelectWith(key []byte, maxIterations int, accept func(*Backend) bool) (*Backend, bool) {
 	s := lb.snap.Load()
-	n := len(s.backends)
-	if n == 0 {
+	if b := s.primary.pick(s.backends, key, maxIterations, accept); b != nil {
+		return b, true
+	}
+	if s.backup.sel == nil || s.primary.anyUsable() {
 		return nil, false
 	}
-	var rejected indexSet
-	c := s.selector.Start(key)
-	for tried, steps := 0, 0; tried < maxIterations && steps < maxSelectSteps; steps++ {
-		idx, next, ok := s.selector.Next(c)
-		if !ok || idx < 0 || idx >= n {
-			break
-		}
-		c = next
-		if rejected.has(idx) {
-			continue
-		}
-		b := &s.backends[idx]
-		if b.state.usable.Load() && (accept == nil || accept(b)) {
-			return b, true
-		}
-		rejected.add(idx)
-		tried++
+	if b := s.backup.pick(s.backends, key, maxIterations, accept); b != nil {
+		return b, true
 	}
 	return nil, false
 }
@@ -263,6 +290,7 @@ func (lb *LoadBalancer[A]) update(ctx context.Context) (UpdateStats, error) {
 // apply publishes set. Call with mu held.
 func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateStats, error) {
 	old := lb.snap.Load()
+	now := lb.clock.Now()
 	backends := make([]Backend, len(set.Backends))
 	fresh := make(map[string]*backendState)
 	for i, b := range set.Backends {
@@ -273,7 +301,7 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		st := lb.states[b.Addr]
 		if st == nil {
 			st = newBackendState(lb.initialHealth(b.Addr))
-			st.drained, st.weight = o.Drained, b.Weight
+			st.drained, st.weight, st.passive = o.Drained, b.Weight, lb.passive
 			if lb.opts.Attach != nil {
 				st.ext = lb.opts.Attach(b)
 			}
@@ -283,23 +311,30 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		backends[i] = b
 	}
 
-	sel, rebuilt := old.selector, !sameSelection(old.backends, backends)
-	if rebuilt {
-		var err error
-		if sel, err = lb.algo.Build(backends); err != nil {
-			return UpdateStats{}, fmt.Errorf("build selector over %d backends: %w", len(backends), err)
+	// Publish the fresh states' enablement before building, so that slow
+	// start knows which of them join the pool usable.
+	for i := range backends {
+		if st := backends[i].state; fresh[backends[i].Addr] != nil {
+			st.enabledByDisc = !set.Disabled[backends[i].Addr]
+			st.usable.Store(false) // not yet in any snapshot
+			// A backend joining a pool that had others ramps up; the
+			// first set has nothing to ramp against.
+			if lb.publish(st, now) && len(old.backends) == 0 {
+				st.rampStart = time.Time{}
+			}
 		}
+	}
+	primary, backup, rebuilt, err := lb.buildTiers(backends, old, now)
+	if err != nil {
+		return UpdateStats{}, fmt.Errorf("build selector over %d backends: %w", len(backends), err)
 	}
 	built := time.Now()
 
-	now := time.Now()
 	for i := range backends {
 		b := &backends[i]
 		st := b.state
 		enabled := !set.Disabled[b.Addr]
 		if fresh[b.Addr] != nil {
-			st.enabledByDisc = enabled
-			st.publish()
 			lb.states[b.Addr] = st
 			lb.queue(Added, *b, st, now)
 			continue
@@ -307,7 +342,7 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		if st.enabledByDisc != enabled {
 			wasEnabled := st.enabled()
 			st.enabledByDisc = enabled
-			st.publish()
+			lb.publish(st, now) // the tiers are rebuilt below if it ramps
 			if st.enabled() != wasEnabled {
 				lb.queue(EnabledChanged, *b, st, now)
 			}
@@ -319,7 +354,13 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 	}
 	lb.removeMissing(old.backends, backends, now)
 
-	lb.snap.Store(&snapshot{backends: backends, selector: sel})
+	next := &snapshot{backends: backends, primary: primary, backup: backup}
+	// An enablement change above may have started a ramp: weigh again.
+	if p, b, again, err := lb.buildTiers(backends, next, now); err == nil && again {
+		next.primary, next.backup, rebuilt = p, b, true
+	}
+	lb.snap.Store(next)
+	lb.scheduleRamp(now)
 	stats := UpdateStats{At: now, Discovery: discovered.Sub(start), Rebuilt: rebuilt, Backends: len(backends)}
 	if rebuilt {
 		stats.Build = built.Sub(discovered)
@@ -339,6 +380,9 @@ func (lb *LoadBalancer[A]) removeMissing(old, cur []Backend, now time.Time) {
 			continue
 		}
 		delete(lb.states, b.Addr)
+		if b.state.ejectTimer != nil {
+			b.state.ejectTimer.Stop()
+		}
 		lb.queue(Removed, b, b.state, now)
 	}
 }
@@ -359,9 +403,12 @@ func (lb *LoadBalancer[A]) SetEnabled(addr string, enabled bool) error {
 	}
 	wasEnabled := st.enabled()
 	st.enabledByUser = enabled
-	st.publish()
+	now := lb.clock.Now()
+	if lb.publish(st, now) {
+		lb.reweigh(now)
+	}
 	if st.enabled() != wasEnabled {
-		lb.queue(EnabledChanged, lb.currentBackend(norm), st, time.Now())
+		lb.queue(EnabledChanged, lb.currentBackend(norm), st, now)
 	}
 	lb.mu.Unlock()
 	lb.deliver()
@@ -387,15 +434,18 @@ func (lb *LoadBalancer[A]) Status() []Status {
 	for i, b := range backends {
 		st := b.state
 		out[i] = Status{
-			Backend:     b,
-			Healthy:     st.healthy,
-			Enabled:     st.enabled(),
-			Drained:     st.drained,
-			InFlight:    st.inflight.Load(),
-			LastCheck:   st.lastCheck,
-			LastError:   st.lastErr,
-			LastLatency: st.lastLatency,
-			Consecutive: st.consecutive,
+			Backend:      b,
+			Healthy:      st.healthy,
+			Enabled:      st.enabled(),
+			Drained:      st.drained,
+			InFlight:     st.inflight.Load(),
+			LastCheck:    st.lastCheck,
+			LastError:    st.lastErr,
+			LastLatency:  st.lastLatency,
+			Consecutive:  st.consecutive,
+			Ejected:      st.ejected,
+			EjectedUntil: st.ejectedUntil,
+			Ejections:    st.ejections,
 		}
 	}
 	return out
@@ -435,6 +485,14 @@ func (lb *LoadBalancer[A]) checkOne(ctx context.Context, b *Backend) {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	// A pass ends an ejection only if the check began after it: one in
+	// flight when the backend was ejected says nothing of its failures.
+	var seq uint64
+	if lb.passive != nil {
+		lb.mu.Lock()
+		seq = b.state.ejectSeq
+		lb.mu.Unlock()
+	}
 	start := time.Now()
 	err := lb.opts.HealthCheck.Check(ctx, b)
 	latency := time.Since(start)
@@ -444,11 +502,12 @@ func (lb *LoadBalancer[A]) checkOne(ctx context.Context, b *Backend) {
 	if lb.opts.Checked != nil {
 		lb.opts.Checked(*b, err, latency)
 	}
-	lb.record(b, err, start, latency)
+	lb.record(b, err, start, latency, seq)
 }
 
-// record applies one check result to b's state.
-func (lb *LoadBalancer[A]) record(b *Backend, err error, at time.Time, latency time.Duration) {
+// record applies one check result to b's state. seq is the backend's
+// ejection count when the check began.
+func (lb *LoadBalancer[A]) record(b *Backend, err error, at time.Time, latency time.Duration, seq uint64) {
 	lb.mu.Lock()
 	st := b.state
 	if lb.states[b.Addr] != st {
@@ -462,12 +521,22 @@ func (lb *LoadBalancer[A]) record(b *Backend, err error, at time.Time, latency t
 	} else {
 		st.lastOK, st.consecutive = ok, 1
 	}
+	wasUp := st.up()
 	switch {
 	case st.healthy && !ok && st.consecutive >= lb.opts.ConsecutiveFailure,
 		!st.healthy && ok && st.consecutive >= lb.opts.ConsecutiveSuccess:
 		st.healthy = ok
-		st.publish()
+	}
+	now := lb.clock.Now()
+	if ok && st.ejected && st.ejectSeq == seq {
+		lb.unEject(st, now)
+	}
+	ramp := lb.publish(st, now)
+	if st.up() != wasUp {
 		lb.queue(HealthChanged, lb.currentBackend(b.Addr), st, at.Add(latency))
+	}
+	if ramp {
+		lb.reweigh(now)
 	}
 	lb.mu.Unlock()
 	lb.deliver()
@@ -478,8 +547,12 @@ func (lb *LoadBalancer[A]) queue(kind EventKind, b Backend, st *backendState, at
 	if len(lb.opts.Observers) == 0 {
 		return
 	}
-	e := Event{Kind: kind, Backend: b, Healthy: st.healthy, Enabled: st.enabled(), At: at}
-	if kind == HealthChanged && !st.healthy {
+	e := Event{Kind: kind, Backend: b, Healthy: st.up(), Enabled: st.enabled(), Ejected: st.ejected, At: at}
+	switch {
+	case kind != HealthChanged || e.Healthy:
+	case st.ejected:
+		e.Reason = st.ejectErr
+	default:
 		e.Reason = st.lastErr
 	}
 	e.Backend.state = nil // observers get a plain value

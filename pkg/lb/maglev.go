@@ -290,3 +290,6 @@ func (s *maglevSelector) Next(c Cursor) (int, Cursor, bool) {
 	c.Step++
 	return int(index), c, true
 }
+
+// KeyedSelection returns true: Maglev maps keys to backends (see Keyed).
+func (Maglev) KeyedSelection() bool { return true }

@@ -105,9 +105,12 @@ func (lb *LoadBalancer[A]) applyOverride(addr string, was, now Override) error {
 	if was.Drained != now.Drained {
 		wasEnabled := st.enabled()
 		st.drained = now.Drained
-		st.publish()
+		t := lb.clock.Now()
+		if lb.publish(st, t) {
+			lb.reweigh(t)
+		}
 		if st.enabled() != wasEnabled {
-			lb.queue(EnabledChanged, lb.currentBackend(addr), st, time.Now())
+			lb.queue(EnabledChanged, lb.currentBackend(addr), st, t)
 		}
 	}
 	if was.Weight != now.Weight {
@@ -147,8 +150,11 @@ func (lb *LoadBalancer[A]) Seed(addr string, healthy bool) error {
 		lb.seeds[norm] = healthy
 	case st.lastCheck.IsZero() && st.healthy != healthy:
 		st.healthy, st.lastOK, st.consecutive = healthy, healthy, 0
-		st.publish()
-		lb.queue(HealthChanged, lb.currentBackend(norm), st, time.Now())
+		now := lb.clock.Now()
+		if lb.publish(st, now) {
+			lb.reweigh(now)
+		}
+		lb.queue(HealthChanged, lb.currentBackend(norm), st, now)
 	}
 	lb.mu.Unlock()
 	lb.deliver()

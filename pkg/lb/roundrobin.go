@@ -54,17 +54,24 @@ var (
 // The zero value is ready to use. A RoundRobin must not be copied after its
 // first Build.
 type RoundRobin struct {
-	// next is the sequence number of the next pick in table mode.
-	next atomic.Uint64
+	// next is the sequence number of the next pick in table mode;
+	// nextBackup that of a list of backups (Backend.Backup), which the
+	// LoadBalancer builds a selector for apart: a failed walk over the
+	// primaries must not advance the backups' rotation, or the two
+	// periods could lock every fallback onto the same backup.
+	next       atomic.Uint64
+	nextBackup atomic.Uint64
 
 	// tableLimit overrides defaultRRTableLimit when positive, so tests can
 	// force the live mode.
 	tableLimit int
 
-	// mu guards live, the live state of the last live-mode build, kept so a
-	// rebuild with the same list continues it.
+	// mu guards live, the live states of the last two live-mode builds,
+	// most recent first, kept so a rebuild with the same list continues
+	// its rotation. Two, because a LoadBalancer with backup backends
+	// builds a selector for its primaries and one for its backups.
 	mu   sync.Mutex
-	live *liveWRR
+	live [2]*liveWRR
 }
 
 // Build returns a Selector over backends. It fails with ErrBadWeight when a
@@ -74,11 +81,15 @@ func (rr *RoundRobin) Build(backends []Backend) (Selector, error) {
 	if err := checkSelectionWeights(backends); err != nil {
 		return nil, err
 	}
+	next := &rr.next
+	if len(backends) > 0 && backends[0].Backup {
+		next = &rr.nextBackup
+	}
 	if len(backends) == 0 {
-		return &rrTableSelector{next: &rr.next}, nil
+		return &rrTableSelector{next: next}, nil
 	}
 	if rr.fitsTable(backends) {
-		return &rrTableSelector{seq: smoothTable(backends), next: &rr.next}, nil
+		return &rrTableSelector{seq: smoothTable(backends), next: next}, nil
 	}
 	return &rrLiveSelector{state: rr.liveState(backends)}, nil
 }
@@ -99,13 +110,18 @@ func (rr *RoundRobin) fitsTable(backends []Backend) bool {
 func (rr *RoundRobin) liveState(backends []Backend) *liveWRR {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if rr.live == nil || !sameSelection(rr.live.backends, backends) {
-		rr.live = &liveWRR{
-			backends: append([]Backend(nil), backends...),
-			wrr:      newSmoothWRR(backends),
+	for i, l := range rr.live {
+		if l != nil && sameSelection(l.backends, backends) {
+			rr.live[0], rr.live[i] = l, rr.live[0]
+			return l
 		}
 	}
-	return rr.live
+	l := &liveWRR{
+		backends: append([]Backend(nil), backends...),
+		wrr:      newSmoothWRR(backends),
+	}
+	rr.live[0], rr.live[1] = l, rr.live[0]
+	return l
 }
 
 // smoothWRR is the state of nginx's smooth weighted round robin: the one

@@ -37,3 +37,19 @@ type Selector interface {
 type Algorithm interface {
 	Build(backends []Backend) (Selector, error)
 }
+
+// Keyed is implemented by an Algorithm that maps each key to a backend
+// (FNV, Ketama, Maglev), for which KeyedSelection returns true. A changing
+// weight would move keys between backends, so slow start does not ramp
+// such an algorithm's weights: a backend there takes its whole share as
+// soon as it is usable.
+type Keyed interface {
+	Algorithm
+	KeyedSelection() bool
+}
+
+// isKeyed reports whether algo maps keys to backends.
+func isKeyed(algo Algorithm) bool {
+	k, ok := algo.(Keyed)
+	return ok && k.KeyedSelection()
+}

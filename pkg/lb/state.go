@@ -14,8 +14,13 @@ import (
 // other field is guarded by the owning LoadBalancer's mutex.
 type backendState struct {
 	inflight inflightCounter
+	// fails are Report's consecutive failure counts; passive is the
+	// LoadBalancer's outlier detection, nil without one.
+	fails   failureCounters
+	passive *passive
 
-	// usable is healthy && enabled: the one word Select reads.
+	// usable is healthy && enabled && !ejected: the one word Select
+	// reads.
 	usable atomic.Bool
 
 	healthy       bool
@@ -28,6 +33,22 @@ type backendState struct {
 	lastLatency   time.Duration
 	lastOK        bool
 	consecutive   int
+
+	// Passive health (outlier.go): ejected until ejectedUntil, by the
+	// ejectSeq-th ejection, ended early by ejectTimer's stop; streak is
+	// the multiplier of the next ejection's length, ejections the total.
+	ejected      bool
+	ejectedUntil time.Time
+	ejectErr     error
+	ejectSeq     uint64
+	ejectTimer   Timer
+	streak       int
+	ejections    int
+	returnedAt   time.Time
+
+	// rampStart is when slow start began ramping the backend's weight
+	// (slowstart.go); zero when it is not ramping.
+	rampStart time.Time
 
 	// ext is Options.Attach's value for this address, set once before
 	// the state is published.
@@ -42,5 +63,13 @@ func newBackendState(healthy bool) *backendState {
 
 func (s *backendState) enabled() bool { return s.enabledByDisc && s.enabledByUser && !s.drained }
 
-// publish recomputes the lock-free usable flag after a change.
-func (s *backendState) publish() { s.usable.Store(s.healthy && s.enabled()) }
+// up is the backend's health as selection and observers see it: its
+// active checks' verdict, and not ejected by passive health.
+func (s *backendState) up() bool { return s.healthy && !s.ejected }
+
+// publish recomputes the lock-free usable flag after a change and reports
+// whether the backend just became usable.
+func (s *backendState) publish() (became bool) {
+	u := s.up() && s.enabled()
+	return s.usable.Swap(u) != u && u
+}
