@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -269,6 +270,19 @@ func TestMatchWideNode(t *testing.T) {
 				t.Errorf("%d children, %s: got %s", kids, miss, e.name)
 			}
 		}
+	}
+}
+
+// TestNames: a route's name is its Name, or its index without one, as
+// Session.Route gives it and metrics label it.
+func TestNames(t *testing.T) {
+	tbl := mustTable(t,
+		Route{Name: "api", Upstream: "pool"},
+		Route{Upstream: "pool"},
+		Route{Name: "0", Respond: &Respond{Status: 204}},
+	)
+	if got, want := tbl.Names(), []string{"api", "1", "0"}; !slices.Equal(got, want) {
+		t.Errorf("Names() = %q, want %q", got, want)
 	}
 }
 

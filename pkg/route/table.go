@@ -245,6 +245,16 @@ func (t *Table) Unmatched() uint64 { return t.unmatched.Load() }
 // Len returns the number of routes.
 func (t *Table) Len() int { return len(t.entries) }
 
+// Names returns the routes' names in table order, as Session.Route
+// gives them: a route's Name, or its index when Name is empty.
+func (t *Table) Names() []string {
+	names := make([]string, len(t.entries))
+	for i, e := range t.entries {
+		names[i] = e.name
+	}
+	return names
+}
+
 func (t *Table) getScratch() *scratch { return t.scratch.Get().(*scratch) }
 
 func (t *Table) putScratch(sc *scratch) {

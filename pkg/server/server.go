@@ -162,7 +162,7 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	if obs != nil {
 		svc.http.Observer = obs
 		if t, ok := svc.http.Proxy.(*route.Table); ok && obs.metrics != nil {
-			obs.metrics.Routes(routeNames(sc), t.Unmatched)
+			obs.metrics.Routes(t.Names(), t.Unmatched)
 		}
 	}
 	svc.http.RequestID = sc.RequestID
