@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 	"gopkg.in/yaml.v3"
 )
 
@@ -183,12 +184,12 @@ func (p *parser) sendProxyProtocol(m *mapping, u *Upstream, l4 *L4) {
 }
 
 // listenerProxyProtocol reads the proxy_protocol mapping of a listener.
-func (p *parser) listenerProxyProtocol(n *yaml.Node, path string) *ListenerProxyProtocol {
+func (p *parser) listenerProxyProtocol(n *yaml.Node, path string) *proxyproto.Policy {
 	m := p.mapping(n, path, []string{"trusted", "timeout"})
 	if m == nil {
 		return nil
 	}
-	pp := &ListenerProxyProtocol{Timeout: DefaultProxyProtocolTimeout}
+	pp := &proxyproto.Policy{Timeout: DefaultProxyProtocolTimeout}
 	const example = `trusted: ["10.0.0.0/8", "192.0.2.7"]`
 	items, ok := m.list("trusted", example)
 	switch {

@@ -108,14 +108,6 @@ func sticky(st *config.Sticky) *l7.Sticky {
 	return out
 }
 
-// proxyPolicy is the PROXY protocol policy of a listener; nil without one.
-func proxyPolicy(pp *config.ListenerProxyProtocol) *proxyproto.Policy {
-	if pp == nil {
-		return nil
-	}
-	return &proxyproto.Policy{Trusted: pp.Trusted, Timeout: pp.Timeout}
-}
-
 // proxyVersion is the PROXY protocol version a pool sends; 0: none.
 func proxyVersion(v config.ProxyProtocolVersion) proxyproto.Version {
 	switch v {
