@@ -69,7 +69,7 @@ func compileRedirect(r *Redirect) (*redirect, error) {
 // location appends the redirect's Location for the request to dst:
 // path is the request's normalised path, query its query.
 func (rd *redirect) location(dst []byte, s *l7.Session, path, query []byte) []byte {
-	reqHost := hostOnly(s.Req.Authority())
+	reqHost := hostOnly(authority(s.Req))
 	if rd.host != "" || len(reqHost) > 0 {
 		switch {
 		case rd.scheme != "":
