@@ -81,8 +81,8 @@ func (p *parser) routes(m *mapping) []Route {
 	}
 	for _, sh := range route.Unreachable(described) {
 		r, by := out[sh.Route], out[sh.By]
-		p.warnAt(r.Pos, "route %s at %s can never match: route %s at %s takes every request it would; move it above or narrow the earlier one",
-			quote(r.Route.Name), r.Pos, quote(by.Route.Name), by.Pos)
+		p.warnAt(r.Pos, "route %s can never match: route %s at %s takes every request it would; move it above or narrow the earlier one",
+			quote(r.Route.Name), quote(by.Route.Name), by.Pos)
 	}
 	return out
 }
