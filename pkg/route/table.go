@@ -22,8 +22,8 @@ import (
 // The Table answers redirects, fixed responses and unmatched requests
 // itself, in its RequestFilter; it sends the rest to the route's upstream
 // proxy, whose phases (RequestFilter, UpstreamPeer, UpstreamRequestFilter,
-// ResponseFilter, FailToConnect, Log, and CtxMaker's NewCtx once the route
-// is known) it calls in turn. It keeps its own per-request state in
+// ResponseFilter, ResponseBodyFilter, FailToConnect, Log, and CtxMaker's
+// NewCtx once the route is known) it calls in turn. It keeps its own per-request state in
 // Session.RouteCtx, so s.Ctx is the upstream proxy's.
 type Table struct {
 	// Logger, when set before the Table serves, receives the failed
