@@ -35,6 +35,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := write("bad.yaml", "version: 1\nthreads: two\nservices:\n  - name: lb\n    kind: http_proxy\n    listen: [\"127.0.0.1:1\"]\n    upstream:\n      backends: [\"127.0.0.1:2\"]\n      selection: round_robbin\n      hash_key: uri\n")
+	shadowed := write("shadowed.yaml", "version: 1\nupstreams:\n  web: {backends: [\"127.0.0.1:2\"]}\nservices:\n  - name: lb\n    kind: http_proxy\n    listen: [\"127.0.0.1:1\"]\n    routes:\n      - {name: all, upstream: web}\n      - {name: api, match: {path: {prefix: /api}}, upstream: web}\n")
 	doubtful := write("doubtful.yaml", "version: 1\nupstreams:\n  web: {backends: [\"127.0.0.1:2\"]}\n  spare: {backends: [\"127.0.0.1:3\"]}\nservices:\n  - name: lb\n    kind: http_proxy\n    listen: [\"127.0.0.1:1\"]\n    upstream: web\n")
 	tests := []struct {
 		name     string
@@ -50,6 +51,9 @@ func TestCheckConfig(t *testing.T) {
 		}},
 		{"valid with warnings", []string{"-t", "-c", doubtful}, 0, regexp.MustCompile(`configuration .*doubtful.yaml is valid`), []*regexp.Regexp{
 			regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(doubtful) + `:4:3: warning: upstreams.spare: no service or route uses this pool`),
+		}},
+		{"valid with a shadowed route", []string{"-t", "-c", shadowed}, 0, regexp.MustCompile(`configuration .*shadowed.yaml is valid`), []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(shadowed) + `:10:9: warning: route "api" can never match: route "all" at ` + regexp.QuoteMeta(shadowed) + `:9:9 takes every request it would`),
 		}},
 		{"missing file", []string{"-t", "-c", filepath.Join(dir, "nope.yaml")}, 1, nil, []*regexp.Regexp{regexp.MustCompile(`nope.yaml`)}},
 		{"no -c", []string{"-t"}, 2, nil, []*regexp.Regexp{regexp.MustCompile(`usage: weir -c FILE`)}},

@@ -15,9 +15,11 @@
 // than converted.
 //
 // A value is parsed once, into the type the package that uses it takes:
-// a route into a route.Route, a hash key into an l7.HashKey, a health
-// check's expected statuses into an lb.StatusSet, header templates with
-// route.ParseTemplate; so each value has one grammar, and its errors
+// a route into a route.Route, a route's compress into a
+// compress.Policy, a listener's proxy_protocol into a proxyproto.Policy,
+// a hash key into an l7.HashKey, a health check's expected statuses into
+// an lb.StatusSet, header templates with route.ParseTemplate and paths
+// with route.CheckPath; so each value has one grammar, and its errors
 // carry their position.
 //
 // What is valid but almost certainly a mistake (a route an earlier route

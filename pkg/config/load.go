@@ -82,8 +82,10 @@ type parser struct {
 	// that listens there, to report a second use of the address.
 	claims map[string]claim
 	merges int
-	// pools are the named upstreams, by name.
-	pools map[string]*pool
+	// pools are the named upstreams, by name; upstreamsBad says the
+	// upstreams key is not a mapping, so no pool is known.
+	pools        map[string]*pool
+	upstreamsBad bool
 	// warnings are the valid but doubtful things found.
 	warnings []Warning
 }

@@ -9,11 +9,13 @@ import (
 	"strings"
 
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 	"gopkg.in/yaml.v3"
 )
 
 // pool is a named upstream of the top-level upstreams key, and whether a
-// service or route refers to it.
+// service or route refers to it; up is nil for a pool written with an
+// error, already reported.
 type pool struct {
 	up   *Upstream
 	pos  Position
@@ -29,6 +31,7 @@ func (p *parser) upstreams(m *mapping) map[string]*Upstream {
 	}
 	if n.Kind != yaml.MappingNode {
 		p.wrongType(n, "upstreams", `a mapping of pool names to upstream blocks, as in {api: {backends: ["127.0.0.1:8001"]}}`)
+		p.upstreamsBad = true
 		return nil
 	}
 	sm := p.mapping(n, "upstreams", nil)
@@ -41,10 +44,12 @@ func (p *parser) upstreams(m *mapping) map[string]*Upstream {
 		path := sm.at(name)
 		if !validServiceName.MatchString(name) {
 			p.errorf(k, path, "%s is not a valid pool name; use lower-case letters, digits, \"_\" and \"-\"", quote(name))
+			p.pools[name] = &pool{pos: p.pos(k), used: true} // known, so that references to it add no error
 			continue
 		}
 		u := p.upstream(v, path, nil)
 		if u == nil {
+			p.pools[name] = &pool{pos: p.pos(k), used: true}
 			continue
 		}
 		u.Name = name
@@ -183,12 +188,12 @@ func (p *parser) sendProxyProtocol(m *mapping, u *Upstream, l4 *L4) {
 }
 
 // listenerProxyProtocol reads the proxy_protocol mapping of a listener.
-func (p *parser) listenerProxyProtocol(n *yaml.Node, path string) *ListenerProxyProtocol {
+func (p *parser) listenerProxyProtocol(n *yaml.Node, path string) *proxyproto.Policy {
 	m := p.mapping(n, path, []string{"trusted", "timeout"})
 	if m == nil {
 		return nil
 	}
-	pp := &ListenerProxyProtocol{Timeout: DefaultProxyProtocolTimeout}
+	pp := &proxyproto.Policy{Timeout: DefaultProxyProtocolTimeout}
 	const example = `trusted: ["10.0.0.0/8", "192.0.2.7"]`
 	items, ok := m.list("trusted", example)
 	switch {

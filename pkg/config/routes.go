@@ -81,8 +81,8 @@ func (p *parser) routes(m *mapping) []Route {
 	}
 	for _, sh := range route.Unreachable(described) {
 		r, by := out[sh.Route], out[sh.By]
-		p.warnAt(r.Pos, "route %s at %s can never match: route %s at %s takes every request it would; move it above or narrow the earlier one",
-			quote(r.Route.Name), r.Pos, quote(by.Route.Name), by.Pos)
+		p.warnAt(r.Pos, "route %s can never match: route %s at %s takes every request it would; move it above or narrow the earlier one",
+			quote(r.Route.Name), quote(by.Route.Name), by.Pos)
 	}
 	return out
 }
@@ -804,18 +804,12 @@ func (p *parser) compress(n *yaml.Node, path string) *compress.Policy {
 	}
 	m := p.mapping(n, path, []string{"encodings", "min_size", "types"})
 	c := &compress.Policy{Encodings: compress.DefaultEncodings(), MinSize: compress.DefaultMinSize, Types: compress.DefaultTypes()}
-	if items, ok := m.list("encodings", "encodings: [zstd, br, gzip]"); ok {
+	choices := []string{"zstd", "br", "gzip"}
+	if m.has("encodings") {
 		c.Encodings = nil
-		choices := []string{"zstd", "br", "gzip"}
-		if len(items) == 0 {
-			p.errorf(m.get("encodings"), m.at("encodings"), "the list is empty; remove compress to compress nothing, or list zstd, br or gzip")
-		}
-		for i, item := range items {
-			ipath := fmt.Sprintf("%s[%d]", m.at("encodings"), i)
-			s, ok := p.str(item, ipath)
-			if !ok {
-				continue
-			}
+	}
+	m.stringItems("encodings", "encodings: [zstd, br, gzip]", "remove compress to compress nothing, or list zstd, br or gzip",
+		func(item *yaml.Node, ipath, s string) {
 			e, err := compress.ParseEncoding(s)
 			switch {
 			case err != nil || !slices.Contains(choices, s):
@@ -825,25 +819,18 @@ func (p *parser) compress(n *yaml.Node, path string) *compress.Policy {
 			default:
 				c.Encodings = append(c.Encodings, e)
 			}
-		}
-	}
+		})
 	minSize := int(c.MinSize)
 	m.integer("min_size", &minSize, 0, math.MaxInt)
 	c.MinSize = int64(minSize)
 	if minSize == 0 {
 		c.MinSize = -1 // compress.Policy's "no minimum"; its 0 means the default
 	}
-	if items, ok := m.list("types", "types: [text/html, application/json]"); ok {
+	if m.has("types") {
 		c.Types = nil
-		if len(items) == 0 {
-			p.errorf(m.get("types"), m.at("types"), "the list is empty; remove types for the defaults, or list content types such as text/html")
-		}
-		for i, item := range items {
-			ipath := fmt.Sprintf("%s[%d]", m.at("types"), i)
-			s, ok := p.str(item, ipath)
-			if !ok {
-				continue
-			}
+	}
+	m.stringItems("types", "types: [text/html, application/json]", "remove types for the defaults, or list content types such as text/html",
+		func(item *yaml.Node, ipath, s string) {
 			t := strings.ToLower(s)
 			switch {
 			case !validMediaRange(t):
@@ -853,9 +840,26 @@ func (p *parser) compress(n *yaml.Node, path string) *compress.Policy {
 			default:
 				c.Types = append(c.Types, t)
 			}
+		})
+	return c
+}
+
+// stringItems calls each with every string of the list key, reporting
+// an item that is no string, and an empty list with the advice ifEmpty.
+func (m *mapping) stringItems(key, example, ifEmpty string, each func(item *yaml.Node, path, s string)) {
+	items, ok := m.list(key, example)
+	if !ok {
+		return
+	}
+	if len(items) == 0 {
+		m.p.errorf(m.get(key), m.at(key), "the list is empty; %s", ifEmpty)
+	}
+	for i, item := range items {
+		ipath := fmt.Sprintf("%s[%d]", m.at(key), i)
+		if s, ok := m.p.str(item, ipath); ok {
+			each(item, ipath, s)
 		}
 	}
-	return c
 }
 
 // validMediaRange reports whether s is type/subtype or type/*, without

@@ -9,6 +9,7 @@ import (
 	"github.com/weir-lb/weir/pkg/compress"
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/proxyproto"
 	"github.com/weir-lb/weir/pkg/route"
 )
 
@@ -76,7 +77,7 @@ const (
 
 	// DefaultProxyProtocolTimeout bounds how long a listener that expects
 	// PROXY protocol headers waits for one.
-	DefaultProxyProtocolTimeout = 5 * time.Second
+	DefaultProxyProtocolTimeout = proxyproto.DefaultTimeout
 
 	// DefaultRedirectStatus is the status code of a redirect route.
 	DefaultRedirectStatus = 301
@@ -295,21 +296,13 @@ type Listener struct {
 	// TLS makes the listener terminate TLS; nil for plain TCP.
 	TLS *ListenerTLS
 	// ProxyProtocol makes the listener read a PROXY protocol header (v1
-	// or v2) from the peers it trusts; nil reads none.
-	ProxyProtocol *ListenerProxyProtocol
-}
-
-// ListenerProxyProtocol is how a listener reads PROXY protocol headers,
-// which a load balancer in front of weir sends to pass on the client's
-// address.
-type ListenerProxyProtocol struct {
-	// Trusted are the peers whose connections must start with a PROXY
-	// header (key trusted, required, at least one; an address alone is a
-	// /32 or /128). Connections from other peers carry none and are
-	// served as they come, their peer being the client.
-	Trusted []netip.Prefix
-	// Timeout bounds the wait for the header (key timeout, default 5s).
-	Timeout time.Duration
+	// or v2) from the peers it trusts (key proxy_protocol); nil reads
+	// none. Trusted (key trusted, required, at least one; an address
+	// alone is a /32 or /128) are the peers whose connections must start
+	// with a header; connections from other peers carry none and are
+	// served as they come, their peer being the client. Timeout (key
+	// timeout, default 5s) bounds the wait for the header.
+	ProxyProtocol *proxyproto.Policy
 }
 
 // ListenerTLS is the TLS setup of a listener.

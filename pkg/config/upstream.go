@@ -79,6 +79,9 @@ func (p *parser) poolRef(n *yaml.Node, path string) *Upstream {
 	name := n.Value
 	pl, ok := p.pools[name]
 	if !ok {
+		if p.upstreamsBad {
+			return nil // upstreams: is not a mapping, which is reported; its pools are unknown
+		}
 		if len(p.pools) == 0 {
 			p.errorf(n, path, "no pool is named %s: the file defines no upstreams:; define it there, as in upstreams: {%s: {backends: [\"127.0.0.1:8001\"]}}", quote(name), clip(name))
 			return nil

@@ -96,7 +96,6 @@ func (f *httpFamilies) register(r *prometheus.Registry) {
 type HTTPService struct {
 	name string
 	m    *Metrics
-	f    *httpFamilies
 	// routes are the counters of the service's routes, by name; nil for
 	// a service without routes (Routes).
 	routes map[string]*routeCounters
@@ -142,7 +141,7 @@ func (m *Metrics) httpService(name string, service bool) *HTTPService {
 		return s
 	}
 	f := &m.http
-	s := &HTTPService{name: name, m: m, f: f, backends: map[string]*Backend{}}
+	s := &HTTPService{name: name, m: m, backends: map[string]*Backend{}}
 	m.services[name] = s
 	if service {
 		// A pool takes no connections and serves no requests of its own:
@@ -192,7 +191,7 @@ var upstreamReasons = [...]string{l7.ReasonRefused, l7.ReasonTimeout, l7.ReasonR
 	l7.ReasonProtocol, l7.ReasonUnavailable, l7.ReasonOther}
 
 func (s *HTTPService) newBackend(addr string) *Backend {
-	f := s.f
+	f := &s.m.http
 	b := &Backend{
 		addr:      addr,
 		duration:  f.duration.WithLabelValues(s.name, addr),
@@ -229,7 +228,7 @@ func (s *HTTPService) Forget(addr string) {
 	s.mu.Lock()
 	delete(s.backends, addr)
 	s.mu.Unlock()
-	f := s.f
+	f := &s.m.http
 	f.duration.DeleteLabelValues(s.name, addr)
 	f.connect.DeleteLabelValues(s.name, addr)
 	f.firstByte.DeleteLabelValues(s.name, addr)

@@ -34,18 +34,18 @@ func compileRedirect(r *Redirect) (*redirect, error) {
 		return nil, fmt.Errorf("scheme %q: use http or https", r.Scheme)
 	}
 	if r.Host != "" {
-		if a, err := netip.ParseAddr(strings.Trim(r.Host, "[]")); err == nil && a.Is6() {
-			rd.host = "[" + a.String() + "]"
-		} else {
-			key, err := hostName(r.Host)
-			if err != nil {
-				return nil, err
-			}
-			if strings.HasPrefix(key, "*") {
-				return nil, fmt.Errorf("host %q: a redirect goes to one host, not a wildcard", r.Host)
-			}
-			rd.host = key
+		host := r.Host
+		if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+			host = "[" + host + "]" // a Redirect's host may be a bare IPv6 address
 		}
+		key, err := hostName(host)
+		if err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(key, "*") {
+			return nil, fmt.Errorf("host %q: a redirect goes to one host, not a wildcard", r.Host)
+		}
+		rd.host = key
 	}
 	switch {
 	case r.Port < 0 || r.Port > 65535:
@@ -69,7 +69,7 @@ func compileRedirect(r *Redirect) (*redirect, error) {
 // location appends the redirect's Location for the request to dst:
 // path is the request's normalised path, query its query.
 func (rd *redirect) location(dst []byte, s *l7.Session, path, query []byte) []byte {
-	reqHost := hostOnly(s.Req.Authority())
+	reqHost := hostOnly(authority(s.Req))
 	if rd.host != "" || len(reqHost) > 0 {
 		switch {
 		case rd.scheme != "":

@@ -329,7 +329,11 @@ func compileField(f FieldMatch) (fieldCond, error) {
 
 // hostName checks a host name written in a route and returns its key:
 // the name in lower case, or for a wildcard "*.example.com" the suffix
-// ".example.com" behind a "*".
+// ".example.com" behind a "*". It refuses what pkg/config refuses (a
+// port, a misplaced "*", a label DNS does not allow, an IPv6 zone), so
+// that a Table built from Routes made by hand takes the same hosts as a
+// configuration file; only a final dot, which pkg/config asks to have
+// removed, it drops, as requests' hosts are compared without it.
 func hostName(h string) (string, error) {
 	name := strings.TrimSuffix(strings.ToLower(h), ".")
 	wildcard := strings.HasPrefix(name, "*.")
@@ -343,11 +347,14 @@ func hostName(h string) (string, error) {
 		return "", errors.New(`host "*" matches every host: leave hosts out instead`)
 	case strings.HasPrefix(name, "["):
 		a, err := netip.ParseAddr(strings.TrimSuffix(name[1:], "]"))
-		if wildcard || !strings.HasSuffix(name, "]") || err != nil || !a.Is6() {
+		if wildcard || !strings.HasSuffix(name, "]") || err != nil || !a.Is6() || a.Zone() != "" {
 			return "", fmt.Errorf("host %q is not a bracketed IPv6 address (\"[2001:db8::1]\"), and has no port", h)
 		}
 		return "[" + a.String() + "]", nil
 	case strings.Contains(name, ":"):
+		if a, err := netip.ParseAddr(name); err == nil && a.Is6() {
+			return "", fmt.Errorf("host %q: write an IPv6 address in brackets, as in \"[2001:db8::1]\"", h)
+		}
 		return "", fmt.Errorf("host %q has a port; hosts are matched without their port", h)
 	case strings.Contains(name, "*"):
 		return "", fmt.Errorf("host %q: only a whole first label may be a wildcard (\"*.example.com\")", h)
@@ -355,8 +362,13 @@ func hostName(h string) (string, error) {
 		return "", fmt.Errorf("host %q is longer than a DNS name may be", h)
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if label == "" {
+		switch {
+		case label == "":
 			return "", fmt.Errorf("host %q has an empty label", h)
+		case len(label) > 63:
+			return "", fmt.Errorf("host %q has a label longer than the 63 bytes DNS allows", h)
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "", fmt.Errorf("host %q has a label that starts or ends with \"-\"", h)
 		}
 		for i := 0; i < len(label); i++ {
 			if c := label[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {

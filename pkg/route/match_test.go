@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -272,6 +273,19 @@ func TestMatchWideNode(t *testing.T) {
 	}
 }
 
+// TestNames: a route's name is its Name, or its index without one, as
+// Session.Route gives it and metrics label it.
+func TestNames(t *testing.T) {
+	tbl := mustTable(t,
+		Route{Name: "api", Upstream: "pool"},
+		Route{Upstream: "pool"},
+		Route{Name: "0", Respond: &Respond{Status: 204}},
+	)
+	if got, want := tbl.Names(), []string{"api", "1", "0"}; !slices.Equal(got, want) {
+		t.Errorf("Names() = %q, want %q", got, want)
+	}
+}
+
 func TestNewRefuses(t *testing.T) {
 	ok := Route{Upstream: "pool", MaxRetries: -1}
 	with := func(f func(*Route)) Route {
@@ -307,6 +321,12 @@ func TestNewRefuses(t *testing.T) {
 		{"host empty label", with(func(r *Route) { r.Match.Hosts = []string{"a..example"} }), stub{}, "empty label"},
 		{"host bad byte", with(func(r *Route) { r.Match.Hosts = []string{"a/b"} }), stub{}, `has '/'`},
 		{"host bad IPv6", with(func(r *Route) { r.Match.Hosts = []string{"[::1"} }), stub{}, "bracketed IPv6"},
+		{"host IPv6 zone", with(func(r *Route) { r.Match.Hosts = []string{"[fe80::1%eth0]"} }), stub{}, "bracketed IPv6"},
+		{"host long label", with(func(r *Route) { r.Match.Hosts = []string{strings.Repeat("a", 64) + ".example"} }), stub{}, "longer than the 63 bytes"},
+		{"host label ends with hyphen", with(func(r *Route) { r.Match.Hosts = []string{"*.a-.example"} }), stub{}, `starts or ends with "-"`},
+		{"host unbracketed IPv6", with(func(r *Route) { r.Match.Hosts = []string{"2001:db8::1"} }), stub{}, "in brackets"},
+		{"redirect host IPv6 zone", Route{Redirect: &Redirect{Host: "[fe80::1%eth0]", Status: 301}}, nil, "bracketed IPv6"},
+		{"redirect host label starts with hyphen", Route{Redirect: &Redirect{Host: "-a.example", Status: 301}}, nil, `starts or ends with "-"`},
 		{"path without slash", with(func(r *Route) { r.Match.Path = prefix("api") }), stub{}, `"api" is not a path; it must start with "/"`},
 		{"path not normalised", with(func(r *Route) { r.Match.Path = prefix("/a/../b") }), stub{}, `write "/b"`},
 		{"path double slash", with(func(r *Route) { r.Match.Path = exact("/a//b") }), stub{}, `"/a//b" is not in normal form`},

@@ -22,8 +22,8 @@ import (
 // The Table answers redirects, fixed responses and unmatched requests
 // itself, in its RequestFilter; it sends the rest to the route's upstream
 // proxy, whose phases (RequestFilter, UpstreamPeer, UpstreamRequestFilter,
-// ResponseFilter, FailToConnect, Log, and CtxMaker's NewCtx once the route
-// is known) it calls in turn. It keeps its own per-request state in
+// ResponseFilter, ResponseBodyFilter, FailToConnect, Log, and CtxMaker's
+// NewCtx once the route is known) it calls in turn. It keeps its own per-request state in
 // Session.RouteCtx, so s.Ctx is the upstream proxy's.
 type Table struct {
 	// Logger, when set before the Table serves, receives the failed
@@ -244,6 +244,16 @@ func (t *Table) Unmatched() uint64 { return t.unmatched.Load() }
 
 // Len returns the number of routes.
 func (t *Table) Len() int { return len(t.entries) }
+
+// Names returns the routes' names in table order, as Session.Route
+// gives them: a route's Name, or its index when Name is empty.
+func (t *Table) Names() []string {
+	names := make([]string, len(t.entries))
+	for i, e := range t.entries {
+		names[i] = e.name
+	}
+	return names
+}
 
 func (t *Table) getScratch() *scratch { return t.scratch.Get().(*scratch) }
 

@@ -79,7 +79,7 @@ func (s *Server) targets() []target {
 		}
 	}
 	for _, pl := range s.poolOrder {
-		if pl.named {
+		if pl.named() {
 			out = append(out, poolTarget(pl))
 		}
 	}

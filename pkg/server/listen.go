@@ -240,7 +240,7 @@ func (svc *service) addGroup(index int, g *reuseport.Group, cfg *tls.Config) {
 			ln = tls.NewListener(ln, cfg)
 		}
 		svc.listeners = append(svc.listeners, ln)
-		svc.proxied = append(svc.proxied, proxyPolicy(svc.cfg.Listeners[index].ProxyProtocol))
+		svc.proxied = append(svc.proxied, svc.cfg.Listeners[index].ProxyProtocol)
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 
@@ -24,18 +25,10 @@ type pool struct {
 	name string
 	cfg  *config.Upstream
 	bal  balancer
-	// named says the pool is one of upstreams:.
-	named bool
 }
 
-// poolNames maps each named pool's configuration to its name.
-func poolNames(cfg *config.Config) map[*config.Upstream]string {
-	names := make(map[*config.Upstream]string, len(cfg.Upstreams))
-	for name, up := range cfg.Upstreams {
-		names[up] = name
-	}
-	return names
-}
+// named says the pool is one of upstreams:, rather than an inline block.
+func (pl *pool) named() bool { return pl.cfg.Name != "" }
 
 // poolFor returns the pool of up, building its load balancer on first
 // use. owner names an inline upstream's pool: the service that has it.
@@ -43,27 +36,24 @@ func (s *Server) poolFor(up *config.Upstream, owner string) (*pool, error) {
 	if pl := s.pools[up]; pl != nil {
 		return pl, nil
 	}
-	name, named := s.poolName[up]
-	if !named {
-		name = owner
-	}
+	name := cmp.Or(up.Name, owner)
 	var hs *metrics.HTTPService
 	switch {
 	case s.metrics == nil:
-	case named:
+	case up.Name != "":
 		hs = s.metrics.Pool(name)
 	default:
 		hs = s.metrics.HTTPService(name)
 	}
 	opts, err := s.lbOptions(name, up, hs)
 	if err != nil {
-		return nil, poolError(name, named, up, err)
+		return nil, poolError(up, err)
 	}
 	bal, err := newLoadBalancer(up, opts)
 	if err != nil {
-		return nil, poolError(name, named, up, err)
+		return nil, poolError(up, err)
 	}
-	pl := &pool{name: name, cfg: up, bal: bal, named: named}
+	pl := &pool{name: name, cfg: up, bal: bal}
 	if s.metrics != nil {
 		s.metrics.WatchBalancer(name, bal.Status)
 	}
@@ -74,11 +64,11 @@ func (s *Server) poolFor(up *config.Upstream, owner string) (*pool, error) {
 
 // poolError says which pool err is about when it is a named one (an
 // inline upstream's errors already name their service).
-func poolError(name string, named bool, up *config.Upstream, err error) error {
-	if !named {
+func poolError(up *config.Upstream, err error) error {
+	if up.Name == "" {
 		return err
 	}
-	return fmt.Errorf("upstream %q (%s): %w", name, up.Pos, err)
+	return fmt.Errorf("upstream %q (%s): %w", up.Name, up.Pos, err)
 }
 
 // balancedFrom builds a Proxy selecting from pl, with the pool's
@@ -87,7 +77,7 @@ func (s *Server) balancedFrom(pl *pool, t config.RouteTimeouts) (*l7.Balanced, e
 	up := pl.cfg
 	tmpl, err := s.peerTemplate(up)
 	if err != nil {
-		return nil, poolError(pl.name, pl.named, up, err)
+		return nil, poolError(up, err)
 	}
 	if t.Connect > 0 {
 		tmpl.Timeouts.Connect = t.Connect
@@ -116,14 +106,6 @@ func sticky(st *config.Sticky) *l7.Sticky {
 		out.SameSite = http.SameSiteNoneMode
 	}
 	return out
-}
-
-// proxyPolicy is the PROXY protocol policy of a listener; nil without one.
-func proxyPolicy(pp *config.ListenerProxyProtocol) *proxyproto.Policy {
-	if pp == nil {
-		return nil
-	}
-	return &proxyproto.Policy{Trusted: pp.Trusted, Timeout: pp.Timeout}
 }
 
 // proxyVersion is the PROXY protocol version a pool sends; 0: none.

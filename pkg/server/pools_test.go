@@ -2,12 +2,17 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-lb/weir/internal/testenv"
+	"github.com/weir-lb/weir/pkg/config"
+	"github.com/weir-lb/weir/pkg/metrics"
 )
 
 // TestStickySecretKeysTheCookie: weir nodes given the same secret_file
@@ -77,5 +82,63 @@ services:
 		if strings.Contains(v, "127.0.0.1") {
 			t.Errorf("the cookie %q shows the backend's address", v)
 		}
+	}
+}
+
+// TestStickySecretNotExposed: a pool's sticky secret keys its cookies
+// and goes nowhere else: not in the admin API's status (JSON or page),
+// not in the metrics, not in the server's logs, at debug level.
+func TestStickySecretNotExposed(t *testing.T) {
+	const secret = "weir-never-shows-this-secret-0123"
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "sticky.secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backend := testenv.StartNamedBackend(t, "a")
+	ports := freePorts(t, 2)
+	yaml := fmt.Sprintf(`version: 1
+admin: {listen: ["127.0.0.1:%d"]}
+upstreams:
+  web:
+    backends: [%q]
+    sticky: {cookie: weir_web, secret_file: %s}
+services:
+  - name: front
+    kind: http_proxy
+    listen: ["127.0.0.1:%d"]
+    routes: [{upstream: web}]
+`, ports[0], backend.Addr, secretFile, ports[1])
+	cfg, err := config.Parse(filepath.Join(dir, "weir.yaml"), []byte(yaml))
+	if err != nil {
+		t.Fatalf("config:\n%v", err)
+	}
+	var logs testenv.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := NewWith(cfg, Options{Logger: log, Metrics: metrics.New(metrics.Build{Version: "test"}), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	serveUntilReady(t, srv)
+
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
+	if got := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", ports[1])); got == "" {
+		t.Fatal("no answer through the pool")
+	}
+	adminURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	for _, path := range []string{"/status", "/api/v1/status", "/", "/metrics"} {
+		body := get(t, c, adminURL+path)
+		if strings.Contains(body, secret) || strings.Contains(body, secretFile) {
+			t.Errorf("GET %s shows the sticky secret or its file:\n%s", path, body)
+		}
+	}
+	if !strings.Contains(get(t, c, adminURL+"/status"), `"web"`) {
+		t.Error("the status does not list the pool web; the check above saw nothing of it")
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the logs show the sticky secret:\n%s", logs.String())
 	}
 }

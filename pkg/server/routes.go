@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/weir-lb/weir/pkg/compress"
 	"github.com/weir-lb/weir/pkg/config"
@@ -22,10 +23,10 @@ func (s *Server) routedProxy(sc *config.Service) (*route.Table, []*pool, error) 
 		routes[i] = rc.Route
 		p, pl, err := s.routeProxy(rc, sc.Name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("route %q (%s): %w", routeName(i, &rc.Route), rc.Pos, err)
+			return nil, nil, fmt.Errorf("route %q (%s): %w", rc.Route.Name, rc.Pos, err)
 		}
 		proxies[i] = p
-		if pl != nil && !containsPool(pools, pl) {
+		if pl != nil && !slices.Contains(pools, pl) {
 			pools = append(pools, pl)
 		}
 	}
@@ -102,30 +103,3 @@ var (
 	_ l7.RequestFilter = (*compressed)(nil)
 	_ l7.RequestFilter = unforwarded{}
 )
-
-// routeName is a route's name as its metrics and logs give it.
-func routeName(i int, r *route.Route) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return fmt.Sprint(i)
-}
-
-func containsPool(pools []*pool, pl *pool) bool {
-	for _, p := range pools {
-		if p == pl {
-			return true
-		}
-	}
-	return false
-}
-
-// routeNames are the names of a service's routes, as their metrics and
-// logs give them.
-func routeNames(sc *config.Service) []string {
-	names := make([]string, len(sc.Routes))
-	for i := range sc.Routes {
-		names[i] = routeName(i, &sc.Routes[i].Route)
-	}
-	return names
-}

@@ -44,11 +44,9 @@ type Server struct {
 	l4       []*l4Service
 	// pools are the load balancers of the HTTP services, by their
 	// configuration: a named pool's is shared by whoever names it.
-	// poolOrder holds them in the order they were built, poolName the
-	// name of each named pool.
+	// poolOrder holds them in the order they were built.
 	pools     map[*config.Upstream]*pool
 	poolOrder []*pool
-	poolName  map[*config.Upstream]string
 
 	// kernel is the BPF data plane, opened by the first l4 service that
 	// wants it; kernelErr says why it could not be.
@@ -106,7 +104,7 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{}),
 		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version,
-		pools: map[*config.Upstream]*pool{}, poolName: poolNames(cfg)}
+		pools: map[*config.Upstream]*pool{}}
 	var errs []error
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
@@ -162,7 +160,7 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 	if obs != nil {
 		svc.http.Observer = obs
 		if t, ok := svc.http.Proxy.(*route.Table); ok && obs.metrics != nil {
-			obs.metrics.Routes(routeNames(sc), t.Unmatched)
+			obs.metrics.Routes(t.Names(), t.Unmatched)
 		}
 	}
 	svc.http.RequestID = sc.RequestID
