@@ -435,6 +435,15 @@ type Upstream struct {
 	// ForwardedHeaders sets X-Forwarded-For, -Proto and -Host on proxied
 	// requests (key forwarded_headers, default true; false for l4).
 	ForwardedHeaders bool
+	// Outlier, when set, turns on passive health (key
+	// outlier_detection, http_proxy only): backends that fail the
+	// requests sent to them are ejected for a while. Every default is
+	// filled in, from pkg/lb's.
+	Outlier *lb.OutlierDetection
+	// SlowStart, when positive, ramps the share of a backend that joins
+	// or comes back over this long (key slow_start; not with a hashing
+	// selection, which lb does not ramp).
+	SlowStart time.Duration
 }
 
 // BackendSpec is one static backend as written in the configuration.
@@ -447,6 +456,9 @@ type BackendSpec struct {
 	Weight int
 	// Metadata is free-form data attached to the backend (key metadata).
 	Metadata map[string]string
+	// Backup marks a backup backend (key backup): it serves only when no
+	// other backend can.
+	Backup bool
 }
 
 // DiscoveryType says where backends come from.

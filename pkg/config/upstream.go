@@ -18,7 +18,7 @@ import (
 var upstreamKeys = []string{
 	"backends", "discovery", "selection", "hash_key", "host", "tls",
 	"health_check", "timeouts", "forwarded_headers",
-	"alpn", "proxy_protocol", "sticky",
+	"alpn", "proxy_protocol", "sticky", "outlier_detection", "slow_start",
 }
 
 // l4Forbidden are the upstream keys an l4 service refuses, with why: it
@@ -30,6 +30,8 @@ var l4Forbidden = []struct{ key, why string }{
 	{"forwarded_headers", "an l4 service forwards bytes, not HTTP requests, so it adds no headers; remove forwarded_headers"},
 	{"alpn", "an l4 service forwards bytes, not HTTP requests, so it speaks no HTTP/2 to backends; remove alpn"},
 	{"sticky", "an l4 service forwards bytes, not HTTP requests, so it cannot set a cookie; maglev already keeps each connection on one backend; remove sticky"},
+	{"outlier_detection", "an l4 service forwards connections, not requests, so it has no response statuses or request failures to judge a backend by; remove outlier_detection and use health_check"},
+	{"slow_start", "an l4 service balances with maglev, which slow start does not ramp (changing weights would move connections between backends); remove slow_start"},
 }
 
 // allSelections lists the algorithms, most used first.
@@ -136,6 +138,9 @@ func (p *parser) upstream(n *yaml.Node, path string, l4 *L4) *Upstream {
 		}
 	}
 	p.sendProxyProtocol(m, u, l4)
+	if l4 == nil {
+		p.passiveHealth(m, u)
+	}
 	if hn := m.get("health_check"); hn != nil {
 		u.HealthCheck = p.healthCheck(hn, m.at("health_check"))
 	}
@@ -178,6 +183,7 @@ func (p *parser) backends(m *mapping, discovery DiscoveryType, l4 *L4) []Backend
 		seen[b.Addr] = b.Pos
 		out = append(out, b)
 	}
+	p.checkPrimaries(m, out)
 	return out
 }
 
@@ -187,9 +193,12 @@ func (p *parser) backend(n *yaml.Node, path string, l4 *L4) (BackendSpec, bool) 
 	b := BackendSpec{Pos: p.pos(n), Weight: 1}
 	addrNode, addrPath := n, path
 	if n.Kind == yaml.MappingNode {
-		m := p.mapping(n, path, []string{"addr", "weight", "metadata"})
+		m := p.mapping(n, path, []string{"addr", "weight", "metadata", "backup"})
 		okWeight := !m.has("weight") || m.integer("weight", &b.Weight, 1, lb.MaxWeight)
 		b.Metadata = m.stringMap("metadata", nil)
+		if m.boolean("backup", &b.Backup) && b.Backup {
+			p.l4Backup(m, l4)
+		}
 		addrNode, addrPath = m.get("addr"), m.at("addr")
 		if addrNode == nil {
 			m.missing("addr", `give the backend's address, as in addr: "127.0.0.1:8001"`)

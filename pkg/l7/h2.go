@@ -85,6 +85,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, err)
 	}
 	defer resp.Body.Close()
+	r.upStatus = resp.StatusCode
 	r.sess.FirstByte = time.Since(sent)
 	timer.Reset(t.Read)
 
@@ -313,6 +314,15 @@ func (p *Pool) getH2(key poolKey) *http2.ClientConn {
 	return cc
 }
 
+// errPoolClosed and errOwnerGone fail a new HTTP/2 connection for a
+// reason of weir's (it is shutting down) or the client's (its connection,
+// which the upstream connection was to announce, ended), not the
+// upstream's: passive health does not count them.
+var (
+	errPoolClosed = errors.New("pool closed")
+	errOwnerGone  = errors.New("downstream connection ended")
+)
+
 // addH2 turns the new connection uc into the HTTP/2 connection for key.
 func (p *Pool) addH2(key poolKey, uc *upstreamConn) (*http2.ClientConn, error) {
 	uc.r.Release()
@@ -332,12 +342,12 @@ func (p *Pool) addH2(key poolKey, uc *upstreamConn) (*http2.ClientConn, error) {
 	if p.closed {
 		p.mu.Unlock()
 		cc.Close()
-		return nil, errors.New("pool closed")
+		return nil, errPoolClosed
 	}
 	if key.owner != nil && !p.own(key) {
 		p.mu.Unlock()
 		cc.Close()
-		return nil, errors.New("downstream connection ended")
+		return nil, errOwnerGone
 	}
 	p.h2[key] = cc
 	p.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/lb"
 )
 
 // downstream is the client side of one request: an HTTP/1.1 connection
@@ -80,6 +81,10 @@ type request struct {
 	bodyDone bool
 	// failed is set while the answer to a failed request is written.
 	failed bool
+	// upStatus is the status of the upstream's final response head in
+	// the attempt under way, 0 until one arrived: what passive health
+	// judges the backend by (report).
+	upStatus int
 	// abort, when not nil, lets the client's side end the upstream
 	// exchange (an HTTP/2 stream's; nil for HTTP/1.1).
 	abort *abort
@@ -196,10 +201,12 @@ func (r *request) run(s *Session) error {
 		}
 		s.Tried = append(s.Tried, peer)
 		s.Attempts++
+		r.upStatus = 0
 		key := r.poolKey(peer)
 		uc, cc, dialed, err := r.srv.Pool.connect(peer, key)
 		s.Reused, s.Connect, s.FirstByte = dialed == 0, dialed, 0
 		if err != nil {
+			r.report(peer, err)
 			if attempt < s.MaxRetries && r.mayRetryConnect(peer, err) {
 				continue
 			}
@@ -225,7 +232,8 @@ func (r *request) run(s *Session) error {
 		if peer.Backend != nil {
 			peer.Backend.Release()
 		}
-		if err != nil && isStale(err) && staleRetries < maxStaleRetries {
+		stale := err != nil && isStale(err)
+		if stale && staleRetries < maxStaleRetries {
 			// A pooled connection the upstream had closed: the request
 			// did not reach it, so send it again. The key's idle
 			// connections are dropped, but one returned by a request in
@@ -237,8 +245,43 @@ func (r *request) run(s *Session) error {
 			r.srv.Pool.dropKey(key)
 			continue
 		}
+		if !stale {
+			// A stale connection says nothing of the backend: it closed
+			// an idle connection, as it may.
+			r.report(peer, err)
+		}
 		return err
 	}
+}
+
+// report tells the backend behind peer what became of this request's
+// attempt on it, for passive health (lb.Backend.Report), once per
+// attempt. Once the response head arrived its status decides
+// (lb.OutcomeOf: 502, 503 and 504 are gateway failures, other 5xx server
+// errors), whatever becomes of the body: a body cut short is not told
+// from a client too slow to take it. Before the head, a failure of the
+// upstream's (refused, timed out connecting or waiting, reset or closed,
+// a malformed head) is a gateway failure. A client's fault, the proxy's,
+// or a gRPC deadline the client chose says nothing of the backend and is
+// not reported.
+func (r *request) report(peer *Peer, err error) {
+	if peer.Backend == nil {
+		return
+	}
+	if r.upStatus != 0 {
+		peer.Backend.Report(lb.OutcomeOf(r.upStatus))
+		return
+	}
+	if err != nil && upstreamFailed(err) {
+		peer.Backend.Report(lb.OutcomeGatewayFailure)
+	}
+}
+
+// upstreamFailed reports whether err, which ended an attempt before a
+// response head, is the upstream's failure.
+func upstreamFailed(err error) bool {
+	return FaultOf(err) == UpstreamFault && !errors.Is(err, ErrDownstream) &&
+		!errors.Is(err, errGRPCDeadline) && !errors.Is(err, errPoolClosed) && !errors.Is(err, errOwnerGone)
 }
 
 func (r *request) mayRetryConnect(peer *Peer, err error) bool {
@@ -313,6 +356,7 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		}
 		return upstreamReadError(peer.Addr, err)
 	}
+	r.upStatus = r.resp.Status
 	r.sess.FirstByte = time.Since(now)
 	if r.resp.Status == 101 {
 		return r.down.tunnel(r, uc)

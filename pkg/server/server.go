@@ -29,6 +29,7 @@ import (
 	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/metrics"
 	"github.com/weir-lb/weir/pkg/proxyproto"
 	"github.com/weir-lb/weir/pkg/reuseport"
@@ -62,6 +63,8 @@ type Server struct {
 	version    string
 
 	ctl control // runtime control (control.go)
+
+	clock lb.Clock // Options.clock; nil: the system clock
 }
 
 // service is one configured service and what runs it.
@@ -88,6 +91,10 @@ type Options struct {
 	AccessLogs *accesslog.Writers
 	// Version names the running weir on the admin endpoint's status.
 	Version string
+
+	// clock, when not nil, is the time source of every pool's passive
+	// health and slow start: tests move it by hand instead of sleeping.
+	clock lb.Clock
 }
 
 // New builds every service of cfg without binding anything: a config that
@@ -103,7 +110,7 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, pool: l7.NewPool(cfg.UpstreamKeepalivePoolSize), ready: make(chan struct{}),
-		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version,
+		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version, clock: o.clock,
 		pools: map[*config.Upstream]*pool{}}
 	var errs []error
 	for i := range cfg.Services {

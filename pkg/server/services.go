@@ -97,7 +97,7 @@ func (s *Server) lbOptions(name string, up *config.Upstream, hs *metrics.HTTPSer
 			if err != nil {
 				return opts, fmt.Errorf("backend at %s: %w", bs.Pos, err)
 			}
-			b.Metadata = bs.Metadata
+			b.Metadata, b.Backup = bs.Metadata, bs.Backup
 			backends[i] = b
 		}
 		d, err := lb.NewStatic(backends...)
@@ -122,6 +122,13 @@ func (s *Server) lbOptions(name string, up *config.Upstream, hs *metrics.HTTPSer
 		}
 		opts.Observers = append(opts.Observers, healthLogger(s.log.With("service", name)))
 	}
+	// The config filled in every default; lb gets its own copy.
+	if up.Outlier != nil {
+		o := *up.Outlier
+		opts.Outlier = &o
+	}
+	opts.SlowStart = up.SlowStart
+	opts.Clock = s.clock
 	if s.metrics != nil {
 		s.metrics.Balancer(name, &opts, hs)
 	}
