@@ -59,7 +59,7 @@ func TestEjectionAndBackupGauges(t *testing.T) {
 	}
 
 	tests := []struct {
-		backend                            string
+		backend                             string
 		up, ejectedNow, ejections, isBackup float64
 	}{
 		{ejected, 1, 1, 1, 0},
