@@ -61,7 +61,7 @@ func TestMirrorServesBackupsOnlyWithoutAUsablePrimary(t *testing.T) {
 		{"a backup becomes a primary", ptr(backupEvent(lb.BackupChanged, mb2, false, true, true)), addrs(mb2)},
 		{"a backup's weight changes: not serving, no change", ptr(lb.Event{Kind: lb.WeightChanged,
 			Backend: lb.Backend{Addr: mb1, Weight: 3, Backup: true}, Healthy: true, Enabled: true}), nil},
-		{"the drained primary returns", ptr(backupEvent(lb.EnabledChanged, mp1, false, true, true)), addrs(mp1, mb2)},
+		{"the drained primary returns", ptr(backupEvent(lb.EnabledChanged, mp1, false, true, true)), addrs(mb2, mp1)},
 		{"the new primary is removed", ptr(backupEvent(lb.Removed, mb2, false, true, true)), addrs(mp1)},
 		{"the last usable primary becomes a backup", ptr(backupEvent(lb.BackupChanged, mp1, true, true, true)), addrs(mb1, mp1)},
 	}
