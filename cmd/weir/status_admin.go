@@ -100,24 +100,41 @@ func printAdminStatus(w io.Writer, st admin.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t\n", s.Name, kind, strings.Join(s.Listeners, ","), s.InFlight, s.RequestRate, s.ErrorRate, p, b, f)
 		for _, be := range s.Backends {
 			p, b, f := l4Cells(be.L4)
-			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", be.Addr, be.Weight, backendState(be), be.InFlight, be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
+			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", backendName(be), be.Weight, backendState(be), be.InFlight, be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
 		}
 	}
 }
 
-// backendState summarises health and drain: up, down, drained.
+// backendState summarises health, drain and passive health: up, down,
+// with ",drained" or ",disabled" while out by an operator or discovery and
+// ",ejected until 15:04:05" while passive health keeps it out. Health is
+// the active checks' verdict: an ejected backend can be up.
 func backendState(be admin.BackendStatus) string {
-	health := "up"
+	state := "up"
 	if !be.Healthy {
-		health = "down"
+		state = "down"
 	}
 	switch {
 	case be.Drained:
-		return health + ",drained"
+		state += ",drained"
 	case !be.Enabled:
-		return health + ",disabled"
+		state += ",disabled"
 	}
-	return health
+	if be.Ejected {
+		state += ",ejected"
+		if !be.EjectedUntil.IsZero() {
+			state += " until " + be.EjectedUntil.Format(time.TimeOnly)
+		}
+	}
+	return state
+}
+
+// backendName is the backend's address, marked when it is a backup.
+func backendName(be admin.BackendStatus) string {
+	if be.Backup {
+		return be.Addr + " (backup)"
+	}
+	return be.Addr
 }
 
 func lastCheck(be admin.BackendStatus) string {

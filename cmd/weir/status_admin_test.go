@@ -41,6 +41,8 @@ func sampleStatus() admin.Status {
 				{Addr: "10.0.0.1:80", Weight: 3, Healthy: true, Enabled: true, LastCheck: now, LastCheckLatency: time.Millisecond},
 				{Addr: "10.0.0.2:80", Weight: 1, Healthy: true, Drained: true},
 				{Addr: "10.0.0.3:80", Weight: 1, Enabled: true, LastCheck: now, LastError: "connection refused"},
+				{Addr: "10.0.0.4:80", Weight: 1, Healthy: true, Enabled: true, Ejected: true, EjectedUntil: now.Add(30 * time.Second), Ejections: 2},
+				{Addr: "10.0.0.5:80", Weight: 1, Healthy: true, Enabled: true, Backup: true},
 			}},
 		{Name: "vip", Kind: "l4", Listeners: []string{"tcp 192.0.2.1:443"}, DataPlane: "bpf", Generation: 7,
 			L4: &admin.L4Counters{Packets: 100, Bytes: 6400, NewFlows: 10},
@@ -102,12 +104,19 @@ services:
 				"weir v9 pid 4242",
 				"web ", "http_proxy", "127.0.0.1:8080", "12.5",
 				"10.0.0.1:80", "up ", "10.0.0.2:80", "up,drained", "10.0.0.3:80", "down", "connection refused",
+				"10.0.0.4:80", "up,ejected until 03:04:35", "10.0.0.5:80 (backup)",
 				"vip ", "l4/bpf gen 7", "tcp 192.0.2.1:443", "6400", "10.0.1.1:443", "4000",
 				"no BPF data plane pinned at " + noPin,
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("the output lacks %q", want)
 				}
+			}
+			if n := strings.Count(out, "(backup)"); n != 1 {
+				t.Errorf("%d backends marked backup, want 1", n)
+			}
+			if n := strings.Count(out, "ejected"); n != 1 {
+				t.Errorf("%d backends shown ejected, want 1", n)
 			}
 		})
 	}

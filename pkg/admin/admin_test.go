@@ -202,6 +202,34 @@ func (f *fakeState) SetHealth(svc, addr string, healthy bool, lastErr string) {
 	b.Healthy, b.LastError = healthy, lastErr
 }
 
+// SetEjected ejects a backend by passive health until until, or ends its
+// ejection for the zero time.
+func (f *fakeState) SetEjected(svc, addr string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, err := f.backend(svc, addr)
+	if err != nil {
+		panic(err)
+	}
+	b.Ejected, b.EjectedUntil = !until.IsZero(), until
+	if b.Ejected {
+		b.Ejections++
+	}
+}
+
+// addBackup adds a healthy backup backend to svc.
+func (f *fakeState) addBackup(svc, addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.status.Services {
+		if s := &f.status.Services[i]; s.Name == svc {
+			s.Backends = append(s.Backends, BackendStatus{Addr: addr, Weight: 1, Healthy: true, Enabled: true, Backup: true})
+			return
+		}
+	}
+	panic("no service " + svc)
+}
+
 // testToken is the token of the tests that configure one.
 const testToken = "t0ken-for-tests-only-0123456789"
 

@@ -10,42 +10,69 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // TestPageInBrowser loads the status page in headless Chromium while a
-// backend goes down and comes back, and reads its health from the DOM
-// the browser built. The page's own script must run too, which shows
-// that its Content-Security-Policy allows it.
+// backend goes down, comes back and is ejected by passive health, next to
+// a backup backend, and reads their state from the DOM the browser built.
+// The page's own script must run too, which shows that its
+// Content-Security-Policy allows it.
 func TestPageInBrowser(t *testing.T) {
 	testenv.Chromium(t)
 	var log testenv.Buffer
 	e := serve(t, options(&log), &log, true)
 	url := "http://" + e.addr + "/"
-	const svc, addr = "web", "127.0.0.1:8081"
+	const svc, addr, backup = "web", "127.0.0.1:8081", "127.0.0.1:8083"
+	e.state.addBackup(svc, backup)
 	for _, step := range []struct {
-		healthy bool
+		name    string
+		change  func()
+		health  string
+		state   string // the state cell
+		ejected string // data-ejected
 		lastErr string
-		want    string
 	}{
-		{false, "connect: connection refused", "down"},
-		{true, "", "up"},
+		{"down", func() { e.state.SetHealth(svc, addr, false, "connect: connection refused") },
+			"down", "enabled", "false", "connect: connection refused"},
+		{"up", func() { e.state.SetHealth(svc, addr, true, "") }, "up", "enabled", "false", ""},
+		{"ejected", func() { e.state.SetEjected(svc, addr, testNow.Add(30*time.Second)) },
+			"up", "ejected until 12:00:30", "true", ""},
+		{"back", func() { e.state.SetEjected(svc, addr, time.Time{}) }, "up", "enabled", "false", ""},
 	} {
-		e.state.SetHealth(svc, addr, step.healthy, step.lastErr)
+		step.change()
 		dom := testenv.DumpDOM(t, url)
-		r, ok := pageRows(t, dom)[svc+" "+addr]
+		rows := pageRows(t, dom)
+		r, ok := rows[svc+" "+addr]
 		if !ok {
-			t.Fatalf("no row for %s %s in the DOM:\n%s", svc, addr, dom)
+			t.Fatalf("%s: no row for %s %s in the DOM:\n%s", step.name, svc, addr, dom)
 		}
-		if got := r.attrs["data-health"]; got != step.want {
-			t.Errorf("data-health=%q, want %q", got, step.want)
+		if got := r.attrs["data-health"]; got != step.health {
+			t.Errorf("%s: data-health=%q, want %q", step.name, got, step.health)
 		}
-		if got := r.cells[1]; got != step.want {
-			t.Errorf("health cell %q, want %q", got, step.want)
+		if got := r.attrs["data-ejected"]; got != step.ejected {
+			t.Errorf("%s: data-ejected=%q, want %q", step.name, got, step.ejected)
+		}
+		if got := r.cells[1]; got != step.health {
+			t.Errorf("%s: health cell %q, want %q", step.name, got, step.health)
+		}
+		if got := r.cells[2]; got != step.state {
+			t.Errorf("%s: state cell %q, want %q", step.name, got, step.state)
 		}
 		if got := r.cells[len(r.cells)-1]; got != step.lastErr {
-			t.Errorf("last error cell %q, want %q", got, step.lastErr)
+			t.Errorf("%s: last error cell %q, want %q", step.name, got, step.lastErr)
+		}
+		b, ok := rows[svc+" "+backup]
+		if !ok {
+			t.Fatalf("%s: no row for the backup %s in the DOM:\n%s", step.name, backup, dom)
+		}
+		if b.attrs["data-backup"] != "true" || b.cells[0] != backup+" backup" {
+			t.Errorf("%s: the backup is not marked: data-backup=%q, first cell %q", step.name, b.attrs["data-backup"], b.cells[0])
+		}
+		if r.attrs["data-backup"] != "false" || r.cells[0] != addr {
+			t.Errorf("%s: the primary is marked a backup: data-backup=%q, first cell %q", step.name, r.attrs["data-backup"], r.cells[0])
 		}
 		if !strings.Contains(dom, `data-refresh="script"`) {
 			t.Errorf("the page's script did not run (blocked by its CSP?)")

@@ -78,17 +78,18 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 // pageFuncs returns the functions that format values for the page.
 func pageFuncs() template.FuncMap {
 	return template.FuncMap{
-		"isL4":    func(s ServiceStatus) bool { return s.Kind == "l4" || s.L4 != nil },
-		"health":  health,
-		"state":   backendState,
-		"age":     age,
-		"latency": latency,
-		"uptime":  uptime,
-		"rate":    rate,
-		"bytes":   iecBytes,
-		"clock":   func(t time.Time) string { return t.Format("15:04:05") },
-		"iso":     func(t time.Time) string { return t.Format(time.RFC3339) },
-		"join":    func(s []string) string { return strings.Join(s, ", ") },
+		"isL4":      func(s ServiceStatus) bool { return s.Kind == "l4" || s.L4 != nil },
+		"health":    health,
+		"state":     backendState,
+		"stateText": backendStateText,
+		"age":       age,
+		"latency":   latency,
+		"uptime":    uptime,
+		"rate":      rate,
+		"bytes":     iecBytes,
+		"clock":     func(t time.Time) string { return t.Format("15:04:05") },
+		"iso":       func(t time.Time) string { return t.Format(time.RFC3339) },
+		"join":      func(s []string) string { return strings.Join(s, ", ") },
 	}
 }
 
@@ -101,15 +102,29 @@ func health(b BackendStatus) string {
 }
 
 // backendState says whether a backend takes traffic: enabled, drained
-// by an operator, or disabled by discovery.
+// by an operator, disabled by discovery, or ejected by passive health. An
+// operator's drain or discovery's choice outlasts an ejection, so it is
+// what a backend out for both reasons shows.
 func backendState(b BackendStatus) string {
 	switch {
+	case b.Enabled && b.Ejected:
+		return "ejected"
 	case b.Enabled:
 		return "enabled"
 	case b.Drained:
 		return "drained"
 	}
 	return "disabled"
+}
+
+// backendStateText is backendState as the page writes it: an ejection
+// says when it ends at the latest.
+func backendStateText(b BackendStatus) string {
+	s := backendState(b)
+	if s == "ejected" && !b.EjectedUntil.IsZero() {
+		s += " until " + b.EjectedUntil.Format("15:04:05")
+	}
+	return s
 }
 
 // age says how long before now t was, or "never" for the zero time.

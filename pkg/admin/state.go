@@ -86,7 +86,17 @@ type BackendStatus struct {
 	// by discovery).
 	Enabled bool `json:"enabled"`
 	// Drained is true when an operator drained it through the API.
-	Drained  bool  `json:"drained"`
+	Drained bool `json:"drained"`
+	// Ejected is true while passive health keeps the backend out, until
+	// EjectedUntil at the latest; Ejections counts its ejections since it
+	// joined. Healthy stays the active checks' verdict: a backend serves
+	// when Healthy && Enabled && !Ejected.
+	Ejected      bool      `json:"ejected"`
+	EjectedUntil time.Time `json:"ejected_until,omitzero"`
+	Ejections    int       `json:"ejections"`
+	// Backup marks a backup backend, selected only while no primary of
+	// its service is usable.
+	Backup   bool  `json:"backup"`
 	InFlight int64 `json:"in_flight"`
 	// RequestRate and ErrorRate: as in ServiceStatus, for this backend.
 	RequestRate float64 `json:"request_rate"`

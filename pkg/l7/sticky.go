@@ -20,9 +20,13 @@ import (
 // weir node given the same Secret, and every restart or upgrade, names a
 // backend alike, and a client keeps its backend across them.
 //
-// A request whose cookie names a backend that is usable (healthy and
-// enabled) and not already tried by the request goes there; any other
-// request is balanced as usual, and its response sets the cookie anew.
+// A request whose cookie names a backend that is usable (healthy,
+// enabled and not ejected by passive health) and not already tried by the
+// request goes there, unless it is a backup (lb.Backend.Backup) while a
+// primary is usable: backups serve only when no primary can, as
+// lb.LoadBalancer.Select has it, so a client that failed over returns to
+// the primaries with them. Any other request is balanced as usual, and
+// its response sets the cookie anew.
 // The cookie is sent upstream as the client sent it (HAProxy without
 // "indirect"): an application may read it, and removing it would rewrite
 // every Cookie field on the hot path.
@@ -60,6 +64,10 @@ type stickyIndex struct {
 	backends []lb.Backend
 	byID     map[uint64]int
 	byAddr   map[string]uint64
+	// primaries indexes the primary backends when the set has backups,
+	// and is nil without: a backup's cookie is honoured only while none
+	// of them is usable.
+	primaries []int
 	// attrs is the cookie's attributes, after its value.
 	attrs string
 }
@@ -115,10 +123,20 @@ func (b *Balanced) stickyIndex(cur []lb.Backend) *stickyIndex {
 	}
 	x := &stickyIndex{backends: cur, byID: make(map[uint64]int, len(cur)), byAddr: make(map[string]uint64, len(cur)),
 		attrs: b.Sticky.attrs()}
+	var backups bool
 	for i := range cur {
 		id := b.Sticky.id(cur[i].Addr)
 		x.byID[id] = i
 		x.byAddr[cur[i].Addr] = id
+		backups = backups || cur[i].Backup
+	}
+	if backups {
+		x.primaries = []int{}
+		for i := range cur {
+			if !cur[i].Backup {
+				x.primaries = append(x.primaries, i)
+			}
+		}
 	}
 	b.sticky.Store(x)
 	return x
@@ -136,15 +154,28 @@ func (b *Balanced) stickyBackend(s *Session) (*lb.Backend, error) {
 		return nil, nil
 	}
 	cur := lister.Current()
-	i, ok := b.stickyIndex(cur).byID[id]
+	x := b.stickyIndex(cur)
+	i, ok := x.byID[id]
 	if !ok {
 		return nil, nil
 	}
 	be := &cur[i]
-	if !be.Usable() || triedBackend(s.Tried, be.Addr) {
+	// Usable covers passive health: an ejected backend is not usable.
+	if !be.Usable() || triedBackend(s.Tried, be.Addr) || be.Backup && x.primaryUsable(cur) {
 		return nil, nil
 	}
 	return be, nil
+}
+
+// primaryUsable reports whether a primary backend of cur (the set x was
+// built from) may take traffic, which keeps the backups out.
+func (x *stickyIndex) primaryUsable(cur []lb.Backend) bool {
+	for _, i := range x.primaries {
+		if cur[i].Usable() {
+			return true
+		}
+	}
+	return false
 }
 
 // setStickyCookie adds the Set-Cookie naming the backend that served the

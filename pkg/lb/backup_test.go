@@ -3,6 +3,7 @@ package lb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -213,4 +214,47 @@ func ExampleBackend_backup() {
 	// Output:
 	// 10.0.0.1:80
 	// 10.0.0.9:80
+}
+
+// TestBackupChangeIsAnEvent checks that observers (the BPF mirror) learn
+// of discovery turning a primary into a backup and back, once each way,
+// and that an unchanged role says nothing.
+func TestBackupChangeIsAnEvent(t *testing.T) {
+	d, err := NewStatic(MustBackend(p1, 1), MustBackend(k1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	l := newTestLB(t, &RoundRobin{}, Options{Discovery: d, Observers: []Observer{rec}})
+	mustUpdate(t, l)
+	rec.take()
+	backup := MustBackend(k1, 1)
+	backup.Backup = true
+	for _, tc := range []struct {
+		name   string
+		second Backend
+		want   []bool // Backend.Backup of each BackupChanged event
+	}{
+		{"to backup", backup, []bool{true}},
+		{"unchanged", backup, nil},
+		{"to primary", MustBackend(k1, 1), []bool{false}},
+	} {
+		if err := d.Replace(MustBackend(p1, 1), tc.second); err != nil {
+			t.Fatal(err)
+		}
+		mustUpdate(t, l)
+		var got []bool
+		for _, e := range rec.take() {
+			if e.Kind != BackupChanged {
+				t.Fatalf("%s: unexpected %v event for %s", tc.name, e.Kind, e.Backend.Addr)
+			}
+			if e.Backend.Addr != k1 {
+				t.Fatalf("%s: BackupChanged for %s", tc.name, e.Backend.Addr)
+			}
+			got = append(got, e.Backend.Backup)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: BackupChanged events with Backup %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -41,6 +41,9 @@ const (
 	// operator's override (LoadBalancer.SetWeight); Backend.Weight is the
 	// new one.
 	WeightChanged
+	// BackupChanged: discovery turned a primary backend into a backup or
+	// a backup into a primary; Backend.Backup is the new role.
+	BackupChanged
 )
 
 func (k EventKind) String() string {
@@ -55,6 +58,8 @@ func (k EventKind) String() string {
 		return "removed"
 	case WeightChanged:
 		return "weight"
+	case BackupChanged:
+		return "backup"
 	}
 	return "unknown"
 }

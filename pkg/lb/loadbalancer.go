@@ -301,7 +301,7 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		st := lb.states[b.Addr]
 		if st == nil {
 			st = newBackendState(lb.initialHealth(b.Addr))
-			st.drained, st.weight, st.passive = o.Drained, b.Weight, lb.passive
+			st.drained, st.weight, st.backup, st.passive = o.Drained, b.Weight, b.Backup, lb.passive
 			if lb.opts.Attach != nil {
 				st.ext = lb.opts.Attach(b)
 			}
@@ -350,6 +350,10 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		if st.weight != b.Weight {
 			st.weight = b.Weight
 			lb.queue(WeightChanged, *b, st, now)
+		}
+		if st.backup != b.Backup {
+			st.backup = b.Backup
+			lb.queue(BackupChanged, *b, st, now)
 		}
 	}
 	lb.removeMissing(old.backends, backends, now)

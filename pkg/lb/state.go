@@ -28,6 +28,7 @@ type backendState struct {
 	enabledByUser bool // LoadBalancer.SetEnabled's view
 	drained       bool // LoadBalancer.SetDrained's sticky override
 	weight        int  // the weight last published, to report a change
+	backup        bool // the role last published, to report a change
 	lastCheck     time.Time
 	lastErr       error
 	lastLatency   time.Duration

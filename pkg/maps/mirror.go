@@ -1,8 +1,12 @@
 // Package maps mirrors a load balancer's usable backends into the eBPF
 // data plane: it subscribes to pkg/lb's observer events and, whenever the
-// set of healthy, enabled backends changes, computes the service's Maglev
+// set of backends that should serve changes, computes the service's Maglev
 // table with the same pkg/lb code the L7 proxy uses and publishes both in
 // one step through a Writer (pkg/dataplane's double-buffered maps).
+//
+// The set that serves follows pkg/lb's backup rule: the usable (healthy,
+// enabled, not ejected) primaries while there is one, and the usable
+// backups (lb.Backend.Backup) only while no primary is usable.
 package maps
 
 import (
@@ -11,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -53,10 +58,14 @@ type Mirror struct {
 	size uint32
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	usable map[netip.AddrPort]int // usable backends and their weights
-	state  State
-	dirty  bool
+	mu sync.Mutex
+	// known is every backend the load balancer has, usable or not: a
+	// primary's return must take the backups out of the table.
+	known map[netip.AddrPort]known
+	// serving is the set the table is built from, with weights.
+	serving map[netip.AddrPort]int
+	state   State
+	dirty   bool
 
 	kick      chan struct{}
 	published chan struct{} // closed by the first successful write
@@ -79,12 +88,20 @@ func New(w Writer, tableSize uint32, log *slog.Logger) *Mirror {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Mirror{w: w, size: tableSize, log: log, usable: map[netip.AddrPort]int{},
+	return &Mirror{w: w, size: tableSize, log: log,
+		known: map[netip.AddrPort]known{}, serving: map[netip.AddrPort]int{},
 		kick: make(chan struct{}, 1), published: make(chan struct{})}
 }
 
-// Observe records a backend's state and asks Run to publish if the usable
-// set changed. It never blocks.
+// known is what the Mirror knows of one backend.
+type known struct {
+	weight int
+	backup bool
+	usable bool
+}
+
+// Observe records a backend's state and asks Run to publish if the set
+// that should serve changed. It never blocks.
 func (m *Mirror) Observe(e lb.Event) {
 	ap, err := netip.ParseAddrPort(e.Backend.Addr)
 	if err != nil {
@@ -92,15 +109,14 @@ func (m *Mirror) Observe(e lb.Event) {
 		return
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	usable := e.Kind != lb.Removed && e.Healthy && e.Enabled
 	m.mu.Lock()
-	w, was := m.usable[ap]
-	switch {
-	case usable && (!was || w != e.Backend.Weight):
-		m.usable[ap] = e.Backend.Weight
-		m.dirty = true
-	case !usable && was:
-		delete(m.usable, ap)
+	if e.Kind == lb.Removed {
+		delete(m.known, ap)
+	} else {
+		m.known[ap] = known{weight: e.Backend.Weight, backup: e.Backend.Backup, usable: e.Healthy && e.Enabled}
+	}
+	if next := m.servingSet(); !maps.Equal(next, m.serving) {
+		m.serving = next
 		m.dirty = true
 	}
 	dirty := m.dirty
@@ -111,6 +127,24 @@ func (m *Mirror) Observe(e lb.Event) {
 		default:
 		}
 	}
+}
+
+// servingSet returns the backends that should serve, with their weights:
+// the usable primaries, or the usable backups when no primary is usable,
+// as lb.LoadBalancer.Select picks. Call with mu held.
+func (m *Mirror) servingSet() map[netip.AddrPort]int {
+	set := map[netip.AddrPort]int{}
+	for _, backups := range []bool{false, true} {
+		for ap, k := range m.known {
+			if k.usable && k.backup == backups {
+				set[ap] = k.weight
+			}
+		}
+		if len(set) > 0 {
+			break
+		}
+	}
+	return set
 }
 
 // Run publishes the usable set once ready is closed — after the load
@@ -160,7 +194,7 @@ func (m *Mirror) markDirty() {
 	m.mu.Unlock()
 }
 
-// Sync publishes the usable set now if it changed since the last
+// Sync publishes the serving set now if it changed since the last
 // successful publication. A caller that changed the load balancer (an
 // operator's drain) calls it to have the data plane follow before it
 // returns; it is safe alongside Run.
@@ -173,7 +207,7 @@ func (m *Mirror) Sync() error {
 		return nil
 	}
 	m.dirty = false
-	backends, weights := m.sortedUsable()
+	backends, weights := m.sortedServing()
 	m.mu.Unlock()
 
 	start := time.Now()
@@ -202,12 +236,12 @@ func (m *Mirror) Sync() error {
 	return err
 }
 
-// sortedUsable returns the usable backends in address order, so that the
-// same set always yields the same table, in this process or the next.
+// sortedServing returns the serving backends in address order, so that
+// the same set always yields the same table, in this process or the next.
 // Call with mu held.
-func (m *Mirror) sortedUsable() ([]netip.AddrPort, []int) {
-	backends := make([]netip.AddrPort, 0, len(m.usable))
-	for ap := range m.usable {
+func (m *Mirror) sortedServing() ([]netip.AddrPort, []int) {
+	backends := make([]netip.AddrPort, 0, len(m.serving))
+	for ap := range m.serving {
 		backends = append(backends, ap)
 	}
 	slices.SortFunc(backends, func(a, b netip.AddrPort) int {
@@ -215,7 +249,7 @@ func (m *Mirror) sortedUsable() ([]netip.AddrPort, []int) {
 	})
 	weights := make([]int, len(backends))
 	for i, ap := range backends {
-		weights[i] = m.usable[ap]
+		weights[i] = m.serving[ap]
 	}
 	return backends, weights
 }

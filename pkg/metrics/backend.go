@@ -26,6 +26,7 @@ type backendFamilies struct {
 	rebuilds      *prometheus.CounterVec
 
 	up, enabled, weight, inFlight *prometheus.Desc
+	ejected, ejections, backup    *prometheus.Desc
 }
 
 // Health check failure reasons, the values of the reason label.
@@ -69,7 +70,12 @@ func newBackendFamilies() backendFamilies {
 			Namespace: namespace, Subsystem: "selector", Name: "rebuilds_total",
 			Help: "Selector (hash ring, Maglev table) rebuilds after the backends or their weights changed.",
 		}, []string{"service"}),
-		up:       desc("up", "1 when the backend passes its health checks, else 0."),
+		up: desc("up", "1 when the backend passes its active health checks, else 0; "+
+			"an ejected backend stays up (see weir_backend_ejected)."),
+		ejected: desc("ejected", "1 while passive health (outlier detection) keeps the backend out of selection, else 0."),
+		ejections: prometheus.NewDesc(prometheus.BuildFQName(namespace, "backend", "ejections_total"),
+			"Ejections of the backend by passive health since it joined its load balancer.", sb, nil),
+		backup:   desc("backup", "1 for a backup backend, selected only while no primary is usable; 0 for a primary."),
 		enabled:  desc("enabled", "1 when the backend may receive traffic, 0 while drained (by the admin API or discovery)."),
 		weight:   desc("weight", "The backend's weight."),
 		inFlight: desc("requests_in_flight", "Requests (L7) being served by the backend now."),
@@ -140,8 +146,8 @@ func (f *backendFamilies) forget(service, addr string) {
 }
 
 // WatchBalancer reports the backends of service at every scrape: their
-// health, enablement, weight and requests in flight, from status (a
-// LoadBalancer's Status method).
+// health, enablement, weight, requests in flight, passive health's
+// ejections and backup role, from status (a LoadBalancer's Status method).
 func (m *Metrics) WatchBalancer(service string, status func() []lb.Status) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -185,6 +191,9 @@ func (m *Metrics) collectBalancers(ch chan<- prometheus.Metric, sources []balanc
 			ch <- prometheus.MustNewConstMetric(f.enabled, prometheus.GaugeValue, boolValue(st.Enabled), labels...)
 			ch <- prometheus.MustNewConstMetric(f.weight, prometheus.GaugeValue, float64(st.Backend.Weight), labels...)
 			ch <- prometheus.MustNewConstMetric(f.inFlight, prometheus.GaugeValue, float64(st.InFlight), labels...)
+			ch <- prometheus.MustNewConstMetric(f.ejected, prometheus.GaugeValue, boolValue(st.Ejected), labels...)
+			ch <- prometheus.MustNewConstMetric(f.ejections, prometheus.CounterValue, float64(st.Ejections), labels...)
+			ch <- prometheus.MustNewConstMetric(f.backup, prometheus.GaugeValue, boolValue(st.Backend.Backup), labels...)
 		}
 	}
 }

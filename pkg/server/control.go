@@ -377,6 +377,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 		bs := admin.BackendStatus{
 			Addr: b.Backend.Addr, Weight: b.Backend.Weight, Healthy: b.Healthy, Enabled: b.Enabled,
 			Drained: b.Drained, InFlight: b.InFlight, LastCheck: b.LastCheck, LastCheckLatency: b.LastLatency,
+			Ejected: b.Ejected, EjectedUntil: b.EjectedUntil, Ejections: b.Ejections, Backup: b.Backend.Backup,
 			RequestRate: rates[b.Backend.Addr].Requests, ErrorRate: rates[b.Backend.Addr].Errors,
 		}
 		if b.LastError != nil {
