@@ -73,17 +73,3 @@ func (p *parser) checkPrimaries(m *mapping, backends []BackendSpec) {
 		"every backend is a backup; a backup serves only when no primary backend can, so leave backup: true off at least one of them")
 }
 
-// l4Backup refuses backup: true on an l4 backend where the BPF data plane
-// may serve: its maps know no backup backends yet. The userspace proxy
-// selects through lb, which does.
-func (p *parser) l4Backup(m *mapping, l4 *L4) {
-	if l4 == nil {
-		return
-	}
-	switch l4.Dataplane {
-	case DataplaneBPF:
-		p.errorf(m.keys["backup"], m.at("backup"), "the bpf data plane does not hold backup backends yet; set dataplane: userspace, or remove backup")
-	case DataplaneAuto:
-		p.errorf(m.keys["backup"], m.at("backup"), "with dataplane: auto (the default) connections may be forwarded in eBPF, which does not hold backup backends yet; set dataplane: userspace, or remove backup")
-	}
-}

@@ -196,9 +196,7 @@ func (p *parser) backend(n *yaml.Node, path string, l4 *L4) (BackendSpec, bool) 
 		m := p.mapping(n, path, []string{"addr", "weight", "metadata", "backup"})
 		okWeight := !m.has("weight") || m.integer("weight", &b.Weight, 1, lb.MaxWeight)
 		b.Metadata = m.stringMap("metadata", nil)
-		if m.boolean("backup", &b.Backup) && b.Backup {
-			p.l4Backup(m, l4)
-		}
+		m.boolean("backup", &b.Backup)
 		addrNode, addrPath = m.get("addr"), m.at("addr")
 		if addrNode == nil {
 			m.missing("addr", `give the backend's address, as in addr: "127.0.0.1:8001"`)
