@@ -72,4 +72,3 @@ func (p *parser) checkPrimaries(m *mapping, backends []BackendSpec) {
 	p.errorf(m.get("backends"), m.at("backends"),
 		"every backend is a backup; a backup serves only when no primary backend can, so leave backup: true off at least one of them")
 }
-
