@@ -49,6 +49,15 @@ func (h *Header) bytes(s span) []byte {
 	return h.buf[s.off:end:end]
 }
 
+// MoveToFront moves field i before every other, keeping the order of the
+// rest: a proxy sends Host first (RFC 9110 §7.2) whatever the order it
+// came in.
+func (h *Header) MoveToFront(i int) {
+	f := h.fields[i]
+	copy(h.fields[1:i+1], h.fields[:i])
+	h.fields[0] = f
+}
+
 // index returns the position of the first field named name at or after
 // from, or -1.
 func index[T string | []byte](h *Header, name T, from int) int {

@@ -126,3 +126,31 @@ func TestValidFieldNameAndValue(t *testing.T) {
 		}
 	}
 }
+
+func TestMoveToFront(t *testing.T) {
+	for _, tc := range []struct {
+		i    int
+		want string
+	}{
+		{0, "a b c d"},
+		{2, "c a b d"},
+		{3, "d a b c"},
+	} {
+		var h Header
+		for _, n := range []string{"a", "b", "c", "d"} {
+			h.Add(n, "v"+n)
+		}
+		h.MoveToFront(tc.i)
+		var got []string
+		for i := 0; i < h.Len(); i++ {
+			name, value := h.At(i)
+			if string(value) != "v"+string(name) {
+				t.Fatalf("field %d is %s: %s, its value moved apart from its name", i, name, value)
+			}
+			got = append(got, string(name))
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("MoveToFront(%d) = %v, want %s", tc.i, got, tc.want)
+		}
+	}
+}

@@ -190,7 +190,10 @@ func (d *RequestDecoder) field(f hpack.HeaderField) {
 				d.malformed("invalid host")
 			}
 			req.Host = append(req.Host[:0], f.Value...)
+			// Host first, as an :authority would have put it, whatever
+			// fields the client sent before it.
 			req.Header.Add("host", f.Value)
+			req.Header.MoveToFront(req.Header.Len() - 1)
 		}
 	case "expect":
 		if strings.EqualFold(f.Value, "100-continue") {
