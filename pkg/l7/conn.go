@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/limit"
 	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
@@ -27,7 +28,10 @@ type conn struct {
 	// pp says whose PROXY protocol headers the connection's listener
 	// believes; nil: none.
 	pp *proxyproto.Policy
-	r  *h1.Reader // &reader, set once the connection is ready for HTTP
+	// gate, when not nil, is the listener's connection limit, of which
+	// the connection holds a slot until forget.
+	gate *limit.Gate
+	r    *h1.Reader // &reader, set once the connection is ready for HTTP
 	// reader is allocated with the connection rather than on its own.
 	reader h1.Reader
 	// w buffers responses. It comes from writerPool while a request is

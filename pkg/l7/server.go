@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/limit"
 	"github.com/weir-lb/weir/pkg/proxyproto"
 )
 
@@ -83,6 +84,24 @@ type Server struct {
 	// h2conns are the HTTP/2 connections, for Shutdown's GOAWAY.
 	h2conns map[*h2Conn]struct{}
 	workers workers
+	// stopped is done once Shutdown or Close begins: it wakes accept
+	// loops waiting for a connection slot.
+	stopped context.Context
+	stop    context.CancelFunc
+}
+
+// ListenerOptions say how Server.ServeWith serves one listener.
+type ListenerOptions struct {
+	// ProxyProtocol is the PROXY protocol policy of this listener (nil:
+	// none); it overrides Server.ProxyProtocol.
+	ProxyProtocol *proxyproto.Policy
+	// Gate, when not nil, bounds the listener's open connections
+	// (max_connections): the accept loop takes a slot before Accept and
+	// the connection gives it back when it closes, so at the limit new
+	// connections wait in the kernel's listen queue rather than being
+	// accepted and dropped. Several listeners (the SO_REUSEPORT sockets
+	// of one configured listener) may share one Gate for one limit.
+	Gate *limit.Gate
 }
 
 func (s *Server) init() {
@@ -99,6 +118,7 @@ func (s *Server) init() {
 		s.conns = map[*conn]struct{}{}
 		s.h2conns = map[*h2Conn]struct{}{}
 		s.listeners = map[net.Listener]struct{}{}
+		s.stopped, s.stop = context.WithCancel(context.Background())
 	})
 }
 
@@ -114,6 +134,12 @@ func (s *Server) Serve(l net.Listener) error {
 // ServeProxied is Serve with the PROXY protocol policy of this listener
 // (nil: none), for a server whose listeners trust different balancers.
 func (s *Server) ServeProxied(l net.Listener, pp *proxyproto.Policy) error {
+	return s.ServeWith(l, ListenerOptions{ProxyProtocol: pp})
+}
+
+// ServeWith is Serve with options for this listener: its PROXY protocol
+// policy and its connection limit.
+func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 	s.init()
 	defer l.Close() // already closed by Shutdown or Close, unless it came first
 	if s.Proxy == nil {
@@ -137,10 +163,19 @@ func (s *Server) ServeProxied(l net.Listener, pp *proxyproto.Policy) error {
 		s.accepting.Done()
 	}()
 
+	gate := opts.Gate
 	var backoff time.Duration
 	for {
+		if gate != nil {
+			if err := gate.Acquire(s.stopped); err != nil {
+				return ErrServerClosed
+			}
+		}
 		nc, err := l.Accept()
 		if err != nil {
+			if gate != nil {
+				gate.Release()
+			}
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
@@ -155,24 +190,28 @@ func (s *Server) ServeProxied(l net.Listener, pp *proxyproto.Policy) error {
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
-		c := s.newConn(nc)
+		c := s.newConn(nc, gate)
 		if c == nil {
 			continue
 		}
-		c.pp = pp
+		c.pp = opts.ProxyProtocol
 		s.workers.run(job{c: c})
 	}
 }
 
-// newConn registers nc, or closes it when the server is closed. A
-// connection accepted as a graceful Shutdown began is served: its client
-// has a request on the way, and closing would reset it.
-func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, c: nc, remote: remoteAddrPort(nc)}
+// newConn registers nc, holding a slot of gate (nil: none) that forget
+// gives back, or closes it and gives the slot back when the server is
+// closed. A connection accepted as a graceful Shutdown began is served:
+// its client has a request on the way, and closing would reset it.
+func (s *Server) newConn(nc net.Conn, gate *limit.Gate) *conn {
+	c := &conn{srv: s, c: nc, remote: remoteAddrPort(nc), gate: gate}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() && s.drainUntil.Load() == 0 {
 		nc.Close()
+		if gate != nil {
+			gate.Release()
+		}
 		return nil
 	}
 	s.conns[c] = struct{}{}
@@ -206,6 +245,9 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	if c.gate != nil {
+		c.gate.Release()
+	}
 	if s.Observer != nil {
 		s.Observer.ConnClosed()
 	}
@@ -278,6 +320,7 @@ func (s *Server) Close() error {
 func (s *Server) stopAccepting() {
 	s.mu.Lock()
 	s.closing.Store(true)
+	s.stop() // wakes accept loops waiting for a connection slot
 	for l := range s.listeners {
 		l.Close()
 	}
