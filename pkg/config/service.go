@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
@@ -175,13 +176,13 @@ func (p *parser) listeners(m *mapping, service string) []Listener {
 	return out
 }
 
-// listener reads one listen entry: "ip:port", or a mapping with addr and
-// tls.
+// listener reads one listen entry: "ip:port", or a mapping with addr,
+// tls, proxy_protocol and max_connections.
 func (p *parser) listener(n *yaml.Node, path, service string) (Listener, bool) {
 	l := Listener{Pos: p.pos(n)}
 	addrNode, addrPath := n, path
 	if n.Kind == yaml.MappingNode {
-		m := p.mapping(n, path, []string{"addr", "tls", "proxy_protocol"})
+		m := p.mapping(n, path, []string{"addr", "tls", "proxy_protocol", "max_connections"})
 		if m == nil {
 			return l, false
 		}
@@ -191,6 +192,7 @@ func (p *parser) listener(n *yaml.Node, path, service string) (Listener, bool) {
 		if pn := m.get("proxy_protocol"); pn != nil {
 			l.ProxyProtocol = p.listenerProxyProtocol(pn, m.at("proxy_protocol"))
 		}
+		m.integer("max_connections", &l.MaxConnections, 1, math.MaxInt)
 		addrNode, addrPath = m.get("addr"), m.at("addr")
 		if addrNode == nil {
 			m.missing("addr", "give the address to accept on, as in addr: \"0.0.0.0:443\"")

@@ -303,6 +303,11 @@ type Listener struct {
 	// served as they come, their peer being the client. Timeout (key
 	// timeout, default 5s) bounds the wait for the header.
 	ProxyProtocol *proxyproto.Policy
+	// MaxConnections bounds the listener's open connections (key
+	// max_connections, at least 1); 0 sets no limit. At the limit weir
+	// stops accepting: new connections wait in the kernel's listen queue
+	// until one closes.
+	MaxConnections int
 }
 
 // ListenerTLS is the TLS setup of a listener.
