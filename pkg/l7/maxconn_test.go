@@ -149,3 +149,36 @@ func TestMaxConnectionsStopWakesTheWaitingAcceptLoop(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConnectionsSharedGateServesEveryListener: two listeners share a
+// gate of 2 (as the SO_REUSEPORT sockets of one configured listener do)
+// and both connections arrive on the first. A loop that held a slot while
+// waiting in Accept on the idle second listener would leave the second
+// connection unserved.
+func TestMaxConnectionsSharedGateServesEveryListener(t *testing.T) {
+	gate, err := limit.NewGate(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok")}, IdleTimeout: time.Minute}
+	var addrs []string
+	served := make(chan error, 2)
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		go func() { served <- srv.ServeWith(ln, ListenerOptions{Gate: gate}) }()
+	}
+	t.Cleanup(func() { srv.Close(); <-served; <-served })
+	a, b := dialKeepAlive(t, addrs[0]), dialKeepAlive(t, addrs[0])
+	for i, k := range []*keepAliveConn{a, b} {
+		if resp, err := k.do(); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("client %d under the shared limit: %v, %v", i, resp, err)
+		}
+	}
+	if n := gate.InUse(); n != 2 {
+		t.Fatalf("gate in use = %d, want 2", n)
+	}
+}

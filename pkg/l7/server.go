@@ -96,11 +96,12 @@ type ListenerOptions struct {
 	// none); it overrides Server.ProxyProtocol.
 	ProxyProtocol *proxyproto.Policy
 	// Gate, when not nil, bounds the listener's open connections
-	// (max_connections): the accept loop takes a slot before Accept and
-	// the connection gives it back when it closes, so at the limit new
-	// connections wait in the kernel's listen queue rather than being
-	// accepted and dropped. Several listeners (the SO_REUSEPORT sockets
-	// of one configured listener) may share one Gate for one limit.
+	// (max_connections): each connection holds a slot until it closes,
+	// and at the limit the accept loop stops accepting (after at most one
+	// connection, which waits unread for a slot), so new connections wait
+	// in the kernel's listen queue rather than being accepted and
+	// dropped. Several listeners (the SO_REUSEPORT sockets of one
+	// configured listener) may share one Gate for one limit.
 	Gate *limit.Gate
 }
 
@@ -166,16 +167,11 @@ func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 	gate := opts.Gate
 	var backoff time.Duration
 	for {
-		if gate != nil {
-			if err := gate.Acquire(s.stopped); err != nil {
-				return ErrServerClosed
-			}
+		if gate != nil && !s.awaitSlot(gate) {
+			return ErrServerClosed
 		}
 		nc, err := l.Accept()
 		if err != nil {
-			if gate != nil {
-				gate.Release()
-			}
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
@@ -190,6 +186,10 @@ func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
+		if gate != nil && gate.Acquire(s.stopped) != nil {
+			nc.Close()
+			return ErrServerClosed
+		}
 		c := s.newConn(nc, gate)
 		if c == nil {
 			continue
@@ -197,6 +197,21 @@ func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 		c.pp = opts.ProxyProtocol
 		s.workers.run(job{c: c})
 	}
+}
+
+// awaitSlot waits until gate has a free slot, without taking it, and
+// reports false if the server stopped first. The slot is taken only once
+// a connection is accepted: a loop holding one while it waits in Accept
+// would starve the other loops sharing the gate (the SO_REUSEPORT sockets
+// of one listener, each with its own queue) down to a deadlock. So at the
+// limit a loop has accepted at most one connection, which waits unread
+// for a slot; the rest wait in the kernel's listen queue.
+func (s *Server) awaitSlot(gate *limit.Gate) bool {
+	if gate.Acquire(s.stopped) != nil {
+		return false
+	}
+	gate.Release()
+	return true
 }
 
 // newConn registers nc, holding a slot of gate (nil: none) that forget
