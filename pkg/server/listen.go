@@ -7,6 +7,8 @@ import (
 	"net"
 
 	"github.com/weir-lb/weir/internal/bpffs"
+	"github.com/weir-lb/weir/pkg/l7"
+	"github.com/weir-lb/weir/pkg/limit"
 	"github.com/weir-lb/weir/pkg/reuseport"
 )
 
@@ -231,16 +233,24 @@ func closeAll(lns []net.Listener) {
 	}
 }
 
-// addGroup serves g as listener index, through TLS when cfg is set.
+// addGroup serves g as listener index, through TLS when cfg is set. Its
+// members share one connection gate: max_connections is per configured
+// listener, however many sockets it has.
 func (svc *service) addGroup(index int, g *reuseport.Group, cfg *tls.Config) {
 	svc.groups = append(svc.groups, g)
+	lc := svc.cfg.Listeners[index]
+	opts := l7.ListenerOptions{ProxyProtocol: lc.ProxyProtocol}
+	if lc.MaxConnections > 0 {
+		// A limit > 0 is one NewGate accepts: no error.
+		opts.Gate, _ = limit.NewGate(lc.MaxConnections)
+	}
 	for m, ln := range g.Listeners() {
 		svc.sockets = append(svc.sockets, member{index: index, member: m, ln: ln})
 		if cfg != nil {
 			ln = tls.NewListener(ln, cfg)
 		}
 		svc.listeners = append(svc.listeners, ln)
-		svc.proxied = append(svc.proxied, svc.cfg.Listeners[index].ProxyProtocol)
+		svc.serveOpts = append(svc.serveOpts, opts)
 	}
 }
 

@@ -31,7 +31,6 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/metrics"
-	"github.com/weir-lb/weir/pkg/proxyproto"
 	"github.com/weir-lb/weir/pkg/reuseport"
 	"github.com/weir-lb/weir/pkg/route"
 )
@@ -75,7 +74,7 @@ type service struct {
 	pools     []*pool              // the pools it sends requests to; none for a respond service
 	groups    []*reuseport.Group   // one per configured listener
 	listeners []net.Listener       // what serves: every group's members, TLS-wrapped where configured
-	proxied   []*proxyproto.Policy // per listener: whose PROXY protocol headers it believes; nil: none
+	serveOpts []l7.ListenerOptions // per listener: its PROXY protocol policy and connection gate
 	sockets   []member             // the same, unwrapped: what an upgrade hands over
 }
 
@@ -337,7 +336,7 @@ func (s *Server) serveHTTP(ctx context.Context, svc *service, started func(), er
 	var wg sync.WaitGroup
 	for i, ln := range svc.listeners {
 		wg.Go(func() {
-			if err := svc.http.ServeProxied(ln, svc.proxied[i]); err != nil && !errors.Is(err, l7.ErrServerClosed) {
+			if err := svc.http.ServeWith(ln, svc.serveOpts[i]); err != nil && !errors.Is(err, l7.ErrServerClosed) {
 				report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
 			}
 		})
