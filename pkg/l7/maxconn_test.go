@@ -151,8 +151,8 @@ func TestMaxConnectionsStopWakesTheWaitingAcceptLoop(t *testing.T) {
 }
 
 // TestMaxConnectionsSharedGateServesEveryListener: two listeners share a
-// gate of 2 (as the SO_REUSEPORT sockets of one configured listener do)
-// and both connections arrive on the first. A loop that held a slot while
+// gate of 2 (as the SO_REUSEPORT sockets of one configured listener do);
+// once the second has served a connection, two arrive on the first. A loop that held a slot while
 // waiting in Accept on the idle second listener would leave the second
 // connection unserved.
 func TestMaxConnectionsSharedGateServesEveryListener(t *testing.T) {
@@ -160,7 +160,8 @@ func TestMaxConnectionsSharedGateServesEveryListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok")}, IdleTimeout: time.Minute}
+	obs := &connCounter{}
+	srv := &Server{Proxy: &Respond{Status: 200, Body: []byte("ok")}, IdleTimeout: time.Minute, Observer: obs}
 	var addrs []string
 	served := make(chan error, 2)
 	for range 2 {
@@ -172,6 +173,14 @@ func TestMaxConnectionsSharedGateServesEveryListener(t *testing.T) {
 		go func() { served <- srv.ServeWith(ln, ListenerOptions{Gate: gate}) }()
 	}
 	t.Cleanup(func() { srv.Close(); <-served; <-served })
+	// One connection to the second listener, served and closed, has its
+	// loop running and back in Accept.
+	first := dialKeepAlive(t, addrs[1])
+	if resp, err := first.do(); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a client of the second listener: %v, %v", resp, err)
+	}
+	first.c.Close()
+	waitFor(t, "closed", func() bool { return obs.closed.Load() == 1 })
 	a, b := dialKeepAlive(t, addrs[0]), dialKeepAlive(t, addrs[0])
 	for i, k := range []*keepAliveConn{a, b} {
 		if resp, err := k.do(); err != nil || resp.StatusCode != 200 {
