@@ -27,6 +27,12 @@ import (
 //		}()
 //	}
 //
+// That order suits one accept loop per Gate. Loops sharing one (the
+// SO_REUSEPORT sockets of a listener) must not hold a slot while they
+// wait in Accept, or an idle socket's loop starves a busy one's: they
+// wait for a free slot (Acquire, then Release), Accept, and then take a
+// slot; the README shows it.
+//
 // A Gate is a semaphore over a buffered channel: Acquire, TryAcquire and
 // Release allocate nothing, and a Gate may be shared by several accept
 // loops (one limit across listeners). Its limit is fixed; a new limit
