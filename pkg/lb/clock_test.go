@@ -1,79 +1,8 @@
 package lb
 
-import (
-	"slices"
-	"sync"
-	"time"
-)
+import "time"
 
-// fakeClock is a Clock that moves only when a test advances it. Timers
-// fire in the advancing goroutine, in time order, each seeing Now at its
-// due time.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c  *fakeClock
-	at time.Time
-	f  func()
-}
-
-var _ Clock = (*fakeClock)(nil)
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	i := slices.Index(t.c.timers, t)
-	if i < 0 {
-		return false
-	}
-	t.c.timers = slices.Delete(t.c.timers, i, i+1)
-	return true
-}
-
-// Advance moves the clock on by d, firing every timer that falls due,
-// including those the fired ones arm.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now.Add(d)
-	for {
-		next := -1
-		for i, t := range c.timers {
-			if !t.at.After(end) && (next < 0 || t.at.Before(c.timers[next].at)) {
-				next = i
-			}
-		}
-		if next < 0 {
-			break
-		}
-		t := c.timers[next]
-		c.timers = slices.Delete(c.timers, next, next+1)
-		c.now = t.at
-		c.mu.Unlock()
-		t.f()
-		c.mu.Lock()
-	}
-	c.now = end
-	c.mu.Unlock()
+// newFakeClock is the tests' ManualClock, at a fixed start.
+func newFakeClock() *ManualClock {
+	return NewManualClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }

@@ -18,7 +18,7 @@ const (
 
 // passivePool returns a round-robin LoadBalancer over addrs with outlier
 // detection od, a fake clock and a recorder of its events.
-func passivePool(t *testing.T, o OutlierDetection, check HealthCheck, addrs ...string) (*LoadBalancer[Algorithm], *fakeClock, *recorder) {
+func passivePool(t *testing.T, o OutlierDetection, check HealthCheck, addrs ...string) (*LoadBalancer[Algorithm], *ManualClock, *recorder) {
 	t.Helper()
 	clock, rec := newFakeClock(), &recorder{}
 	l := newTestLB(t, &RoundRobin{}, Options{Discovery: newFakeDiscovery(addrs...), Outlier: &o,

@@ -28,7 +28,7 @@ func (c *countingAlgo) Build(bs []Backend) (Selector, error) {
 
 // slowPool returns a LoadBalancer over sa and sb with a 100s slow start,
 // and its fake clock; sc joins when the test calls join.
-func slowPool(t *testing.T, algo Algorithm, check HealthCheck) (l *LoadBalancer[Algorithm], clock *fakeClock, join func()) {
+func slowPool(t *testing.T, algo Algorithm, check HealthCheck) (l *LoadBalancer[Algorithm], clock *ManualClock, join func()) {
 	t.Helper()
 	clock = newFakeClock()
 	d := newFakeDiscovery(sa, sb)

@@ -320,72 +320,6 @@ services:
 	}
 }
 
-// fakeClock is an lb.Clock that moves only when the test advances it;
-// due timers fire in the advancing goroutine, in time order.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c  *fakeClock
-	at time.Time
-	f  func()
-}
-
-var _ lb.Clock = (*fakeClock)(nil)
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) lb.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	i := slices.Index(t.c.timers, t)
-	if i >= 0 {
-		t.c.timers = slices.Delete(t.c.timers, i, i+1)
-	}
-	return i >= 0
-}
-
-// advance moves the clock on by d, firing the timers that fall due,
-// those they arm included.
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now.Add(d)
-	for {
-		next := -1
-		for i, t := range c.timers {
-			if !t.at.After(end) && (next < 0 || t.at.Before(c.timers[next].at)) {
-				next = i
-			}
-		}
-		if next < 0 {
-			break
-		}
-		t := c.timers[next]
-		c.timers = slices.Delete(c.timers, next, next+1)
-		c.now = t.at
-		c.mu.Unlock()
-		t.f()
-		c.mu.Lock()
-	}
-	c.now = end
-	c.mu.Unlock()
-}
-
 // TestSlowStartRampsAReturningBackend: a backend that turns healthy
 // (slow_start: 10s) starts with a tenth of its weight and ends with all
 // of it. The test drives the load balancers' clock, so the shares are
@@ -395,7 +329,7 @@ func (c *fakeClock) advance(d time.Duration) {
 func TestSlowStartRampsAReturningBackend(t *testing.T) {
 	a, b, n := startNameBackend(t, "a"), startNameBackend(t, "b"), startNameBackend(t, "n")
 	n.stop() // down at start: its first check fails
-	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := lb.NewManualClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	port := freePorts(t, 1)[0]
 	srv := startFrom(t, fmt.Sprintf(`version: 1
 services:
@@ -429,7 +363,7 @@ services:
 	at := time.Duration(0)
 	var shares []int
 	for _, tc := range tests {
-		clock.advance(tc.at - at)
+		clock.Advance(tc.at - at)
 		at = tc.at
 		got := pc.shares(tc.requests)
 		shares = append(shares, got["n"])
