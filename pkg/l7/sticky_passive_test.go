@@ -78,24 +78,13 @@ func TestStickyBackupYieldsToPrimaries(t *testing.T) {
 	}
 }
 
-// stillClock is an lb.Clock whose timers never fire: an ejection lasts
-// for the whole test.
-type stillClock struct{ now time.Time }
-
-func (c stillClock) Now() time.Time { return c.now }
-
-func (stillClock) AfterFunc(time.Duration, func()) lb.Timer { return neverFires{} }
-
-type neverFires struct{}
-
-func (neverFires) Stop() bool { return true }
-
 // TestStickyEjectedBackendNotHonoured ejects the backend a client's cookie
 // names by passive health: Usable says no, and the client is moved to the
 // other backend with a new cookie.
 func TestStickyEjectedBackendNotHonoured(t *testing.T) {
 	a, b := testenv.StartNamedBackend(t, "a"), testenv.StartNamedBackend(t, "b")
-	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{Clock: stillClock{now: time.Unix(1_800_000_000, 0)},
+	// A clock never advanced: an ejection lasts until the test ends.
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{Clock: lb.NewManualClock(time.Unix(1_800_000_000, 0)),
 		Outlier: &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, BaseEjection: time.Hour}}, a.Addr, b.Addr)
 	sticky := &Sticky{Cookie: "wsrv", SameSite: http.SameSiteLaxMode}
 	sc := stickyClient{c: newClient(), addr: startProxy(t, &Server{Proxy: &Balanced{LB: pool, Sticky: sticky}})}

@@ -86,18 +86,6 @@ func TestMirrorServesBackupsOnlyWithoutAUsablePrimary(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// manualClock is an lb.Clock whose timers never fire: an ejection lasts
-// until the test ends.
-type manualClock struct{ now time.Time }
-
-func (c *manualClock) Now() time.Time { return c.now }
-
-func (c *manualClock) AfterFunc(time.Duration, func()) lb.Timer { return stoppedTimer{} }
-
-type stoppedTimer struct{}
-
-func (stoppedTimer) Stop() bool { return true }
-
 // TestMirrorFollowsARealLoadBalancer wires a Mirror to a LoadBalancer as
 // pkg/server does and checks that passive health's ejection, a backup
 // taking over and discovery's role change reach the kernel's table.
@@ -111,7 +99,8 @@ func TestMirrorFollowsARealLoadBalancer(t *testing.T) {
 	w := newRecordingWriter()
 	m := New(w, tableSize, nil)
 	l, err := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: d, Observers: []lb.Observer{m},
-		Clock: &manualClock{now: time.Unix(1_800_000_000, 0)},
+		// A clock never advanced: an ejection lasts until the test ends.
+		Clock: lb.NewManualClock(time.Unix(1_800_000_000, 0)),
 		// 100% lets the whole primary tier be ejected.
 		Outlier: &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, BaseEjection: time.Hour, MaxEjectionPercent: 100}})
 	if err != nil {

@@ -11,18 +11,6 @@ import (
 	"github.com/weir-lb/weir/pkg/metrics"
 )
 
-// frozenClock is an lb.Clock whose timers never fire: an ejection lasts
-// until the test ends, so the scrape sees it for sure.
-type frozenClock struct{ now time.Time }
-
-func (c frozenClock) Now() time.Time { return c.now }
-
-func (frozenClock) AfterFunc(time.Duration, func()) lb.Timer { return neverTimer{} }
-
-type neverTimer struct{}
-
-func (neverTimer) Stop() bool { return true }
-
 // TestEjectionAndBackupGauges ejects a primary by passive health and
 // checks the scrape-time families of every backend: an ejected backend
 // stays up and is ejected, and the backup is marked. The exposition
@@ -40,7 +28,8 @@ func TestEjectionAndBackupGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(metrics.Build{Version: "test"})
-	opts := lb.Options{Discovery: static, Clock: frozenClock{now: time.Unix(1_800_000_000, 0)},
+	// A clock never advanced: an ejection lasts until the test ends.
+	opts := lb.Options{Discovery: static, Clock: lb.NewManualClock(time.Unix(1_800_000_000, 0)),
 		Outlier: &lb.OutlierDetection{ConsecutiveGatewayFailures: 2, BaseEjection: time.Minute}}
 	m.Balancer("web", &opts, nil)
 	bal, err := lb.New(&lb.RoundRobin{}, opts)

@@ -9,18 +9,6 @@ import (
 	"github.com/weir-lb/weir/pkg/lb"
 )
 
-// pausedClock is an lb.Clock whose timers never fire: an ejection lasts
-// for the whole test.
-type pausedClock struct{ now time.Time }
-
-func (c pausedClock) Now() time.Time { return c.now }
-
-func (pausedClock) AfterFunc(time.Duration, func()) lb.Timer { return pausedTimer{} }
-
-type pausedTimer struct{}
-
-func (pausedTimer) Stop() bool { return true }
-
 // TestServiceStatusMapsPassiveHealthAndBackups: the admin status carries
 // lb.Status's ejection and the backend's backup role, and keeps healthy
 // as the active checks' verdict.
@@ -33,7 +21,8 @@ func TestServiceStatusMapsPassiveHealthAndBackups(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	bal, err := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: d, Clock: pausedClock{now: now},
+	// A clock never advanced: an ejection lasts until the test ends.
+	bal, err := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: d, Clock: lb.NewManualClock(now),
 		Outlier: &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, BaseEjection: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
