@@ -53,6 +53,9 @@ type conn struct {
 	// it (announcer), and finish must release them.
 	ann       announcer
 	announced bool
+	// counted says the connection holds a count of its client's
+	// (ClientLimits.Conns), which finish gives back.
+	counted bool
 	// idle is true while waiting for a request: Shutdown may close it.
 	idle atomic.Bool
 	// idleUntil is when waiting for the next request ends.
@@ -82,6 +85,10 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (c *conn) serve() {
 	if pp := c.pp; pp != nil && pp.Trusts(c.remote.Addr()) && !c.readProxyHeader(pp) {
+		c.finish()
+		return
+	}
+	if !c.acquireConn() {
 		c.finish()
 		return
 	}
@@ -162,6 +169,7 @@ func (c *conn) finish() {
 	}
 	c.end()
 	c.close()
+	c.releaseConn()
 	if c.announced {
 		c.srv.Pool.release(&c.ann)
 	}
@@ -346,6 +354,9 @@ func (c *conn) rejectRequest(err error) {
 	obs := c.srv.Observer
 	if obs != nil {
 		obs.RequestStarted(s)
+	}
+	if he.Status == 431 {
+		c.srv.ClientLimits.count(LimitHeader)
 	}
 	c.px.writeError(he.Status)
 	if obs != nil {

@@ -103,6 +103,8 @@ func clientStatus(err error) int {
 	switch {
 	case errors.As(err, &he):
 		return he.Status
+	case errors.Is(err, ErrRequestBodyTooLarge):
+		return 413
 	case isTimeout(err):
 		return 408
 	}

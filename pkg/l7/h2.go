@@ -156,7 +156,7 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	}
 	hreq.Host = host
 	var body *h2ReqBody
-	if b := r.down.requestBody(); b != nil {
+	if b := r.limitBody(r.down.requestBody()); b != nil {
 		body = &h2ReqBody{r: b, closed: make(chan struct{})}
 		hreq.Body, hreq.ContentLength = body, req.ContentLength
 		if req.Chunked {

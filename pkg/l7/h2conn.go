@@ -192,7 +192,12 @@ func (hc *h2Conn) init(pre []byte) {
 		hc.hb.MaxFields = h1.DefaultMaxHeaders
 	}
 	hc.dec = hpack.NewDecoder(4096, hc.hb.Field)
-	hc.dec.SetMaxStringLength(hc.hb.MaxBytes)
+	// A string longer than the limit must not stop the decoder (which
+	// would end the connection with COMPRESSION_ERROR): the block is
+	// decoded to its end and answered 431 (RequestDecoder.TooLarge). A
+	// string can be no longer than the block, which decodeFragment
+	// bounds, times 8/5 for Huffman coding.
+	hc.dec.SetMaxStringLength(2 * (2*hc.hb.MaxBytes + 64<<10))
 	hc.streams = make(map[uint32]*h2Stream)
 	hc.sendWin, hc.recvWin, hc.peerInitWin = 65535, h2ConnWindow, 65535
 	hc.peerMaxFrame.Store(16 << 10)

@@ -281,6 +281,9 @@ func (hc *h2Conn) runStream(st *h2Stream, status int) {
 		o.StreamOpened()
 	}
 	if status != 0 {
+		if status == 431 {
+			hc.srv.ClientLimits.count(LimitHeader)
+		}
 		px.respond(status, nil, nil)
 	} else {
 		px.serve()

@@ -92,6 +92,9 @@ type request struct {
 	// buffer (and, with thousands of HTTP/2 streams in flight, the
 	// allocation of new ones).
 	small [smallBody]byte
+	// bodyLimit bounds a request body of unknown length
+	// (ClientLimits.MaxRequestBody).
+	bodyLimit limitedBody
 }
 
 // smallBody is the largest body relayed through request.small.
@@ -173,6 +176,9 @@ func (r *request) logFailure(err error, truncated bool) {
 
 // run is the request pipeline: filter, choose a peer, send, relay.
 func (r *request) run(s *Session) error {
+	if answered, err := r.checkLimits(s); answered {
+		return err
+	}
 	p := r.srv.Proxy
 	if f, ok := p.(RequestFilter); ok {
 		done, err := f.RequestFilter(s)
@@ -478,7 +484,7 @@ func (r *request) sendRequest(uc *upstreamConn, t Timeouts, now time.Time) error
 }
 
 func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
-	body := r.down.requestBody()
+	body := r.limitBody(r.down.requestBody())
 	if body == nil {
 		return nil
 	}

@@ -64,6 +64,10 @@ type Server struct {
 	// client's X-Request-Id when valid, else a new one. It is sent
 	// upstream, in the response, and in every log line of the request.
 	RequestID bool
+	// ClientLimits, when not nil, bound each client's request rate,
+	// connections and request bodies, and count what every limit
+	// refused (431 heads included).
+	ClientLimits *ClientLimits
 
 	once sync.Once
 	mu   sync.Mutex
@@ -103,6 +107,10 @@ type ListenerOptions struct {
 	// dropped. Several listeners (the SO_REUSEPORT sockets of one
 	// configured listener) may share one Gate for one limit.
 	Gate *limit.Gate
+	// Limited, when not nil, counts the times the accept loop found the
+	// listener at its Gate's limit and stopped accepting (connections
+	// then wait in the kernel's queue).
+	Limited *atomic.Uint64
 }
 
 func (s *Server) init() {
@@ -167,7 +175,7 @@ func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 	gate := opts.Gate
 	var backoff time.Duration
 	for {
-		if gate != nil && !s.awaitSlot(gate) {
+		if gate != nil && !s.awaitSlot(gate, opts.Limited) {
 			return ErrServerClosed
 		}
 		nc, err := l.Accept()
@@ -206,7 +214,14 @@ func (s *Server) ServeWith(l net.Listener, opts ListenerOptions) error {
 // of one listener, each with its own queue) down to a deadlock. So at the
 // limit a loop has accepted at most one connection, which waits unread
 // for a slot; the rest wait in the kernel's listen queue.
-func (s *Server) awaitSlot(gate *limit.Gate) bool {
+func (s *Server) awaitSlot(gate *limit.Gate, limited *atomic.Uint64) bool {
+	if gate.TryAcquire() {
+		gate.Release()
+		return true
+	}
+	if limited != nil {
+		limited.Add(1)
+	}
 	if gate.Acquire(s.stopped) != nil {
 		return false
 	}
