@@ -16,6 +16,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/limit"
 	"github.com/weir-lb/weir/pkg/route"
 )
 
@@ -47,6 +48,7 @@ var (
 		reflect.TypeFor[route.PathKind]():    func(v reflect.Value) string { return pathKinds[v.Interface().(route.PathKind)] },
 		reflect.TypeFor[route.ValueKind]():   func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
 		reflect.TypeFor[compress.Encoding](): func(v reflect.Value) string { return v.Interface().(compress.Encoding).String() },
+		reflect.TypeFor[limit.Rate]():        func(v reflect.Value) string { return v.Interface().(limit.Rate).String() },
 	}
 	pathKinds  = map[route.PathKind]string{route.PathAny: "any", route.PathExact: "exact", route.PathPrefix: "prefix", route.PathRegex: "regex"}
 	valueKinds = map[route.ValueKind]string{route.ValuePresent: "present", route.ValueExact: "exact", route.ValueRegex: "regex"}

@@ -20,13 +20,13 @@ var serviceKeys = []string{
 	"name", "kind", "listen", "upstream", "routes",
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
-	"access_log", "request_id",
+	"access_log", "request_id", "limits",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
-	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id"},
-	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id"},
+	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id", "limits"},
+	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id", "limits"},
 	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream"},
 }
 
@@ -84,10 +84,12 @@ func (p *parser) service(n *yaml.Node, path string, names map[string]Position) (
 		s.Listeners = p.listeners(m, label)
 		s.Respond = p.respond(m, s.Name)
 		p.httpLogging(m, &s)
+		s.Limits = p.limits(m)
 	case KindHTTPProxy:
 		s.Listeners = p.listeners(m, label)
 		s.Upstream, s.Routes = p.proxyTarget(m)
 		p.httpLogging(m, &s)
+		s.Limits = p.limits(m)
 	case KindL4:
 		s.L4 = p.l4(m, label)
 		s.Upstream = p.requiredUpstream(m, s.L4)

@@ -237,6 +237,10 @@ type Service struct {
 	// request_id, default true): the client's X-Request-Id when valid,
 	// else a new one, sent upstream, in the response and in the logs.
 	RequestID bool
+	// Limits are what the service allows each client (key limits,
+	// http_proxy and respond services); nil: only the default head
+	// limits.
+	Limits *Limits
 }
 
 // AccessLog is a service's access log.
