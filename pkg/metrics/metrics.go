@@ -36,6 +36,10 @@ type Metrics struct {
 	// sources report backend state and L4 counters at scrape time.
 	balancers []balancerSource
 	l4        []L4Source
+	// limits are the HTTP services' overload protection (limits.go),
+	// whose collector registers with the first.
+	limitsOnce sync.Once
+	limits     []LimitSource
 }
 
 // New registers every family in a fresh registry.
