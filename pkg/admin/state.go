@@ -75,6 +75,8 @@ type ServiceStatus struct {
 	// L4 holds an L4 service's counters, nil for L7 services.
 	L4       *L4Counters     `json:"l4,omitempty"`
 	Backends []BackendStatus `json:"backends"`
+	// Limits is an HTTP service's overload protection, nil for others.
+	Limits *LimitsStatus `json:"limits,omitempty"`
 }
 
 // BackendStatus is one backend of a service.

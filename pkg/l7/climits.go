@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/limit"
 )
 
@@ -196,4 +197,14 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	}
 	b.left -= int64(n)
 	return n, err
+}
+
+// responseLimits are the bounds of an upstream's response head: the
+// server's Limits, which bound requests, but never below h1's defaults,
+// so that a service holding its clients' heads small still takes a
+// backend's large one (cookies, security policies).
+func responseLimits(l h1.Limits) h1.Limits {
+	l.MaxHeaderBytes = max(l.MaxHeaderBytes, h1.DefaultMaxHeaderBytes)
+	l.MaxHeaders = max(l.MaxHeaders, h1.DefaultMaxHeaders)
+	return l
 }

@@ -397,7 +397,7 @@ func neverAnswered(uc *upstreamConn, received int64, err error) bool {
 // (1xx) responses other than 101.
 func (r *request) readResponseHead(uc *upstreamConn) error {
 	for {
-		if err := uc.r.ReadResponse(&r.resp, r.req.Method, r.srv.Limits); err != nil {
+		if err := uc.r.ReadResponse(&r.resp, r.req.Method, responseLimits(r.srv.Limits)); err != nil {
 			return err
 		}
 		st := r.resp.Status

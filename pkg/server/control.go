@@ -370,6 +370,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 		totals := r.totals
 		ss.L4, counters = &totals, r.backends()
 	}
+	ss.Limits = s.limitsStatus(sc)
 	if t.lb == nil {
 		return ss
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/weir-lb/weir/internal/bpffs"
 	"github.com/weir-lb/weir/pkg/l7"
-	"github.com/weir-lb/weir/pkg/limit"
 	"github.com/weir-lb/weir/pkg/reuseport"
 )
 
@@ -239,11 +238,8 @@ func closeAll(lns []net.Listener) {
 func (svc *service) addGroup(index int, g *reuseport.Group, cfg *tls.Config) {
 	svc.groups = append(svc.groups, g)
 	lc := svc.cfg.Listeners[index]
-	opts := l7.ListenerOptions{ProxyProtocol: lc.ProxyProtocol}
-	if lc.MaxConnections > 0 {
-		// A limit > 0 is one NewGate accepts: no error.
-		opts.Gate, _ = limit.NewGate(lc.MaxConnections)
-	}
+	ll := svc.listenerLimits[index]
+	opts := l7.ListenerOptions{ProxyProtocol: lc.ProxyProtocol, Gate: ll.gate, Limited: &ll.limited}
 	for m, ln := range g.Listeners() {
 		svc.sockets = append(svc.sockets, member{index: index, member: m, ln: ln})
 		if cfg != nil {

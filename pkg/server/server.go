@@ -76,6 +76,9 @@ type service struct {
 	listeners []net.Listener       // what serves: every group's members, TLS-wrapped where configured
 	serveOpts []l7.ListenerOptions // per listener: its PROXY protocol policy and connection gate
 	sockets   []member             // the same, unwrapped: what an upgrade hands over
+	// listenerLimits are the configured listeners' connection limits,
+	// by index (climits.go).
+	listenerLimits []*listenerLimit
 }
 
 // Options are a Server's optional parts.
@@ -170,6 +173,9 @@ func (s *Server) build(sc *config.Service) (*service, error) {
 		}
 	}
 	svc.http.RequestID = sc.RequestID
+	if err := s.buildLimits(svc); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
 	tlsCfg, err := listenerTLS(sc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -255,6 +261,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.kernel != nil {
 		bgWG.Go(func() { s.retireStaleServices(bg) })
 	}
+	bgWG.Go(func() { s.sweepRateLimits(bg) })
 	if s.metrics != nil {
 		// The status page's request and error rates.
 		bgWG.Go(func() { s.metrics.Run(bg) })
