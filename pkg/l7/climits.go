@@ -107,7 +107,10 @@ func (c *conn) acquireConn() bool {
 	}
 	if !cl.Conns.Acquire(c.remote.Addr()) {
 		cl.count(LimitClientConnections)
-		c.srv.Logger.Info("connection refused: client at its connection limit", "service", c.srv.Name,
+		// Debug, not Info: a client this far over its limit is opening
+		// connections in a loop, and a line each would flood the log
+		// (the metric counts them).
+		c.srv.Logger.Debug("connection refused: client at its connection limit", "service", c.srv.Name,
 			"client", c.remote, "max_client_connections", cl.Conns.Max(), "fault", ClientFault.String())
 		return false
 	}
