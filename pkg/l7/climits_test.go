@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +389,72 @@ func TestLimitNames(t *testing.T) {
 	}
 	if !errors.Is(bodyTooLarge, ErrDownstream) || statusFor(bodyTooLarge) != 413 {
 		t.Error("a body over the limit is not the client's 413")
+	}
+}
+
+// TestBodyOverLimitIsNotTheBackends: a body of unknown length crossing
+// the limit mid-stream, over an HTTP/1.1 or an h2c upstream, fails as
+// the client's fault: 413, the backend not reported (outlier detection
+// ejecting at the first failure leaves it in), and over HTTP/1.1 the
+// upstream connection closed rather than pooled with half a request on
+// it.
+func TestBodyOverLimitIsNotTheBackends(t *testing.T) {
+	h2c := func(s *http.Server) {
+		s.Protocols = new(http.Protocols)
+		s.Protocols.SetUnencryptedHTTP2(true)
+	}
+	for _, tc := range []struct {
+		name string
+		peer Peer
+		conf []func(*http.Server)
+	}{
+		{"HTTP/1.1 upstream", Peer{}, nil},
+		{"h2c upstream", Peer{ALPN: ALPNH2C}, []func(*http.Server){h2c}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int64
+			conf := append(tc.conf, func(s *http.Server) {
+				s.ConnState = func(_ net.Conn, st http.ConnState) {
+					if st == http.StateNew {
+						conns.Add(1)
+					}
+				}
+			})
+			o := startOriginTLS(t, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				io.WriteString(w, "ok")
+			}, nil, conf...)
+			od := &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, Consecutive5xx: 1, MaxEjectionPercent: 100, BaseEjection: time.Hour}
+			pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{Outlier: od}, o.addr)
+			logs := newSessionLog()
+			addr := startProxy(t, &Server{
+				Proxy:        &loggedBalanced{Balanced: &Balanced{LB: pool, Template: tc.peer}, sessionLog: logs},
+				ClientLimits: &ClientLimits{MaxRequestBody: 10},
+			})
+			k := dialKeepAlive(t, addr)
+			if resp, err := k.do(); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first GET: %v, %v", resp, err)
+			}
+			logs.next(t)
+			for i := range 2 {
+				got, _ := rawExchange(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n")
+				if !strings.HasPrefix(got, "HTTP/1.1 413 ") {
+					t.Fatalf("body over the limit %d: %q, want 413", i, firstLine(got))
+				}
+				if e := logs.next(t); e.status != 413 || e.fault != ClientFault {
+					t.Fatalf("logged %+v, want 413, the client's fault", e)
+				}
+				if pool.Status()[0].Ejected {
+					t.Fatal("the backend was ejected for a client's body")
+				}
+			}
+			if resp, err := k.do(); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("GET after: %v, %v", resp, err)
+			}
+			logs.next(t)
+			if tc.peer.ALPN != ALPNH2C && conns.Load() < 2 {
+				t.Errorf("%d upstream connections: the one a body over the limit was cut on went back to the pool", conns.Load())
+			}
+		})
 	}
 }
