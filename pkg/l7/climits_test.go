@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/limit"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 )
 
 // testClock is a clock a test moves by hand.
@@ -456,5 +461,31 @@ func TestBodyOverLimitIsNotTheBackends(t *testing.T) {
 				t.Errorf("%d upstream connections: the one a body over the limit was cut on went back to the pool", conns.Load())
 			}
 		})
+	}
+}
+
+// TestGRPCRateLimit: a real gRPC client over its rate gets
+// RESOURCE_EXHAUSTED, and its connection serves the next call once a
+// token is back.
+func TestGRPCRateLimit(t *testing.T) {
+	backend, _, _ := testenv.GRPCBackend(t, nil, testenv.NewGRPCService(), false)
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, backend)
+	clock := &testClock{now: time.Unix(1000, 0)}
+	cl := newRateLimits(t, limit.Every(time.Second, 1), clock)
+	addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool, Template: Peer{ALPN: ALPNH2C}}, ClientLimits: cl})
+	client := testenv.GRPCClient(t, addr, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, want := range []codes.Code{codes.OK, codes.ResourceExhausted, codes.OK} {
+		if i == 2 {
+			clock.Advance(time.Second)
+		}
+		_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
+		if status.Code(err) != want {
+			t.Fatalf("call %d: %v, want %v", i, err, want)
+		}
+	}
+	if n := cl.Limited(LimitRate); n != 1 {
+		t.Errorf("Limited(rate) = %d, want 1", n)
 	}
 }
