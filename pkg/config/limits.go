@@ -120,7 +120,9 @@ func (p *parser) rate(n *yaml.Node, path string) *limit.Rate {
 	}
 	r := limit.Rate{PerSecond: float64(requests) / per.Seconds(), Burst: burst}
 	if err := r.Validate(); err != nil {
-		p.errorf(n, path, "%d requests per %v with a burst of %d is out of range: %v", requests, per, burst, err)
+		// requests ≥ 1 and per > 0 leave one failure: a burst whose
+		// refill time is longer than the limiter counts (some 73 years).
+		p.errorf(n, path, "a burst of %d at %d requests per %v takes longer to refill than weir can count; lower burst, or raise requests or shorten per", burst, requests, per)
 		return nil
 	}
 	return &r
