@@ -18,7 +18,9 @@ type Limits struct {
 	// Pos is where the limits mapping starts.
 	Pos Position
 	// MaxRequestBody bounds a request body in bytes (key
-	// max_request_body, a size); over it the client gets 413.
+	// max_request_body, a size; http_proxy services); over it the client
+	// gets 413. A route's own max_request_body overrides it
+	// (route.Route.MaxRequestBody).
 	MaxRequestBody int64
 	// MaxHeaderBytes and MaxHeaders bound a request head: its bytes and
 	// its number of fields (keys max_header_bytes, a size from 1 KiB to
@@ -56,7 +58,7 @@ const (
 )
 
 // limits reads a service's limits mapping; nil when absent.
-func (p *parser) limits(m *mapping) *Limits {
+func (p *parser) limits(m *mapping, kind Kind) *Limits {
 	n := m.get("limits")
 	if n == nil {
 		return nil
@@ -71,7 +73,11 @@ func (p *parser) limits(m *mapping) *Limits {
 		MaxHeaders:     h1.DefaultMaxHeaders,
 		ClientKey:      limit.Key{IPv4Prefix: 32, IPv6Prefix: 128},
 	}
-	lm.size("max_request_body", &l.MaxRequestBody, 1, math.MaxInt64)
+	if kind == KindRespond && lm.has("max_request_body") {
+		lm.forbid("max_request_body", "a respond service reads no request body (it answers, and closes a connection whose body is over 256KiB); remove max_request_body")
+	} else {
+		lm.size("max_request_body", &l.MaxRequestBody, 1, math.MaxInt64)
+	}
 	var headerBytes int64
 	if lm.size("max_header_bytes", &headerBytes, MinHeaderBytes, MaxHeaderBytes) {
 		l.MaxHeaderBytes = int(headerBytes)

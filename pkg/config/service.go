@@ -84,12 +84,12 @@ func (p *parser) service(n *yaml.Node, path string, names map[string]Position) (
 		s.Listeners = p.listeners(m, label)
 		s.Respond = p.respond(m, s.Name)
 		p.httpLogging(m, &s)
-		s.Limits = p.limits(m)
+		s.Limits = p.limits(m, s.Kind)
 	case KindHTTPProxy:
 		s.Listeners = p.listeners(m, label)
 		s.Upstream, s.Routes = p.proxyTarget(m)
 		p.httpLogging(m, &s)
-		s.Limits = p.limits(m)
+		s.Limits = p.limits(m, s.Kind)
 	case KindL4:
 		s.L4 = p.l4(m, label)
 		s.Upstream = p.requiredUpstream(m, s.L4)

@@ -29,8 +29,10 @@ type ClientLimits struct {
 	// PROXY protocol header, so the limit is the real client's; before
 	// any TLS handshake), unanswered.
 	Conns *limit.ConnLimiter
-	// MaxRequestBody, when > 0, bounds a request body in bytes: a
-	// declared Content-Length over it is answered 413 before anything
+	// MaxRequestBody, when > 0, bounds a request body in bytes (each
+	// request's Session.MaxRequestBody starts from it, and a
+	// RequestFilter, a route, may change it): a declared Content-Length
+	// over it is answered 413 after the RequestFilter, before anything
 	// goes upstream (and instead of 100 Continue); a body of unknown
 	// length (chunked, or HTTP/2 without content-length) that crosses it
 	// fails the request as the client's fault: 413 if no response head
@@ -126,30 +128,44 @@ func (c *conn) releaseConn() {
 	}
 }
 
-// checkLimits applies the request limits before any phase: the rate
-// (429) and a declared body size (413). It reports whether the request
-// was answered; err is the error of an answer that failed, or the
-// client's fault the answer stands for.
+// checkLimits applies the limits checked before any phase: the rate
+// (429). It reports whether the request was answered, and the error of
+// an answer that failed.
 func (r *request) checkLimits(s *Session) (answered bool, err error) {
 	cl := r.srv.ClientLimits
-	if cl == nil {
+	if cl == nil || cl.Rate == nil {
 		return false, nil
 	}
-	if cl.Rate != nil {
-		now := s.Start
-		if cl.Now != nil {
-			now = cl.Now()
-		}
-		if ok, wait := cl.Rate.Allow(s.Client.Addr(), now); !ok {
-			cl.count(LimitRate)
-			return true, r.tooManyRequests(wait)
-		}
+	now := s.Start
+	if cl.Now != nil {
+		now = cl.Now()
 	}
-	if max := cl.MaxRequestBody; max > 0 && r.req.ContentLength > max {
-		cl.count(LimitBody)
-		return true, bodyTooLarge
+	if ok, wait := cl.Rate.Allow(s.Client.Addr(), now); !ok {
+		cl.count(LimitRate)
+		return true, r.tooManyRequests(wait)
 	}
 	return false, nil
+}
+
+// checkBody refuses a declared body length over the request's limit,
+// once the RequestFilter (a route) had its say on the limit, before
+// anything goes upstream or 100 Continue is sent: the client's fault,
+// answered 413.
+func (r *request) checkBody(s *Session) error {
+	if max := s.MaxRequestBody; max > 0 && r.req.ContentLength > max {
+		r.srv.ClientLimits.count(LimitBody)
+		return bodyTooLarge
+	}
+	return nil
+}
+
+// maxRequestBody returns the body limit requests start with; 0 for a
+// nil c.
+func (c *ClientLimits) maxRequestBody() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.MaxRequestBody
 }
 
 // tooManyRequests answers 429 with Retry-After: the wait in whole
@@ -166,15 +182,15 @@ func (r *request) tooManyRequests(wait time.Duration) error {
 	return nil
 }
 
-// limitBody returns body bounded by MaxRequestBody when the body's length
-// is unknown (a declared one was checked before): reading past the limit
-// fails with the client's fault.
+// limitBody returns body bounded by the request's MaxRequestBody when
+// the body's length is unknown (a declared one was checked before):
+// reading past the limit fails with the client's fault.
 func (r *request) limitBody(body io.Reader) io.Reader {
-	cl := r.srv.ClientLimits
-	if body == nil || cl == nil || cl.MaxRequestBody <= 0 || !r.req.Chunked {
+	max := r.sess.MaxRequestBody
+	if body == nil || max <= 0 || !r.req.Chunked {
 		return body
 	}
-	r.bodyLimit = limitedBody{r: body, left: cl.MaxRequestBody, cl: cl}
+	r.bodyLimit = limitedBody{r: body, left: max, cl: r.srv.ClientLimits}
 	return &r.bodyLimit
 }
 

@@ -489,3 +489,55 @@ func TestGRPCRateLimit(t *testing.T) {
 		t.Errorf("Limited(rate) = %d, want 1", n)
 	}
 }
+
+// bodyRoute is a Proxy whose RequestFilter gives requests under /big a
+// larger body limit and those under /tiny a smaller one, as a route's
+// max_request_body does.
+type bodyRoute struct{ *Balanced }
+
+func (p bodyRoute) RequestFilter(s *Session) (bool, error) {
+	switch {
+	case strings.HasPrefix(string(s.Req.Target), "/big"):
+		s.MaxRequestBody = 100
+	case strings.HasPrefix(string(s.Req.Target), "/tiny"):
+		s.MaxRequestBody = 2
+	}
+	return false, nil
+}
+
+// TestRequestFilterSetsTheBodyLimit: a RequestFilter's MaxRequestBody
+// replaces the server's, larger or smaller, for a declared length and a
+// chunked body alike; other requests keep the server's.
+func TestRequestFilterSetsTheBodyLimit(t *testing.T) {
+	o := startOrigin(t, hello("o"))
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, o.addr)
+	cl := &ClientLimits{MaxRequestBody: 10}
+	addr := startProxy(t, &Server{Proxy: bodyRoute{&Balanced{LB: pool}}, ClientLimits: cl})
+	chunked := func(path string, n int) string {
+		return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", path, n, strings.Repeat("b", n))
+	}
+	length := func(path string, n int) string {
+		return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", path, n, strings.Repeat("b", n))
+	}
+	for _, tc := range []struct {
+		raw    string
+		status string
+	}{
+		{length("/", 50), "413"},
+		{length("/big", 50), "200"},
+		{chunked("/big", 50), "200"},
+		{length("/big", 101), "413"},
+		{chunked("/big", 101), "413"},
+		{length("/tiny", 3), "413"},
+		{chunked("/tiny", 3), "413"},
+		{length("/", 10), "200"},
+	} {
+		got, _ := rawExchange(t, addr, tc.raw)
+		if !strings.HasPrefix(got, "HTTP/1.1 "+tc.status+" ") {
+			t.Errorf("%.40q: %q, want %s", tc.raw, firstLine(got), tc.status)
+		}
+	}
+	if n := cl.Limited(LimitBody); n != 5 {
+		t.Errorf("Limited(body) = %d, want 5", n)
+	}
+}

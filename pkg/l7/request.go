@@ -116,6 +116,7 @@ func (r *request) serve() error {
 	p := r.srv.Proxy
 	s.MaxRetries = r.srv.MaxRetries
 	s.NoForwardedHeaders = r.srv.NoForwardedHeaders
+	s.MaxRequestBody = r.srv.ClientLimits.maxRequestBody()
 	if r.srv.RequestID {
 		s.assignRequestID()
 	}
@@ -188,6 +189,9 @@ func (r *request) run(s *Session) error {
 		if done {
 			return nil
 		}
+	}
+	if err := r.checkBody(s); err != nil {
+		return err
 	}
 	if r.req.Expect100 {
 		// Ask for the body ourselves: the upstream's 100 would arrive

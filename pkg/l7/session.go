@@ -84,6 +84,11 @@ type Session struct {
 	// the request starts, which a RequestFilter may change (a route to a
 	// pool that sets none).
 	NoForwardedHeaders bool
+	// MaxRequestBody bounds this request's body in bytes (0: no bound):
+	// ClientLimits.MaxRequestBody when the request starts, which a
+	// RequestFilter may change (a route's own max_request_body). Over it
+	// the client gets 413 (see ClientLimits).
+	MaxRequestBody int64
 
 	r *request
 	// target holds the request target SetTarget gave, reused from one

@@ -36,6 +36,9 @@ func (t *Table) RequestFilter(s *l7.Session) (bool, error) {
 	if e.maxRetries >= 0 {
 		s.MaxRetries = e.maxRetries
 	}
+	if e.maxRequestBody > 0 {
+		s.MaxRequestBody = e.maxRequestBody
+	}
 	if e.rewrite != nil {
 		if err := t.rewriteTarget(s, e.rewrite, tgt); err != nil {
 			return false, err

@@ -38,6 +38,9 @@ type Route struct {
 	// MaxRetries bounds how many more backends a request that failed to
 	// connect may try. Negative: the server's setting.
 	MaxRetries int
+	// MaxRequestBody bounds the body of a request the route proxies, in
+	// bytes (Session.MaxRequestBody); 0: the server's setting.
+	MaxRequestBody int64
 }
 
 // Match is the conditions a request must meet for a route to take it.

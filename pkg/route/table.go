@@ -94,6 +94,8 @@ type entry struct {
 	reqRules   rules
 	respRules  rules
 	maxRetries int
+	// maxRequestBody is the route's body limit, 0 for the server's.
+	maxRequestBody int64
 
 	// sent is the request's state once the request rules are applied:
 	// Session.RouteCtx moves from the entry to &sent, so that retries do
@@ -156,7 +158,7 @@ func label(i int, r *Route) string {
 
 // compile checks one route and compiles its conditions and action.
 func compile(i int, r *Route, up l7.Proxy) (*entry, error) {
-	e := &entry{index: int32(i), name: r.Name, maxRetries: r.MaxRetries}
+	e := &entry{index: int32(i), name: r.Name, maxRetries: r.MaxRetries, maxRequestBody: r.MaxRequestBody}
 	if e.name == "" {
 		e.name = strconv.Itoa(i)
 	}

@@ -292,3 +292,41 @@ services:
 		t.Fatalf("the waiting connection after the first closed: %q, %v", body, err)
 	}
 }
+
+// TestRouteBodyLimitFromTheConfiguration: a route's max_request_body
+// replaces the service's for the requests it takes, larger or smaller.
+func TestRouteBodyLimitFromTheConfiguration(t *testing.T) {
+	backend := testenv.StartNamedBackend(t, "a")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	m := metrics.New(metrics.Build{Version: "test"})
+	startFrom(t, fmt.Sprintf(`version: 1
+upstreams:
+  app: {backends: [%q]}
+services:
+  - name: site
+    kind: http_proxy
+    listen: [%q]
+    limits: {max_request_body: 10B}
+    routes:
+      - {match: {path: {prefix: /upload}}, upstream: app, max_request_body: 1KiB}
+      - {match: {path: {prefix: /tiny}}, upstream: app, max_request_body: 2}
+      - upstream: app
+`, backend.Addr, addr), Options{Metrics: m})
+	for _, tc := range []struct {
+		path   string
+		n      int
+		status int
+	}{
+		{"/upload", 1000, 200}, {"/upload", 1025, 413},
+		{"/", 10, 200}, {"/", 11, 413},
+		{"/tiny", 3, 413},
+	} {
+		raw := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", tc.path, tc.n, strings.Repeat("b", tc.n))
+		if resp := exchange(t, addr, raw); resp.StatusCode != tc.status {
+			t.Errorf("%d bytes to %s: %d, want %d", tc.n, tc.path, resp.StatusCode, tc.status)
+		}
+	}
+	if n := limitedTotal(t, m, "site", "body"); n != 3 {
+		t.Errorf("limited body = %v, want 3", n)
+	}
+}
