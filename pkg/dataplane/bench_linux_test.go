@@ -186,7 +186,7 @@ func passThroughFrame() []byte {
 func fixedPointClient(vip netip.AddrPort) (netip.AddrPort, bool) {
 	for host := 2; host < 255; host++ {
 		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(host)})
-		for port := snatPortMin; port < snatPortMin+snatPortCount; port++ {
+		for port := int(DefaultSNATPorts.First); port <= int(DefaultSNATPorts.Last); port++ {
 			c := netip.AddrPortFrom(addr, uint16(port))
 			if expectedSNATPort(c, vip, ProtoTCP) == uint16(port) {
 				return c, true

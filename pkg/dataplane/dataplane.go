@@ -238,6 +238,12 @@ type Service struct {
 	// towards backends so that their replies come back through it. It must
 	// be of the VIP's family.
 	SNAT netip.Addr
+	// SNATPorts are the source ports new flows get on SNAT; zero means
+	// DefaultSNATPorts. Each port carries at most one flow to a given
+	// backend address and port at a time. Where SNAT is an address of the
+	// balancer host, keep them out of the kernel's ephemeral ports
+	// (CheckHostSNATPorts checks).
+	SNATPorts PortRange
 }
 
 // IP protocol numbers a Service may carry.
@@ -304,6 +310,13 @@ func (o Options) normalizedService(svc Service) (Service, error) {
 	case !usableAddr(snat) || snat.Is4() != vip.Addr().Is4():
 		return svc, fmt.Errorf("%w: service %d: SNAT address %s for VIP %s",
 			ErrInvalidService, svc.ID, svc.SNAT, svc.VIP)
+	}
+	if svc.SNATPorts.IsZero() {
+		svc.SNATPorts = DefaultSNATPorts
+	}
+	if !svc.SNATPorts.valid() {
+		return svc, fmt.Errorf("%w: service %d: SNAT ports %d-%d: want 1 to 65535, the first not above the last",
+			ErrInvalidService, svc.ID, svc.SNATPorts.First, svc.SNATPorts.Last)
 	}
 	svc.VIP, svc.SNAT = vip, snat
 	return svc, nil
