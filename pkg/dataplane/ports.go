@@ -42,16 +42,16 @@ func ParsePortRange(s string) (PortRange, error) {
 		case 2:
 			first, last = fields[0], fields[1]
 		default:
-			return PortRange{}, fmt.Errorf("%w: %q: want FIRST-LAST, as in \"61000-65535\"", ErrInvalidPortRange, s)
+			return PortRange{}, fmt.Errorf("%w %q: want FIRST-LAST, as in \"61000-65535\"", ErrInvalidPortRange, s)
 		}
 	}
 	lo, err1 := parsePort(first)
 	hi, err2 := parsePort(last)
 	if err := errors.Join(err1, err2); err != nil {
-		return PortRange{}, fmt.Errorf("%w: %q: %v", ErrInvalidPortRange, s, err)
+		return PortRange{}, fmt.Errorf("%w %q: %v", ErrInvalidPortRange, s, err)
 	}
 	if lo > hi {
-		return PortRange{}, fmt.Errorf("%w: %q: the first port is above the last; write the lower one first", ErrInvalidPortRange, s)
+		return PortRange{}, fmt.Errorf("%w %q: the first port is above the last; write the lower one first", ErrInvalidPortRange, s)
 	}
 	return PortRange{First: lo, Last: hi}, nil
 }
