@@ -64,8 +64,9 @@ const (
 	DefaultFlowCacheTTL = time.Second
 	// DefaultClosedFlowTimeout is how long a closed TCP flow keeps its SNAT
 	// port: long enough for the last ACK and a retransmitted FIN, short
-	// enough that one backend sustains about 8000 new connections a second
-	// (80 % of 20000 ports over the timeout). See bpf/README.md on TIME_WAIT.
+	// enough that one backend sustains about 1800 new connections a second
+	// on the default SNAT ports (80 % of 4536 ports over the timeout), and
+	// 25800 on 1024-65535. See bpf/README.md on TIME_WAIT.
 	DefaultClosedFlowTimeout = 2 * time.Second
 	// DefaultTCPIdleTimeout is how long an open TCP flow may stay silent
 	// before its SNAT port may go to another flow: RFC 5382's minimum for

@@ -118,7 +118,7 @@ func (r PortRange) hull(o PortRange) PortRange {
 
 // ErrSNATPortsInUse reports SNAT ports that the kernel may also give to
 // the balancer host's own connections from the same address.
-var ErrSNATPortsInUse = errors.New("SNAT ports overlap the kernel's ephemeral ports")
+var ErrSNATPortsInUse = errors.New("dataplane: SNAT ports overlap the kernel's ephemeral ports")
 
 // Ephemeral is what the kernel of a network namespace hands out as source
 // ports to connections that do not bind one:
@@ -174,7 +174,7 @@ func CheckSNATPorts(addr netip.Addr, ports PortRange, eph Ephemeral, local bool)
 	if !addr.IsValid() {
 		where = "the address the kernel picks towards the backends"
 	}
-	return fmt.Errorf("%w: SNAT ports %s on %s overlap its ip_local_port_range %s at %s, "+
+	return fmt.Errorf("%w: %s on %s and its ip_local_port_range %s share %s, "+
 		"so the host's own connections could take ports NATed flows hold; "+
 		"%s, reserve the SNAT ports (sysctl -w net.ipv4.ip_local_reserved_ports=%s), "+
 		"or give the service a dedicated SNAT address, routed to the balancer but not assigned to it",

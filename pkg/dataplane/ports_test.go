@@ -118,9 +118,9 @@ func TestCheckSNATPorts(t *testing.T) {
 			}
 			msg := err.Error()
 			for _, want := range []string{
-				"SNAT ports " + tc.ports.String(),
+				"ephemeral ports: " + tc.ports.String() + " on ",
 				"ip_local_port_range " + tc.eph.Range.String(),
-				"at " + tc.ports.Overlap(tc.eph.Range).String(),
+				"share " + tc.ports.Overlap(tc.eph.Range).String(),
 				"net.ipv4.ip_local_reserved_ports=" + tc.ports.String(),
 				"dedicated SNAT address",
 			} {

@@ -76,7 +76,7 @@ func (s *Server) startBPF(svc *l4Service) error {
 	}
 	snat := svc.cfg.L4.SNAT
 	if err := dataplane.CheckHostSNATPorts(snat.Address, snat.Ports); err != nil {
-		return fmt.Errorf("snat (%s): %w", snatPos(svc.cfg), err)
+		return fmt.Errorf("snat %s: %w", snatPos(svc.cfg), err)
 	}
 	id, err := k.claimID(svc.vip, svc.proto())
 	if err != nil {
@@ -95,7 +95,7 @@ func snatPos(sc *config.Service) string {
 	if sc.L4.SNAT.Pos.Line > 0 {
 		return "at " + sc.L4.SNAT.Pos.String()
 	}
-	return "bpf.snat or the default"
+	return "from bpf.snat or the defaults"
 }
 
 // claimID returns the slot a previous weir gave the same VIP and protocol,

@@ -55,7 +55,7 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		refused   string // what the error says; "" for a start
 	}{
 		{"the old range on the kernel's address", "32768 60999", "bpf", `{ports: "40000-59999"}`,
-			"SNAT ports 40000-59999 on the address the kernel picks towards the backends overlap its ip_local_port_range 32768-60999 at 40000-59999"},
+			"40000-59999 on the address the kernel picks towards the backends and its ip_local_port_range 32768-60999 share 40000-59999"},
 		{"the old range on a local address, auto", "32768 60999", "auto", `{address: 127.0.0.1, ports: "40000-59999"}`,
 			`net.ipv4.ip_local_port_range="32768 39999"`},
 		{"the default range", "32768 60999", "bpf", "", ""},
@@ -96,6 +96,7 @@ services:
 		err = srv.Listen()
 		if st.refused != "" {
 			srv.Close()
+			t.Logf("%s: refused: %v", st.name, err)
 			if !errors.Is(err, dataplane.ErrSNATPortsInUse) || !strings.Contains(err.Error(), st.refused) ||
 				!strings.Contains(err.Error(), "dedicated SNAT address") {
 				t.Errorf("%s: Listen error %v, want ErrSNATPortsInUse saying %q and the ways out", st.name, err, st.refused)
