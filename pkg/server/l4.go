@@ -95,6 +95,10 @@ func (s *Server) startL4Service(svc *l4Service, open Opener) error {
 			return fmt.Errorf("dataplane: bpf: %w", err)
 		}
 		s.degraded.dataplane = cmpNil(s.degraded.dataplane, err)
+		if svc.cfg.L4.SNAT.Pos.Line > 0 {
+			svc.log.Warn("snat applies to the BPF data plane only; the userspace one connects from the kernel's own address and ports",
+				"snat", svc.cfg.L4.SNAT.Pos.String())
+		}
 	}
 	if err := svc.listenUserspace(open, s.cfg.MaxRetries); err != nil {
 		return err
