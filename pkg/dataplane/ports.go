@@ -153,7 +153,8 @@ func (e Ephemeral) reserved(port uint16) bool {
 
 // CheckSNATPorts decides whether a service may take SNAT ports from ports
 // on addr, given the kernel's ephemeral ports and whether addr is local
-// (assigned to an interface of the balancer's network namespace). It may,
+// (assigned to an interface of the balancer's network namespace, or
+// bindable by any socket there through ip_nonlocal_bind). It may,
 // unless addr is local and the kernel may pick a port of ports for a
 // connection of its own: the connection and a NATed flow to the same
 // backend would then share a 5-tuple, and the program would take the
@@ -170,7 +171,7 @@ func CheckSNATPorts(addr netip.Addr, ports PortRange, eph Ephemeral, local bool)
 	if r := narrowed(eph.Range, ports); !r.IsZero() {
 		narrow = fmt.Sprintf("narrow the kernel's range (sysctl -w net.ipv4.ip_local_port_range=\"%d %d\")", r.First, r.Last)
 	}
-	where := addr.String() + ", an address of this host,"
+	where := addr.String() + ", an address this host's sockets may use,"
 	if !addr.IsValid() {
 		where = "the address the kernel picks towards the backends"
 	}

@@ -65,9 +65,10 @@ func IsLocalAddr(addr netip.Addr) (bool, error) {
 }
 
 // CheckHostSNATPorts is CheckSNATPorts with what the calling thread's
-// network namespace says: its ephemeral ports, and whether addr is one of
-// its addresses. An invalid addr stands for the address the kernel will
-// choose towards the backends, which is always local.
+// network namespace says: its ephemeral ports, and whether its sockets may
+// use addr: addr is one of its addresses, or ip_nonlocal_bind lets them
+// bind any. An invalid addr stands for the address the kernel will choose
+// towards the backends, which is always local.
 func CheckHostSNATPorts(addr netip.Addr, ports PortRange) error {
 	eph, err := ReadEphemeral()
 	if err != nil {
@@ -78,6 +79,28 @@ func CheckHostSNATPorts(addr netip.Addr, ports PortRange) error {
 		if local, err = IsLocalAddr(addr); err != nil {
 			return err
 		}
+		if !local {
+			// With ip_nonlocal_bind a socket may bind an address the host
+			// does not have, and take an ephemeral port on it.
+			if local, err = nonlocalBind(addr); err != nil {
+				return err
+			}
+		}
 	}
 	return CheckSNATPorts(addr, ports, eph, local)
+}
+
+// nonlocalBind reports whether sockets of addr's family may bind addresses
+// the host does not have (net.ipv4.ip_nonlocal_bind,
+// net.ipv6.ip_nonlocal_bind).
+func nonlocalBind(addr netip.Addr) (bool, error) {
+	path := "/proc/sys/net/ipv4/ip_nonlocal_bind"
+	if addr.Unmap().Is6() {
+		path = "/proc/sys/net/ipv6/ip_nonlocal_bind"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("dataplane: read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)) != "0", nil
 }

@@ -194,7 +194,8 @@ func TestReplyPortsFollowServices(t *testing.T) {
 // ip_local_port_range, as weir does at start: the old 40000-59999 range on
 // an address of the namespace is refused while the kernel's range overlaps
 // it, and accepted once the range is narrowed, once the ports are
-// reserved, or on an address the namespace does not have.
+// reserved, or on an address the namespace does not have (unless
+// ip_nonlocal_bind lets its sockets bind it).
 func TestCheckHostSNATPortsInNetns(t *testing.T) {
 	needBPF(t)
 	ns := newNetns(t)
@@ -213,6 +214,8 @@ func TestCheckHostSNATPortsInNetns(t *testing.T) {
 		{"a dedicated address", nil, dedicated, false},
 		{"the SNAT ports reserved", map[string]string{localReservedPortsPath: "40000-59999"}, host, false},
 		{"partly reserved", map[string]string{localReservedPortsPath: "40000-59998"}, host, true},
+		{"a dedicated address, non-local binds allowed", map[string]string{"/proc/sys/net/ipv4/ip_nonlocal_bind": "1"}, dedicated, true},
+		{"a dedicated address again", map[string]string{"/proc/sys/net/ipv4/ip_nonlocal_bind": "0"}, dedicated, false},
 		{"the kernel's range narrowed", map[string]string{localReservedPortsPath: "", localPortRangePath: "32768 39999"}, host, false},
 	}
 	err := inNetns(ns, func() error {

@@ -135,7 +135,7 @@ func TestCheckSNATPorts(t *testing.T) {
 			if !strings.Contains(msg, narrow) {
 				t.Errorf("error %q lacks %q", msg, narrow)
 			}
-			if addr.IsValid() != strings.Contains(msg, addr.String()+", an address of this host") {
+			if addr.IsValid() != strings.Contains(msg, addr.String()+", an address this host's sockets may use") {
 				t.Errorf("error %q does not say which address", msg)
 			}
 		})
