@@ -131,6 +131,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_v1_rnat SEC(".maps");
 
+/*
+ * One entry: the ports a packet's destination port must be in for the
+ * program to look it up in weir_v1_rnat, the smallest range holding every
+ * service's SNAT ports (of both halves, so that flows keep their replies
+ * across a range change). Read once per packet: an array lookup the
+ * verifier inlines, where a service lookup would need a hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_range);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weir_v1_reply_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, WEIR_DEFAULT_MAX_SERVICES);
@@ -320,10 +335,19 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 	return -1;
 }
 
-/* Whether port is one the balancer hands out, so a packet to it may be a reply. */
-static __always_inline int is_snat_port(__u16 port)
+/*
+ * Whether port is in the range the balancer hands out SNAT ports from, so
+ * that a packet to it may be a reply. Any other packet skips the reverse
+ * lookup: the balancer host's own connections, whose ports the kernel
+ * picks outside every SNAT range, are never looked up, let alone taken.
+ */
+static __always_inline int is_reply_port(__u16 port)
 {
-	return (__u32)port - WEIR_SNAT_PORT_MIN < WEIR_SNAT_PORT_COUNT;
+	struct port_range *r;
+	__u32 zero = 0;
+
+	r = bpf_map_lookup_elem(&weir_v1_reply_ports, &zero);
+	return r && (__u32)port - r->first < r->count;
 }
 
 static __always_inline __u32 rol32(__u32 x, int r)
@@ -690,9 +714,10 @@ static __always_inline int reclaim_port(const struct flow *rk, const struct ct_e
  * inserting the reverse entry with BPF_NOEXIST, so two CPUs can never share
  * a port; sets fwd->nat.sport on success.
  *
- * Probe i tries port MIN + fmix32(start + i * golden) % COUNT: probes are
- * independent, so with a fraction a of the ports taken all of them fail with
- * probability a^PROBES, where linear probing would run into clusters. The
+ * Probe i tries port first + fmix32(start + i * golden) % count, in the
+ * service's range [first, first + count): probes are independent, so with
+ * a fraction a of the ports taken all of them fail with probability
+ * a^PROBES, where linear probing would run into clusters. The
  * sequence depends on the flow only: after its conntrack entry is lost the
  * same flow lands on the same port again, and an entry that already belongs
  * to this flow is taken over. A port whose flow has closed or gone idle is
@@ -702,7 +727,7 @@ static __always_inline int reclaim_port(const struct flow *rk, const struct ct_e
  * Out of line: only new flows come here, and its locals would otherwise
  * share one stack frame with everything else.
  */
-static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *fwd)
+static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *fwd, __u32 first, __u32 count)
 {
 	__u32 start = flow_hash(&p->flow, WEIR_HASH_SEED_SNAT);
 	struct ct_entry *rv;
@@ -710,7 +735,7 @@ static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *f
 	__u32 zero = 0;
 
 	rv = bpf_map_lookup_elem(&weir_scratch, &zero);
-	if (!rv)
+	if (!rv || count == 0)
 		return -1;
 	__builtin_memset(rv, 0, sizeof(*rv));
 	reply_flow(&fwd->nat, p->flow.proto, p->flow.ip_version, &rk);
@@ -722,7 +747,7 @@ static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *f
 	/* The reply's address delta does not depend on the port. */
 	csum_deltas(&rk, rv);
 	for (__u32 i = 0; i < WEIR_SNAT_PROBES; i++) {
-		__u16 port = WEIR_SNAT_PORT_MIN + fmix32(start + i * WEIR_SNAT_PROBE_STEP) % WEIR_SNAT_PORT_COUNT;
+		__u16 port = first + fmix32(start + i * WEIR_SNAT_PROBE_STEP) % count;
 		struct ct_entry *cur;
 
 		rk.dport = port;
@@ -1063,7 +1088,7 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 	}
 	if (state != CT_ESTABLISHED) {
 		__builtin_memcpy(e.nat.src, svc->snat, 16);
-		if (alloc_snat_port(p, &e) < 0)
+		if (alloc_snat_port(p, &e, svc->snat_ports.first, svc->snat_ports.count) < 0)
 			return drop(svc_stats, backend_counters(service_id, e.slot), DROP_SNAT_EXHAUSTED);
 		csum_deltas(&p->flow, &e);
 	}
@@ -1143,7 +1168,7 @@ int weir_ingress(struct __sk_buff *skb)
 	segment_len(skb, &p);
 
 	/* Only a packet to a port we hand out can be a reply. */
-	if (is_snat_port(p.flow.dport)) {
+	if (is_reply_port(p.flow.dport)) {
 		entry = bpf_map_lookup_elem(&weir_v1_rnat, &p.flow);
 		if (entry)
 			return handle_reply(skb, &p, entry);

@@ -27,9 +27,6 @@
 #define WEIR_IPV4 4
 #define WEIR_IPV6 6
 
-/* Source ports the balancer allocates on its SNAT address: [MIN, MIN+COUNT). */
-#define WEIR_SNAT_PORT_MIN 40000
-#define WEIR_SNAT_PORT_COUNT 20000
 /*
  * Ports tried for one new flow before it is dropped as snat_exhausted, and
  * the step between the hash inputs of successive tries (2^32 / golden ratio).
@@ -103,6 +100,17 @@ enum drop_reason {
 	DROP_REASONS = 4,
 };
 
+/*
+ * A range of ports, [first, first + count): the SNAT ports of a service
+ * (service.snat_ports), and the ports a packet must be addressed to for
+ * the program to look it up as a reply (weir_v1_reply_ports). count 0 is
+ * the empty range.
+ */
+struct port_range {
+	__u16 first;
+	__u16 count;
+};
+
 /* weir_v1_vips key: a virtual service as clients address it. */
 struct vip_key {
 	__u8 addr[16];
@@ -140,6 +148,7 @@ struct service {
 	__u8 ip_version;
 	__u32 generation; /* generation this half was written for */
 	__u32 backend_count;
+	struct port_range snat_ports; /* source ports new flows get on snat */
 };
 
 /* weir_v1_backend value, indexed by (service id * 2 + half) * max backends + i. */

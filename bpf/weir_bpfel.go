@@ -105,6 +105,12 @@ type WeirMaglevEntry struct {
 	Backend uint32
 }
 
+type WeirPortRange struct {
+	_     structs.HostLayout
+	First uint16
+	Count uint16
+}
+
 type WeirService struct {
 	_            structs.HostLayout
 	Vip          [16]uint8
@@ -114,6 +120,7 @@ type WeirService struct {
 	IpVersion    uint8
 	Generation   uint32
 	BackendCount uint32
+	SnatPorts    WeirPortRange
 }
 
 type WeirVipKey struct {
@@ -140,6 +147,7 @@ const (
 	WeirMapWeirV1Ct             = "weir_v1_ct"
 	WeirMapWeirV1Live           = "weir_v1_live"
 	WeirMapWeirV1Maglev         = "weir_v1_maglev"
+	WeirMapWeirV1ReplyPorts     = "weir_v1_reply_ports"
 	WeirMapWeirV1Rnat           = "weir_v1_rnat"
 	WeirMapWeirV1Svc            = "weir_v1_svc"
 	WeirMapWeirV1Svcstat        = "weir_v1_svcstat"
@@ -202,17 +210,18 @@ type WeirProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirMapSpecs struct {
-	WeirScratch   *ebpf.MapSpec `ebpf:"weir_scratch"`
-	WeirV1Active  *ebpf.MapSpec `ebpf:"weir_v1_active"`
-	WeirV1Backend *ebpf.MapSpec `ebpf:"weir_v1_backend"`
-	WeirV1Bestat  *ebpf.MapSpec `ebpf:"weir_v1_bestat"`
-	WeirV1Ct      *ebpf.MapSpec `ebpf:"weir_v1_ct"`
-	WeirV1Live    *ebpf.MapSpec `ebpf:"weir_v1_live"`
-	WeirV1Maglev  *ebpf.MapSpec `ebpf:"weir_v1_maglev"`
-	WeirV1Rnat    *ebpf.MapSpec `ebpf:"weir_v1_rnat"`
-	WeirV1Svc     *ebpf.MapSpec `ebpf:"weir_v1_svc"`
-	WeirV1Svcstat *ebpf.MapSpec `ebpf:"weir_v1_svcstat"`
-	WeirV1Vips    *ebpf.MapSpec `ebpf:"weir_v1_vips"`
+	WeirScratch      *ebpf.MapSpec `ebpf:"weir_scratch"`
+	WeirV1Active     *ebpf.MapSpec `ebpf:"weir_v1_active"`
+	WeirV1Backend    *ebpf.MapSpec `ebpf:"weir_v1_backend"`
+	WeirV1Bestat     *ebpf.MapSpec `ebpf:"weir_v1_bestat"`
+	WeirV1Ct         *ebpf.MapSpec `ebpf:"weir_v1_ct"`
+	WeirV1Live       *ebpf.MapSpec `ebpf:"weir_v1_live"`
+	WeirV1Maglev     *ebpf.MapSpec `ebpf:"weir_v1_maglev"`
+	WeirV1ReplyPorts *ebpf.MapSpec `ebpf:"weir_v1_reply_ports"`
+	WeirV1Rnat       *ebpf.MapSpec `ebpf:"weir_v1_rnat"`
+	WeirV1Svc        *ebpf.MapSpec `ebpf:"weir_v1_svc"`
+	WeirV1Svcstat    *ebpf.MapSpec `ebpf:"weir_v1_svcstat"`
+	WeirV1Vips       *ebpf.MapSpec `ebpf:"weir_v1_vips"`
 }
 
 // WeirVariableSpecs contains global variables before they are loaded into the kernel.
@@ -247,17 +256,18 @@ func (o *WeirObjects) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirMaps struct {
-	WeirScratch   *ebpf.Map `ebpf:"weir_scratch"`
-	WeirV1Active  *ebpf.Map `ebpf:"weir_v1_active"`
-	WeirV1Backend *ebpf.Map `ebpf:"weir_v1_backend"`
-	WeirV1Bestat  *ebpf.Map `ebpf:"weir_v1_bestat"`
-	WeirV1Ct      *ebpf.Map `ebpf:"weir_v1_ct"`
-	WeirV1Live    *ebpf.Map `ebpf:"weir_v1_live"`
-	WeirV1Maglev  *ebpf.Map `ebpf:"weir_v1_maglev"`
-	WeirV1Rnat    *ebpf.Map `ebpf:"weir_v1_rnat"`
-	WeirV1Svc     *ebpf.Map `ebpf:"weir_v1_svc"`
-	WeirV1Svcstat *ebpf.Map `ebpf:"weir_v1_svcstat"`
-	WeirV1Vips    *ebpf.Map `ebpf:"weir_v1_vips"`
+	WeirScratch      *ebpf.Map `ebpf:"weir_scratch"`
+	WeirV1Active     *ebpf.Map `ebpf:"weir_v1_active"`
+	WeirV1Backend    *ebpf.Map `ebpf:"weir_v1_backend"`
+	WeirV1Bestat     *ebpf.Map `ebpf:"weir_v1_bestat"`
+	WeirV1Ct         *ebpf.Map `ebpf:"weir_v1_ct"`
+	WeirV1Live       *ebpf.Map `ebpf:"weir_v1_live"`
+	WeirV1Maglev     *ebpf.Map `ebpf:"weir_v1_maglev"`
+	WeirV1ReplyPorts *ebpf.Map `ebpf:"weir_v1_reply_ports"`
+	WeirV1Rnat       *ebpf.Map `ebpf:"weir_v1_rnat"`
+	WeirV1Svc        *ebpf.Map `ebpf:"weir_v1_svc"`
+	WeirV1Svcstat    *ebpf.Map `ebpf:"weir_v1_svcstat"`
+	WeirV1Vips       *ebpf.Map `ebpf:"weir_v1_vips"`
 }
 
 func (m *WeirMaps) Close() error {
@@ -269,6 +279,7 @@ func (m *WeirMaps) Close() error {
 		m.WeirV1Ct,
 		m.WeirV1Live,
 		m.WeirV1Maglev,
+		m.WeirV1ReplyPorts,
 		m.WeirV1Rnat,
 		m.WeirV1Svc,
 		m.WeirV1Svcstat,

@@ -101,8 +101,9 @@ func printStatus(w io.Writer, services []dataplane.ServiceState, names map[uint3
 		if s.Proto == 17 {
 			proto = "udp"
 		}
-		fmt.Fprintf(tw, "service %s\t%s %s\tgeneration %d\tbackends %d\tpackets %d\tbytes %d\tnew flows %d\tdrops %s\n",
-			name, proto, s.VIP, s.Generation, len(s.Backends), s.Stats.Packets, s.Stats.Bytes, s.Stats.NewFlows, drops(s.Stats.Drops))
+		fmt.Fprintf(tw, "service %s\t%s %s\tgeneration %d\tbackends %d\tpackets %d\tbytes %d\tnew flows %d\tdrops %s\tsnat %s ports %s\n",
+			name, proto, s.VIP, s.Generation, len(s.Backends), s.Stats.Packets, s.Stats.Bytes, s.Stats.NewFlows, drops(s.Stats.Drops),
+			s.SNAT, s.SNATPorts)
 		for i, b := range s.Backends {
 			var c dataplane.Counters
 			if i < len(s.BackendStats) {

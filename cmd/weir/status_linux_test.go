@@ -35,7 +35,8 @@ func TestStatusReadsThePinnedMaps(t *testing.T) {
 	if err != nil {
 		testenv.SkipOrFail(t, "BPF data plane unavailable: "+err.Error())
 	}
-	svc := dataplane.Service{ID: 1, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: 6, SNAT: netip.MustParseAddr("203.0.113.1")}
+	svc := dataplane.Service{ID: 1, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: 6, SNAT: netip.MustParseAddr("203.0.113.1"),
+		SNATPorts: dataplane.PortRange{First: 62000, Last: 62999}}
 	backends := []netip.AddrPort{netip.MustParseAddrPort("203.0.113.11:80"), netip.MustParseAddrPort("203.0.113.12:80")}
 	table, err := lb.MaglevTable([]lb.Backend{lb.MustBackend(backends[0].String(), 1), lb.MustBackend(backends[1].String(), 1)}, lb.DefaultMaglevTableSize)
 	if err != nil {
@@ -50,7 +51,7 @@ func TestStatusReadsThePinnedMaps(t *testing.T) {
 	if code := run([]string{"status", "-pin", pin}, &out, &errOut); code != 0 {
 		t.Fatalf("status exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"tcp 192.0.2.10:80", "backends 2", "203.0.113.11:80", "203.0.113.12:80"} {
+	for _, want := range []string{"tcp 192.0.2.10:80", "backends 2", "203.0.113.11:80", "203.0.113.12:80", "snat 203.0.113.1 ports 62000-62999"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}

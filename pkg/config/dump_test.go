@@ -13,6 +13,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/accesslog"
 	"github.com/weir-lb/weir/pkg/compress"
+	"github.com/weir-lb/weir/pkg/dataplane"
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
@@ -39,16 +40,18 @@ var (
 
 	// asText are the types dumped as the string a function makes of them.
 	asText = map[reflect.Type]func(reflect.Value) string{
-		reflect.TypeFor[l7.HashKey]():        func(v reflect.Value) string { return formatHashKey(v.Interface().(l7.HashKey)) },
-		reflect.TypeFor[lb.StatusSet]():      func(v reflect.Value) string { return v.Interface().(lb.StatusSet).String() },
-		reflect.TypeFor[*regexp.Regexp]():    func(v reflect.Value) string { return v.Interface().(*regexp.Regexp).String() },
-		reflect.TypeFor[route.Template]():    func(v reflect.Value) string { return v.Interface().(route.Template).String() },
-		reflect.TypeFor[netip.Prefix]():      func(v reflect.Value) string { return v.Interface().(netip.Prefix).String() },
-		reflect.TypeFor[[]byte]():            func(v reflect.Value) string { return string(v.Bytes()) },
-		reflect.TypeFor[route.PathKind]():    func(v reflect.Value) string { return pathKinds[v.Interface().(route.PathKind)] },
-		reflect.TypeFor[route.ValueKind]():   func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
-		reflect.TypeFor[compress.Encoding](): func(v reflect.Value) string { return v.Interface().(compress.Encoding).String() },
-		reflect.TypeFor[limit.Rate]():        func(v reflect.Value) string { return v.Interface().(limit.Rate).String() },
+		reflect.TypeFor[l7.HashKey]():          func(v reflect.Value) string { return formatHashKey(v.Interface().(l7.HashKey)) },
+		reflect.TypeFor[lb.StatusSet]():        func(v reflect.Value) string { return v.Interface().(lb.StatusSet).String() },
+		reflect.TypeFor[*regexp.Regexp]():      func(v reflect.Value) string { return v.Interface().(*regexp.Regexp).String() },
+		reflect.TypeFor[route.Template]():      func(v reflect.Value) string { return v.Interface().(route.Template).String() },
+		reflect.TypeFor[netip.Prefix]():        func(v reflect.Value) string { return v.Interface().(netip.Prefix).String() },
+		reflect.TypeFor[[]byte]():              func(v reflect.Value) string { return string(v.Bytes()) },
+		reflect.TypeFor[route.PathKind]():      func(v reflect.Value) string { return pathKinds[v.Interface().(route.PathKind)] },
+		reflect.TypeFor[route.ValueKind]():     func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
+		reflect.TypeFor[compress.Encoding]():   func(v reflect.Value) string { return v.Interface().(compress.Encoding).String() },
+		reflect.TypeFor[netip.Addr]():          func(v reflect.Value) string { return v.Interface().(netip.Addr).String() },
+		reflect.TypeFor[dataplane.PortRange](): func(v reflect.Value) string { return v.Interface().(dataplane.PortRange).String() },
+		reflect.TypeFor[limit.Rate]():          func(v reflect.Value) string { return v.Interface().(limit.Rate).String() },
 	}
 	pathKinds  = map[route.PathKind]string{route.PathAny: "any", route.PathExact: "exact", route.PathPrefix: "prefix", route.PathRegex: "regex"}
 	valueKinds = map[route.ValueKind]string{route.ValuePresent: "present", route.ValueExact: "exact", route.ValueRegex: "regex"}

@@ -20,14 +20,14 @@ var serviceKeys = []string{
 	"name", "kind", "listen", "upstream", "routes",
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
-	"access_log", "request_id", "limits",
+	"access_log", "request_id", "limits", "snat",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
 	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id", "limits"},
 	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id", "limits"},
-	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream"},
+	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat"},
 }
 
 // validServiceName is the form of a service name: it appears in metric
@@ -387,6 +387,7 @@ func (p *parser) l4(m *mapping, service string) *L4 {
 	} else if !m.has("interface") && l.Dataplane == DataplaneBPF {
 		m.missing("interface", "the bpf data plane attaches to a network interface; name it, as in interface: eth0")
 	}
+	p.l4SNAT(m, l)
 	return l
 }
 

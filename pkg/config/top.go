@@ -64,6 +64,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	cfg.Upstreams = p.upstreams(m)
 	cfg.Services = p.services(m)
+	resolveSNAT(cfg)
 	p.checkPoolNames(cfg.Services)
 	p.warnUnusedPools()
 	if n := m.get("admin"); n != nil {
@@ -115,7 +116,7 @@ func (p *parser) version(m *mapping, cfg *Config) {
 // bpf reads the bpf mapping.
 func (p *parser) bpf(n *yaml.Node) BPF {
 	b := BPF{PinPath: DefaultBPFPinPath}
-	m := p.mapping(n, "bpf", []string{"pin_path", "tcp_idle_timeout", "udp_idle_timeout", "tcp_closed_timeout"})
+	m := p.mapping(n, "bpf", []string{"pin_path", "tcp_idle_timeout", "udp_idle_timeout", "tcp_closed_timeout", "snat"})
 	if m == nil {
 		return b
 	}
@@ -133,6 +134,9 @@ func (p *parser) bpf(n *yaml.Node) BPF {
 	if b.TCPIdleTimeout > 0 && b.TCPClosedTimeout > b.TCPIdleTimeout {
 		p.errorf(m.get("tcp_closed_timeout"), "bpf.tcp_closed_timeout",
 			"%v exceeds tcp_idle_timeout %v; a closed flow is more surely over than an open one", b.TCPClosedTimeout, b.TCPIdleTimeout)
+	}
+	if sn := m.get("snat"); sn != nil {
+		b.SNAT = p.snat(sn, "bpf.snat")
 	}
 	return b
 }

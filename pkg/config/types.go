@@ -181,6 +181,10 @@ type BPF struct {
 	// udp_idle_timeout, tcp_closed_timeout; 0 means the data plane's
 	// defaults of 2h4m, 2m and 2s).
 	TCPIdleTimeout, UDPIdleTimeout, TCPClosedTimeout time.Duration
+	// SNAT is the default SNAT of every l4 service on the BPF data plane
+	// (key snat): its address for the services of its family, its ports
+	// for all.
+	SNAT SNAT
 }
 
 // The range of the BPF flow timeouts. The data plane refreshes a flow's
@@ -381,6 +385,10 @@ type L4 struct {
 	Interface string
 	// Dataplane selects eBPF or user-space forwarding (default auto).
 	Dataplane Dataplane
+	// SNAT is the BPF data plane's source towards the backends (key snat,
+	// completed from bpf.snat and the defaults); zero with dataplane:
+	// userspace, which it does not apply to.
+	SNAT SNAT
 }
 
 // Selection names a load-balancing algorithm.

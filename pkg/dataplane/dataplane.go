@@ -64,8 +64,9 @@ const (
 	DefaultFlowCacheTTL = time.Second
 	// DefaultClosedFlowTimeout is how long a closed TCP flow keeps its SNAT
 	// port: long enough for the last ACK and a retransmitted FIN, short
-	// enough that one backend sustains about 8000 new connections a second
-	// (80 % of 20000 ports over the timeout). See bpf/README.md on TIME_WAIT.
+	// enough that one backend sustains about 1800 new connections a second
+	// on the default SNAT ports (80 % of 4536 ports over the timeout), and
+	// 25800 on 1024-65535. See bpf/README.md on TIME_WAIT.
 	DefaultClosedFlowTimeout = 2 * time.Second
 	// DefaultTCPIdleTimeout is how long an open TCP flow may stay silent
 	// before its SNAT port may go to another flow: RFC 5382's minimum for
@@ -238,6 +239,12 @@ type Service struct {
 	// towards backends so that their replies come back through it. It must
 	// be of the VIP's family.
 	SNAT netip.Addr
+	// SNATPorts are the source ports new flows get on SNAT; zero means
+	// DefaultSNATPorts. Each port carries at most one flow to a given
+	// backend address and port at a time. Where SNAT is an address of the
+	// balancer host, keep them out of the kernel's ephemeral ports
+	// (CheckHostSNATPorts checks).
+	SNATPorts PortRange
 }
 
 // IP protocol numbers a Service may carry.
@@ -304,6 +311,13 @@ func (o Options) normalizedService(svc Service) (Service, error) {
 	case !usableAddr(snat) || snat.Is4() != vip.Addr().Is4():
 		return svc, fmt.Errorf("%w: service %d: SNAT address %s for VIP %s",
 			ErrInvalidService, svc.ID, svc.SNAT, svc.VIP)
+	}
+	if svc.SNATPorts.IsZero() {
+		svc.SNATPorts = DefaultSNATPorts
+	}
+	if !svc.SNATPorts.valid() {
+		return svc, fmt.Errorf("%w: service %d: SNAT ports %d-%d: want 1 to 65535, the first not above the last",
+			ErrInvalidService, svc.ID, svc.SNATPorts.First, svc.SNATPorts.Last)
 	}
 	svc.VIP, svc.SNAT = vip, snat
 	return svc, nil

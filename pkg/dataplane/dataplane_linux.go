@@ -27,6 +27,9 @@ type Dataplane struct {
 	mu     sync.Mutex
 	closed bool
 	objs   bpf.WeirObjects
+	// snatPorts caches the SNAT ports of every half of weir_v1_svc (see
+	// halfPorts); nil until first needed.
+	snatPorts []PortRange
 }
 
 // Open loads the program and creates, or reuses, the maps pinned under

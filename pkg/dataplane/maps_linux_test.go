@@ -18,16 +18,17 @@ import (
 // pinnedMaps are the maps the program pins, with the fields BTF names in
 // their dumps.
 var pinnedMaps = map[string][]string{
-	bpf.WeirMapWeirV1Vips:    {"addr", "port", "proto", "ip_version", "service_id"},
-	bpf.WeirMapWeirV1Active:  {"generation"},
-	bpf.WeirMapWeirV1Svc:     {"vip", "snat", "vip_port", "proto", "ip_version", "generation", "backend_count"},
-	bpf.WeirMapWeirV1Backend: {"addr", "port", "ip_version", "slot"},
-	bpf.WeirMapWeirV1Maglev:  {"backend"},
-	bpf.WeirMapWeirV1Live:    {"service_id", "addr", "port", "ip_version", "slot"},
-	bpf.WeirMapWeirV1Ct:      ctEntryFields,
-	bpf.WeirMapWeirV1Rnat:    ctEntryFields,
-	bpf.WeirMapWeirV1Svcstat: {"packets", "bytes", "new_flows", "drops"},
-	bpf.WeirMapWeirV1Bestat:  {"packets", "bytes", "new_flows", "drops"},
+	bpf.WeirMapWeirV1Vips:       {"addr", "port", "proto", "ip_version", "service_id"},
+	bpf.WeirMapWeirV1Active:     {"generation"},
+	bpf.WeirMapWeirV1Svc:        {"vip", "snat", "vip_port", "proto", "ip_version", "generation", "backend_count", "snat_ports", "first", "count"},
+	bpf.WeirMapWeirV1Backend:    {"addr", "port", "ip_version", "slot"},
+	bpf.WeirMapWeirV1Maglev:     {"backend"},
+	bpf.WeirMapWeirV1Live:       {"service_id", "addr", "port", "ip_version", "slot"},
+	bpf.WeirMapWeirV1Ct:         ctEntryFields,
+	bpf.WeirMapWeirV1Rnat:       ctEntryFields,
+	bpf.WeirMapWeirV1Svcstat:    {"packets", "bytes", "new_flows", "drops"},
+	bpf.WeirMapWeirV1Bestat:     {"packets", "bytes", "new_flows", "drops"},
+	bpf.WeirMapWeirV1ReplyPorts: {"first", "count"},
 }
 
 // ctEntryFields are the key and value fields of both conntrack maps.
@@ -37,8 +38,8 @@ var ctEntryFields = []string{"src", "dst", "sport", "dport", "proto", "ip_versio
 func TestReopenReusesPinnedMaps(t *testing.T) {
 	needBPF(t)
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
-	svc4 := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-	svc6 := Service{ID: 3, VIP: vip6UDP, Proto: ProtoUDP, SNAT: snat6}
+	svc4 := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4, SNATPorts: DefaultSNATPorts}
+	svc6 := Service{ID: 3, VIP: vip6UDP, Proto: ProtoUDP, SNAT: snat6, SNATPorts: PortRange{First: 1024, Last: 65535}}
 
 	first, err := Open(opts)
 	if err != nil {

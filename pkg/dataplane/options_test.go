@@ -74,12 +74,17 @@ func TestNormalizedService(t *testing.T) {
 		{
 			name: "IPv4",
 			in:   Service{ID: 3, VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("::ffff:203.0.113.1")},
-			want: Service{ID: 3, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1")},
+			want: Service{ID: 3, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), SNATPorts: DefaultSNATPorts},
 		},
 		{
 			name: "IPv6",
 			in:   Service{VIP: netip.MustParseAddrPort("[2001:db8::10]:53"), Proto: ProtoUDP, SNAT: netip.MustParseAddr("2001:db8::1")},
-			want: Service{VIP: netip.MustParseAddrPort("[2001:db8::10]:53"), Proto: ProtoUDP, SNAT: netip.MustParseAddr("2001:db8::1")},
+			want: Service{VIP: netip.MustParseAddrPort("[2001:db8::10]:53"), Proto: ProtoUDP, SNAT: netip.MustParseAddr("2001:db8::1"), SNATPorts: DefaultSNATPorts},
+		},
+		{
+			name: "SNAT ports",
+			in:   Service{VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), SNATPorts: PortRange{First: 1024, Last: 1024}},
+			want: Service{VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), SNATPorts: PortRange{First: 1024, Last: 1024}},
 		},
 		{name: "id", in: Service{ID: 4, VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1")}, err: ErrInvalidService},
 		{name: "no VIP", in: Service{Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1")}, err: ErrInvalidService},
@@ -89,6 +94,8 @@ func TestNormalizedService(t *testing.T) {
 		{name: "zoned VIP", in: Service{VIP: netip.MustParseAddrPort("[fe80::1%eth0]:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("fe80::2")}, err: ErrInvalidService},
 		{name: "ICMP", in: Service{VIP: mapped, Proto: 1, SNAT: netip.MustParseAddr("203.0.113.1")}, err: ErrInvalidService},
 		{name: "no SNAT", in: Service{VIP: mapped, Proto: ProtoTCP}, err: ErrInvalidService},
+		{name: "SNAT port 0", in: Service{VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), SNATPorts: PortRange{First: 0, Last: 10}}, err: ErrInvalidService},
+		{name: "SNAT ports backwards", in: Service{VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), SNATPorts: PortRange{First: 2000, Last: 1000}}, err: ErrInvalidService},
 		{name: "SNAT family", in: Service{VIP: mapped, Proto: ProtoTCP, SNAT: netip.MustParseAddr("2001:db8::1")}, err: ErrInvalidService},
 	}
 	for _, tc := range tests {

@@ -354,8 +354,6 @@ func fmix32(h uint32) uint32 {
 const (
 	seedFlow      = 0x77656972
 	seedSNAT      = 0x736e6174
-	snatPortMin   = 40000
-	snatPortCount = 20000
 	snatProbes    = 32
 	snatProbeStep = 0x9e3779b9
 )
@@ -365,13 +363,21 @@ func expectedBackend(table []uint32, src, dst netip.AddrPort, proto uint8) uint3
 	return table[murmur3(flowBytes(src, dst, proto), seedFlow)%uint32(len(table))]
 }
 
-// expectedSNATPort is the first port the program probes for a flow.
+// expectedSNATPort is the first port the program probes for a flow of a
+// service on DefaultSNATPorts.
 func expectedSNATPort(src, dst netip.AddrPort, proto uint8) uint16 {
 	return snatProbe(src, dst, proto, 0)
 }
 
-// snatProbe is the port the program tries at probe i for a flow.
+// snatProbe is the port the program tries at probe i for a flow of a
+// service on DefaultSNATPorts.
 func snatProbe(src, dst netip.AddrPort, proto uint8, i uint32) uint16 {
+	return snatProbeIn(DefaultSNATPorts, src, dst, proto, i)
+}
+
+// snatProbeIn is the port the program tries at probe i for a flow of a
+// service on ports.
+func snatProbeIn(ports PortRange, src, dst netip.AddrPort, proto uint8, i uint32) uint16 {
 	start := murmur3(flowBytes(src, dst, proto), seedSNAT)
-	return uint16(snatPortMin + fmix32(start+i*snatProbeStep)%snatPortCount)
+	return uint16(uint32(ports.First) + fmix32(start+i*snatProbeStep)%uint32(ports.Len()))
 }

@@ -138,7 +138,7 @@ func (d *Dataplane) writeHalf(u *update) error {
 	if err := d.objs.WeirV1Svc.Put(half, serviceValue(u.svc, u.next, len(u.backends))); err != nil {
 		return fmt.Errorf("dataplane: service %d: write generation %d: %w", id, u.next, err)
 	}
-	return nil
+	return d.setHalfPorts(half, u.svc.SNATPorts)
 }
 
 func (d *Dataplane) addLiveBackends(u *update, undo *undoList) error {
@@ -224,14 +224,23 @@ func (d *Dataplane) clearService(id, last uint32) error {
 	for b := range live {
 		errs = append(errs, deleteIfPresent(d.objs.WeirV1Live, liveKey(id, b)))
 	}
+	ports, err := d.halfPorts()
+	if err != nil {
+		return err
+	}
 	for _, gen := range []uint32{last, last + 1} {
+		// The last half keeps its SNAT ports, so that replies of the
+		// service's flows are looked up until their reverse entries go.
 		tombstone := bpf.WeirService{}
 		if gen == last {
 			tombstone.Generation = last
+			tombstone.SnatPorts = weirPortRange(ports[halfIndex(id, gen)])
 		}
 		if err := d.objs.WeirV1Svc.Put(halfIndex(id, gen), tombstone); err != nil {
 			errs = append(errs, fmt.Errorf("dataplane: service %d: clear half %d: %w", id, gen&1, err))
+			continue
 		}
+		errs = append(errs, d.setHalfPorts(halfIndex(id, gen), portRange(tombstone.SnatPorts)))
 	}
 	errs = append(errs, d.zeroCounters(d.objs.WeirV1Svcstat, id))
 	for slot := uint32(0); slot < d.opts.slotsPerService(); slot++ {
@@ -272,10 +281,11 @@ func (d *Dataplane) readService(id, gen uint32) (ServiceState, error) {
 	}
 	st := ServiceState{
 		Service: Service{
-			ID:    id,
-			VIP:   netip.AddrPortFrom(addrFrom16(sv.Vip, sv.IpVersion), sv.VipPort),
-			Proto: sv.Proto,
-			SNAT:  addrFrom16(sv.Snat, sv.IpVersion),
+			ID:        id,
+			VIP:       netip.AddrPortFrom(addrFrom16(sv.Vip, sv.IpVersion), sv.VipPort),
+			Proto:     sv.Proto,
+			SNAT:      addrFrom16(sv.Snat, sv.IpVersion),
+			SNATPorts: portRange(sv.SnatPorts),
 		},
 		Generation: gen,
 	}
@@ -565,6 +575,7 @@ func serviceValue(svc Service, gen uint32, backends int) bpf.WeirService {
 		IpVersion:    ipVersion(svc.VIP.Addr()),
 		Generation:   gen,
 		BackendCount: uint32(backends),
+		SnatPorts:    weirPortRange(svc.SNATPorts),
 	}
 }
 

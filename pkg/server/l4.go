@@ -89,10 +89,16 @@ func (s *Server) startL4Service(svc *l4Service, open Opener) error {
 			svc.log.Info("L4 service forwarded by the BPF data plane", "vip", svc.vip, "protocol", svc.cfg.L4.Protocol)
 			return nil
 		}
-		if mode == config.DataplaneBPF {
+		// A SNAT range that collides is the configuration's fault, not the
+		// kernel's: falling back would hide it.
+		if mode == config.DataplaneBPF || errors.Is(err, dataplane.ErrSNATPortsInUse) {
 			return fmt.Errorf("dataplane: bpf: %w", err)
 		}
 		s.degraded.dataplane = cmpNil(s.degraded.dataplane, err)
+		if svc.cfg.L4.SNAT.Pos.Line > 0 {
+			svc.log.Warn("snat applies to the BPF data plane only; the userspace one connects from the kernel's own address and ports",
+				"snat", svc.cfg.L4.SNAT.Pos.String())
+		}
 	}
 	if err := svc.listenUserspace(open, s.cfg.MaxRetries); err != nil {
 		return err

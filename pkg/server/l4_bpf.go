@@ -31,8 +31,11 @@ type bpfService struct {
 	k  *kernel
 	id uint32
 
+	// ports are the SNAT ports new flows get (config snat.ports).
+	ports dataplane.PortRange
+
 	mu     sync.Mutex
-	snat   netip.Addr
+	snat   netip.Addr          // the configured snat.address, or the kernel's choice once known
 	routed map[netip.Addr]bool // backends whose route's interface is attached
 }
 
@@ -71,6 +74,10 @@ func (s *Server) startBPF(svc *l4Service) error {
 	if svc.cfg.L4.Interface == "" {
 		return errors.New("no interface is configured for the BPF program to attach to (set interface: to where VIP traffic arrives)")
 	}
+	snat := svc.cfg.L4.SNAT
+	if err := dataplane.CheckHostSNATPorts(snat.Address, snat.Ports); err != nil {
+		return fmt.Errorf("snat %s: %w", snatPos(svc.cfg), err)
+	}
 	id, err := k.claimID(svc.vip, svc.proto())
 	if err != nil {
 		return err
@@ -79,8 +86,16 @@ func (s *Server) startBPF(svc *l4Service) error {
 		delete(k.ids, id)
 		return err
 	}
-	svc.bpf = &bpfService{k: k, id: id, routed: map[netip.Addr]bool{}}
+	svc.bpf = &bpfService{k: k, id: id, ports: snat.Ports, snat: snat.Address, routed: map[netip.Addr]bool{}}
 	return nil
+}
+
+// snatPos says where the service's SNAT settings come from, for errors.
+func snatPos(sc *config.Service) string {
+	if sc.L4.SNAT.Pos.Line > 0 {
+		return "at " + sc.L4.SNAT.Pos.String()
+	}
+	return "from bpf.snat or the defaults"
 }
 
 // claimID returns the slot a previous weir gave the same VIP and protocol,
@@ -149,14 +164,15 @@ func (svc *l4Service) writeBPF(backends []netip.AddrPort, table []uint32) (uint3
 		// and count the service's new flows, and never uses the address.
 		snat = svc.vip.Addr()
 	}
-	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat}, backends, table)
+	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat, SNATPorts: b.ports},
+		backends, table)
 }
 
-// route returns the service's SNAT address — the source the kernel would
-// use towards its first backend, fixed for the life of the process so that
-// flows keep their translation — and attaches to the interfaces towards
-// backends not seen before. With no backend at all it returns the zero
-// Addr.
+// route returns the service's SNAT address — the configured snat.address,
+// or else the source the kernel would use towards its first backend, fixed
+// for the life of the process so that flows keep their translation — and
+// attaches to the interfaces towards backends not seen before. With no
+// backend at all and no configured address it returns the zero Addr.
 func (b *bpfService) route(backends []netip.AddrPort, up *config.Upstream) (netip.Addr, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
