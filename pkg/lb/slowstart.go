@@ -12,7 +12,11 @@ const rampSteps = 10
 // It reports whether a ramp started: the caller then reweighs. Call with
 // mu held.
 func (lb *LoadBalancer[A]) publish(st *backendState, now time.Time) bool {
-	if !st.publish() || !lb.ramps {
+	if !st.publish() {
+		return false
+	}
+	lb.kickQueue() // a waiting request may take it now
+	if !lb.ramps {
 		return false
 	}
 	st.rampStart = now

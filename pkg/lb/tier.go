@@ -20,9 +20,19 @@ type tier struct {
 // backends; nil when there is none. The Backend returned is all's, so it
 // carries the configured weight, not a ramped one.
 func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool) *Backend {
+	b, _ := t.pickMode(all, key, maxIterations, accept, pickPlain)
+	return b
+}
+
+// pickMode is pick that, in the slot modes, also takes a connection slot
+// on the backend it returns (maxconn.go): pickSpill passes over a
+// backend at its limit to the next candidate, pickKeyed stops at it (a
+// hashing selection keeps its key on its backend). full is the first
+// candidate found at its limit, nil when none was.
+func (t *tier) pickMode(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool, mode pickMode) (b, full *Backend) {
 	n := len(t.list)
 	if t.sel == nil || n == 0 {
-		return nil
+		return nil, nil
 	}
 	var rejected indexSet
 	c := t.sel.Start(key)
@@ -37,19 +47,26 @@ func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*B
 		if rejected.has(idx) {
 			continue
 		}
-		var b *Backend
 		if t.index == nil {
 			b = &all[idx]
 		} else {
 			b = &all[t.index[idx]]
 		}
 		if b.state.usable.Load() && (accept == nil || accept(b)) {
-			return b
+			if mode == pickPlain || b.state.take() {
+				return b, full
+			}
+			if full == nil {
+				full = b
+			}
+			if mode == pickKeyed {
+				return nil, full
+			}
 		}
 		rejected.add(idx)
 		tried++
 	}
-	return nil
+	return nil, full
 }
 
 // anyUsable reports whether some backend of the tier may take traffic.
@@ -111,3 +128,13 @@ func (lb *LoadBalancer[A]) buildTiers(backends []Backend, old *snapshot, now tim
 	}
 	return primary, backup, rebuilt, nil
 }
+
+// pickMode says whether tier.pickMode takes connection slots, and what it
+// does with a backend at its limit.
+type pickMode uint8
+
+const (
+	pickPlain pickMode = iota // no slots
+	pickSpill                 // take a slot; pass over a full backend
+	pickKeyed                 // take a slot; stop at a full backend
+)
