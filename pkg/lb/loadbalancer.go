@@ -79,7 +79,7 @@ type Options struct {
 	// means the system clock. Tests set a fake one.
 	Clock Clock
 	// Limits, when not nil, bounds each backend's requests in flight
-	// and queues those that find every backend full (maxconn.go). Only
+	// and queues those that find every backend full (slots.go). Only
 	// the slot methods (TakeSlot, WaitSlot, …) honour it.
 	Limits *ConnLimits
 }

@@ -55,7 +55,7 @@ type backendState struct {
 	// the state is published.
 	ext any
 
-	// Connection limits (maxconn.go): slots counts the requests holding
+	// Connection limits (slots.go): slots counts the requests holding
 	// one of the backend's max slots (0: unlimited); queue is the
 	// LoadBalancer's wait queue, nil without Options.Limits.
 	slots inflightCounter

@@ -25,7 +25,7 @@ func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*B
 }
 
 // pickMode is pick that, in the slot modes, also takes a connection slot
-// on the backend it returns (maxconn.go): pickSpill passes over a
+// on the backend it returns (slots.go): pickSpill passes over a
 // backend at its limit to the next candidate, pickKeyed stops at it (a
 // hashing selection keeps its key on its backend). full is the first
 // candidate found at its limit, nil when none was.

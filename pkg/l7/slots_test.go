@@ -1,0 +1,173 @@
+package l7
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/lb"
+)
+
+// BenchmarkProxiedRequestLimited is BenchmarkProxiedRequest with the
+// backend's max_connections set and never reached: the cost of taking
+// and freeing a slot on every request.
+func BenchmarkProxiedRequestLimited(b *testing.B) {
+	bal := benchBackend(b)
+	pool, _ := lb.NewStatic(lb.MustBackend(bal.LB.(*lb.LoadBalancer[*lb.RoundRobin]).Current()[0].Addr, 1))
+	upstream, _ := lb.New(&lb.RoundRobin{}, lb.Options{Discovery: pool,
+		Limits: &lb.ConnLimits{MaxConnections: 100, QueueSize: 100, QueueTimeout: time.Second}})
+	upstream.Update(context.Background())
+	benchProxied(b, &Balanced{LB: upstream, Slots: upstream}, benchRequest)
+}
+
+// heldOrigin is a backend that holds every request until the test lets
+// it go, and counts how many it holds at once.
+type heldOrigin struct {
+	*origin
+	arrived chan struct{}
+	release chan struct{}
+	now     atomic.Int64
+	peak    atomic.Int64
+}
+
+func startHeldOrigin(t *testing.T, configure ...func(*http.Server)) *heldOrigin {
+	h := &heldOrigin{arrived: make(chan struct{}, 64), release: make(chan struct{}, 64)}
+	h.origin = startOriginTLS(t, func(w http.ResponseWriter, r *http.Request) {
+		n := h.now.Add(1)
+		for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
+		}
+		h.arrived <- struct{}{}
+		select {
+		case <-h.release:
+		case <-time.After(10 * time.Second):
+		}
+		h.now.Add(-1)
+		w.Write([]byte("done"))
+	}, nil, configure...)
+	return h
+}
+
+// limitedBalanced returns a Balanced over one backend with limit
+// max_connections and a queue of size, waiting up to timeout.
+func limitedBalanced(t *testing.T, addrs []string, limit, size int, timeout time.Duration, peer Peer, od *lb.OutlierDetection) (*Balanced, *lb.LoadBalancer[*lb.RoundRobin]) {
+	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{Outlier: od,
+		Limits: &lb.ConnLimits{MaxConnections: limit, QueueSize: size, QueueTimeout: timeout}}, addrs...)
+	return &Balanced{LB: pool, Slots: pool, Template: peer}, pool
+}
+
+// waitLength waits, bounded, until n requests wait in pool's queue.
+func waitLength(t *testing.T, pool *lb.LoadBalancer[*lb.RoundRobin], n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pool.Queue().Length != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue length %d, want %d", pool.Queue().Length, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBackendSlotsAndQueue: with max_connections 1 and a queue of 1, over
+// HTTP/1.1 and h2c upstreams, the backend never holds more than one
+// request; the second waits and is served when the first ends; the third
+// is refused at once with 503; every slot is free at the end.
+func TestBackendSlotsAndQueue(t *testing.T) {
+	h2c := func(s *http.Server) {
+		s.Protocols = new(http.Protocols)
+		s.Protocols.SetUnencryptedHTTP2(true)
+		s.Protocols.SetHTTP1(true)
+	}
+	for _, tc := range []struct {
+		name string
+		peer Peer
+	}{{"http1", Peer{}}, {"h2c", Peer{ALPN: ALPNH2C}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := startHeldOrigin(t, h2c)
+			bal, pool := limitedBalanced(t, []string{o.addr}, 1, 1, time.Minute, tc.peer, nil)
+			addr := startProxy(t, &Server{Proxy: bal})
+			get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+			results := make(chan string, 2)
+			var wg sync.WaitGroup
+			wg.Go(func() { out, _ := rawExchange(t, addr, get); results <- out })
+			<-o.arrived
+			wg.Go(func() { out, _ := rawExchange(t, addr, get); results <- out })
+			waitLength(t, pool, 1)
+			if out, _ := rawExchange(t, addr, get); !strings.HasPrefix(out, "HTTP/1.1 503") {
+				t.Fatalf("with the backend full and the queue full: %q, want 503", out)
+			}
+			o.release <- struct{}{}
+			<-o.arrived // the queued one reached the backend
+			o.release <- struct{}{}
+			wg.Wait()
+			close(results)
+			for out := range results {
+				if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "done") {
+					t.Errorf("response %q, want 200 done", out)
+				}
+			}
+			if p := o.peak.Load(); p != 1 {
+				t.Errorf("the backend held %d requests at once, limit 1", p)
+			}
+			if s := pool.Status()[0]; s.Slots != 0 || s.InFlight != 0 {
+				t.Errorf("after every request: %d slots, %d in flight", s.Slots, s.InFlight)
+			}
+			if q := pool.Queue(); q.Full != 1 || q.Waited != 1 || q.Length != 0 {
+				t.Errorf("queue %+v: want 1 refused full, 1 waited", q)
+			}
+		})
+	}
+}
+
+// TestQueueTimeoutIsNotABackendFailure: a request that times out in the
+// queue gets 503, and passive health, which would eject the backend at
+// its first gateway failure, is not told of it.
+func TestQueueTimeoutIsNotABackendFailure(t *testing.T) {
+	o := startHeldOrigin(t)
+	od := &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, MaxEjectionPercent: 100, BaseEjection: time.Hour}
+	bal, pool := limitedBalanced(t, []string{o.addr}, 1, 4, 30*time.Millisecond, Peer{}, od)
+	addr := startProxy(t, &Server{Proxy: bal})
+	get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	done := make(chan string)
+	go func() { out, _ := rawExchange(t, addr, get); done <- out }()
+	<-o.arrived
+	if out, _ := rawExchange(t, addr, get); !strings.HasPrefix(out, "HTTP/1.1 503") {
+		t.Fatalf("past the queue timeout: %q, want 503", out)
+	}
+	if s := pool.Status()[0]; s.Ejected {
+		t.Fatal("a queue timeout ejected the backend")
+	}
+	if q := pool.Queue(); q.Timeouts != 1 || q.Length != 0 {
+		t.Fatalf("queue %+v, want one timeout, none waiting", q)
+	}
+	o.release <- struct{}{}
+	if out := <-done; !strings.HasPrefix(out, "HTTP/1.1 200") {
+		t.Fatalf("the held request: %q", out)
+	}
+}
+
+// TestSlotFreedOnConnectRetry: a request whose first backend refuses the
+// connection frees that backend's slot before it takes one on the next,
+// and the next serves it.
+func TestSlotFreedOnConnectRetry(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := l.Addr().String()
+	l.Close()
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	bal, pool := limitedBalanced(t, []string{refused, o.addr}, 1, 0, time.Second, Peer{}, nil)
+	addr := startProxy(t, &Server{Proxy: bal, MaxRetries: 1})
+	for range 4 {
+		if out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(out, "HTTP/1.1 200") {
+			t.Fatalf("response %q", out)
+		}
+	}
+	for _, s := range pool.Status() {
+		if s.Slots != 0 {
+			t.Errorf("%s holds %d slots after every request", s.Backend.Addr, s.Slots)
+		}
+	}
+}
