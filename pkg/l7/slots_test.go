@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/lb"
+	"golang.org/x/net/http2"
 )
 
 // BenchmarkProxiedRequestLimited is BenchmarkProxiedRequest with the
@@ -33,7 +35,11 @@ type heldOrigin struct {
 	release chan struct{}
 	now     atomic.Int64
 	peak    atomic.Int64
+	done    atomic.Int64
 }
+
+// served is how many requests the origin answered.
+func (h *heldOrigin) served() int64 { return h.done.Load() }
 
 func startHeldOrigin(t *testing.T, configure ...func(*http.Server)) *heldOrigin {
 	h := &heldOrigin{arrived: make(chan struct{}, 64), release: make(chan struct{}, 64)}
@@ -47,6 +53,7 @@ func startHeldOrigin(t *testing.T, configure ...func(*http.Server)) *heldOrigin 
 		case <-time.After(10 * time.Second):
 		}
 		h.now.Add(-1)
+		h.done.Add(1)
 		w.Write([]byte("done"))
 	}, nil, configure...)
 	return h
@@ -67,6 +74,26 @@ func waitLength(t *testing.T, pool *lb.LoadBalancer[*lb.RoundRobin], n int) {
 	for pool.Queue().Length != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("queue length %d, want %d", pool.Queue().Length, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitFreed waits, bounded, until no backend of pool holds a slot: the
+// last request's ends just after its response reached the client.
+func waitFreed(t *testing.T, pool *lb.LoadBalancer[*lb.RoundRobin]) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		held := false
+		for _, s := range pool.Status() {
+			held = held || s.Slots != 0
+		}
+		if !held {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slots still held after every request ended: %+v", pool.Status())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -113,6 +140,9 @@ func TestBackendSlotsAndQueue(t *testing.T) {
 			if p := o.peak.Load(); p != 1 {
 				t.Errorf("the backend held %d requests at once, limit 1", p)
 			}
+			// The response's last bytes may reach the client just before
+			// the exchange ends and frees the slot.
+			waitFreed(t, pool)
 			if s := pool.Status()[0]; s.Slots != 0 || s.InFlight != 0 {
 				t.Errorf("after every request: %d slots, %d in flight", s.Slots, s.InFlight)
 			}
@@ -165,9 +195,102 @@ func TestSlotFreedOnConnectRetry(t *testing.T) {
 			t.Fatalf("response %q", out)
 		}
 	}
-	for _, s := range pool.Status() {
-		if s.Slots != 0 {
-			t.Errorf("%s holds %d slots after every request", s.Backend.Addr, s.Slots)
+	waitFreed(t, pool)
+}
+
+// TestQueuedStreamResetLeavesTheQueue: an HTTP/2 client that resets its
+// stream while the request waits for a slot takes it out of the queue at
+// once; no slot leaks, and the request is not counted as a timeout.
+func TestQueuedStreamResetLeavesTheQueue(t *testing.T) {
+	o := startHeldOrigin(t)
+	bal, pool := limitedBalanced(t, []string{o.addr}, 1, 4, time.Minute, Peer{}, nil)
+	addr := startProxy(t, &Server{Proxy: bal})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	held := make(chan error, 1)
+	go func() {
+		resp, err := client.Get("http://" + addr + "/held")
+		if err == nil {
+			resp.Body.Close()
 		}
+		held <- err
+	}()
+	<-o.arrived
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/queued", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		queued <- err
+	}()
+	waitLength(t, pool, 1)
+	cancel()
+	if err := <-queued; err == nil {
+		t.Fatal("the cancelled request succeeded")
+	}
+	waitLength(t, pool, 0)
+	o.release <- struct{}{}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	waitFreed(t, pool)
+	if q := pool.Queue(); q.Timeouts != 0 || q.Waited != 1 {
+		t.Fatalf("queue %+v: want one wait, no timeout", q)
+	}
+	if o.served() != 1 {
+		t.Fatalf("the backend saw %d requests, want only the held one", o.served())
+	}
+}
+
+// TestStickyWaitsForItsBackend: a request whose sticky cookie names a
+// full backend waits for that backend's slot rather than going to one
+// with room, and is served by it.
+func TestStickyWaitsForItsBackend(t *testing.T) {
+	a, b := startHeldOrigin(t), startHeldOrigin(t)
+	bal, pool := limitedBalanced(t, []string{a.addr, b.addr}, 1, 4, time.Minute, Peer{}, nil)
+	bal.Sticky = &Sticky{Cookie: "srv", TTL: time.Hour}
+	addr := startProxy(t, &Server{Proxy: bal})
+	first := make(chan string, 1)
+	go func() {
+		out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		first <- out
+	}()
+	var own *heldOrigin
+	select {
+	case <-a.arrived:
+		own = a
+	case <-b.arrived:
+		own = b
+	}
+	own.release <- struct{}{}
+	out := <-first
+	_, rest, _ := strings.Cut(out, "Set-Cookie: srv=")
+	id, _, _ := strings.Cut(rest, ";")
+	if id == "" {
+		t.Fatalf("no sticky cookie in %q", out)
+	}
+	withCookie := "GET / HTTP/1.1\r\nHost: x\r\nCookie: srv=" + id + "\r\nConnection: close\r\n\r\n"
+	results := make(chan string, 2)
+	go func() { out, _ := rawExchange(t, addr, withCookie); results <- out }()
+	<-own.arrived
+	go func() { out, _ := rawExchange(t, addr, withCookie); results <- out }()
+	waitLength(t, pool, 1)
+	own.release <- struct{}{}
+	<-own.arrived // the waiter reached its own backend
+	own.release <- struct{}{}
+	for range 2 {
+		if out := <-results; !strings.HasPrefix(out, "HTTP/1.1 200") {
+			t.Errorf("response %q", out)
+		}
+	}
+	if own.served() != 3 {
+		t.Errorf("the sticky backend served %d, want 3", own.served())
 	}
 }
