@@ -1,8 +1,10 @@
 package l7
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -293,4 +295,53 @@ func TestStickyWaitsForItsBackend(t *testing.T) {
 	if own.served() != 3 {
 		t.Errorf("the sticky backend served %d, want 3", own.served())
 	}
+}
+
+// TestTunnelHoldsItsSlot: a WebSocket tunnel holds its backend's slot
+// until it closes: a request meanwhile waits, and is served once the
+// tunnel ends.
+func TestTunnelHoldsItsSlot(t *testing.T) {
+	echo := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			w.Write([]byte("plain"))
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
+		rw.Flush()
+		io.Copy(conn, rw)
+	})
+	bal, pool := limitedBalanced(t, []string{echo.addr}, 1, 1, time.Minute, Peer{}, nil)
+	addr := startProxy(t, &Server{Proxy: bal})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	plain := make(chan string, 1)
+	go func() {
+		out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		plain <- out
+	}()
+	waitLength(t, pool, 1)
+	io.WriteString(c, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo through the tunnel: %q, %v", got, err)
+	}
+	c.Close()
+	if out := <-plain; !strings.HasSuffix(out, "plain") {
+		t.Fatalf("the request after the tunnel: %q", out)
+	}
+	waitFreed(t, pool)
 }
