@@ -235,13 +235,13 @@ func (lb *LoadBalancer[A]) selectSlot(key []byte, maxIterations int, accept func
 		mode = pickKeyed
 	}
 	s := lb.snap.Load()
-	if b, full = s.primary.pickMode(s.backends, key, maxIterations, accept, mode); b != nil || full != nil {
+	if b, full = s.primary.pickSlot(s.backends, key, maxIterations, accept, mode); b != nil || full != nil {
 		return b, full
 	}
 	if s.backup.sel == nil || s.primary.anyUsable() {
 		return nil, nil
 	}
-	return s.backup.pickMode(s.backends, key, maxIterations, accept, mode)
+	return s.backup.pickSlot(s.backends, key, maxIterations, accept, mode)
 }
 
 // TakeSlotOf takes a slot on b, a backend of this LoadBalancer's chosen

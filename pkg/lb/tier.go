@@ -20,16 +20,45 @@ type tier struct {
 // backends; nil when there is none. The Backend returned is all's, so it
 // carries the configured weight, not a ramped one.
 func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool) *Backend {
-	b, _ := t.pickMode(all, key, maxIterations, accept, pickPlain)
-	return b
+	n := len(t.list)
+	if t.sel == nil || n == 0 {
+		return nil
+	}
+	var rejected indexSet
+	c := t.sel.Start(key)
+	// Once every backend of the tier was refused there is nothing left to
+	// find: stop, rather than walk the rest of a hash ring.
+	for tried, steps := 0, 0; tried < maxIterations && tried < n && steps < maxSelectSteps; steps++ {
+		idx, next, ok := t.sel.Next(c)
+		if !ok || idx < 0 || idx >= n {
+			break
+		}
+		c = next
+		if rejected.has(idx) {
+			continue
+		}
+		var b *Backend
+		if t.index == nil {
+			b = &all[idx]
+		} else {
+			b = &all[t.index[idx]]
+		}
+		if b.state.usable.Load() && (accept == nil || accept(b)) {
+			return b
+		}
+		rejected.add(idx)
+		tried++
+	}
+	return nil
 }
 
-// pickMode is pick that, in the slot modes, also takes a connection slot
-// on the backend it returns (slots.go): pickSpill passes over a
-// backend at its limit to the next candidate, pickKeyed stops at it (a
-// hashing selection keeps its key on its backend). full is the first
-// candidate found at its limit, nil when none was.
-func (t *tier) pickMode(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool, mode pickMode) (b, full *Backend) {
+// pickSlot is pick that also takes a connection slot on the backend it
+// returns (slots.go): pickSpill passes over a backend at its limit to
+// the next candidate, pickKeyed stops at it (a hashing selection keeps
+// its key on its backend). full is the first candidate found at its
+// limit, nil when none was. It is pick's loop again rather than a mode
+// of pick, so that selection without limits pays nothing for them.
+func (t *tier) pickSlot(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool, mode pickMode) (b, full *Backend) {
 	n := len(t.list)
 	if t.sel == nil || n == 0 {
 		return nil, nil
@@ -53,7 +82,7 @@ func (t *tier) pickMode(all []Backend, key []byte, maxIterations int, accept fun
 			b = &all[t.index[idx]]
 		}
 		if b.state.usable.Load() && (accept == nil || accept(b)) {
-			if mode == pickPlain || b.state.take() {
+			if b.state.take() {
 				return b, full
 			}
 			if full == nil {
@@ -129,12 +158,10 @@ func (lb *LoadBalancer[A]) buildTiers(backends []Backend, old *snapshot, now tim
 	return primary, backup, rebuilt, nil
 }
 
-// pickMode says whether tier.pickMode takes connection slots, and what it
-// does with a backend at its limit.
+// pickMode says what tier.pickSlot does with a backend at its limit.
 type pickMode uint8
 
 const (
-	pickPlain pickMode = iota // no slots
-	pickSpill                 // take a slot; pass over a full backend
-	pickKeyed                 // take a slot; stop at a full backend
+	pickSpill pickMode = iota // pass over a full backend
+	pickKeyed                 // stop at a full backend
 )
