@@ -75,6 +75,9 @@ type QueueStatus struct {
 type connQueue struct {
 	cfg     ConnLimits
 	waiting atomic.Int64
+	// keyed says the algorithm maps keys to backends (isKeyed): its
+	// selections wait for their key's backend.
+	keyed bool
 
 	mu         sync.Mutex
 	head, tail *waiter
@@ -124,7 +127,7 @@ func (lb *LoadBalancer[A]) initLimits() error {
 	case l.QueueSize > 0 && l.QueueTimeout <= 0:
 		return fmt.Errorf("queue timeout %v must be positive with a queue of %d", l.QueueTimeout, l.QueueSize)
 	}
-	q := &connQueue{cfg: *l}
+	q := &connQueue{cfg: *l, keyed: isKeyed(lb.algo)}
 	q.try = lb.tryFor
 	q.eligible = lb.eligible
 	q.pool.New = func() any { return &waiter{got: make(chan *Backend, 1)} }
@@ -231,7 +234,7 @@ func (lb *LoadBalancer[A]) TakeSlot(key []byte, maxIterations int, accept func(*
 // found at its limit.
 func (lb *LoadBalancer[A]) selectSlot(key []byte, maxIterations int, accept func(*Backend) bool) (b, full *Backend) {
 	mode := pickSpill
-	if isKeyed(lb.algo) {
+	if lb.waitq.keyed {
 		mode = pickKeyed
 	}
 	s := lb.snap.Load()
@@ -311,7 +314,7 @@ func (lb *LoadBalancer[A]) tryFor(w *waiter) (*Backend, bool) {
 	}
 	b, full := lb.selectSlot(w.key, w.maxIter, w.accept)
 	w.target = nil
-	if full != nil && isKeyed(lb.algo) {
+	if full != nil && lb.waitq.keyed {
 		w.target = full.state
 	}
 	return b, full != nil
