@@ -86,15 +86,13 @@ var (
 func (b *Balanced) UpstreamPeer(s *Session) (*Peer, error) {
 	if b.Sticky != nil {
 		be, err := b.stickyBackend(s)
+		if err == nil && be != nil && b.Slots != nil {
+			be, err = b.slotOf(s, be)
+		}
 		if err != nil {
 			return nil, err
 		}
 		if be != nil {
-			if b.Slots != nil {
-				if err := b.slotOf(s, be); err != nil {
-					return nil, err
-				}
-			}
 			return b.peer(be), nil
 		}
 	}

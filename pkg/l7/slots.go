@@ -78,18 +78,23 @@ func (b *Balanced) slotPeer(s *Session, key []byte, maxIter int, accept func(*lb
 }
 
 // slotOf takes a slot of be, the backend a sticky cookie named, waiting
-// for it when it is full: the session stays on its backend.
-func (b *Balanced) slotOf(s *Session, be *lb.Backend) error {
+// for it when it is full: the session stays on its backend. It returns
+// nil, and no error, when be became unusable meanwhile: the request is
+// then balanced as if it had no cookie.
+func (b *Balanced) slotOf(s *Session, be *lb.Backend) (*lb.Backend, error) {
 	if !b.Slots.TakeSlotOf(be) {
 		ctx, done := s.queueCtx()
 		err := queueFailure(ctx, b.Slots.WaitSlotOf(ctx, be))
 		done()
+		if errors.Is(err, lb.ErrNoBackend) {
+			return nil, nil
+		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	s.slot = be
-	return nil
+	return be, nil
 }
 
 // queueCtx returns the context of a wait in the queue, which ends when

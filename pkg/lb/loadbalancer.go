@@ -402,6 +402,7 @@ func (lb *LoadBalancer[A]) removeMissing(old, cur []Backend, now time.Time) {
 		if b.state.ejectTimer != nil {
 			b.state.ejectTimer.Stop()
 		}
+		lb.lostQueue(b.state)
 		lb.queue(Removed, b, b.state, now)
 	}
 }

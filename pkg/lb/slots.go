@@ -276,7 +276,8 @@ func (lb *LoadBalancer[A]) WaitSlot(ctx context.Context, key []byte, maxIteratio
 }
 
 // WaitSlotOf is TakeSlotOf that waits in the queue for a slot of b, as
-// WaitSlot does.
+// WaitSlot does. It returns ErrNoBackend when b is unusable, or becomes
+// so while the request waits: the caller may then choose another.
 func (lb *LoadBalancer[A]) WaitSlotOf(ctx context.Context, b *Backend) error {
 	if lb.waitq == nil || b.state == nil {
 		return nil
@@ -303,14 +304,17 @@ func (lb *LoadBalancer[A]) Queue() QueueStatus {
 // key's backend, so that a slot of another is not handed to them.
 func (lb *LoadBalancer[A]) tryFor(w *waiter) (*Backend, bool) {
 	if w.fixed {
-		if !w.target.usable.Load() || !w.target.take() {
+		if !w.target.usable.Load() {
+			return nil, false // nothing to wait for
+		}
+		if !w.target.take() {
 			return nil, true
 		}
 		if b := lb.backendOf(w.target); b != nil {
 			return b, false
 		}
-		w.target.slots.Add(-1) // removed from the pool: wait on
-		return nil, true
+		w.target.slots.Add(-1) // removed from the pool
+		return nil, false
 	}
 	b, full := lb.selectSlot(w.key, w.maxIter, w.accept)
 	w.target = nil
@@ -362,6 +366,32 @@ func (lb *LoadBalancer[A]) kickQueue() {
 	}
 }
 
+// lostQueue frees the requests waiting for st's slot, which became
+// unusable: one waiting for it by name (WaitSlotOf) gets ErrNoBackend,
+// one of a hashing selection selects again (the next backend of its
+// ring) or waits for the new one.
+func (lb *LoadBalancer[A]) lostQueue(st *backendState) {
+	q := lb.waitq
+	if q == nil || q.waiting.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for w := q.head; w != nil; {
+		next := w.next
+		switch {
+		case w.target != st:
+		case w.fixed:
+			q.grant(w, nil)
+		default:
+			if b, _ := q.try(w); b != nil {
+				q.grant(w, b)
+			}
+		}
+		w = next
+	}
+}
+
 func (q *connQueue) get() *waiter {
 	w := q.pool.Get().(*waiter)
 	w.target, w.fixed, w.key, w.maxIter, w.accept = nil, false, nil, 0, nil
@@ -405,6 +435,11 @@ func (q *connQueue) wait(ctx context.Context, w *waiter) (*Backend, error) {
 	var err error
 	select {
 	case b := <-w.got:
+		if b == nil {
+			err := ErrNoBackend // its backend became unusable
+			q.waited(start, err)
+			return nil, err
+		}
 		q.waited(start, nil)
 		return b, nil
 	case <-w.timer.C:
@@ -421,11 +456,15 @@ func (q *connQueue) wait(ctx context.Context, w *waiter) (*Backend, error) {
 	if !queued {
 		// A slot was given as the wait ended: it is the request's.
 		b := <-w.got
-		if err == ErrQueueTimeout {
+		if b == nil {
+			err = ErrNoBackend
+		} else if err == ErrQueueTimeout {
 			q.waited(start, nil)
 			return b, nil
 		}
-		b.FreeSlot()
+		if b != nil {
+			b.FreeSlot()
+		}
 	}
 	if err == ErrQueueTimeout {
 		q.timeouts.Add(1)
@@ -491,7 +530,8 @@ func (q *connQueue) first(b *Backend) *waiter {
 	return nil
 }
 
-// grant gives w the slot of b it took or was handed. Call with mu held.
+// grant gives w the slot of b it took or was handed, or nil: the backend
+// it waits for by name is gone. Call with mu held.
 func (q *connQueue) grant(w *waiter, b *Backend) {
 	q.remove(w)
 	w.got <- b

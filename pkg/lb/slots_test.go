@@ -400,3 +400,38 @@ func BenchmarkTakeSlot(b *testing.B) {
 		}
 	}
 }
+
+// TestWaitSlotOfEndsWhenTheBackendGoes: a request waiting for one named
+// backend's slot stops waiting, with ErrNoBackend, when that backend goes
+// down, so the caller may choose another; WaitSlotOf on a backend already
+// down does not wait at all.
+func TestWaitSlotOfEndsWhenTheBackendGoes(t *testing.T) {
+	check := newFakeCheck()
+	d, _ := NewStatic(withMax(m1, 1), MustBackend(m2, 1))
+	l, err := New(Algorithm(&RoundRobin{}), Options{Discovery: d, HealthCheck: check,
+		Limits: &ConnLimits{QueueSize: 2, QueueTimeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l.Update(ctx)
+	l.CheckHealth(ctx)
+	b := &l.Current()[0]
+	if !l.TakeSlotOf(b) {
+		t.Fatal("no slot")
+	}
+	done := make(chan error)
+	go func() { done <- l.WaitSlotOf(ctx, b) }()
+	waitQueued(t, l, 1)
+	check.set(m1, errors.New("down"))
+	l.CheckHealth(ctx)
+	if err := <-done; !errors.Is(err, ErrNoBackend) {
+		t.Fatalf("WaitSlotOf of a backend gone down: %v, want ErrNoBackend", err)
+	}
+	if err := l.WaitSlotOf(ctx, b); !errors.Is(err, ErrNoBackend) {
+		t.Fatalf("WaitSlotOf of a backend down: %v, want ErrNoBackend", err)
+	}
+	if q := l.Queue(); q.Length != 0 {
+		t.Fatalf("queue %+v after the backend went", q)
+	}
+}
