@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -344,4 +345,35 @@ func TestTunnelHoldsItsSlot(t *testing.T) {
 		t.Fatalf("the request after the tunnel: %q", out)
 	}
 	waitFreed(t, pool)
+}
+
+// TestStickyWaiterRebalancedWhenItsBackendGoes: a request waiting for its
+// sticky backend's slot is balanced to another backend, with a new
+// cookie, once its own is ejected, rather than waiting out the queue.
+func TestStickyWaiterRebalancedWhenItsBackendGoes(t *testing.T) {
+	a, b := startHeldOrigin(t), startHeldOrigin(t)
+	od := &lb.OutlierDetection{ConsecutiveGatewayFailures: 1, MaxEjectionPercent: 100, BaseEjection: time.Hour}
+	bal, pool := limitedBalanced(t, []string{a.addr, b.addr}, 1, 4, time.Minute, Peer{}, od)
+	bal.Sticky = &Sticky{Cookie: "srv", TTL: time.Hour}
+	addr := startProxy(t, &Server{Proxy: bal})
+	// The cookie of a's backend, as a response from it would set it.
+	cookie := fmt.Sprintf("%016x", bal.Sticky.id(a.addr))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nCookie: srv=" + cookie + "\r\nConnection: close\r\n\r\n"
+	results := make(chan string, 2)
+	go func() { out, _ := rawExchange(t, addr, req); results <- out }()
+	<-a.arrived
+	go func() { out, _ := rawExchange(t, addr, req); results <- out }()
+	waitLength(t, pool, 1)
+	for _, be := range pool.Current() {
+		if be.Addr == a.addr {
+			be.Report(lb.OutcomeGatewayFailure) // ejected
+		}
+	}
+	<-b.arrived // the waiter went to b
+	b.release <- struct{}{}
+	if out := <-results; !strings.Contains(out, "Set-Cookie: srv=") {
+		t.Errorf("the rebalanced request got no new cookie: %q", out)
+	}
+	a.release <- struct{}{}
+	<-results
 }
