@@ -123,9 +123,9 @@ func TestBackendSlotsAndQueue(t *testing.T) {
 			get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 			results := make(chan string, 2)
 			var wg sync.WaitGroup
-			wg.Go(func() { out, _ := rawExchange(t, addr, get); results <- out })
+			wg.Go(func() { results <- sendAlone(addr, get) })
 			<-o.arrived
-			wg.Go(func() { out, _ := rawExchange(t, addr, get); results <- out })
+			wg.Go(func() { results <- sendAlone(addr, get) })
 			waitLength(t, pool, 1)
 			if out, _ := rawExchange(t, addr, get); !strings.HasPrefix(out, "HTTP/1.1 503") {
 				t.Fatalf("with the backend full and the queue full: %q, want 503", out)
@@ -166,7 +166,7 @@ func TestQueueTimeoutIsNotABackendFailure(t *testing.T) {
 	addr := startProxy(t, &Server{Proxy: bal})
 	get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 	done := make(chan string)
-	go func() { out, _ := rawExchange(t, addr, get); done <- out }()
+	go func() { done <- sendAlone(addr, get) }()
 	<-o.arrived
 	if out, _ := rawExchange(t, addr, get); !strings.HasPrefix(out, "HTTP/1.1 503") {
 		t.Fatalf("past the queue timeout: %q, want 503", out)
@@ -261,10 +261,7 @@ func TestStickyWaitsForItsBackend(t *testing.T) {
 	bal.Sticky = &Sticky{Cookie: "srv", TTL: time.Hour}
 	addr := startProxy(t, &Server{Proxy: bal})
 	first := make(chan string, 1)
-	go func() {
-		out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		first <- out
-	}()
+	go func() { first <- sendAlone(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }()
 	var own *heldOrigin
 	select {
 	case <-a.arrived:
@@ -281,9 +278,9 @@ func TestStickyWaitsForItsBackend(t *testing.T) {
 	}
 	withCookie := "GET / HTTP/1.1\r\nHost: x\r\nCookie: srv=" + id + "\r\nConnection: close\r\n\r\n"
 	results := make(chan string, 2)
-	go func() { out, _ := rawExchange(t, addr, withCookie); results <- out }()
+	go func() { results <- sendAlone(addr, withCookie) }()
 	<-own.arrived
-	go func() { out, _ := rawExchange(t, addr, withCookie); results <- out }()
+	go func() { results <- sendAlone(addr, withCookie) }()
 	waitLength(t, pool, 1)
 	own.release <- struct{}{}
 	<-own.arrived // the waiter reached its own backend
@@ -330,10 +327,7 @@ func TestTunnelHoldsItsSlot(t *testing.T) {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
 	plain := make(chan string, 1)
-	go func() {
-		out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		plain <- out
-	}()
+	go func() { plain <- sendAlone(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }()
 	waitLength(t, pool, 1)
 	io.WriteString(c, "ping")
 	got := make([]byte, 4)
@@ -360,9 +354,9 @@ func TestStickyWaiterRebalancedWhenItsBackendGoes(t *testing.T) {
 	cookie := fmt.Sprintf("%016x", bal.Sticky.id(a.addr))
 	req := "GET / HTTP/1.1\r\nHost: x\r\nCookie: srv=" + cookie + "\r\nConnection: close\r\n\r\n"
 	results := make(chan string, 2)
-	go func() { out, _ := rawExchange(t, addr, req); results <- out }()
+	go func() { results <- sendAlone(addr, req) }()
 	<-a.arrived
-	go func() { out, _ := rawExchange(t, addr, req); results <- out }()
+	go func() { results <- sendAlone(addr, req) }()
 	waitLength(t, pool, 1)
 	for _, be := range pool.Current() {
 		if be.Addr == a.addr {
@@ -376,4 +370,53 @@ func TestStickyWaiterRebalancedWhenItsBackendGoes(t *testing.T) {
 	}
 	a.release <- struct{}{}
 	<-results
+}
+
+// TestCloseEndsQueuedRequests: Close ends the waits in the queue at once,
+// rather than leaving the requests to wait out the queue timeout.
+func TestCloseEndsQueuedRequests(t *testing.T) {
+	o := startHeldOrigin(t)
+	bal, pool := limitedBalanced(t, []string{o.addr}, 1, 4, time.Hour, Peer{}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Proxy: bal}
+	go srv.Serve(ln)
+	addr := ln.Addr().String()
+	get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	go sendAlone(addr, get)
+	<-o.arrived
+	go sendAlone(addr, get)
+	waitLength(t, pool, 1)
+	closed := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(closed)
+	}()
+	// The queued request leaves while the first still holds the only
+	// slot (Close itself waits for that one's exchange).
+	waitLength(t, pool, 0)
+	if q := pool.Queue(); q.Timeouts != 0 || q.Waited != 1 {
+		t.Fatalf("queue %+v after Close: want one wait, ended without a timeout", q)
+	}
+	o.release <- struct{}{}
+	<-closed
+}
+
+// sendAlone sends request on a connection of its own and returns what came
+// back until the connection closed ("" when it could not be sent): for
+// goroutines, which must not fail the test themselves.
+func sendAlone(addr, request string) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, request); err != nil {
+		return ""
+	}
+	out, _ := io.ReadAll(c)
+	return string(out)
 }
