@@ -97,10 +97,10 @@ func printAdminStatus(w io.Writer, st admin.Status) {
 			}
 		}
 		p, b, f := l4Cells(s.L4)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t\n", s.Name, kind, strings.Join(s.Listeners, ","), s.InFlight, s.RequestRate, s.ErrorRate, p, b, f)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t\n", s.Name, kind, strings.Join(s.Listeners, ","), serviceInFlight(s), s.RequestRate, s.ErrorRate, p, b, f)
 		for _, be := range s.Backends {
 			p, b, f := l4Cells(be.L4)
-			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", backendName(be), be.Weight, backendState(be), be.InFlight, be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
+			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", backendName(be), be.Weight, backendState(be), backendInFlight(be), be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
 		}
 	}
 }

@@ -77,6 +77,24 @@ type ServiceStatus struct {
 	Backends []BackendStatus `json:"backends"`
 	// Limits is an HTTP service's overload protection, nil for others.
 	Limits *LimitsStatus `json:"limits,omitempty"`
+	// Queue is the wait queue of a pool whose backends have
+	// max_connections; nil without.
+	Queue *QueueStatus `json:"queue,omitempty"`
+}
+
+// QueueStatus is the queue where a pool's requests wait while every
+// backend they may go to is at its max_connections.
+type QueueStatus struct {
+	// Length is how many wait now, at most Size, each for up to Timeout.
+	Length  int           `json:"length"`
+	Size    int           `json:"size"`
+	Timeout time.Duration `json:"timeout_ns"`
+	// Timeouts and Full count the requests answered 503: after waiting
+	// Timeout, or at once with the queue full. Waited counts every
+	// request that waited.
+	Timeouts uint64 `json:"timeouts"`
+	Full     uint64 `json:"full"`
+	Waited   uint64 `json:"waited"`
 }
 
 // BackendStatus is one backend of a service.
@@ -111,6 +129,12 @@ type BackendStatus struct {
 	LastError        string        `json:"last_error,omitempty"`
 	// L4 holds an L4 backend's counters, nil for L7 backends.
 	L4 *L4Counters `json:"l4,omitempty"`
+	// MaxConnections is the backend's limit of requests in flight
+	// (max_connections; 0: none), and Connections how many hold one of
+	// its slots now (from selection, connecting included, to the end of
+	// the exchange).
+	MaxConnections int64 `json:"max_connections,omitempty"`
+	Connections    int64 `json:"connections,omitempty"`
 }
 
 // L4Counters are the packet counters of an L4 service or backend, summed

@@ -461,6 +461,11 @@ type Upstream struct {
 	// or comes back over this long (key slow_start; not with a hashing
 	// selection, which lb does not ramp).
 	SlowStart time.Duration
+	// Limits, when set, bounds each backend's requests in flight and
+	// queues the excess (keys max_connections_per_backend, a backend's
+	// max_connections, queue; http_proxy only). Nil when no backend has
+	// a limit.
+	Limits *ConnLimits
 }
 
 // BackendSpec is one static backend as written in the configuration.
@@ -476,6 +481,10 @@ type BackendSpec struct {
 	// Backup marks a backup backend (key backup): it serves only when no
 	// other backend can.
 	Backup bool
+	// MaxConnections bounds the requests in flight to this backend (key
+	// max_connections, http_proxy only); 0: the pool's
+	// max_connections_per_backend.
+	MaxConnections int
 }
 
 // DiscoveryType says where backends come from.

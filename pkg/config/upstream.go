@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"github.com/weir-lb/weir/internal/httpsyntax"
+	"math"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -19,6 +20,7 @@ var upstreamKeys = []string{
 	"backends", "discovery", "selection", "hash_key", "host", "tls",
 	"health_check", "timeouts", "forwarded_headers",
 	"alpn", "proxy_protocol", "sticky", "outlier_detection", "slow_start",
+	"max_connections_per_backend", "queue",
 }
 
 // l4Forbidden are the upstream keys an l4 service refuses, with why: it
@@ -32,6 +34,8 @@ var l4Forbidden = []struct{ key, why string }{
 	{"sticky", "an l4 service forwards bytes, not HTTP requests, so it cannot set a cookie; maglev already keeps each connection on one backend; remove sticky"},
 	{"outlier_detection", "an l4 service forwards connections, not requests, so it has no response statuses or request failures to judge a backend by; remove outlier_detection and use health_check"},
 	{"slow_start", "an l4 service balances with maglev, which slow start does not ramp (changing weights would move connections between backends); remove slow_start"},
+	{"max_connections_per_backend", "an l4 service's connections are balanced in the kernel (eBPF), which cannot hold one back until a backend has room; remove max_connections_per_backend, or proxy the traffic as http_proxy"},
+	{"queue", "an l4 service has no connection limits to queue for; remove queue"},
 }
 
 // allSelections lists the algorithms, most used first.
@@ -140,6 +144,7 @@ func (p *parser) upstream(n *yaml.Node, path string, l4 *L4) *Upstream {
 	p.sendProxyProtocol(m, u, l4)
 	if l4 == nil {
 		p.passiveHealth(m, u)
+		p.connLimits(m, u)
 	}
 	if hn := m.get("health_check"); hn != nil {
 		u.HealthCheck = p.healthCheck(hn, m.at("health_check"))
@@ -193,8 +198,13 @@ func (p *parser) backend(n *yaml.Node, path string, l4 *L4) (BackendSpec, bool) 
 	b := BackendSpec{Pos: p.pos(n), Weight: 1}
 	addrNode, addrPath := n, path
 	if n.Kind == yaml.MappingNode {
-		m := p.mapping(n, path, []string{"addr", "weight", "metadata", "backup"})
+		m := p.mapping(n, path, []string{"addr", "weight", "metadata", "backup", "max_connections"})
 		okWeight := !m.has("weight") || m.integer("weight", &b.Weight, 1, lb.MaxWeight)
+		if l4 != nil {
+			m.forbid("max_connections", "an l4 service's connections are balanced in the kernel (eBPF), which cannot hold one back until a backend has room; remove max_connections")
+		} else {
+			m.integer("max_connections", &b.MaxConnections, 1, math.MaxInt32)
+		}
 		b.Metadata = m.stringMap("metadata", nil)
 		m.boolean("backup", &b.Backup)
 		addrNode, addrPath = m.get("addr"), m.at("addr")

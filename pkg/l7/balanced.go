@@ -60,6 +60,10 @@ type Balanced struct {
 	// Sticky, when not nil, keeps each client on its backend by a
 	// cookie (see Sticky).
 	Sticky *Sticky
+	// Slots, when not nil, is LB bounding its backends' requests in
+	// flight (max_connections): selection takes a slot, waiting in the
+	// queue when every backend is full (see SlotSelector).
+	Slots SlotSelector
 
 	// peers caches one immutable Peer per backend address, so choosing a
 	// peer allocates nothing. Copy-on-write: readers never lock.
@@ -82,6 +86,9 @@ var (
 func (b *Balanced) UpstreamPeer(s *Session) (*Peer, error) {
 	if b.Sticky != nil {
 		be, err := b.stickyBackend(s)
+		if err == nil && be != nil && b.Slots != nil {
+			be, err = b.slotOf(s, be)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +104,9 @@ func (b *Balanced) UpstreamPeer(s *Session) (*Peer, error) {
 	var accept func(*lb.Backend) bool
 	if len(s.Tried) > 0 {
 		accept = func(be *lb.Backend) bool { return !triedBackend(s.Tried, be.Addr) }
+	}
+	if b.Slots != nil {
+		return b.slotPeer(s, key, maxIter, accept)
 	}
 	be, ok := b.LB.SelectWith(key, maxIter, accept)
 	if !ok {

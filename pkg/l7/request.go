@@ -128,6 +128,7 @@ func (r *request) serve() error {
 		s.Ctx = m.NewCtx()
 	}
 	err := r.run(s)
+	s.freeSlot()
 	truncated := err != nil && s.Status != 0
 	if truncated && s.GRPC {
 		r.endGRPC(err)
@@ -205,6 +206,7 @@ func (r *request) run(s *Session) error {
 
 	staleRetries := 0
 	for attempt := 0; ; attempt++ {
+		s.freeSlot() // the last attempt's, before another is taken
 		peer, err := p.UpstreamPeer(s)
 		if err != nil {
 			return err
@@ -242,6 +244,7 @@ func (r *request) run(s *Session) error {
 		if peer.Backend != nil {
 			peer.Backend.Release()
 		}
+		s.freeSlot()
 		stale := err != nil && isStale(err)
 		if stale && staleRetries < maxStaleRetries {
 			// A pooled connection the upstream had closed: the request

@@ -92,6 +92,11 @@ type Server struct {
 	// loops waiting for a connection slot.
 	stopped context.Context
 	stop    context.CancelFunc
+	// closed is done once the server cuts its connections (Close, or a
+	// Shutdown out of time): it ends requests waiting in a backend
+	// queue (slots.go).
+	closed      context.Context
+	closeQueued context.CancelCauseFunc
 }
 
 // ListenerOptions say how Server.ServeWith serves one listener.
@@ -128,6 +133,7 @@ func (s *Server) init() {
 		s.h2conns = map[*h2Conn]struct{}{}
 		s.listeners = map[net.Listener]struct{}{}
 		s.stopped, s.stop = context.WithCancel(context.Background())
+		s.closed, s.closeQueued = context.WithCancelCause(context.Background())
 	})
 }
 
@@ -407,6 +413,8 @@ func (s *Server) trackH2(hc *h2Conn, add bool) {
 // closeAll closes every connection; the quiet ones end at once, the
 // others when their goroutine notices.
 func (s *Server) closeAll() {
+	s.init()
+	s.closeQueued(errServerClosed)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.c.Close()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/lb"
 )
 
 // Session is one request on its way through the proxy. The proxy reuses
@@ -103,6 +104,9 @@ type Session struct {
 	keyBuf [64]byte
 	// idBuf holds RequestID.
 	idBuf [maxRequestID]byte
+	// slot is the backend whose max_connections slot the attempt under
+	// way holds (slots.go), nil when none.
+	slot *lb.Backend
 }
 
 func (s *Session) reset(r *request, proto Proto, client netip.AddrPort, tlsState *tls.ConnectionState) {

@@ -44,6 +44,10 @@ type Backend struct {
 	// LoadBalancer selects it only when no primary backend is usable.
 	// Static lists carry it; DNS backends are never backups.
 	Backup bool
+	// MaxConnections bounds the requests in flight to this backend when
+	// the LoadBalancer has Options.Limits; 0 means Limits' default for
+	// every backend. Static lists carry it.
+	MaxConnections int
 
 	// state is attached by the LoadBalancer to the backends of a snapshot;
 	// it is shared by every snapshot that contains the same Addr.

@@ -117,4 +117,8 @@ type Status struct {
 	Ejected      bool
 	EjectedUntil time.Time
 	Ejections    int
+	// MaxConnections is the backend's limit of requests in flight with
+	// Options.Limits (0: none), and Slots how many hold one now.
+	MaxConnections int64
+	Slots          int64
 }

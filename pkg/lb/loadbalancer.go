@@ -78,6 +78,10 @@ type Options struct {
 	// Clock is the time source of passive health and slow start; nil
 	// means the system clock. Tests set a fake one.
 	Clock Clock
+	// Limits, when not nil, bounds each backend's requests in flight
+	// and queues those that find every backend full (slots.go). Only
+	// the slot methods (TakeSlot, WaitSlot, …) honour it.
+	Limits *ConnLimits
 }
 
 // UpdateStats describes the last successful Update.
@@ -119,6 +123,9 @@ type LoadBalancer[A Algorithm] struct {
 	// is the pending reweigh while some backend ramps.
 	ramps     bool
 	rampTimer Timer
+	// waitq holds the requests waiting for a connection slot; nil
+	// without Options.Limits.
+	waitq *connQueue
 
 	snap  atomic.Pointer[snapshot]
 	stats atomic.Pointer[UpdateStats]
@@ -185,6 +192,9 @@ func New[A Algorithm](algo A, opts Options) (*LoadBalancer[A], error) {
 		lb.passive = &passive{cfg: cfg, lb: lb}
 	}
 	lb.ramps = opts.SlowStart > 0 && !isKeyed(algo)
+	if err := lb.initLimits(); err != nil {
+		return nil, err
+	}
 	if _, err := algo.Build(nil); err != nil {
 		return nil, fmt.Errorf("build selector for an empty pool: %w", err)
 	}
@@ -302,6 +312,7 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		if st == nil {
 			st = newBackendState(lb.initialHealth(b.Addr))
 			st.drained, st.weight, st.backup, st.passive = o.Drained, b.Weight, b.Backup, lb.passive
+			st.queue = lb.waitq
 			if lb.opts.Attach != nil {
 				st.ext = lb.opts.Attach(b)
 			}
@@ -309,6 +320,9 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		}
 		b.state = st
 		backends[i] = b
+		if err := lb.setLimit(&b); err != nil {
+			return UpdateStats{}, err
+		}
 	}
 
 	// Publish the fresh states' enablement before building, so that slow
@@ -364,6 +378,7 @@ func (lb *LoadBalancer[A]) apply(set Set, start, discovered time.Time) (UpdateSt
 		next.primary, next.backup, rebuilt = p, b, true
 	}
 	lb.snap.Store(next)
+	lb.kickQueue()
 	lb.scheduleRamp(now)
 	stats := UpdateStats{At: now, Discovery: discovered.Sub(start), Rebuilt: rebuilt, Backends: len(backends)}
 	if rebuilt {
@@ -387,6 +402,7 @@ func (lb *LoadBalancer[A]) removeMissing(old, cur []Backend, now time.Time) {
 		if b.state.ejectTimer != nil {
 			b.state.ejectTimer.Stop()
 		}
+		lb.lostQueue(b.state)
 		lb.queue(Removed, b, b.state, now)
 	}
 }
@@ -451,6 +467,7 @@ func (lb *LoadBalancer[A]) Status() []Status {
 			EjectedUntil: st.ejectedUntil,
 			Ejections:    st.ejections,
 		}
+		out[i].MaxConnections, out[i].Slots = st.max.Load(), st.slots.Load()
 	}
 	return out
 }

@@ -12,7 +12,15 @@ const rampSteps = 10
 // It reports whether a ramp started: the caller then reweighs. Call with
 // mu held.
 func (lb *LoadBalancer[A]) publish(st *backendState, now time.Time) bool {
-	if !st.publish() || !lb.ramps {
+	was := st.usable.Load()
+	if !st.publish() {
+		if was && !st.usable.Load() {
+			lb.lostQueue(st) // requests waiting for it must not wait on
+		}
+		return false
+	}
+	lb.kickQueue() // a waiting request may take it now
+	if !lb.ramps {
 		return false
 	}
 	st.rampStart = now

@@ -54,6 +54,13 @@ type backendState struct {
 	// ext is Options.Attach's value for this address, set once before
 	// the state is published.
 	ext any
+
+	// Connection limits (slots.go): slots counts the requests holding
+	// one of the backend's max slots (0: unlimited); queue is the
+	// LoadBalancer's wait queue, nil without Options.Limits.
+	slots inflightCounter
+	max   atomic.Int64
+	queue *connQueue
 }
 
 func newBackendState(healthy bool) *backendState {

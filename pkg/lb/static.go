@@ -228,7 +228,7 @@ func staticBackend(b Backend) (Backend, error) {
 	if err := staticCheckWeight(addr, b.Weight); err != nil {
 		return Backend{}, err
 	}
-	return Backend{Addr: addr, Weight: b.Weight, Metadata: maps.Clone(b.Metadata), Backup: b.Backup}, nil
+	return Backend{Addr: addr, Weight: b.Weight, Metadata: maps.Clone(b.Metadata), Backup: b.Backup, MaxConnections: b.MaxConnections}, nil
 }
 
 // staticCheckWeight reports a weight outside 1 to MaxWeight for addr.
@@ -249,6 +249,6 @@ func cloneStaticBackend(b Backend) Backend {
 // sameStaticList reports whether two lists are identical, metadata included.
 func sameStaticList(a, b []Backend) bool {
 	return slices.EqualFunc(a, b, func(x, y Backend) bool {
-		return x.Addr == y.Addr && x.Weight == y.Weight && x.Backup == y.Backup && maps.Equal(x.Metadata, y.Metadata)
+		return x.Addr == y.Addr && x.Weight == y.Weight && x.Backup == y.Backup && x.MaxConnections == y.MaxConnections && maps.Equal(x.Metadata, y.Metadata)
 	})
 }

@@ -52,6 +52,52 @@ func (t *tier) pick(all []Backend, key []byte, maxIterations int, accept func(*B
 	return nil
 }
 
+// pickSlot is pick that also takes a connection slot on the backend it
+// returns (slots.go): pickSpill passes over a backend at its limit to
+// the next candidate, pickKeyed stops at it (a hashing selection keeps
+// its key on its backend). full is the first candidate found at its
+// limit, nil when none was. It is pick's loop again rather than a mode
+// of pick, so that selection without limits pays nothing for them.
+func (t *tier) pickSlot(all []Backend, key []byte, maxIterations int, accept func(*Backend) bool, mode pickMode) (b, full *Backend) {
+	n := len(t.list)
+	if t.sel == nil || n == 0 {
+		return nil, nil
+	}
+	var rejected indexSet
+	c := t.sel.Start(key)
+	// Once every backend of the tier was refused there is nothing left to
+	// find: stop, rather than walk the rest of a hash ring.
+	for tried, steps := 0, 0; tried < maxIterations && tried < n && steps < maxSelectSteps; steps++ {
+		idx, next, ok := t.sel.Next(c)
+		if !ok || idx < 0 || idx >= n {
+			break
+		}
+		c = next
+		if rejected.has(idx) {
+			continue
+		}
+		if t.index == nil {
+			b = &all[idx]
+		} else {
+			b = &all[t.index[idx]]
+		}
+		if b.state.usable.Load() && (accept == nil || accept(b)) {
+			if b.state.take() {
+				return b, full
+			}
+			if full == nil {
+				full = b
+			}
+			if mode == pickKeyed {
+				return nil, full
+			}
+		}
+		rejected.add(idx)
+		tried++
+	}
+	return nil, full
+}
+
 // anyUsable reports whether some backend of the tier may take traffic.
 func (t *tier) anyUsable() bool {
 	for i := range t.list {
@@ -111,3 +157,11 @@ func (lb *LoadBalancer[A]) buildTiers(backends []Backend, old *snapshot, now tim
 	}
 	return primary, backup, rebuilt, nil
 }
+
+// pickMode says what tier.pickSlot does with a backend at its limit.
+type pickMode uint8
+
+const (
+	pickSpill pickMode = iota // pass over a full backend
+	pickKeyed                 // stop at a full backend
+)

@@ -194,6 +194,7 @@ func (m *Metrics) collectBalancers(ch chan<- prometheus.Metric, sources []balanc
 			ch <- prometheus.MustNewConstMetric(f.ejected, prometheus.GaugeValue, boolValue(st.Ejected), labels...)
 			ch <- prometheus.MustNewConstMetric(f.ejections, prometheus.CounterValue, float64(st.Ejections), labels...)
 			ch <- prometheus.MustNewConstMetric(f.backup, prometheus.GaugeValue, boolValue(st.Backend.Backup), labels...)
+			m.slots.collectMaxConns(ch, &st, labels)
 		}
 	}
 }

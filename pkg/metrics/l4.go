@@ -84,7 +84,8 @@ var _ prometheus.Collector = (*scrapeCollector)(nil)
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	f := &c.m.backend
 	for _, d := range []*prometheus.Desc{f.up, f.enabled, f.weight, f.inFlight, f.ejected, f.ejections, f.backup,
-		l4Descs.packets, l4Descs.bytes, l4Descs.flows, l4Descs.drops, l4Descs.generation, l4Descs.dataPlane} {
+		l4Descs.packets, l4Descs.bytes, l4Descs.flows, l4Descs.drops, l4Descs.generation, l4Descs.dataPlane,
+		c.m.slots.maxConns} {
 		ch <- d
 	}
 }

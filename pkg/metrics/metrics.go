@@ -29,6 +29,7 @@ type Metrics struct {
 	route   routeFamilies
 	backend backendFamilies
 	process processFamilies
+	slots   slotFamilies
 
 	mu sync.Mutex
 	// services are the HTTP services, by name, for the status report.
@@ -49,6 +50,7 @@ func New(build Build) *Metrics {
 	m.route = newRouteFamilies()
 	m.backend = newBackendFamilies()
 	m.process = newProcessFamilies()
+	m.slots = newSlotFamilies()
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -58,6 +60,7 @@ func New(build Build) *Metrics {
 	m.backend.register(m.Registry)
 	m.process.register(m.Registry)
 	m.Registry.MustRegister(&scrapeCollector{m: m})
+	m.Registry.MustRegister(&slotCollector{m: m}, m.slots.wait)
 	m.process.buildInfo.WithLabelValues(orUnknown(build.Version), orUnknown(build.Commit), runtime.Version()).Set(1)
 	return m
 }

@@ -9,14 +9,16 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/metrics"
 )
 
-// metricValue returns the value of the series of family name with
-// exactly labels, and whether there is one.
+// metricValue returns the value of the first series of family name in m
+// whose labels include labels, and whether there is one: a gauge's or counter's value, a histogram's
+// sample count.
 func metricValue(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
 	families, err := m.Registry.Gather()
@@ -29,19 +31,18 @@ func metricValue(t *testing.T, m *metrics.Metrics, name string, labels map[strin
 		}
 	series:
 		for _, s := range f.GetMetric() {
-			if len(s.GetLabel()) != len(labels) {
-				continue
-			}
 			for _, l := range s.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
 					continue series
 				}
 			}
-			switch {
-			case s.Counter != nil:
-				return s.Counter.GetValue(), true
-			case s.Gauge != nil:
-				return s.Gauge.GetValue(), true
+			switch f.GetType() {
+			case dto.MetricType_GAUGE:
+				return s.GetGauge().GetValue(), true
+			case dto.MetricType_COUNTER:
+				return s.GetCounter().GetValue(), true
+			case dto.MetricType_HISTOGRAM:
+				return float64(s.GetHistogram().GetSampleCount()), true
 			}
 		}
 	}

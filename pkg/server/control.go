@@ -374,6 +374,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 	if t.lb == nil {
 		return ss
 	}
+	ss.Queue = queueStatus(t.lb)
 	for _, b := range t.lb.Status() {
 		bs := admin.BackendStatus{
 			Addr: b.Backend.Addr, Weight: b.Backend.Weight, Healthy: b.Healthy, Enabled: b.Enabled,
@@ -393,6 +394,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 		if s.metrics == nil {
 			ss.InFlight += b.InFlight
 		}
+		bs.MaxConnections, bs.Connections = b.MaxConnections, b.Slots
 		ss.Backends = append(ss.Backends, bs)
 	}
 	return ss

@@ -56,6 +56,7 @@ func (s *Server) poolFor(up *config.Upstream, owner string) (*pool, error) {
 	pl := &pool{name: name, cfg: up, bal: bal}
 	if s.metrics != nil {
 		s.metrics.WatchBalancer(name, bal.Status)
+		s.watchQueue(name, bal)
 	}
 	s.pools[up] = pl
 	s.poolOrder = append(s.poolOrder, pl)
@@ -88,7 +89,8 @@ func (s *Server) balancedFrom(pl *pool, t config.RouteTimeouts) (*l7.Balanced, e
 	if t.Write > 0 {
 		tmpl.Timeouts.Write = t.Write
 	}
-	return &l7.Balanced{LB: pl.bal, Template: tmpl, Host: up.Host, Key: up.HashKey, Sticky: sticky(up.Sticky)}, nil
+	return &l7.Balanced{LB: pl.bal, Template: tmpl, Host: up.Host, Key: up.HashKey, Sticky: sticky(up.Sticky),
+		Slots: slotSelector(pl)}, nil
 }
 
 // sticky is a pool's cookie affinity; nil without one.

@@ -98,6 +98,7 @@ func (s *Server) lbOptions(name string, up *config.Upstream, hs *metrics.HTTPSer
 				return opts, fmt.Errorf("backend at %s: %w", bs.Pos, err)
 			}
 			b.Metadata, b.Backup = bs.Metadata, bs.Backup
+			b.MaxConnections = bs.MaxConnections
 			backends[i] = b
 		}
 		d, err := lb.NewStatic(backends...)
@@ -129,6 +130,7 @@ func (s *Server) lbOptions(name string, up *config.Upstream, hs *metrics.HTTPSer
 	}
 	opts.SlowStart = up.SlowStart
 	opts.Clock = s.clock
+	s.connLimits(name, up, &opts)
 	if s.metrics != nil {
 		s.metrics.Balancer(name, &opts, hs)
 	}
