@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/retry"
 	"golang.org/x/net/http2"
 )
 
@@ -31,7 +32,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	}
 	// The read timeout bounds the wait for the head and each wait for
 	// body bytes after it: a timer re-armed by every read.
-	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
+	timer := time.AfterFunc(r.perTryTimeout(t.Read), func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
 	// A gRPC request's grpc-timeout bounds the whole exchange, head and
 	// body.
@@ -60,13 +61,22 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			body.abandon()
 			select {
 			case <-body.closed:
+				if !r.retry.body.eof {
+					// The client's body was abandoned midway (an
+					// HTTP/2 client's cannot be read on): what is
+					// kept is not all of it.
+					r.retry.body.over = true
+				}
 			case <-time.After(t.Write):
+				// The transport may still read the body: it cannot
+				// be kept for another attempt.
+				r.retry.body.over = true
 			}
 			// The stream may go back to its pool: a late Close must
 			// not touch it.
 			body.detach()
 			r.bodyDone = body.eof.Load()
-			r.sess.BytesReceived += body.n.Load()
+			r.countBody(body.n.Load())
 		}()
 	}
 	retryable := r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
@@ -77,15 +87,24 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			return fmt.Errorf("%w: reading request body: %w", ErrDownstream, berr)
 		}
 		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			r.retry.reason = retry.Timeout
 			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, err)
 		}
 		if retryable && h2Unprocessed(err) {
 			return &staleConnError{err}
 		}
+		if ctx.Err() == nil {
+			// The stream or its connection ended before a head.
+			r.retry.reason = retry.Reset
+		}
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, err)
 	}
 	defer resp.Body.Close()
 	r.upStatus = resp.StatusCode
+	if r.retry.policy != nil && r.retryStatus(resp.StatusCode) {
+		// Closing the body (deferred) resets the stream.
+		return errRetried
+	}
 	r.sess.FirstByte = time.Since(sent)
 	timer.Reset(t.Read)
 
@@ -156,7 +175,7 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	}
 	hreq.Host = host
 	var body *h2ReqBody
-	if b := r.down.requestBody(); b != nil {
+	if b := r.requestBody(); b != nil {
 		body = &h2ReqBody{r: b, closed: make(chan struct{})}
 		hreq.Body, hreq.ContentLength = body, req.ContentLength
 		if req.Chunked {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // Session is one request on its way through the proxy. The proxy reuses
@@ -84,6 +85,14 @@ type Session struct {
 	// the request starts, which a RequestFilter may change (a route to a
 	// pool that sets none).
 	NoForwardedHeaders bool
+	// Retries counts this request's retries by why the attempt before
+	// each failed (a policy's, Peer.Retry, or the MaxRetries connection
+	// retries, all Connect). Resends after a stale pooled connection,
+	// which never reached the upstream, are not retries.
+	Retries retry.Counts
+	// RetryDenied says the retry policy's budget refused a retry this
+	// request would have made: the failure at hand was answered.
+	RetryDenied bool
 
 	r *request
 	// target holds the request target SetTarget gave, reused from one

@@ -1,0 +1,329 @@
+package l7
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/weir-lb/weir/pkg/retry"
+)
+
+// Retries by policy (Peer.Retry). A request whose first peer has a
+// policy is tried again when an attempt fails in a way the policy names,
+// the policy grants another try, the request is still safe to send again,
+// and the policy's budget lets a retry start. Without a policy the older
+// rule holds: connection failures only, Session.MaxRetries times.
+//
+// Safe to send again means: nothing of a response has reached the client
+// (no head, no interim response), and either the request never left
+// (a connection that could not be opened) or its method is idempotent
+// and its body is empty or was kept whole (replayBody).
+
+// maxKeptBody is the largest request body kept for a retry. A longer
+// body still streams to the upstream as it arrives; the request is then
+// not retried once it was sent.
+const maxKeptBody = 64 << 10
+
+// keptBodies holds the buffers that keep request bodies for retries.
+var keptBodies = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxKeptBody)
+	return &b
+}}
+
+// errRetried ends an attempt whose response (a status the policy
+// retries) was discarded: the next attempt is chosen (retryState.next).
+var errRetried = errors.New("response discarded for a retry")
+
+// retryState is a request's retry bookkeeping under a policy.
+type retryState struct {
+	// policy governs the request: its first peer's; nil without one.
+	policy *retry.Policy
+	// started says the request counts among its budget's active ones.
+	started bool
+	// slot says the attempt under way holds a budget retry slot.
+	slot bool
+	// next is the peer of the next attempt, chosen when the retry was
+	// granted (a retry is granted only when there is a peer to go to);
+	// nextReason is why.
+	next       *Peer
+	nextReason retry.Reason
+	// reason is why the attempt under way failed, as far as the policy
+	// is concerned; None when it did not fail in a way a policy names.
+	reason retry.Reason
+	// interim says an interim (1xx) response reached the client: the
+	// request is then no longer retried.
+	interim bool
+	// body keeps the request body for another attempt.
+	body replayBody
+}
+
+// startRetry makes the policy of the request's first peer govern it.
+func (r *request) startRetry(pol *retry.Policy) {
+	rs := &r.retry
+	if rs.started || pol == nil {
+		return
+	}
+	rs.policy, rs.started = pol, true
+	if pol.Budget != nil {
+		pol.Budget.Start()
+	}
+}
+
+// finishRetry gives back what the request held of its policy's budget
+// and of the body buffers.
+func (r *request) finishRetry() {
+	rs := &r.retry
+	if rs.started && rs.policy.Budget != nil {
+		r.releaseSlot()
+		rs.policy.Budget.Done()
+	}
+	rs.body.release()
+	*rs = retryState{}
+}
+
+func (r *request) releaseSlot() {
+	if r.retry.slot {
+		r.retry.slot = false
+		r.retry.policy.Budget.Release()
+	}
+}
+
+// perTryTimeout bounds the wait for the response head: the read timeout,
+// or the policy's per-try timeout when shorter.
+func (r *request) perTryTimeout(read time.Duration) time.Duration {
+	if pol := r.retry.policy; pol != nil && pol.PerTryTimeout > 0 && pol.PerTryTimeout < read {
+		return pol.PerTryTimeout
+	}
+	return read
+}
+
+// resendable reports whether the request, sent already, may be sent
+// again.
+func (r *request) resendable() bool {
+	if r.sess.Status != 0 || r.retry.interim || !idempotent(r.req.Method) {
+		return false
+	}
+	hasBody := r.req.ContentLength > 0 || r.req.Chunked
+	return !hasBody || !r.retry.body.over
+}
+
+// retryStatus decides, once a response head with status arrived, whether
+// to discard it and try again (having chosen where).
+func (r *request) retryStatus(status int) bool {
+	pol := r.retry.policy
+	if pol == nil {
+		return false
+	}
+	reason := retry.ForStatus(status)
+	return pol.Retries(reason, r.sess.Attempts) && r.resendable() && r.grantRetry(reason)
+}
+
+// retryFailure decides, after an attempt failed with err, whether to try
+// again (having chosen where).
+func (r *request) retryFailure(reason retry.Reason, peer *Peer, err error) bool {
+	pol := r.retry.policy
+	if !pol.Retries(reason, r.sess.Attempts) {
+		return false
+	}
+	if reason == retry.Connect {
+		// Nothing was sent: any method may go elsewhere.
+		if f, ok := r.srv.Proxy.(FailToConnect); ok && !f.FailToConnect(&r.sess, peer, err) {
+			return false
+		}
+	} else if !r.resendable() {
+		return false
+	}
+	return r.grantRetry(reason)
+}
+
+// grantRetry asks the budget for a retry and chooses the peer it goes to:
+// one not tried yet when there is one, else any the Proxy offers. A
+// retry with nowhere to go is not granted: the failure at hand stands.
+func (r *request) grantRetry(reason retry.Reason) bool {
+	rs := &r.retry
+	s := &r.sess
+	if b := rs.policy.Budget; b != nil {
+		// The failed attempt's slot, if it was a retry, is free now.
+		r.releaseSlot()
+		if !b.Acquire() {
+			rs.policy.Refused()
+			s.RetryDenied = true
+			return false
+		}
+		rs.slot = true
+	}
+	next, err := r.srv.Proxy.UpstreamPeer(s)
+	if err != nil && len(s.Tried) > 0 {
+		tried := s.Tried
+		s.Tried = nil
+		next, err = r.srv.Proxy.UpstreamPeer(s)
+		s.Tried = tried
+	}
+	if err != nil {
+		r.releaseSlot()
+		return false
+	}
+	rs.next, rs.nextReason = next, reason
+	return true
+}
+
+// nextPeer returns the peer a granted retry goes to, counting the retry,
+// or asks the Proxy for one.
+func (r *request) nextPeer() (*Peer, error) {
+	rs := &r.retry
+	if rs.next == nil {
+		return r.srv.Proxy.UpstreamPeer(&r.sess)
+	}
+	peer := rs.next
+	rs.next = nil
+	rs.policy.Counted(rs.nextReason)
+	r.sess.Retries[rs.nextReason]++
+	return peer, nil
+}
+
+// requestBody returns the request body for this attempt: the client's,
+// through a replayBody that keeps it when the request may be retried
+// after it was sent (a policy that retries more than connection
+// failures, an idempotent method), replayed from the start on every
+// attempt after the first.
+func (r *request) requestBody() io.Reader {
+	rs := &r.retry
+	if rs.body.src != nil {
+		rs.body.rewind()
+		return &rs.body
+	}
+	src := r.down.requestBody()
+	if src == nil || rs.policy == nil || rs.policy.On&^retry.Of(retry.Connect) == 0 || !idempotent(r.req.Method) {
+		return src
+	}
+	rs.body.src = src
+	rs.body.off = 0
+	return &rs.body
+}
+
+// countBody adds n body bytes sent upstream to Session.BytesReceived,
+// which counts what came from the client: a replayed body's bytes once.
+func (r *request) countBody(n int64) {
+	if r.retry.body.src != nil {
+		r.sess.BytesReceived = r.retry.body.fresh
+		return
+	}
+	r.sess.BytesReceived += n
+}
+
+// replayBody reads the client's request body and keeps what it read, up
+// to maxKeptBody, so that another attempt can send it again from the
+// start. Bytes flow as they arrive: each Read passes on what the client
+// sent at once, and the copy is kept on the side.
+type replayBody struct {
+	src io.Reader
+	// buf holds the bytes read from src so far (a pooled buffer, taken
+	// at the first byte); off is how far this attempt has read of them.
+	buf *[]byte
+	off int
+	// fresh counts the bytes read from src.
+	fresh int64
+	// eof says src has ended.
+	eof bool
+	// over says the body outgrew buf, or a reader this request no
+	// longer controls may still read it: it cannot be sent again.
+	over bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	if b.buf != nil && b.off < len(*b.buf) {
+		n := copy(p, (*b.buf)[b.off:])
+		b.off += n
+		return n, nil
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.src.Read(p)
+	b.fresh += int64(n)
+	if n > 0 && !b.over {
+		b.keep(p[:n])
+	}
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *replayBody) keep(p []byte) {
+	if b.buf == nil {
+		b.buf = keptBodies.Get().(*[]byte)
+		*b.buf = (*b.buf)[:0]
+	}
+	if len(*b.buf)+len(p) > maxKeptBody {
+		b.over = true
+		return
+	}
+	*b.buf = append(*b.buf, p...)
+	b.off = len(*b.buf)
+}
+
+// rewind starts the body over for another attempt.
+func (b *replayBody) rewind() { b.off = 0 }
+
+// abandon passes an HTTP/2 transport's abandon on to the client's body
+// (see h2ReqBody.abandon).
+func (b *replayBody) abandon() {
+	if a, ok := b.src.(interface{ abandon() }); ok {
+		a.abandon()
+	}
+}
+
+// release returns the buffer to its pool and forgets the body.
+func (b *replayBody) release() {
+	if b.buf != nil {
+		keptBodies.Put(b.buf)
+	}
+	*b = replayBody{}
+}
+
+// discard disposes of a response the request will not relay: its
+// connection goes back to the pool when the whole body is already in
+// the read buffer (a short error page usually is), else it is closed.
+func (r *request) discard(uc *upstreamConn) {
+	resp := &r.resp
+	n := resp.ContentLength
+	if r.noBody(resp.Status) {
+		n = 0
+	}
+	if !resp.KeepAlive || resp.Chunked || n < 0 || n > smallBody || int64(uc.r.Buffered()) < n {
+		uc.close()
+		return
+	}
+	body := uc.r.BodyLength(n)
+	if _, err := io.ReadFull(body, r.small[:n]); err != nil || r.abort.unwatch() != nil {
+		uc.close()
+		return
+	}
+	if !body.Done() {
+		var one [1]byte
+		if k, err := body.Read(one[:]); k != 0 || err != io.EOF {
+			uc.close()
+			return
+		}
+	}
+	r.srv.Pool.put(uc)
+}
+
+// failureReason names the failure err, which ended an attempt before a
+// response head arrived, in a policy's terms: Timeout when the upstream
+// took too long, Reset when it ended the exchange and nothing of an
+// answer had arrived (nothing), else None: the client's fault or the
+// proxy's, or a malformed answer, are not retried.
+func failureReason(err error, nothing bool) retry.Reason {
+	switch {
+	case errors.Is(err, ErrDownstream) || errors.Is(err, ErrFilter) || errors.Is(err, errGRPCDeadline):
+		return retry.None
+	case errors.Is(err, ErrUpstreamTimeout) || isTimeout(err):
+		return retry.Timeout
+	case nothing:
+		return retry.Reset
+	}
+	return retry.None
+}
