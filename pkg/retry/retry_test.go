@@ -98,10 +98,10 @@ func TestBudgetLimit(t *testing.T) {
 		want         int64
 	}{
 		{20, 3, 0, 3},
-		{20, 3, 8, 3},     // 20 % of 8 is 1.6: the floor holds
-		{20, 3, 15, 3},    // exactly 3
-		{20, 3, 16, 3},    // 3.2 rounds down
-		{20, 3, 20, 4},    // above the floor
+		{20, 3, 8, 3},  // 20 % of 8 is 1.6: the floor holds
+		{20, 3, 15, 3}, // exactly 3
+		{20, 3, 16, 3}, // 3.2 rounds down
+		{20, 3, 20, 4}, // above the floor
 		{20, 3, 1000, 200},
 		{100, 0, 7, 7},
 		{0, 0, 100, 0}, // never
