@@ -16,6 +16,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/retry"
 	"github.com/weir-lb/weir/pkg/route"
 )
 
@@ -47,11 +48,21 @@ var (
 		reflect.TypeFor[route.PathKind]():    func(v reflect.Value) string { return pathKinds[v.Interface().(route.PathKind)] },
 		reflect.TypeFor[route.ValueKind]():   func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
 		reflect.TypeFor[compress.Encoding](): func(v reflect.Value) string { return v.Interface().(compress.Encoding).String() },
+		reflect.TypeFor[retry.Policy]():      func(v reflect.Value) string { return formatRetry(v.Addr().Interface().(*retry.Policy)) },
 	}
 	pathKinds  = map[route.PathKind]string{route.PathAny: "any", route.PathExact: "exact", route.PathPrefix: "prefix", route.PathRegex: "regex"}
 	valueKinds = map[route.ValueKind]string{route.ValuePresent: "present", route.ValueExact: "exact", route.ValueRegex: "regex"}
 	headerType = reflect.TypeFor[h1.Header]()
 )
+
+// formatRetry writes a retry policy's settings (not its counters).
+func formatRetry(p *retry.Policy) string {
+	s := fmt.Sprintf("on=%s attempts=%d per_try_timeout=%v", p.On, p.Attempts, p.PerTryTimeout)
+	if b := p.Budget; b != nil {
+		s += fmt.Sprintf(" budget=%d%%,min=%d", b.Percent, b.MinConcurrency)
+	}
+	return s
+}
 
 // formatHashKey writes a hash key as the configuration does.
 func formatHashKey(k l7.HashKey) string {

@@ -21,6 +21,7 @@ import (
 var routeKeys = []string{
 	"name", "match", "upstream", "redirect", "respond",
 	"rewrite", "request_headers", "response_headers", "timeouts", "max_retries", "compress",
+	"retry",
 }
 
 // routeActions are the keys of which a route has exactly one.
@@ -29,7 +30,7 @@ var routeActions = []string{"upstream", "redirect", "respond"}
 // proxyOnlyKeys are the route keys that apply to a proxied exchange (what
 // is sent upstream, or how its answer is encoded), and so to routes whose
 // action is upstream only.
-var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries", "compress"}
+var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries", "compress", "retry"}
 
 // redirectStatuses are the status codes of a redirect.
 var redirectStatuses = []int{301, 302, 303, 307, 308}
@@ -122,6 +123,8 @@ func (p *parser) route(n *yaml.Node, path string, index int, names map[string]Po
 	if cn := m.get("compress"); cn != nil {
 		r.Compress = p.compress(cn, m.at("compress"))
 	}
+	r.Retry = p.retryPolicy(m)
+	p.retryConflict(m, &r)
 	return r, len(p.errs) == errs
 }
 

@@ -19,6 +19,7 @@ var upstreamKeys = []string{
 	"backends", "discovery", "selection", "hash_key", "host", "tls",
 	"health_check", "timeouts", "forwarded_headers",
 	"alpn", "proxy_protocol", "sticky", "outlier_detection", "slow_start",
+	"retry",
 }
 
 // l4Forbidden are the upstream keys an l4 service refuses, with why: it
@@ -32,6 +33,7 @@ var l4Forbidden = []struct{ key, why string }{
 	{"sticky", "an l4 service forwards bytes, not HTTP requests, so it cannot set a cookie; maglev already keeps each connection on one backend; remove sticky"},
 	{"outlier_detection", "an l4 service forwards connections, not requests, so it has no response statuses or request failures to judge a backend by; remove outlier_detection and use health_check"},
 	{"slow_start", "an l4 service balances with maglev, which slow start does not ramp (changing weights would move connections between backends); remove slow_start"},
+	{"retry", "an l4 service forwards connections, not requests: once a connection's bytes have gone to a backend none can be sent again, and a failed connect is already retried max_retries times; remove retry"},
 }
 
 // allSelections lists the algorithms, most used first.
@@ -140,6 +142,7 @@ func (p *parser) upstream(n *yaml.Node, path string, l4 *L4) *Upstream {
 	p.sendProxyProtocol(m, u, l4)
 	if l4 == nil {
 		p.passiveHealth(m, u)
+		u.Retry = p.retryPolicy(m)
 	}
 	if hn := m.get("health_check"); hn != nil {
 		u.HealthCheck = p.healthCheck(hn, m.at("health_check"))
