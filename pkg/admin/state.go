@@ -75,6 +75,23 @@ type ServiceStatus struct {
 	// L4 holds an L4 service's counters, nil for L7 services.
 	L4       *L4Counters     `json:"l4,omitempty"`
 	Backends []BackendStatus `json:"backends"`
+	// Retry holds the counts of the retry policies that govern this
+	// target's requests: a pool's own (shown on the pool, or on the
+	// service of an inline upstream) and a service's routes' own; nil
+	// when none does.
+	Retry *RetryStatus `json:"retry,omitempty"`
+}
+
+// RetryStatus counts the retries of a target's retry policies since they
+// were built (the last start or reload).
+type RetryStatus struct {
+	// Retries counts the retries made, by the reason the attempt before
+	// failed: connect, reset, timeout, 502, 503, 504.
+	Retries map[string]uint64 `json:"retries"`
+	// Total is the sum of Retries.
+	Total uint64 `json:"total"`
+	// BudgetExhausted counts the retries the retry budget refused.
+	BudgetExhausted uint64 `json:"budget_exhausted"`
 }
 
 // BackendStatus is one backend of a service.

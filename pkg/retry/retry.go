@@ -134,6 +134,17 @@ type Policy struct {
 	denied  atomic.Uint64
 }
 
+// Clone returns a new policy with p's settings and a budget of its own
+// (when p has one), its counts at zero: what a configuration's policy
+// becomes for each pool or route that applies it.
+func (p *Policy) Clone() *Policy {
+	c := &Policy{On: p.On, Attempts: p.Attempts, PerTryTimeout: p.PerTryTimeout}
+	if p.Budget != nil {
+		c.Budget = &Budget{Percent: p.Budget.Percent, MinConcurrency: p.Budget.MinConcurrency}
+	}
+	return c
+}
+
 // Retries reports whether a request that has made tries attempts so far,
 // the last failing for reason, may be tried again as far as the policy's
 // conditions and attempts go (not its budget: see Budget.Acquire).

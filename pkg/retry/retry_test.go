@@ -200,3 +200,23 @@ func BenchmarkBudget(b *testing.B) {
 		}
 	})
 }
+
+func TestClone(t *testing.T) {
+	p := &Policy{On: Of(Reset), Attempts: 3, PerTryTimeout: time.Second, Budget: &Budget{Percent: 10, MinConcurrency: 2}}
+	p.Counted(Reset)
+	p.Budget.Start()
+	c := p.Clone()
+	if c.On != p.On || c.Attempts != 3 || c.PerTryTimeout != time.Second || c.Budget == p.Budget ||
+		c.Budget.Percent != 10 || c.Budget.MinConcurrency != 2 {
+		t.Errorf("Clone = %+v", c)
+	}
+	if c.Stats().Total != 0 {
+		t.Error("a clone shares the counts")
+	}
+	if req, _ := c.Budget.Active(); req != 0 {
+		t.Error("a clone shares the budget's counts")
+	}
+	if (&Policy{Attempts: 1}).Clone().Budget != nil {
+		t.Error("a policy without a budget cloned with one")
+	}
+}

@@ -370,6 +370,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 		totals := r.totals
 		ss.L4, counters = &totals, r.backends()
 	}
+	ss.Retry = s.retryStatus(t)
 	if t.lb == nil {
 		return ss
 	}
