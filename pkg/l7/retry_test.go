@@ -364,3 +364,52 @@ func TestRetryConnectByPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryFromHTTP2Client: a small PUT from an HTTP/2 client is retried
+// with the same bytes, over either upstream protocol, and a POST is not:
+// the HTTP/2 downstream's body is kept and replayed as HTTP/1.1's is.
+func TestRetryFromHTTP2Client(t *testing.T) {
+	body := strings.Repeat("abcdefgh", 512)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: new(http.Protocols)}, Timeout: 10 * time.Second}
+	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+	for _, up := range []struct {
+		name      string
+		alpn      ALPN
+		configure []func(*http.Server)
+	}{{"h1", ALPNH1, nil}, {"h2c", ALPNH2C, []func(*http.Server){h2cServer}}} {
+		for _, tc := range []struct {
+			method string
+			want   int
+		}{{"PUT", 200}, {"POST", 503}} {
+			t.Run(up.name+"/"+tc.method, func(t *testing.T) {
+				bad := startOriginTLS(t, failing("bad"), nil, up.configure...)
+				good := startOriginTLS(t, bodyEcho, nil, up.configure...)
+				pol := &retry.Policy{On: retry.Of(retry.Status503), Attempts: 2}
+				addr := retryProxy(t, pol, up.alpn, bad.addr, good.addr)
+				req, _ := http.NewRequest(tc.method, "http://"+addr+"/", strings.NewReader(body))
+				resp, err := h2c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 {
+					t.Fatalf("the client spoke %s", resp.Proto)
+				}
+				if resp.StatusCode != tc.want {
+					t.Fatalf("got %d %q, want %d", resp.StatusCode, got, tc.want)
+				}
+				if want := fmt.Sprintf("PUT %d %x", len(body), sumOf([]byte(body))); tc.want == 200 && string(got) != want {
+					t.Errorf("the second backend got %q, want %q", got, want)
+				}
+				wantGood := int64(0)
+				if tc.want == 200 {
+					wantGood = 1
+				}
+				if bad.requests.Load() != 1 || good.requests.Load() != wantGood {
+					t.Errorf("backends saw %d and %d requests", bad.requests.Load(), good.requests.Load())
+				}
+			})
+		}
+	}
+}
