@@ -255,6 +255,7 @@ func (r *request) run(s *Session) error {
 			// flight may be just as stale (an upstream draining for an
 			// upgrade closes them all): hence a few tries, not one.
 			staleRetries++
+			r.retry.stale++
 			s.Tried = s.Tried[:len(s.Tried)-1]
 			attempt--
 			r.srv.Pool.dropKey(key)

@@ -1,8 +1,10 @@
 package l7
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -54,6 +56,9 @@ type retryState struct {
 	// interim says an interim (1xx) response reached the client: the
 	// request is then no longer retried.
 	interim bool
+	// stale counts the resends after stale pooled connections, which
+	// are not tries of the policy's.
+	stale int
 	// body keeps the request body for another attempt.
 	body replayBody
 }
@@ -98,6 +103,9 @@ func (r *request) perTryTimeout(read time.Duration) time.Duration {
 	return read
 }
 
+// tries counts the request's tries so far, as a policy's attempts do.
+func (r *request) tries() int { return r.sess.Attempts - r.retry.stale }
+
 // resendable reports whether the request, sent already, may be sent
 // again.
 func (r *request) resendable() bool {
@@ -116,14 +124,14 @@ func (r *request) retryStatus(status int) bool {
 		return false
 	}
 	reason := retry.ForStatus(status)
-	return pol.Retries(reason, r.sess.Attempts) && r.resendable() && r.grantRetry(reason)
+	return pol.Retries(reason, r.tries()) && r.resendable() && r.grantRetry(reason)
 }
 
 // retryFailure decides, after an attempt failed with err, whether to try
 // again (having chosen where).
 func (r *request) retryFailure(reason retry.Reason, peer *Peer, err error) bool {
 	pol := r.retry.policy
-	if !pol.Retries(reason, r.sess.Attempts) {
+	if !pol.Retries(reason, r.tries()) {
 		return false
 	}
 	if reason == retry.Connect {
@@ -147,6 +155,8 @@ func (r *request) grantRetry(reason retry.Reason) bool {
 		// The failed attempt's slot, if it was a retry, is free now.
 		r.releaseSlot()
 		if !b.Acquire() {
+			// Counted, not logged: in an outage every request may
+			// land here.
 			rs.policy.Refused()
 			s.RetryDenied = true
 			return false
@@ -165,6 +175,10 @@ func (r *request) grantRetry(reason retry.Reason) bool {
 		return false
 	}
 	rs.next, rs.nextReason = next, reason
+	if lg := r.srv.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
+		lg.Debug("retrying the request", "service", r.srv.Name, "reason", reason.String(), "tries", r.tries(),
+			"next", next.Addr, "request_id", string(s.RequestID))
+	}
 	return true
 }
 

@@ -285,7 +285,7 @@ func TestRetryAttemptsAndBudget(t *testing.T) {
 				addrs[i] = hits[i].addr
 			}
 			pol := &retry.Policy{On: retry.Of(retry.Status503), Attempts: tc.attempts, Budget: tc.budget}
-			obs := &retryObserver{}
+			obs := &retryObserver{done: make(chan *retrySeen, 1)}
 			pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, addrs...)
 			addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool, Template: Peer{Retry: pol}}, Observer: obs})
 			code, body := get(t, newClient(), "http://"+addr+"/")
@@ -303,8 +303,13 @@ func TestRetryAttemptsAndBudget(t *testing.T) {
 			if st.Total != uint64(tc.tries-1) || st.BudgetExhausted != tc.denied {
 				t.Errorf("stats %+v, want %d retries and %d refusals", st, tc.tries-1, tc.denied)
 			}
-			s := obs.last.Load()
-			if s == nil || s.Attempts != int(tc.tries) || s.Retries[retry.Status503] != uint64(tc.tries-1) || s.RetryDenied != (tc.denied > 0) {
+			var s *retrySeen
+			select {
+			case s = <-obs.done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the request was not reported done")
+			}
+			if s.Attempts != int(tc.tries) || s.Retries[retry.Status503] != uint64(tc.tries-1) || s.RetryDenied != (tc.denied > 0) {
 				t.Errorf("session %+v", s)
 			}
 			if tc.budget != nil {
@@ -316,10 +321,10 @@ func TestRetryAttemptsAndBudget(t *testing.T) {
 	}
 }
 
-// retryObserver keeps a copy of the last request's retry counts.
+// retryObserver passes on a copy of each request's retry counts.
 type retryObserver struct {
 	balance
-	last atomic.Pointer[retrySeen]
+	done chan *retrySeen
 }
 
 type retrySeen struct {
@@ -330,7 +335,7 @@ type retrySeen struct {
 
 func (o *retryObserver) RequestDone(s *Session, err error) {
 	o.balance.RequestDone(s, err)
-	o.last.Store(&retrySeen{s.Attempts, s.Retries, s.RetryDenied})
+	o.done <- &retrySeen{s.Attempts, s.Retries, s.RetryDenied}
 }
 
 // TestRetryConnectByPolicy: with a policy, connect failures are retried

@@ -79,6 +79,8 @@ type Session struct {
 	// MaxRetries is how many more peers this request may try after a
 	// connection attempt fails: Server.MaxRetries when the request
 	// starts, which a RequestFilter may change (a route's own setting).
+	// A retry policy (Peer.Retry) on the request's first peer governs
+	// its retries instead.
 	MaxRetries int
 	// NoForwardedHeaders stops X-Forwarded-For, -Proto and -Host from
 	// being set on this request upstream: Server.NoForwardedHeaders when
