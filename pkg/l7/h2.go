@@ -61,20 +61,14 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			body.abandon()
 			select {
 			case <-body.closed:
-				if !r.retry.body.eof {
-					// The client's body was abandoned midway (an
-					// HTTP/2 client's cannot be read on): what is
-					// kept is not all of it.
-					r.retry.body.over = true
-				}
 			case <-time.After(t.Write):
-				// The transport may still read the body: it cannot
-				// be kept for another attempt.
-				r.retry.body.over = true
 			}
 			// The stream may go back to its pool: a late Close must
 			// not touch it.
 			body.detach()
+			if r.retry.body != nil {
+				r.reclaim(body)
+			}
 			r.bodyDone = body.eof.Load()
 			r.countBody(body.n.Load())
 		}()
@@ -176,7 +170,8 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	hreq.Host = host
 	var body *h2ReqBody
 	if b := r.requestBody(); b != nil {
-		body = &h2ReqBody{r: b, closed: make(chan struct{})}
+		body = &h2ReqBody{r: b, closed: make(chan struct{}), turn: make(chan struct{}, 1)}
+		body.turn <- struct{}{}
 		hreq.Body, hreq.ContentLength = body, req.ContentLength
 		if req.Chunked {
 			hreq.ContentLength = -1
@@ -243,9 +238,23 @@ type h2ReqBody struct {
 	// to the stream, which may then serve another request.
 	mu       sync.Mutex
 	detached bool
+	// turn is the right to read r, taken by each Read and given back
+	// after it; the exchange takes it for good to have r to itself
+	// again (reclaim), and a Read after that fails.
+	turn chan struct{}
 }
 
+// errBodyReclaimed fails a transport's Read of a request body once the
+// exchange has ended and taken the body back.
+var errBodyReclaimed = errors.New("request body taken back by the ended exchange")
+
 func (b *h2ReqBody) Read(p []byte) (int, error) {
+	select {
+	case <-b.turn:
+	default:
+		return 0, errBodyReclaimed
+	}
+	defer func() { b.turn <- struct{}{} }()
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
 	switch {

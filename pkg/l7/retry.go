@@ -27,11 +27,9 @@ import (
 // not retried once it was sent.
 const maxKeptBody = 64 << 10
 
-// keptBodies holds the buffers that keep request bodies for retries.
-var keptBodies = sync.Pool{New: func() any {
-	b := make([]byte, 0, maxKeptBody)
-	return &b
-}}
+// keptBodies holds the replayBodies that keep request bodies for
+// retries, with their buffers.
+var keptBodies = sync.Pool{New: func() any { return new(replayBody) }}
 
 // errRetried ends an attempt whose response (a status the policy
 // retries) was discarded: the next attempt is chosen (retryState.next).
@@ -59,8 +57,13 @@ type retryState struct {
 	// stale counts the resends after stale pooled connections, which
 	// are not tries of the policy's.
 	stale int
-	// body keeps the request body for another attempt.
-	body replayBody
+	// body keeps the request body for another attempt; nil until the
+	// request's body is first read under a policy that keeps it.
+	body *replayBody
+	// lost says the body was read by a reader this request no longer
+	// controls (an HTTP/2 transport that did not let go in time): it
+	// cannot be sent again.
+	lost bool
 }
 
 // startRetry makes the policy of the request's first peer govern it.
@@ -83,7 +86,9 @@ func (r *request) finishRetry() {
 		r.releaseSlot()
 		rs.policy.Budget.Done()
 	}
-	rs.body.release()
+	if rs.body != nil {
+		rs.body.release()
+	}
 	*rs = retryState{}
 }
 
@@ -113,7 +118,7 @@ func (r *request) resendable() bool {
 		return false
 	}
 	hasBody := r.req.ContentLength > 0 || r.req.Chunked
-	return !hasBody || !r.retry.body.over
+	return !hasBody || !r.retry.lost && (r.retry.body == nil || !r.retry.body.over)
 }
 
 // retryStatus decides, once a response head with status arrived, whether
@@ -203,51 +208,93 @@ func (r *request) nextPeer() (*Peer, error) {
 // attempt after the first.
 func (r *request) requestBody() io.Reader {
 	rs := &r.retry
-	if rs.body.src != nil {
+	if rs.body != nil {
 		rs.body.rewind()
-		return &rs.body
+		return rs.body
 	}
 	src := r.down.requestBody()
-	if src == nil || rs.policy == nil || rs.policy.On&^retry.Of(retry.Connect) == 0 || !idempotent(r.req.Method) {
+	if src == nil || rs.lost || rs.policy == nil || rs.policy.On&^retry.Of(retry.Connect) == 0 || !idempotent(r.req.Method) {
 		return src
 	}
+	rs.body = keptBodies.Get().(*replayBody)
 	rs.body.src = src
-	rs.body.off = 0
-	return &rs.body
+	return rs.body
 }
 
 // countBody adds n body bytes sent upstream to Session.BytesReceived,
 // which counts what came from the client: a replayed body's bytes once.
 func (r *request) countBody(n int64) {
-	if r.retry.body.src != nil {
+	if r.retry.body != nil {
 		r.sess.BytesReceived = r.retry.body.fresh
 		return
 	}
 	r.sess.BytesReceived += n
 }
 
+// reclaimWait bounds the wait for an HTTP/2 transport's Read of a kept
+// body to return once its exchange has ended. A Read blocked on a slow
+// client may not return for long; the body is then given up rather than
+// the request held.
+const reclaimWait = 100 * time.Millisecond
+
+// reclaim takes the kept body back from the HTTP/2 transport that was
+// sending it, once its exchange has ended: the body is the request's
+// alone again when no Read is in progress or the one in progress ends
+// soon; else it is given up (letGo).
+func (r *request) reclaim(b *h2ReqBody) {
+	select {
+	case <-b.turn:
+	default:
+		t := time.NewTimer(reclaimWait)
+		defer t.Stop()
+		select {
+		case <-b.turn:
+		case <-t.C:
+			r.letGo()
+			return
+		}
+	}
+	if rb := r.retry.body; !rb.eof {
+		if _, ok := rb.src.(interface{ abandon() }); ok {
+			// An HTTP/2 client's body, abandoned midway, cannot
+			// be read on: what is kept is not all of it.
+			rb.over = true
+		}
+	}
+}
+
+// letGo gives up the replayBody, which a reader this request no longer
+// controls may still use: it is not reused, and the body cannot be sent
+// again.
+func (r *request) letGo() {
+	r.retry.body = nil
+	r.retry.lost = true
+}
+
 // replayBody reads the client's request body and keeps what it read, up
 // to maxKeptBody, so that another attempt can send it again from the
 // start. Bytes flow as they arrive: each Read passes on what the client
-// sent at once, and the copy is kept on the side.
+// sent at once, and the copy is kept on the side. replayBodies, and their
+// buffers, are pooled.
 type replayBody struct {
 	src io.Reader
-	// buf holds the bytes read from src so far (a pooled buffer, taken
-	// at the first byte); off is how far this attempt has read of them.
-	buf *[]byte
+	// buf holds the bytes read from src so far (made at the first byte,
+	// kept through the pool); off is how far this attempt has read of
+	// them.
+	buf []byte
 	off int
 	// fresh counts the bytes read from src.
 	fresh int64
 	// eof says src has ended.
 	eof bool
-	// over says the body outgrew buf, or a reader this request no
-	// longer controls may still read it: it cannot be sent again.
+	// over says the body outgrew buf, or was cut off (an HTTP/2
+	// client's abandoned midway): it cannot be sent again.
 	over bool
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
-	if b.buf != nil && b.off < len(*b.buf) {
-		n := copy(p, (*b.buf)[b.off:])
+	if b.off < len(b.buf) {
+		n := copy(p, b.buf[b.off:])
 		b.off += n
 		return n, nil
 	}
@@ -266,16 +313,15 @@ func (b *replayBody) Read(p []byte) (int, error) {
 }
 
 func (b *replayBody) keep(p []byte) {
-	if b.buf == nil {
-		b.buf = keptBodies.Get().(*[]byte)
-		*b.buf = (*b.buf)[:0]
-	}
-	if len(*b.buf)+len(p) > maxKeptBody {
+	if len(b.buf)+len(p) > maxKeptBody {
 		b.over = true
 		return
 	}
-	*b.buf = append(*b.buf, p...)
-	b.off = len(*b.buf)
+	if b.buf == nil {
+		b.buf = make([]byte, 0, maxKeptBody)
+	}
+	b.buf = append(b.buf, p...)
+	b.off = len(b.buf)
 }
 
 // rewind starts the body over for another attempt.
@@ -289,12 +335,10 @@ func (b *replayBody) abandon() {
 	}
 }
 
-// release returns the buffer to its pool and forgets the body.
+// release returns b, and its buffer, to the pool.
 func (b *replayBody) release() {
-	if b.buf != nil {
-		keptBodies.Put(b.buf)
-	}
-	*b = replayBody{}
+	*b = replayBody{buf: b.buf[:0]}
+	keptBodies.Put(b)
 }
 
 // discard disposes of a response the request will not relay: its
