@@ -418,3 +418,53 @@ func TestRetryFromHTTP2Client(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryAfterAnEarlyAnswer: a backend that answers 503 without
+// reading the request body (the client still sending it) has the request
+// retried with the whole body: what was kept, then the rest as the client
+// sends it.
+func TestRetryAfterAnEarlyAnswer(t *testing.T) {
+	for _, up := range []struct {
+		name      string
+		alpn      ALPN
+		configure []func(*http.Server)
+	}{{"h1", ALPNH1, nil}, {"h2c", ALPNH2C, []func(*http.Server){h2cServer}}} {
+		t.Run(up.name, func(t *testing.T) {
+			answered := make(chan struct{})
+			early := func(w http.ResponseWriter, r *http.Request) {
+				// Else net/http's HTTP/1.1 server reads the whole
+				// body before it answers.
+				http.NewResponseController(w).EnableFullDuplex()
+				w.WriteHeader(503)
+				w.(http.Flusher).Flush()
+				close(answered)
+			}
+			bad := startOriginTLS(t, early, nil, up.configure...)
+			good := startOriginTLS(t, bodyEcho, nil, up.configure...)
+			pol := &retry.Policy{On: retry.Of(retry.Status503), Attempts: 2}
+			addr := retryProxy(t, pol, up.alpn, bad.addr, good.addr)
+			body := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
+			pr, pw := io.Pipe()
+			go func() {
+				// The first half at once, the rest once the first
+				// backend has answered.
+				pw.Write(body[:len(body)/2])
+				<-answered
+				pw.Write(body[len(body)/2:])
+				pw.Close()
+			}()
+			req, _ := http.NewRequest("PUT", "http://"+addr+"/", pr)
+			req.ContentLength = int64(len(body))
+			resp, err := newClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := fmt.Sprintf("PUT %d %x", len(body), sumOf(body))
+			if resp.StatusCode != 200 || string(got) != want {
+				t.Errorf("got %d %q, want 200 %q", resp.StatusCode, got, want)
+			}
+		})
+	}
+}
