@@ -127,7 +127,7 @@ func (r *request) serve() error {
 		s.Ctx = m.NewCtx()
 	}
 	err := r.run(s)
-	if r.retry.started || r.retry.body != nil || r.retry.interim {
+	if r.retry != (retryState{}) {
 		r.finishRetry()
 	}
 	truncated := err != nil && s.Status != 0
