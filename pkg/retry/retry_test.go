@@ -74,16 +74,16 @@ func TestPolicyRetries(t *testing.T) {
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		p    Policy
+		p    *Policy
 		ok   bool
 	}{
-		{"minimal", Policy{Attempts: 1}, true},
-		{"full", Policy{On: Of(Reasons()...), Attempts: 5, PerTryTimeout: time.Second, Budget: &Budget{Percent: 20, MinConcurrency: 3}}, true},
-		{"no attempts", Policy{}, false},
-		{"unknown condition", Policy{Attempts: 2, On: 1 << 12}, false},
-		{"negative timeout", Policy{Attempts: 2, PerTryTimeout: -1}, false},
-		{"percent over 100", Policy{Attempts: 2, Budget: &Budget{Percent: 101}}, false},
-		{"negative floor", Policy{Attempts: 2, Budget: &Budget{Percent: 10, MinConcurrency: -1}}, false},
+		{"minimal", &Policy{Attempts: 1}, true},
+		{"full", &Policy{On: Of(Reasons()...), Attempts: 5, PerTryTimeout: time.Second, Budget: &Budget{Percent: 20, MinConcurrency: 3}}, true},
+		{"no attempts", &Policy{}, false},
+		{"unknown condition", &Policy{Attempts: 2, On: 1 << 12}, false},
+		{"negative timeout", &Policy{Attempts: 2, PerTryTimeout: -1}, false},
+		{"percent over 100", &Policy{Attempts: 2, Budget: &Budget{Percent: 101}}, false},
+		{"negative floor", &Policy{Attempts: 2, Budget: &Budget{Percent: 10, MinConcurrency: -1}}, false},
 	} {
 		if err := tc.p.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok %v", tc.name, err, tc.ok)
