@@ -97,12 +97,21 @@ func printAdminStatus(w io.Writer, st admin.Status) {
 			}
 		}
 		p, b, f := l4Cells(s.L4)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t\n", s.Name, kind, strings.Join(s.Listeners, ","), serviceInFlight(s), s.RequestRate, s.ErrorRate, p, b, f)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t\n", s.Name, kind, strings.Join(s.Listeners, ","), retryCell(s.Retry), serviceInFlight(s), s.RequestRate, s.ErrorRate, p, b, f)
 		for _, be := range s.Backends {
 			p, b, f := l4Cells(be.L4)
 			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", backendName(be), be.Weight, backendState(be), backendInFlight(be), be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
 		}
 	}
+}
+
+// retryCell is a target's STATE cell: its retries and the retries its
+// budget refused, when a retry policy governs it; else empty.
+func retryCell(r *admin.RetryStatus) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("retries %d,refused %d", r.Total, r.BudgetExhausted)
 }
 
 // backendState summarises health, drain and passive health: up, down,

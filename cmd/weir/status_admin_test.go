@@ -37,6 +37,7 @@ func sampleStatus() admin.Status {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	return admin.Status{Version: "v9", PID: 4242, Started: now, Now: now, Services: []admin.ServiceStatus{
 		{Name: "web", Kind: "http_proxy", Listeners: []string{"127.0.0.1:8080"}, Selection: "round_robin", RequestRate: 12.5,
+			Retry: &admin.RetryStatus{Retries: map[string]uint64{"503": 5}, Total: 5, BudgetExhausted: 2},
 			Backends: []admin.BackendStatus{
 				{Addr: "10.0.0.1:80", Weight: 3, Healthy: true, Enabled: true, LastCheck: now, LastCheckLatency: time.Millisecond},
 				{Addr: "10.0.0.2:80", Weight: 1, Healthy: true, Drained: true},
@@ -104,13 +105,16 @@ services:
 				"weir v9 pid 4242",
 				"web ", "http_proxy", "127.0.0.1:8080", "12.5",
 				"10.0.0.1:80", "up ", "10.0.0.2:80", "up,drained", "10.0.0.3:80", "down", "connection refused",
-				"10.0.0.4:80", "up,ejected until 03:04:35", "10.0.0.5:80 (backup)",
+				"10.0.0.4:80", "up,ejected until 03:04:35", "10.0.0.5:80 (backup)", "retries 5,refused 2",
 				"vip ", "l4/bpf gen 7", "tcp 192.0.2.1:443", "6400", "10.0.1.1:443", "4000",
 				"no BPF data plane pinned at " + noPin,
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("the output lacks %q", want)
 				}
+			}
+			if n := strings.Count(out, "retries "); n != 1 {
+				t.Errorf("%d targets show retries, want 1 (the one with a policy)", n)
 			}
 			if n := strings.Count(out, "(backup)"); n != 1 {
 				t.Errorf("%d backends marked backup, want 1", n)

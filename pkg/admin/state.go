@@ -80,6 +80,11 @@ type ServiceStatus struct {
 	// Queue is the wait queue of a pool whose backends have
 	// max_connections; nil without.
 	Queue *QueueStatus `json:"queue,omitempty"`
+	// Retry holds the counts of the retry policies that govern this
+	// target's requests: a pool's own (shown on the pool, or on the
+	// service of an inline upstream) and a service's routes' own; nil
+	// when none does.
+	Retry *RetryStatus `json:"retry,omitempty"`
 }
 
 // QueueStatus is the queue where a pool's requests wait while every
@@ -95,6 +100,18 @@ type QueueStatus struct {
 	Timeouts uint64 `json:"timeouts"`
 	Full     uint64 `json:"full"`
 	Waited   uint64 `json:"waited"`
+}
+
+// RetryStatus counts the retries of a target's retry policies since they
+// were built (the last start or reload).
+type RetryStatus struct {
+	// Retries counts the retries made, by the reason the attempt before
+	// failed: connect, reset, timeout, 502, 503, 504.
+	Retries map[string]uint64 `json:"retries"`
+	// Total is the sum of Retries.
+	Total uint64 `json:"total"`
+	// BudgetExhausted counts the retries the retry budget refused.
+	BudgetExhausted uint64 `json:"budget_exhausted"`
 }
 
 // BackendStatus is one backend of a service.

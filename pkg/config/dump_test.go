@@ -18,6 +18,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/limit"
+	"github.com/weir-lb/weir/pkg/retry"
 	"github.com/weir-lb/weir/pkg/route"
 )
 
@@ -52,11 +53,21 @@ var (
 		reflect.TypeFor[netip.Addr]():          func(v reflect.Value) string { return v.Interface().(netip.Addr).String() },
 		reflect.TypeFor[dataplane.PortRange](): func(v reflect.Value) string { return v.Interface().(dataplane.PortRange).String() },
 		reflect.TypeFor[limit.Rate]():          func(v reflect.Value) string { return v.Interface().(limit.Rate).String() },
+		reflect.TypeFor[retry.Policy]():        func(v reflect.Value) string { return formatRetry(v.Addr().Interface().(*retry.Policy)) },
 	}
 	pathKinds  = map[route.PathKind]string{route.PathAny: "any", route.PathExact: "exact", route.PathPrefix: "prefix", route.PathRegex: "regex"}
 	valueKinds = map[route.ValueKind]string{route.ValuePresent: "present", route.ValueExact: "exact", route.ValueRegex: "regex"}
 	headerType = reflect.TypeFor[h1.Header]()
 )
+
+// formatRetry writes a retry policy's settings (not its counters).
+func formatRetry(p *retry.Policy) string {
+	s := fmt.Sprintf("on=%s attempts=%d per_try_timeout=%v", p.On, p.Attempts, p.PerTryTimeout)
+	if b := p.Budget; b != nil {
+		s += fmt.Sprintf(" budget=%d%%,min=%d", b.Percent, b.MinConcurrency)
+	}
+	return s
+}
 
 // formatHashKey writes a hash key as the configuration does.
 func formatHashKey(k l7.HashKey) string {

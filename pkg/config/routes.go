@@ -21,7 +21,7 @@ import (
 var routeKeys = []string{
 	"name", "match", "upstream", "redirect", "respond",
 	"rewrite", "request_headers", "response_headers", "timeouts", "max_retries", "compress",
-	"max_request_body",
+	"max_request_body", "retry",
 }
 
 // routeActions are the keys of which a route has exactly one.
@@ -30,7 +30,7 @@ var routeActions = []string{"upstream", "redirect", "respond"}
 // proxyOnlyKeys are the route keys that apply to a proxied exchange (what
 // is sent upstream, or how its answer is encoded), and so to routes whose
 // action is upstream only.
-var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries", "compress", "max_request_body"}
+var proxyOnlyKeys = []string{"rewrite", "request_headers", "timeouts", "max_retries", "compress", "max_request_body", "retry"}
 
 // redirectStatuses are the status codes of a redirect.
 var redirectStatuses = []int{301, 302, 303, 307, 308}
@@ -124,6 +124,8 @@ func (p *parser) route(n *yaml.Node, path string, index int, names map[string]Po
 		r.Compress = p.compress(cn, m.at("compress"))
 	}
 	m.size("max_request_body", &r.Route.MaxRequestBody, 1, math.MaxInt64)
+	r.Retry = p.retryPolicy(m)
+	p.retryConflict(m, &r)
 	return r, len(p.errs) == errs
 }
 

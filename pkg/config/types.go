@@ -10,6 +10,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/proxyproto"
+	"github.com/weir-lb/weir/pkg/retry"
 	"github.com/weir-lb/weir/pkg/route"
 )
 
@@ -466,6 +467,12 @@ type Upstream struct {
 	// max_connections, queue; http_proxy only). Nil when no backend has
 	// a limit.
 	Limits *ConnLimits
+	// Retry, when set, is the pool's retry policy (key retry): which
+	// failed attempts of an HTTP request are tried again, how often, and
+	// the budget that caps them. It governs every request to the pool
+	// (where a route sets none) instead of max_retries. Nil: only
+	// connection failures are retried, max_retries times.
+	Retry *retry.Policy
 }
 
 // BackendSpec is one static backend as written in the configuration.
@@ -743,6 +750,9 @@ type Route struct {
 	// every default of pkg/compress filled in; nil leaves them as they
 	// are.
 	Compress *compress.Policy
+	// Retry is the route's own retry policy (key retry), which stands
+	// instead of its pool's; nil: the pool's.
+	Retry *retry.Policy
 }
 
 // RouteTimeouts are a route's overrides of its pool's timeouts; zero

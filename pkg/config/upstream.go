@@ -21,6 +21,7 @@ var upstreamKeys = []string{
 	"health_check", "timeouts", "forwarded_headers",
 	"alpn", "proxy_protocol", "sticky", "outlier_detection", "slow_start",
 	"max_connections_per_backend", "queue",
+	"retry",
 }
 
 // l4Forbidden are the upstream keys an l4 service refuses, with why: it
@@ -36,6 +37,7 @@ var l4Forbidden = []struct{ key, why string }{
 	{"slow_start", "an l4 service balances with maglev, which slow start does not ramp (changing weights would move connections between backends); remove slow_start"},
 	{"max_connections_per_backend", "an l4 service's connections are balanced in the kernel (eBPF), which cannot hold one back until a backend has room; remove max_connections_per_backend, or proxy the traffic as http_proxy"},
 	{"queue", "an l4 service has no connection limits to queue for; remove queue"},
+	{"retry", "an l4 service forwards connections, not requests: once a connection's bytes have gone to a backend none can be sent again, and a failed connect is already retried max_retries times; remove retry"},
 }
 
 // allSelections lists the algorithms, most used first.
@@ -145,6 +147,7 @@ func (p *parser) upstream(n *yaml.Node, path string, l4 *L4) *Upstream {
 	if l4 == nil {
 		p.passiveHealth(m, u)
 		p.connLimits(m, u)
+		u.Retry = p.retryPolicy(m)
 	}
 	if hn := m.get("health_check"); hn != nil {
 		u.HealthCheck = p.healthCheck(hn, m.at("health_check"))

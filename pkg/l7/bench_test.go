@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // BenchmarkProxiedRequest measures one small keep-alive request through
@@ -15,6 +17,19 @@ import (
 // so allocs/op counts the proxy's allocations plus the backend's.
 func BenchmarkProxiedRequest(b *testing.B) {
 	benchProxied(b, benchBackend(b), benchRequest)
+}
+
+// BenchmarkProxiedRequestRetryPolicy is BenchmarkProxiedRequest with a
+// retry policy and budget that never fire: what a policy costs a request
+// that succeeds.
+func BenchmarkProxiedRequestRetryPolicy(b *testing.B) {
+	p := benchBackend(b)
+	p.Template.Retry = &retry.Policy{
+		On:       retry.Of(retry.Connect, retry.Reset, retry.Timeout, retry.Status502, retry.Status503, retry.Status504),
+		Attempts: 3, PerTryTimeout: time.Second,
+		Budget: &retry.Budget{Percent: retry.DefaultBudgetPercent, MinConcurrency: retry.DefaultBudgetMinConcurrency},
+	}
+	benchProxied(b, p, benchRequest)
 }
 
 // benchRequest is the request of BenchmarkProxiedRequest, head and

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
+	"github.com/weir-lb/weir/pkg/retry"
 	"golang.org/x/net/http2"
 )
 
@@ -31,7 +32,7 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 	}
 	// The read timeout bounds the wait for the head and each wait for
 	// body bytes after it: a timer re-armed by every read.
-	timer := time.AfterFunc(t.Read, func() { cancel(ErrUpstreamTimeout) })
+	timer := time.AfterFunc(r.perTryTimeout(t.Read), func() { cancel(ErrUpstreamTimeout) })
 	defer timer.Stop()
 	// A gRPC request's grpc-timeout bounds the whole exchange, head and
 	// body.
@@ -65,8 +66,11 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			// The stream may go back to its pool: a late Close must
 			// not touch it.
 			body.detach()
+			if r.retry.body != nil {
+				r.reclaim(body)
+			}
 			r.bodyDone = body.eof.Load()
-			r.sess.BytesReceived += body.n.Load()
+			r.countBody(body.n.Load())
 		}()
 	}
 	retryable := r.req.ContentLength <= 0 && !r.req.Chunked && idempotent(r.req.Method)
@@ -77,15 +81,24 @@ func (r *request) exchangeH2(cc *http2.ClientConn, peer *Peer) error {
 			return fmt.Errorf("%w: reading request body: %w", ErrDownstream, berr)
 		}
 		if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+			r.retry.reason = retry.Timeout
 			return fmt.Errorf("%w: %s: %w", cause, peer.Addr, err)
 		}
 		if retryable && h2Unprocessed(err) {
 			return &staleConnError{err}
 		}
+		if ctx.Err() == nil {
+			// The stream or its connection ended before a head.
+			r.retry.reason = retry.Reset
+		}
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamProtocol, peer.Addr, err)
 	}
 	defer resp.Body.Close()
 	r.upStatus = resp.StatusCode
+	if r.retry.policy != nil && r.retryStatus(resp.StatusCode) {
+		// Closing the body (deferred) resets the stream.
+		return errRetried
+	}
 	r.sess.FirstByte = time.Since(sent)
 	timer.Reset(t.Read)
 
@@ -156,8 +169,9 @@ func (r *request) h2Request(ctx context.Context, peer *Peer) (*http.Request, *h2
 	}
 	hreq.Host = host
 	var body *h2ReqBody
-	if b := r.limitBody(r.down.requestBody()); b != nil {
-		body = &h2ReqBody{r: b, closed: make(chan struct{})}
+	if b := r.requestBody(); b != nil {
+		body = &h2ReqBody{r: b, closed: make(chan struct{}), turn: make(chan struct{}, 1)}
+		body.turn <- struct{}{}
 		hreq.Body, hreq.ContentLength = body, req.ContentLength
 		if req.Chunked {
 			hreq.ContentLength = -1
@@ -224,9 +238,23 @@ type h2ReqBody struct {
 	// to the stream, which may then serve another request.
 	mu       sync.Mutex
 	detached bool
+	// turn is the right to read r, taken by each Read and given back
+	// after it; the exchange takes it for good to have r to itself
+	// again (reclaim), and a Read after that fails.
+	turn chan struct{}
 }
 
+// errBodyReclaimed fails a transport's Read of a request body once the
+// exchange has ended and taken the body back.
+var errBodyReclaimed = errors.New("request body taken back by the ended exchange")
+
 func (b *h2ReqBody) Read(p []byte) (int, error) {
+	select {
+	case <-b.turn:
+	default:
+		return 0, errBodyReclaimed
+	}
+	defer func() { b.turn <- struct{}{} }()
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
 	switch {

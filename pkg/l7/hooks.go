@@ -11,7 +11,10 @@ import (
 // UpstreamPeer is called once per attempt. When connecting to the chosen
 // peer fails (the request was never sent, so any method may be retried)
 // it is called again, with s.Tried listing the peers already tried; a
-// load-balanced Proxy skips those. Returning an error ends the request:
+// load-balanced Proxy skips those. A retry policy (Peer.Retry) calls it
+// for the retries it grants, before the failed attempt's answer is
+// discarded; when it fails with s.Tried set, once more with s.Tried
+// empty (a retry may go to a peer already tried, if no other is left). Returning an error ends the request:
 // ErrNoHealthyUpstream answers 503, any other error 502.
 type Proxy interface {
 	UpstreamPeer(s *Session) (*Peer, error)

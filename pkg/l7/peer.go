@@ -7,6 +7,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/proxyproto"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // ALPN says which HTTP versions to offer an upstream over TLS, or to
@@ -104,6 +105,12 @@ type Peer struct {
 	// request starts and ends (least-loaded selection reads that) and is
 	// excluded from this request's retries.
 	Backend *lb.Backend
+	// Retry, when not nil, is the retry policy of the requests whose
+	// first attempt goes to this peer (shared by every peer of a pool or
+	// route, and its budget with them): which failed attempts are tried
+	// again, on another peer when there is one. Nil: only connection
+	// failures are retried, Session.MaxRetries times.
+	Retry *retry.Policy
 }
 
 // upstreamHost returns the Host sent to the upstream at addr (a

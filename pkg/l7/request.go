@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // downstream is the client side of one request: an HTTP/1.1 connection
@@ -95,6 +96,8 @@ type request struct {
 	// bodyLimit bounds a request body of unknown length
 	// (ClientLimits.MaxRequestBody).
 	bodyLimit limitedBody
+	// retry is the request's retry bookkeeping under a policy (retry.go).
+	retry retryState
 }
 
 // smallBody is the largest body relayed through request.small.
@@ -129,6 +132,9 @@ func (r *request) serve() error {
 	}
 	err := r.run(s)
 	s.freeSlot()
+	if r.retry != (retryState{}) {
+		r.finishRetry()
+	}
 	truncated := err != nil && s.Status != 0
 	if truncated && s.GRPC {
 		r.endGRPC(err)
@@ -207,19 +213,28 @@ func (r *request) run(s *Session) error {
 	staleRetries := 0
 	for attempt := 0; ; attempt++ {
 		s.freeSlot() // the last attempt's, before another is taken
-		peer, err := p.UpstreamPeer(s)
+		peer, err := r.nextPeer()
 		if err != nil {
 			return err
 		}
+		r.startRetry(peer.Retry)
 		s.Tried = append(s.Tried, peer)
 		s.Attempts++
 		r.upStatus = 0
+		r.retry.reason = retry.None
 		key := r.poolKey(peer)
 		uc, cc, dialed, err := r.srv.Pool.connect(peer, key)
 		s.Reused, s.Connect, s.FirstByte = dialed == 0, dialed, 0
 		if err != nil {
 			r.report(peer, err)
+			if r.retry.policy != nil {
+				if upstreamFailed(err) && r.retryFailure(retry.Connect, peer, err) {
+					continue
+				}
+				return err
+			}
 			if attempt < s.MaxRetries && r.mayRetryConnect(peer, err) {
+				s.Retries[retry.Connect]++
 				continue
 			}
 			return err
@@ -253,6 +268,7 @@ func (r *request) run(s *Session) error {
 			// flight may be just as stale (an upstream draining for an
 			// upgrade closes them all): hence a few tries, not one.
 			staleRetries++
+			r.retry.stale++
 			s.Tried = s.Tried[:len(s.Tried)-1]
 			attempt--
 			r.srv.Pool.dropKey(key)
@@ -262,6 +278,12 @@ func (r *request) run(s *Session) error {
 			// A stale connection says nothing of the backend: it closed
 			// an idle connection, as it may.
 			r.report(peer, err)
+		}
+		if err == errRetried {
+			continue // the next peer is chosen
+		}
+		if err != nil && r.retry.reason != retry.None && r.retryFailure(r.retry.reason, peer, err) {
+			continue
 		}
 		return err
 	}
@@ -351,12 +373,15 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		if retryable && neverAnswered(uc, received, err) {
 			return &staleConnError{err}
 		}
-		return upstreamWriteError(peer.Addr, err)
+		err = upstreamWriteError(peer.Addr, err)
+		r.retry.reason = failureReason(err, true)
+		return err
 	}
 	if hasBody { // streaming it may have taken a while
 		now = time.Now()
 	}
-	uc.dl.setRead(now.Add(t.Read), t.Read)
+	head := r.perTryTimeout(t.Read)
+	uc.dl.setRead(now.Add(head), head)
 	// The answer cannot be there yet: reading now would only meet EAGAIN
 	// and wait in the poller, a wasted system call per request. Other
 	// connections' work goes first (if there is any), and by then it
@@ -367,10 +392,17 @@ func (r *request) exchange(uc *upstreamConn, peer *Peer) error {
 		if retryable && neverAnswered(uc, received, err) {
 			return &staleConnError{err}
 		}
-		return upstreamReadError(peer.Addr, err)
+		nothing := uc.src.received == received
+		err = upstreamReadError(peer.Addr, err)
+		r.retry.reason = failureReason(err, nothing)
+		return err
 	}
 	r.upStatus = r.resp.Status
 	r.sess.FirstByte = time.Since(now)
+	if r.retry.policy != nil && r.retryStatus(r.resp.Status) {
+		r.discard(uc)
+		return errRetried
+	}
 	if r.resp.Status == 101 {
 		return r.down.tunnel(r, uc)
 	}
@@ -411,6 +443,7 @@ func (r *request) readResponseHead(uc *upstreamConn) error {
 		if st >= 200 || st == 101 {
 			return nil
 		}
+		r.retry.interim = true
 		if err := r.down.interim(st, r.resp.Reason, &r.resp.Header); err != nil {
 			return fmt.Errorf("%w: %w", ErrDownstream, err)
 		}
@@ -491,7 +524,7 @@ func (r *request) sendRequest(uc *upstreamConn, t Timeouts, now time.Time) error
 }
 
 func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
-	body := r.limitBody(r.down.requestBody())
+	body := r.requestBody()
 	if body == nil {
 		return nil
 	}
@@ -502,7 +535,7 @@ func (r *request) sendRequestBody(uc *upstreamConn, t Timeouts) error {
 	}
 	r.dw = deadlineWriter{dl: &uc.dl, w: dst, flush: uc.w, timeout: t.Write}
 	n, rerr, werr := copyBody(&r.dw, body, r.copyBuffer(r.req.ContentLength))
-	r.sess.BytesReceived += n
+	r.countBody(n)
 	if rerr != nil {
 		return fmt.Errorf("%w: reading request body: %w", ErrDownstream, rerr)
 	}

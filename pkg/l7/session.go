@@ -7,6 +7,7 @@ import (
 
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // Session is one request on its way through the proxy. The proxy reuses
@@ -79,6 +80,8 @@ type Session struct {
 	// MaxRetries is how many more peers this request may try after a
 	// connection attempt fails: Server.MaxRetries when the request
 	// starts, which a RequestFilter may change (a route's own setting).
+	// A retry policy (Peer.Retry) on the request's first peer governs
+	// its retries instead.
 	MaxRetries int
 	// NoForwardedHeaders stops X-Forwarded-For, -Proto and -Host from
 	// being set on this request upstream: Server.NoForwardedHeaders when
@@ -90,6 +93,14 @@ type Session struct {
 	// RequestFilter may change (a route's own max_request_body). Over it
 	// the client gets 413 (see ClientLimits).
 	MaxRequestBody int64
+	// Retries counts this request's retries by why the attempt before
+	// each failed (a policy's, Peer.Retry, or the MaxRetries connection
+	// retries, all Connect). Resends after a stale pooled connection,
+	// which never reached the upstream, are not retries.
+	Retries retry.Counts
+	// RetryDenied says the retry policy's budget refused a retry this
+	// request would have made: the failure at hand was answered.
+	RetryDenied bool
 
 	r *request
 	// target holds the request target SetTarget gave, reused from one

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weir-lb/weir/pkg/lb"
+	"github.com/weir-lb/weir/pkg/retry"
 	"golang.org/x/net/http2"
 )
 
@@ -419,4 +420,27 @@ func sendAlone(addr, request string) string {
 	}
 	out, _ := io.ReadAll(c)
 	return string(out)
+}
+
+// TestSlotsOfStatusRetries: a retry policy's retry of a 503 goes to
+// another backend under max_connections 1; the slot of the discarded
+// attempt is freed and the retry holds one of its own, so every request
+// succeeds and no slot is left held, however many requests meet the
+// failing backend.
+func TestSlotsOfStatusRetries(t *testing.T) {
+	bad := startOrigin(t, failing("bad"))
+	good := startOrigin(t, hello("good"))
+	pol := &retry.Policy{On: retry.Of(retry.Status503), Attempts: 2, Budget: &retry.Budget{Percent: 20, MinConcurrency: 3}}
+	bal, pool := limitedBalanced(t, []string{bad.addr, good.addr}, 1, 4, time.Second, Peer{Retry: pol}, nil)
+	addr := startProxy(t, &Server{Proxy: bal})
+	c := newClient()
+	for i := range 8 {
+		if code, body := get(t, c, "http://"+addr+"/"); code != 200 || !strings.HasPrefix(body, "hello from") {
+			t.Fatalf("request %d: %d %q, want 200 from the good backend", i, code, body)
+		}
+	}
+	if bad.requests.Load() == 0 || pol.Stats().Retries[retry.Status503] != uint64(bad.requests.Load()) {
+		t.Fatalf("bad saw %d requests, %d retried; want some, each retried", bad.requests.Load(), pol.Stats().Retries[retry.Status503])
+	}
+	waitFreed(t, pool)
 }

@@ -47,6 +47,7 @@ type httpFamilies struct {
 	connsAccepted  *prometheus.CounterVec
 	handshakes     *prometheus.CounterVec
 	streams        *prometheus.CounterVec
+	budgetExceeded *prometheus.CounterVec
 }
 
 func newHTTPFamilies() httpFamilies {
@@ -72,7 +73,7 @@ func newHTTPFamilies() httpFamilies {
 		responseBytes: counter("response_body_bytes_total",
 			"Response body bytes sent to clients.", sb...),
 		retries: counter("retries_total",
-			"Requests sent to another backend after a connection attempt failed.", "service"),
+			"Retries: requests sent again after an attempt failed, by why it failed (connect, reset, timeout, 502, 503, 504).", "service", "reason"),
 		upstreamErrors: counter("upstream_errors_total",
 			"Requests that failed for the upstream's fault, by reason: refused, timeout, reset, tls, protocol, unavailable (no healthy backend) or other.",
 			"service", "backend", "reason"),
@@ -83,12 +84,14 @@ func newHTTPFamilies() httpFamilies {
 		handshakes: counter("tls_handshakes_total",
 			"Client TLS handshakes, by result (ok or failed).", "service", "result"),
 		streams: counter("http2_streams_total", "HTTP/2 streams opened by clients.", "service"),
+		budgetExceeded: counter("retry_budget_exhausted_total",
+			"Retries a retry policy's budget refused: the failure at hand was answered instead.", "service"),
 	}
 }
 
 func (f *httpFamilies) register(r *prometheus.Registry) {
 	r.MustRegister(f.requests, f.duration, f.connect, f.firstByte, f.requestBytes, f.responseBytes,
-		f.retries, f.upstreamErrors, f.upstreamConns, f.connsAccepted, f.handshakes, f.streams)
+		f.retries, f.upstreamErrors, f.upstreamConns, f.connsAccepted, f.handshakes, f.streams, f.budgetExceeded)
 }
 
 // HTTPService counts one HTTP service's connections and requests. It is
@@ -108,7 +111,7 @@ type HTTPService struct {
 	tlsOK    prometheus.Counter
 	tlsBad   prometheus.Counter
 	streams  prometheus.Counter
-	retries  prometheus.Counter
+	retries  retryCounters
 	// none counts the requests no backend served; nil for a pool.
 	none *Backend
 
@@ -150,7 +153,7 @@ func (m *Metrics) httpService(name string, service bool) *HTTPService {
 		s.tlsOK = f.handshakes.WithLabelValues(name, "ok")
 		s.tlsBad = f.handshakes.WithLabelValues(name, "failed")
 		s.streams = f.streams.WithLabelValues(name)
-		s.retries = f.retries.WithLabelValues(name)
+		s.retries = newRetryCounters(f, name)
 		s.none = s.newBackend("")
 		m.Registry.MustRegister(
 			serviceGauge(name, "requests_in_flight", "Requests being served now.", &s.inFlight),
@@ -281,9 +284,7 @@ func (s *HTTPService) RequestDone(sess *l7.Session, err error) {
 	if sess.BytesSent > 0 {
 		b.respBytes.Add(float64(sess.BytesSent))
 	}
-	if sess.Attempts > 1 {
-		s.retries.Add(float64(sess.Attempts - 1))
-	}
+	s.retries.done(sess)
 	if sess.Attempts > 0 {
 		if sess.Reused {
 			b.reused.Inc()

@@ -371,6 +371,7 @@ func (s *Server) serviceStatus(t target, l4 map[string]l4Reading) admin.ServiceS
 		ss.L4, counters = &totals, r.backends()
 	}
 	ss.Limits = s.limitsStatus(sc)
+	ss.Retry = s.retryStatus(t)
 	if t.lb == nil {
 		return ss
 	}

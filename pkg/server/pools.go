@@ -9,6 +9,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/metrics"
 	"github.com/weir-lb/weir/pkg/proxyproto"
+	"github.com/weir-lb/weir/pkg/retry"
 )
 
 // kindPool is the kind runtime control and the status page give a named
@@ -25,6 +26,9 @@ type pool struct {
 	name string
 	cfg  *config.Upstream
 	bal  balancer
+	// retry is the pool's retry policy, shared by every route and
+	// service sending requests to it (one budget); nil without one.
+	retry *retry.Policy
 }
 
 // named says the pool is one of upstreams:, rather than an inline block.
@@ -54,6 +58,9 @@ func (s *Server) poolFor(up *config.Upstream, owner string) (*pool, error) {
 		return nil, poolError(up, err)
 	}
 	pl := &pool{name: name, cfg: up, bal: bal}
+	if up.Retry != nil {
+		pl.retry = up.Retry.Clone()
+	}
 	if s.metrics != nil {
 		s.metrics.WatchBalancer(name, bal.Status)
 		s.watchQueue(name, bal)
@@ -89,6 +96,7 @@ func (s *Server) balancedFrom(pl *pool, t config.RouteTimeouts) (*l7.Balanced, e
 	if t.Write > 0 {
 		tmpl.Timeouts.Write = t.Write
 	}
+	tmpl.Retry = pl.retry
 	return &l7.Balanced{LB: pl.bal, Template: tmpl, Host: up.Host, Key: up.HashKey, Sticky: sticky(up.Sticky),
 		Slots: slotSelector(pl)}, nil
 }

@@ -56,6 +56,11 @@ func (s *Server) routeProxy(rc *config.Route, service string) (l7.Proxy, *pool, 
 		if err != nil {
 			return nil, nil, err
 		}
+		if rc.Retry != nil {
+			// The route's own policy and budget, instead of its pool's.
+			b.Template.Retry = rc.Retry.Clone()
+			s.addRouteRetry(service, b.Template.Retry)
+		}
 		p = b
 		quiet := !up.ForwardedHeaders
 		switch {

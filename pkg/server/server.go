@@ -31,6 +31,7 @@ import (
 	"github.com/weir-lb/weir/pkg/l7"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/metrics"
+	"github.com/weir-lb/weir/pkg/retry"
 	"github.com/weir-lb/weir/pkg/reuseport"
 	"github.com/weir-lb/weir/pkg/route"
 )
@@ -47,6 +48,9 @@ type Server struct {
 	// poolOrder holds them in the order they were built.
 	pools     map[*config.Upstream]*pool
 	poolOrder []*pool
+	// routeRetries holds, by service name, the retry policies of the
+	// service's routes that have their own (retry.go).
+	routeRetries map[string][]*retry.Policy
 
 	// kernel is the BPF data plane, opened by the first l4 service that
 	// wants it; kernelErr says why it could not be.
