@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/metrics"
 )
