@@ -255,18 +255,18 @@ func TestICMPErrorGolden(t *testing.T) {
 					}{
 						{
 							side: "from a router towards the backend",
-							got: icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
-							out: icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
+							got:  icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
+							out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
 						},
 						{
 							side: "from the backend",
-							got: icmpError{src: toBackend.dst.Addr(), dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
-							out: icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
+							got:  icmpError{src: toBackend.dst.Addr(), dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
+							out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
 						},
 						{
 							side: "from a router towards the client",
-							got: icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, l4Bytes)},
-							out: icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, l4Bytes)},
+							got:  icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, l4Bytes)},
+							out:  icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, l4Bytes)},
 						},
 					}
 					for _, c := range cases {
