@@ -95,6 +95,24 @@ func addRoute(prefix string, gw netip.Addr) error {
 	return nil
 }
 
+// pathMTU is the MTU the kernel of ns uses towards dst: its route's, or
+// the one it learnt from an ICMP error (the route cache's exception).
+func pathMTU(ns netns.NsHandle, dst netip.Addr) (int, error) {
+	var mtu int
+	err := inNetns(ns, func() error {
+		routes, err := netlink.RouteGet(net.IP(dst.AsSlice()))
+		if err != nil {
+			return fmt.Errorf("route to %s: %w", dst, err)
+		}
+		if len(routes) == 0 {
+			return fmt.Errorf("no route to %s", dst)
+		}
+		mtu = routes[0].MTU
+		return nil
+	})
+	return mtu, err
+}
+
 // downloadSize is what the backend sends on every connection.
 const downloadSize = 1 << 20
 
@@ -141,6 +159,12 @@ func TestPathMTUThroughVIP(t *testing.T) {
 			}
 			if !bytes.Equal(got, payload) {
 				t.Fatalf("download through %s: %d bytes differ from what the backend sent", s.svc.VIP, len(got))
+			}
+			// The backend learnt the path's MTU, from the error as the
+			// program translated it: about its own packet to the SNAT
+			// address.
+			if mtu, err := pathMTU(topo.backend, s.svc.SNAT); err != nil || mtu != pmtuLinkMTU {
+				t.Errorf("backend's path MTU towards %s: %d (%v), want %d", s.svc.SNAT, mtu, err, pmtuLinkMTU)
 			}
 		})
 	}
