@@ -9,7 +9,10 @@
  * and an allocated port. Backend to SNAT address (the reply): the reverse
  * rewrite. Both directions go out through bpf_fib_lookup and a redirect, so
  * the program must be attached to every interface clients and backends reach
- * the balancer through. Anything else passes untouched.
+ * the balancer through. ICMP errors about a translated flow (destination
+ * unreachable, time exceeded, packet too big) are translated like the flow's
+ * packets and go to the side owning it (icmp.h, icmp_nat.h), so that path MTU
+ * discovery works through the VIP. Anything else passes untouched.
  *
  * Established packets take a short path: one conntrack lookup gives the
  * rewrite, its checksum deltas, the counter slot and the cached forwarding

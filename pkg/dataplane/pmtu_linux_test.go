@@ -219,3 +219,178 @@ func download(ns netns.NsHandle, vip netip.AddrPort) ([]byte, error) {
 	}
 	return io.ReadAll(conn)
 }
+
+// newNarrowBackendPath is the same black hole on the other side: a router
+// between the balancer and the backend whose link to the backend carries
+// 1280 bytes (the backend's end 1500), so that only its "fragmentation
+// needed" / "packet too big", sent to the SNAT address, can tell the
+// client to send less.
+//
+//	client  cl-0 198.51.100.2/24, 2001:db8:c::2/64       default via the balancer
+//	lb      lb-c 198.51.100.1/24, 2001:db8:c::1/64
+//	        lb-r 203.0.113.1/25, 2001:db8:1::1/64        backends via the router
+//	router  rt-l 203.0.113.2/25, 2001:db8:1::2/64        default via the balancer
+//	        rt-b 203.0.113.129/25, 2001:db8:2::1/64 (MTU 1280)
+//	backend be-0 203.0.113.130/25, 2001:db8:2::2/64      default via the router
+func newNarrowBackendPath(t *testing.T) pmtuTopology {
+	t.Helper()
+	topo := pmtuTopology{client: newNetns(t), router: newNetns(t), lb: newNetns(t), backend: newNetns(t)}
+	gw := netip.MustParseAddr
+	steps := []struct {
+		ns netns.NsHandle
+		f  func() error
+	}{
+		{topo.router, func() error {
+			return errors.Join(addVeth("rt-b", "be-0"), moveLink("be-0", topo.backend),
+				addVeth("rt-l", "lb-r"), moveLink("lb-r", topo.lb),
+				setMTU("rt-b", pmtuLinkMTU),
+				configureLink("rt-b", "203.0.113.129/25", "2001:db8:2::1/64"),
+				configureLink("rt-l", "203.0.113.2/25", "2001:db8:1::2/64"),
+				enableForwarding(),
+				addDefaultRoutes(gw("203.0.113.1"), gw("2001:db8:1::1")))
+		}},
+		{topo.lb, func() error {
+			return errors.Join(addVeth("lb-c", "cl-0"), moveLink("cl-0", topo.client),
+				configureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"),
+				configureLink("lb-r", "203.0.113.1/25", "2001:db8:1::1/64"),
+				addRoute("203.0.113.128/25", gw("203.0.113.2")),
+				addRoute("2001:db8:2::/64", gw("2001:db8:1::2")),
+				enableForwarding(),
+				offload("lb-c", false, false), offload("lb-r", false, false))
+		}},
+		{topo.client, func() error {
+			return errors.Join(configureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"),
+				offload("cl-0", true, false),
+				addDefaultRoutes(gw("198.51.100.1"), gw("2001:db8:c::1")))
+		}},
+		{topo.backend, func() error {
+			return errors.Join(configureLink("be-0", "203.0.113.130/25", "2001:db8:2::2/64"),
+				offload("be-0", true, false),
+				addDefaultRoutes(gw("203.0.113.129"), gw("2001:db8:2::1")))
+		}},
+	}
+	for _, s := range steps {
+		if err := inNetns(s.ns, s.f); err != nil {
+			t.Fatalf("set up topology: %v", err)
+		}
+	}
+	return topo
+}
+
+// TestPathMTUTowardsBackend uploads 1 MiB through the VIP, over IPv4 and
+// IPv6, across a router whose link to the backend is narrower than every
+// other link. The upload only completes if the router's ICMP error about
+// a SNAT → backend packet reaches the client translated, from the VIP and
+// about its own client → VIP packet: the client then lowers its path MTU.
+func TestPathMTUTowardsBackend(t *testing.T) {
+	needBPF(t)
+	topo := newNarrowBackendPath(t)
+	d := openTest(t)
+	for _, ifname := range []string{"lb-c", "lb-r"} {
+		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
+			t.Fatalf("Attach(%s): %v", ifname, err)
+		}
+	}
+	services := []struct {
+		svc     Service
+		backend netip.AddrPort
+	}{
+		{Service{ID: 0, VIP: netip.MustParseAddrPort("192.0.2.10:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1")},
+			netip.MustParseAddrPort("203.0.113.130:8080")},
+		{Service{ID: 1, VIP: netip.MustParseAddrPort("[2001:db8::10]:80"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("2001:db8:1::1")},
+			netip.MustParseAddrPort("[2001:db8:2::2]:8080")},
+	}
+	payload := bytes.Repeat([]byte("fedcba9876543210"), downloadSize/16)
+	for _, s := range services {
+		if _, err := d.SetService(s.svc, []netip.AddrPort{s.backend}, constantTable(d.opts.TableSize, 0)); err != nil {
+			t.Fatalf("SetService: %v", err)
+		}
+		startSinkServer(t, topo.backend, s.backend)
+	}
+	for _, s := range services {
+		t.Run(s.svc.VIP.String(), func(t *testing.T) {
+			n, err := upload(topo.client, s.svc.VIP, payload)
+			if err != nil {
+				t.Fatalf("upload through %s: %v", s.svc.VIP, err)
+			}
+			if n != len(payload) {
+				t.Fatalf("upload through %s: the backend got %d of %d bytes", s.svc.VIP, n, len(payload))
+			}
+			// The client learnt the path's MTU, from the error as the
+			// program translated it: from the VIP, about its own packet.
+			if mtu, err := pathMTU(topo.client, s.svc.VIP.Addr()); err != nil || mtu != pmtuLinkMTU {
+				t.Errorf("client's path MTU towards %s: %d (%v), want %d", s.svc.VIP.Addr(), mtu, err, pmtuLinkMTU)
+			}
+		})
+	}
+}
+
+// startSinkServer reads each connection accepted on addr in ns to its end
+// and answers with the number of bytes it read.
+func startSinkServer(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) {
+	t.Helper()
+	var ln *net.TCPListener
+	err := inNetns(ns, func() error {
+		var err error
+		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return // closed by the test
+			}
+			conn.SetDeadline(time.Now().Add(downloadTimeout))
+			n, _ := io.Copy(io.Discard, conn)
+			fmt.Fprint(conn, n)
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+}
+
+// upload sends payload to the service at vip from a connection opened in
+// ns and returns how many bytes the backend says it read, within
+// downloadTimeout.
+func upload(ns netns.NsHandle, vip netip.AddrPort, payload []byte) (int, error) {
+	var conn *net.TCPConn
+	err := inNetns(ns, func() error {
+		c, err := (&net.Dialer{Timeout: ioTimeout}).Dial("tcp", vip.String())
+		if err != nil {
+			return err
+		}
+		conn = c.(*net.TCPConn)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(downloadTimeout)); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Write(payload); err != nil {
+		return 0, err
+	}
+	if err := conn.CloseWrite(); err != nil {
+		return 0, err
+	}
+	answer, err := io.ReadAll(conn)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if _, err := fmt.Sscan(string(answer), &n); err != nil {
+		return 0, fmt.Errorf("answer %q: %w", answer, err)
+	}
+	return n, nil
+}
