@@ -125,7 +125,13 @@ func checkICMPFrame(frame []byte) error {
 		proto, l4, total = quoted[9], quoted[ihl:], int(binary.BigEndian.Uint16(quoted[2:]))
 	} else {
 		src, dst = netip.AddrFrom16([16]byte(quoted[8:24])), netip.AddrFrom16([16]byte(quoted[24:40]))
-		proto, l4, total = quoted[6], quoted[40:], 40+int(binary.BigEndian.Uint16(quoted[4:]))
+		off := 40
+		proto, total = quoted[6], 40+int(binary.BigEndian.Uint16(quoted[4:]))
+		for proto == ext6DstOpts {
+			proto = quoted[off]
+			off += 8 * (int(quoted[off+1]) + 1)
+		}
+		l4 = quoted[off:]
 	}
 	if total != len(quoted) {
 		return nil // cut short: its checksum covers bytes that are not here
@@ -298,6 +304,50 @@ func TestICMPErrorGolden(t *testing.T) {
 				t.Errorf("counted %d packets, backend %d, want %d", st.Stats.Packets, st.BackendStats[0].Packets, packets)
 			}
 		})
+	}
+}
+
+// TestICMPv6ErrorBehindOptions sends a "packet too big" whose outer and
+// quoted headers both carry a destination options header: both are
+// skipped, as for any packet, and the error is translated.
+func TestICMPv6ErrorBehindOptions(t *testing.T) {
+	needBPF(t)
+	fl := icmpFlows[2] // IPv6 TCP
+	f := newFixture(t)
+	toBackend, toClient := f.establish(fl)
+	for _, p := range []*testPacket{&toBackend, &toClient, &fl.client} {
+		p.ext6 = []uint8{ext6DstOpts}
+	}
+	sent := fromBackend(toBackend, toClient)
+	tests := []struct {
+		name     string
+		got, out icmpError
+	}{
+		{"from a router towards the backend",
+			icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, 0)},
+			icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, 0)}},
+		{"from a router towards the client",
+			icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, 0)},
+			icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, 0)}},
+	}
+	for _, tc := range tests {
+		for _, e := range []*icmpError{&tc.got, &tc.out} {
+			e.typ, e.rest, e.ext6 = icmp6PacketTooBig, 1400, []uint8{ext6DstOpts}
+		}
+		in := tc.got.build()
+		if err := checkICMPFrame(in); err != nil {
+			t.Fatalf("%s: the test's own frame: %v", tc.name, err)
+		}
+		ret, out := f.run(in)
+		if ret != tcActOK {
+			t.Errorf("%s: verdict %d, want TC_ACT_OK", tc.name, ret)
+		}
+		if err := checkICMPFrame(out); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if want := tc.out.build(); !bytes.Equal(out, want) {
+			t.Errorf("%s: frame differs\n got %s\nwant %s", tc.name, hex.EncodeToString(out), hex.EncodeToString(want))
+		}
 	}
 }
 
