@@ -345,6 +345,11 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	return parse_l4(skb, p);
 }
 
+/*
+ * Parses the packet into p: 0 for TCP or UDP (ports parsed), PARSE_ICMP for
+ * ICMP or ICMPv6 (parsed up to the ICMP header, for icmp_nat), -1 for
+ * anything to pass untouched.
+ */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 {
 	__builtin_memset(p, 0, sizeof(*p));
