@@ -276,6 +276,7 @@ func TestDropReasonsMatchProgram(t *testing.T) {
 		bpf.WeirDropReasonDROP_NO_BACKEND:     DropNoBackend,
 		bpf.WeirDropReasonDROP_SNAT_EXHAUSTED: DropSNATExhausted,
 		bpf.WeirDropReasonDROP_REWRITE_FAILED: DropRewriteFailed,
+		bpf.WeirDropReasonDROP_DSR_TOO_BIG:    DropDSRTooBig,
 	} {
 		if names[reason] != want {
 			t.Errorf("drop reason %d is named %q, want %q", reason, names[reason], want)
