@@ -10,15 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // dsrTopology is the end-to-end topology plus a direct link between client
@@ -178,93 +176,11 @@ func setUpDSRBackend(t *testing.T, ns netns.NsHandle, ifname string, vips ...str
 	return "a tc decapsulator"
 }
 
-// decapsulator is a tc program that removes the outer header of
-// IPv4-in-IPv4 and IPv6-in-IPv6 packets, what the kernel's tunnel devices
-// do on receive. Written here in assembly, independently of bpf/dsr.h, so
-// that it checks the encapsulation rather than mirrors it.
-func decapsulator(t *testing.T) *ebpf.Program {
-	t.Helper()
-	const (
-		skbProtocol = 16     // offsetof(struct __sk_buff, protocol)
-		ethIPv4     = 0x0008 // htons(ETH_P_IP) as the little-endian load reads it
-		ethIPv6     = 0xdd86 // htons(ETH_P_IPV6)
-	)
-	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
-		t.Skip("the decapsulator's constants assume a little-endian machine")
-	}
-	// strip checks the outer header's protocol field at protoOff, moves the
-	// inner header (hdrLen bytes) over the outer one and removes hdrLen
-	// bytes after it: the moved copy's old place. Whether the kernel
-	// removes the room right after the MAC header or after the first IP
-	// header, what is left is the inner packet.
-	strip := func(label string, protoOff, proto, hdrLen int32) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(asm.R1, asm.R6).WithSymbol(label),
-			asm.Mov.Imm(asm.R2, protoOff),
-			asm.Mov.Reg(asm.R3, asm.R10),
-			asm.Add.Imm(asm.R3, -8),
-			asm.Mov.Imm(asm.R4, 1),
-			asm.FnSkbLoadBytes.Call(),
-			asm.JNE.Imm(asm.R0, 0, "pass"),
-			asm.LoadMem(asm.R2, asm.R10, -8, asm.Byte),
-			asm.JNE.Imm(asm.R2, proto, "pass"),
-			// Load the inner header into the stack at -48.
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.Mov.Imm(asm.R2, 14+hdrLen),
-			asm.Mov.Reg(asm.R3, asm.R10),
-			asm.Add.Imm(asm.R3, -48),
-			asm.Mov.Imm(asm.R4, hdrLen),
-			asm.FnSkbLoadBytes.Call(),
-			asm.JNE.Imm(asm.R0, 0, "pass"),
-			// Store it over the outer header (BPF_F_RECOMPUTE_CSUM).
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.Mov.Imm(asm.R2, 14),
-			asm.Mov.Reg(asm.R3, asm.R10),
-			asm.Add.Imm(asm.R3, -48),
-			asm.Mov.Imm(asm.R4, hdrLen),
-			asm.Mov.Imm(asm.R5, 1),
-			asm.FnSkbStoreBytes.Call(),
-			asm.JNE.Imm(asm.R0, 0, "pass"),
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.Mov.Imm(asm.R2, -hdrLen),
-			asm.Mov.Imm(asm.R3, 0), // BPF_ADJ_ROOM_MAC
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnSkbAdjustRoom.Call(),
-			asm.Ja.Label("pass"),
-		}
-	}
-	insns := asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R2, asm.R6, skbProtocol, asm.Word),
-		asm.JEq.Imm(asm.R2, ethIPv4, "v4"),
-		asm.JEq.Imm(asm.R2, ethIPv6, "v6"),
-		asm.Ja.Label("pass"),
-	}
-	insns = append(insns, strip("v4", 14+9, 4, 20)...)
-	insns = append(insns, strip("v6", 14+6, 41, 40)...)
-	insns = append(insns, asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("pass"), asm.Return())
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "test_decap", Type: ebpf.SchedCLS, License: "Dual MIT/GPL", Instructions: insns})
-	if err != nil {
-		t.Fatalf("load the decapsulator: %v", err)
-	}
-	t.Cleanup(func() { prog.Close() })
-	return prog
-}
-
-// attachDecap attaches decapsulator(t) to ifname's ingress in ns.
+// attachDecap attaches testenv.Decapsulator to ifname's ingress in ns.
 func attachDecap(t *testing.T, ns netns.NsHandle, ifname string) {
 	t.Helper()
-	prog := decapsulator(t)
-	err := inNetns(ns, func() error {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: mustIndex(ifname), Program: prog, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { l.Close() })
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("attach the decapsulator to %s: %v", ifname, err)
+	if err := inNetns(ns, func() error { return testenv.AttachDecapsulator(t, ifname) }); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -372,7 +288,7 @@ func dsrDiagnostics(t *testing.T, d *Dataplane, topo dsrTopology, id uint32) str
 func TestDecapsulator(t *testing.T) {
 	needBPF(t)
 	ns := newNetns(t)
-	prog := decapsulator(t)
+	prog := testenv.Decapsulator(t)
 	for _, p := range []testPacket{
 		{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("hello")},
 		{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN},
