@@ -161,8 +161,10 @@ static __always_inline int dsr_established(struct __sk_buff *skb, const struct p
 	__u32 service_id = entry->nat.service_id;
 	struct active_generation *active;
 	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 len = dsr_outer_len(skb, p);
 
-	if (!fwd_fresh(&entry->fwd, dsr_outer_len(skb, p), now))
+	/* Compared here as 32 bits: an outer length past 0xffff never fits. */
+	if (len > entry->fwd.max_len || !fwd_fresh(&entry->fwd, 0, now))
 		return NOT_HANDLED;
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation != entry->generation)
@@ -181,11 +183,14 @@ static __always_inline __u32 dsr_fib(struct __sk_buff *skb, struct packet *p, st
 				     struct bpf_redir_neigh *nh)
 {
 	__u16 ip_len = p->ip_len, dport = e->nat.dport;
+	__u32 outer_len = dsr_outer_len(skb, p);
 	__u8 proto = p->flow.proto;
 	__u32 action;
 
+	if (outer_len > 0xffff)
+		return FWD_TOO_BIG; /* no IP packet is that long */
 	p->flow.proto = p->flow.ip_version == WEIR_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-	p->ip_len = dsr_outer_len(skb, p);
+	p->ip_len = outer_len;
 	e->nat.dport = 0;
 	action = fib_decide(skb, p, &e->nat, &e->fwd, nh);
 	p->flow.proto = proto;
