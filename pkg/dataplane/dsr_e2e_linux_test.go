@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -201,7 +203,9 @@ func TestDSREndToEnd(t *testing.T) {
 
 func testDSREndToEnd(t *testing.T, fullChecksums bool) {
 	topo := newDSRTopology(t, fullChecksums)
-	d := openTest(t)
+	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
+	opts.MaxServices = 8 // four exchanges and two uploads
+	d := openAt(t, opts)
 	for _, ifname := range []string{"lb-c", "lb-b"} {
 		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
 			t.Fatalf("Attach(%s): %v", ifname, err)
@@ -233,6 +237,44 @@ func testDSREndToEnd(t *testing.T, fullChecksums bool) {
 		startEchoServer(t, topo.backend, s.svc.Proto, s.svc.VIP)
 	}
 
+	// A bulk upload: full-size segments, GSO aggregates, through the
+	// tunnel. The path to the backend takes the outer header (as the
+	// operator must arrange, see bpf/README.md), so nothing is too big.
+	for _, l := range []struct {
+		ns   netns.NsHandle
+		link string
+	}{{topo.lb, "lb-b"}, {topo.backend, "be-0"}} {
+		if err := inNetns(l.ns, func() error { return setMTU(l.link, 1540) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bulk := netip.AddrPortFrom(services[0].svc.VIP.Addr(), 81)
+	bulk6 := netip.AddrPortFrom(services[2].svc.VIP.Addr(), 81)
+	for i, vip := range []netip.AddrPort{bulk, bulk6} {
+		svc := Service{ID: uint32(4 + i), VIP: vip, Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"), Forwarding: ForwardingDSRIPIP}
+		if vip.Addr().Is6() {
+			svc.SNAT = netip.MustParseAddr("2001:db8:1::1")
+		}
+		if _, err := d.SetService(svc, []netip.AddrPort{netip.AddrPortFrom(services[2*i].backend, 81)}, constantTable(d.opts.TableSize, 0)); err != nil {
+			t.Fatalf("SetService: %v", err)
+		}
+		startCountServer(t, topo.backend, vip)
+	}
+
+	for i, vip := range []netip.AddrPort{bulk, bulk6} {
+		t.Run("bulk "+vip.String(), func(t *testing.T) {
+			got, err := upload(topo.client, vip)
+			if err != nil || got != fmt.Sprint(bulkSize) {
+				t.Fatalf("upload through %s: the backend counted %q, %v; want %d\n%s", vip, got, err, bulkSize,
+					dsrDiagnostics(t, d, topo, uint32(4+i)))
+			}
+			for reason, n := range serviceState(t, d, uint32(4+i)).Stats.Drops {
+				if n != 0 {
+					t.Errorf("%d packets dropped as %s", n, reason)
+				}
+			}
+		})
+	}
 	for _, s := range services {
 		name := fmt.Sprintf("%s/%d", s.svc.VIP, s.svc.Proto)
 		t.Run(name, func(t *testing.T) {
@@ -301,4 +343,47 @@ func TestDecapsulator(t *testing.T) {
 		ret, out := runProg(t, prog, ns, enc, 0)
 		expectSame(t, p.dst.String(), ret, out, tcActOK, in)
 	}
+}
+
+// bulkSize is what the bulk upload sends: many full-size segments.
+const bulkSize = 1 << 20
+
+// startCountServer accepts TCP connections on addr in ns and answers each
+// with the number of bytes it read before the client closed its side.
+func startCountServer(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) {
+	t.Helper()
+	var ln *net.TCPListener
+	err := inNetns(ns, func() (err error) {
+		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	testenv.AcceptEach(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(4 * ioTimeout))
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%d", n)
+	})
+}
+
+// upload sends bulkSize bytes to vip from ns, closes its side and returns
+// the count the server answers.
+func upload(ns netns.NsHandle, vip netip.AddrPort) (string, error) {
+	var conn net.Conn
+	err := inNetns(ns, func() (err error) {
+		conn, err = (&net.Dialer{Timeout: ioTimeout}).Dial("tcp", vip.String())
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(4 * ioTimeout))
+	if _, err := conn.Write(make([]byte, bulkSize)); err != nil {
+		return "", err
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(conn)
+	return string(b), err
 }
