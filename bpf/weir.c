@@ -889,9 +889,9 @@ static __always_inline void fib_params(struct __sk_buff *skb, const struct packe
 
 /*
  * Asks the FIB where the packet rewritten to `to` goes and fills the cache
- * c with the answer; returns the enum fwd_action to take, FWD_TOO_BIG when the MTU does not
- * take the packet (translate passes it to the kernel), or FWD_NEIGH with
- * nh and c->ifindex set. Only cacheable answers leave c->action set: the
+ * c with the answer; returns the enum fwd_action to take, FWD_TOO_BIG when
+ * the MTU does not take the packet (translate passes it to the kernel), or
+ * FWD_NEIGH with nh and c->ifindex set. Only cacheable answers leave c->action set: the
  * next hop is resolved (its MAC addresses are final), or the kernel must
  * route the packet for a reason other than its length.
  *
