@@ -1,6 +1,8 @@
 // Package dataplane loads and drives weir's in-kernel layer 4 balancer: a tc
 // program (bpf/weir.c) that translates TCP and UDP flows to virtual services
-// in NAT mode, so backends need no changes.
+// in NAT mode, so backends need no changes, or (per service,
+// Service.Forwarding) sends them by direct server return in an IP-in-IP
+// tunnel, so backends see the client and answer it directly.
 //
 // The control plane computes a Maglev table per service and hands it over with
 // SetService; the program picks a backend per new flow from that table,
