@@ -153,10 +153,10 @@ static __always_inline int dsr_send(struct __sk_buff *skb, const struct packet *
 /*
  * The short path of a DSR flow: like try_established's, except that the
  * cached decision covers the encapsulated length and there is no reverse
- * entry to keep alive.
+ * entry to keep alive. Out of line, so that NAT's short path, which it
+ * branches from, keeps its code as compact as before.
  */
-static __always_inline int dsr_established(struct __sk_buff *skb, const struct packet *p,
-					   const struct ct_entry *entry)
+static __noinline int dsr_established(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *entry)
 {
 	__u32 service_id = entry->nat.service_id;
 	struct active_generation *active;
