@@ -2,7 +2,8 @@
 //go:build ignore
 
 /*
- * weir's in-kernel layer 4 balancer: a tc ingress program doing full NAT.
+ * weir's in-kernel layer 4 balancer: a tc ingress program doing full NAT, or
+ * direct server return with IP-in-IP encapsulation per service (dsr.h).
  *
  * Client to VIP: the packet's destination becomes a backend chosen through the
  * service's Maglev table and its source becomes the balancer's SNAT address
@@ -196,6 +197,7 @@ enum ct_state {
 
 /* A forwarding outcome that is never cached, beside enum fwd_action's. */
 #define FWD_NEIGH 3 /* bpf_redirect_neigh: the next hop's MAC is not known yet */
+#define FWD_TOO_BIG 4 /* the route's MTU does not take the packet: NAT passes it to the kernel */
 
 /* Returned by parse_packet for an ICMP or ICMPv6 packet, parsed up to its ICMP header. */
 #define PARSE_ICMP 1
@@ -912,8 +914,9 @@ static __always_inline void fib_params(struct __sk_buff *skb, const struct packe
 
 /*
  * Asks the FIB where the packet rewritten to `to` goes and fills the cache
- * c with the answer; returns the enum fwd_action to take, or FWD_NEIGH with
- * nh and c->ifindex set. Only cacheable answers leave c->action set: the
+ * c with the answer; returns the enum fwd_action to take, FWD_TOO_BIG when
+ * the MTU does not take the packet (translate passes it to the kernel), or
+ * FWD_NEIGH with nh and c->ifindex set. Only cacheable answers leave c->action set: the
  * next hop is resolved (its MAC addresses are final), or the kernel must
  * route the packet for a reason other than its length.
  *
@@ -960,8 +963,9 @@ static __noinline __u32 fib_decide(struct __sk_buff *skb, const struct packet *p
 		c->action = FWD_KERNEL;
 		c->max_len = 0xffff;
 		c->stamp = bpf_ktime_get_coarse_ns();
+		return FWD_KERNEL;
 	}
-	return FWD_KERNEL;
+	return FWD_TOO_BIG;
 }
 
 /* Whether c holds a decision for a packet of ip_len bytes at time now. */
@@ -1049,6 +1053,8 @@ static __always_inline int translate(struct __sk_buff *skb, const struct packet 
 	return TC_ACT_OK;
 }
 
+#include "dsr.h"
+
 /*
  * The short path: an entry checked in its service's live generation, with a
  * fresh forwarding decision that covers this packet's length. One array
@@ -1060,8 +1066,11 @@ static __always_inline int try_established(struct __sk_buff *skb, const struct p
 {
 	__u32 service_id = entry->nat.service_id;
 	struct active_generation *active;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now;
 
+	if (entry->forwarding != WEIR_FWD_NAT)
+		return dsr_established(skb, p, entry);
+	now = bpf_ktime_get_coarse_ns();
 	if (!fwd_fresh(&entry->fwd, p->ip_len, now))
 		return NOT_HANDLED;
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
@@ -1098,6 +1107,8 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (!svc || !svc_stats)
 		return TC_ACT_OK;
+	if (svc->forwarding != WEIR_FWD_NAT)
+		return dsr_handle_vip(skb, p, service_id, ct);
 
 	state = ct_check(p, service_id, ct, &e);
 	e.seen = bpf_ktime_get_coarse_ns();

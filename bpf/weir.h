@@ -82,6 +82,16 @@
  */
 #define WEIR_FIB_PROBE_LEN 1500
 
+/*
+ * How a service sends client packets to its backends (service.forwarding,
+ * ct_entry.forwarding): full NAT, or direct server return with the client's
+ * packet encapsulated unchanged in an outer IP header of its own family
+ * (IPIP for IPv4, IPv6-in-IPv6), which the backend decapsulates and
+ * answers from the VIP straight to the client.
+ */
+#define WEIR_FWD_NAT 0
+#define WEIR_FWD_DSR_IPIP 1
+
 /* ct_entry.slot of a flow whose backend has no counters (it left the service). */
 #define WEIR_NO_SLOT 0xffffffffU
 
@@ -97,7 +107,8 @@ enum drop_reason {
 	DROP_NO_BACKEND = 1,     /* the Maglev entry names no backend */
 	DROP_SNAT_EXHAUSTED = 2, /* every probed SNAT port is taken */
 	DROP_REWRITE_FAILED = 3, /* a packet or checksum write failed */
-	DROP_REASONS = 4,
+	DROP_DSR_TOO_BIG = 4,    /* DSR: the encapsulated packet would exceed the route's MTU */
+	DROP_REASONS = 5,
 };
 
 /*
@@ -148,7 +159,9 @@ struct service {
 	__u8 ip_version;
 	__u32 generation; /* generation this half was written for */
 	__u32 backend_count;
-	struct port_range snat_ports; /* source ports new flows get on snat */
+	struct port_range snat_ports; /* source ports new flows get on snat; DSR: none */
+	__u8 forwarding;              /* WEIR_FWD_*; DSR: snat is the outer header's source */
+	__u8 pad[3];
 };
 
 /* weir_v1_backend value, indexed by (service id * 2 + half) * max backends + i. */
@@ -242,6 +255,12 @@ struct fwd_cache {
  * its own, because only a new generation removes backends. seen and tcp
  * tell how alive the flow is, in both entries alike: the reverse entry's
  * decide when its SNAT port may be reclaimed.
+ *
+ * A direct-server-return entry (forwarding WEIR_FWD_DSR_IPIP, in weir_v1_ct
+ * only: replies never come back) keeps the outer header's source in
+ * nat.src and the backend in nat.dst and nat.dport; nat.sport, the
+ * checksum deltas, seen and tcp are unused, and fwd.max_len is the longest
+ * packet known to fit once encapsulated, outer header included.
  */
 struct ct_entry {
 	struct nat nat;   /* the rewrite; the SNAT port's owner in weir_v1_rnat */
@@ -251,7 +270,8 @@ struct ct_entry {
 	__u32 csum_ports; /* one's complement delta of the port rewrite */
 	__u64 seen;       /* bpf_ktime_get_coarse_ns() of a packet at most WEIR_SEEN_REFRESH_NS old */
 	__u32 tcp;        /* WEIR_TCP_* bits: the flow's closing packets so far */
-	__u32 pad;
+	__u8 forwarding;  /* WEIR_FWD_*: DSR entries encapsulate to nat.dst, from nat.src */
+	__u8 pad[3];
 	struct fwd_cache fwd;
 };
 

@@ -32,7 +32,7 @@ type WeirCounters struct {
 	Packets  uint64
 	Bytes    uint64
 	NewFlows uint64
-	Drops    [4]uint64
+	Drops    [5]uint64
 }
 
 type WeirCtEntry struct {
@@ -51,7 +51,8 @@ type WeirCtEntry struct {
 	CsumPorts  uint32
 	Seen       uint64
 	Tcp        uint32
-	Pad        uint32
+	Forwarding uint8
+	Pad        [3]uint8
 	Fwd        struct {
 		_       structs.HostLayout
 		Stamp   uint64
@@ -72,7 +73,8 @@ const (
 	WeirDropReasonDROP_NO_BACKEND     WeirDropReason = 1
 	WeirDropReasonDROP_SNAT_EXHAUSTED WeirDropReason = 2
 	WeirDropReasonDROP_REWRITE_FAILED WeirDropReason = 3
-	WeirDropReasonDROP_REASONS        WeirDropReason = 4
+	WeirDropReasonDROP_DSR_TOO_BIG    WeirDropReason = 4
+	WeirDropReasonDROP_REASONS        WeirDropReason = 5
 )
 
 type WeirFlow struct {
@@ -159,6 +161,8 @@ type WeirService struct {
 	Generation   uint32
 	BackendCount uint32
 	SnatPorts    WeirPortRange
+	Forwarding   uint8
+	Pad          [3]uint8
 }
 
 type WeirVipKey struct {

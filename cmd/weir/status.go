@@ -101,9 +101,13 @@ func printStatus(w io.Writer, services []dataplane.ServiceState, names map[uint3
 		if s.Proto == 17 {
 			proto = "udp"
 		}
-		fmt.Fprintf(tw, "service %s\t%s %s\tgeneration %d\tbackends %d\tpackets %d\tbytes %d\tnew flows %d\tdrops %s\tsnat %s ports %s\n",
+		fwd := fmt.Sprintf("snat %s ports %s", s.SNAT, s.SNATPorts)
+		if s.Forwarding.IsDSR() {
+			fwd = fmt.Sprintf("%s from %s", s.Forwarding, s.SNAT) // "dsr ipip from 203.0.113.1"
+		}
+		fmt.Fprintf(tw, "service %s\t%s %s\tgeneration %d\tbackends %d\tpackets %d\tbytes %d\tnew flows %d\tdrops %s\t%s\n",
 			name, proto, s.VIP, s.Generation, len(s.Backends), s.Stats.Packets, s.Stats.Bytes, s.Stats.NewFlows, drops(s.Stats.Drops),
-			s.SNAT, s.SNATPorts)
+			fwd)
 		for i, b := range s.Backends {
 			var c dataplane.Counters
 			if i < len(s.BackendStats) {

@@ -32,6 +32,13 @@ var (
 	ClientAddr6 = netip.MustParseAddr("2001:db8:1::2")
 	VIP4        = netip.MustParseAddr("192.0.2.10")
 	VIP6        = netip.MustParseAddr("2001:db8:ff::10")
+	// DSRVIP4 and DSRVIP6 are the VIPs of direct-server-return services
+	// (examples/lab-dsr.yaml): the backends hold them, the balancer does
+	// not, since it forwards the backends' answers from them to the client
+	// (it is their router in the lab) and would drop packets from an
+	// address of its own as martians.
+	DSRVIP4 = netip.MustParseAddr("192.0.2.20")
+	DSRVIP6 = netip.MustParseAddr("2001:db8:ff::20")
 	// SNAT4 and SNAT6 are the balancer's addresses towards the backends.
 	SNAT4 = netip.MustParseAddr("203.0.113.1")
 	SNAT6 = netip.MustParseAddr("2001:db8:2::1")

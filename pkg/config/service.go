@@ -21,13 +21,14 @@ var serviceKeys = []string{
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
 	"access_log", "request_id", "limits", "snat",
+	"forwarding", "encap",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
 	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id", "limits"},
 	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id", "limits"},
-	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat"},
+	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat", "forwarding", "encap"},
 }
 
 // validServiceName is the form of a service name: it appears in metric
@@ -93,6 +94,7 @@ func (p *parser) service(n *yaml.Node, path string, names map[string]Position) (
 	case KindL4:
 		s.L4 = p.l4(m, label)
 		s.Upstream = p.requiredUpstream(m, s.L4)
+		p.checkDSRBackends(s.L4, s.Upstream, m.at("upstream"))
 	}
 	return s, true
 }
@@ -388,6 +390,7 @@ func (p *parser) l4(m *mapping, service string) *L4 {
 		m.missing("interface", "the bpf data plane attaches to a network interface; name it, as in interface: eth0")
 	}
 	p.l4SNAT(m, l)
+	p.l4Forwarding(m, l)
 	return l
 }
 

@@ -124,6 +124,9 @@ func resolveSNAT(cfg *Config) {
 		if !l.SNAT.Address.IsValid() && def.Address.IsValid() && err == nil && def.Address.Is4() == vip.Addr().Unmap().Is4() {
 			l.SNAT.Address = def.Address
 		}
+		if l.Forwarding == ForwardingDSR {
+			continue // no ports: nothing is translated
+		}
 		if l.SNAT.Ports.IsZero() {
 			l.SNAT.Ports = def.Ports
 		}

@@ -388,8 +388,14 @@ type L4 struct {
 	Dataplane Dataplane
 	// SNAT is the BPF data plane's source towards the backends (key snat,
 	// completed from bpf.snat and the defaults); zero with dataplane:
-	// userspace, which it does not apply to.
+	// userspace, which it does not apply to. With forwarding: dsr its
+	// address is the tunnel's source and it has no ports.
 	SNAT SNAT
+	// Forwarding is nat (the default) or dsr (key forwarding).
+	Forwarding Forwarding
+	// Encap is the tunnel of forwarding: dsr (key encap): ipip; empty
+	// with nat.
+	Encap Encap
 }
 
 // Selection names a load-balancing algorithm.

@@ -35,6 +35,8 @@ func BenchmarkProgram(b *testing.B) {
 	syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, payload: make([]byte, 64)}
 	established := syn
 	established.tcpFlags = tcpACK
+	dsr := established
+	dsr.dst = dsrBenchVIP
 	empty := emptyProgram(b)
 
 	benchmarks := []struct {
@@ -49,12 +51,15 @@ func BenchmarkProgram(b *testing.B) {
 		{"established", d.objs.WeirIngress, constFrame(established.build()), tcActRedirect},
 		{"new flow", d.objs.WeirIngress, newFlowFrames(syn.build()), tcActRedirect},
 		{"reply", d.objs.WeirIngress, nil, tcActRedirect},
+		// A DSR flow's packet: encapsulated, no port rewrite.
+		{"established DSR", d.objs.WeirIngress, constFrame(dsr.build()), tcActRedirect},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {
 			// The established and reply paths need the flow in conntrack;
 			// after "new flow" filled the maps it may hold another port.
 			runProg(b, d.objs.WeirIngress, ns, syn.build(), 0)
+			runProg(b, d.objs.WeirIngress, ns, dsr.build(), 0)
 			frame := bm.frame
 			if frame == nil {
 				frame = constFrame(replyFrame(b, d, syn))
@@ -176,8 +181,20 @@ func newBenchDataplane(b *testing.B) (*Dataplane, netns.NsHandle) {
 	if _, err := d.SetService(svc, backends, sequentialTable(opts.TableSize, len(backends))); err != nil {
 		b.Fatal(err)
 	}
+	// Service 2 sends dsrBenchVIP to the same backends by direct server return.
+	dsrBackends := make([]netip.AddrPort, len(backends))
+	for i, be := range backends {
+		dsrBackends[i] = netip.AddrPortFrom(be.Addr(), dsrBenchVIP.Port())
+	}
+	dsr := Service{ID: 2, VIP: dsrBenchVIP, Proto: ProtoTCP, SNAT: snat4, Forwarding: ForwardingDSRIPIP}
+	if _, err := d.SetService(dsr, dsrBackends, sequentialTable(opts.TableSize, len(backends))); err != nil {
+		b.Fatal(err)
+	}
 	return d, ns
 }
+
+// dsrBenchVIP is the VIP of newBenchDataplane's DSR service.
+var dsrBenchVIP = netip.MustParseAddrPort("192.0.2.30:80")
 
 // passThroughFrame is TCP to an address no service uses.
 func passThroughFrame() []byte {

@@ -1,6 +1,8 @@
 // Package dataplane loads and drives weir's in-kernel layer 4 balancer: a tc
 // program (bpf/weir.c) that translates TCP and UDP flows to virtual services
-// in NAT mode, so backends need no changes.
+// in NAT mode, so backends need no changes, or (per service,
+// Service.Forwarding) sends them by direct server return in an IP-in-IP
+// tunnel, so backends see the client and answer it directly.
 //
 // The control plane computes a Maglev table per service and hands it over with
 // SetService; the program picks a backend per new flow from that table,
@@ -236,15 +238,19 @@ type Service struct {
 	// Proto is the IP protocol: 6 (TCP) or 17 (UDP).
 	Proto uint8
 	// SNAT is the balancer's own address, used as the source of packets
-	// towards backends so that their replies come back through it. It must
-	// be of the VIP's family.
+	// towards backends so that their replies come back through it (with
+	// ForwardingDSRIPIP: the outer header's source). It must be of the
+	// VIP's family.
 	SNAT netip.Addr
 	// SNATPorts are the source ports new flows get on SNAT; zero means
 	// DefaultSNATPorts. Each port carries at most one flow to a given
 	// backend address and port at a time. Where SNAT is an address of the
 	// balancer host, keep them out of the kernel's ephemeral ports
-	// (CheckHostSNATPorts checks).
+	// (CheckHostSNATPorts checks). DSR services take none.
 	SNATPorts PortRange
+	// Forwarding is how packets reach the backends: ForwardingNAT (the
+	// zero value) or ForwardingDSRIPIP.
+	Forwarding Forwarding
 }
 
 // IP protocol numbers a Service may carry.
@@ -285,14 +291,17 @@ const (
 	DropNoBackend     = "no_backend"
 	DropSNATExhausted = "snat_exhausted"
 	DropRewriteFailed = "rewrite_failed"
+	// DropDSRTooBig counts packets of DSR services that would exceed the
+	// route's MTU once encapsulated.
+	DropDSRTooBig = "dsr_too_big"
 )
 
 // numDropReasons is DROP_REASONS in bpf/weir.h.
-const numDropReasons = 4
+const numDropReasons = 5
 
 // dropReasonNames maps enum drop_reason values to names.
 func dropReasonNames() [numDropReasons]string {
-	return [numDropReasons]string{DropTableEmpty, DropNoBackend, DropSNATExhausted, DropRewriteFailed}
+	return [numDropReasons]string{DropTableEmpty, DropNoBackend, DropSNATExhausted, DropRewriteFailed, DropDSRTooBig}
 }
 
 // normalizedService validates svc against o and returns it with unmapped
@@ -311,6 +320,13 @@ func (o Options) normalizedService(svc Service) (Service, error) {
 	case !usableAddr(snat) || snat.Is4() != vip.Addr().Is4():
 		return svc, fmt.Errorf("%w: service %d: SNAT address %s for VIP %s",
 			ErrInvalidService, svc.ID, svc.SNAT, svc.VIP)
+	case !svc.Forwarding.valid():
+		return svc, fmt.Errorf("%w: service %d: unknown %s", ErrInvalidService, svc.ID, svc.Forwarding)
+	case svc.Forwarding.IsDSR():
+		// No port is translated, so none is handed out.
+		svc.SNATPorts = PortRange{}
+		svc.VIP, svc.SNAT = vip, snat
+		return svc, nil
 	}
 	if svc.SNATPorts.IsZero() {
 		svc.SNATPorts = DefaultSNATPorts
@@ -335,6 +351,11 @@ func (o Options) normalizedBackends(svc Service, backends []netip.AddrPort) ([]n
 		nb := netip.AddrPortFrom(b.Addr().Unmap(), b.Port())
 		if !usableAddr(nb.Addr()) || nb.Port() == 0 || nb.Addr().Is4() != svc.VIP.Addr().Is4() {
 			return nil, fmt.Errorf("%w: service %d: backend %s for VIP %s", ErrInvalidBackend, svc.ID, b, svc.VIP)
+		}
+		if svc.Forwarding.IsDSR() && nb.Port() != svc.VIP.Port() {
+			// The packet arrives unchanged: addressed to the VIP's port.
+			return nil, fmt.Errorf("%w: service %d: backend %s of a DSR service must listen on the VIP's port %d",
+				ErrInvalidBackend, svc.ID, b, svc.VIP.Port())
 		}
 		if _, dup := seen[nb]; dup {
 			return nil, fmt.Errorf("%w: service %d: backend %s listed twice", ErrInvalidBackend, svc.ID, b)

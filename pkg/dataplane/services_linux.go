@@ -281,11 +281,12 @@ func (d *Dataplane) readService(id, gen uint32) (ServiceState, error) {
 	}
 	st := ServiceState{
 		Service: Service{
-			ID:        id,
-			VIP:       netip.AddrPortFrom(addrFrom16(sv.Vip, sv.IpVersion), sv.VipPort),
-			Proto:     sv.Proto,
-			SNAT:      addrFrom16(sv.Snat, sv.IpVersion),
-			SNATPorts: portRange(sv.SnatPorts),
+			ID:         id,
+			VIP:        netip.AddrPortFrom(addrFrom16(sv.Vip, sv.IpVersion), sv.VipPort),
+			Proto:      sv.Proto,
+			SNAT:       addrFrom16(sv.Snat, sv.IpVersion),
+			SNATPorts:  portRange(sv.SnatPorts),
+			Forwarding: Forwarding(sv.Forwarding),
 		},
 		Generation: gen,
 	}
@@ -576,6 +577,7 @@ func serviceValue(svc Service, gen uint32, backends int) bpf.WeirService {
 		Generation:   gen,
 		BackendCount: uint32(backends),
 		SnatPorts:    weirPortRange(svc.SNATPorts),
+		Forwarding:   uint8(svc.Forwarding),
 	}
 }
 

@@ -75,8 +75,11 @@ func (s *Server) startBPF(svc *l4Service) error {
 		return errors.New("no interface is configured for the BPF program to attach to (set interface: to where VIP traffic arrives)")
 	}
 	snat := svc.cfg.L4.SNAT
-	if err := dataplane.CheckHostSNATPorts(snat.Address, snat.Ports); err != nil {
-		return fmt.Errorf("snat %s: %w", snatPos(svc.cfg), err)
+	// Direct server return hands out no ports, so it cannot collide.
+	if svc.cfg.L4.Forwarding != config.ForwardingDSR {
+		if err := dataplane.CheckHostSNATPorts(snat.Address, snat.Ports); err != nil {
+			return fmt.Errorf("snat %s: %w", snatPos(svc.cfg), err)
+		}
 	}
 	id, err := k.claimID(svc.vip, svc.proto())
 	if err != nil {
@@ -164,8 +167,8 @@ func (svc *l4Service) writeBPF(backends []netip.AddrPort, table []uint32) (uint3
 		// and count the service's new flows, and never uses the address.
 		snat = svc.vip.Addr()
 	}
-	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat, SNATPorts: b.ports},
-		backends, table)
+	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat, SNATPorts: b.ports,
+		Forwarding: svc.forwarding()}, backends, table)
 }
 
 // route returns the service's SNAT address — the configured snat.address,
@@ -211,4 +214,13 @@ func (b *bpfService) configuredSource(up *config.Upstream) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, nil
+}
+
+// forwarding is the data plane's mode for the service's forwarding and
+// encap keys.
+func (svc *l4Service) forwarding() dataplane.Forwarding {
+	if svc.cfg.L4.Forwarding == config.ForwardingDSR {
+		return dataplane.ForwardingDSRIPIP // encap: ipip, the only tunnel so far
+	}
+	return dataplane.ForwardingNAT
 }

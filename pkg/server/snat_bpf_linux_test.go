@@ -29,7 +29,7 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		name      string
 		kernel    string // ip_local_port_range
 		dataplane string
-		snat      string
+		snat      string // the service's snat mapping; "dsr": forwarding: dsr instead
 		refused   string // what the error says; "" for a start
 	}{
 		{"the old range on the kernel's address", "32768 60999", "bpf", `{ports: "40000-59999"}`,
@@ -40,13 +40,19 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		{"a dedicated address", "32768 60999", "bpf", `{address: 203.0.113.200, ports: "1024-65535"}`, ""},
 		{"the kernel's range narrowed", "32768 39999", "bpf", `{ports: "40000-59999"}`, ""},
 		{"the default range on a widened kernel", "1024 65535", "bpf", "", "ip_local_reserved_ports=61000-65535"},
+		// Direct server return takes no ports: nothing to collide.
+		{"DSR on a widened kernel", "1024 65535", "bpf", "dsr", ""},
 	}
 	for i, st := range steps {
 		if err := os.WriteFile(rangeSysctl, []byte(st.kernel), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		snat := ""
-		if st.snat != "" {
+		snat, backendPort := "", p[1]
+		switch st.snat {
+		case "":
+		case "dsr":
+			snat, backendPort = "\n    forwarding: dsr\n    encap: ipip", p[0]
+		default:
 			snat = "\n    snat: " + st.snat
 		}
 		pin := testenv.BPFFS(t) + "/weir"
@@ -62,7 +68,7 @@ services:
     interface: lo%s
     upstream:
       backends: ["127.0.0.1:%d"]
-`, pin, p[0], st.dataplane, snat, p[1])
+`, pin, p[0], st.dataplane, snat, backendPort)
 		cfg, err := config.Parse("test.yaml", []byte(yaml))
 		if err != nil {
 			t.Fatalf("%s: config:\n%v", st.name, err)
@@ -93,6 +99,7 @@ services:
 		dp.Close()
 		want := cfg.Services[0].L4.SNAT
 		if err != nil || len(services) != 1 || services[0].SNATPorts != want.Ports ||
+			services[0].Forwarding.IsDSR() != (st.snat == "dsr") ||
 			(want.Address.IsValid() && services[0].SNAT != want.Address) {
 			t.Errorf("%s (step %d): pinned services %+v, %v; want SNAT %s", st.name, i, services, err, want)
 		}

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Direct server return with IP-in-IP encapsulation: the client's packet
+ * goes to the backend unchanged, inside an outer header from the service's
+ * source address (service.snat) to the backend, IPv4 in IPv4 (protocol 4)
+ * or IPv6 in IPv6 (next header 41). The backend's kernel decapsulates it
+ * (an ipip or ip6tnl device), holds the VIP on its loopback and answers the
+ * client directly, so there is no SNAT port and no reply path here.
+ *
+ * Not a standalone header: weir.c includes it after the helpers it shares
+ * with NAT (parsing, backend choice, FIB decision, counters) and before the
+ * two places the forwarding mode branches, try_established and handle_vip.
+ */
+#ifndef WEIR_DSR_H
+#define WEIR_DSR_H
+
+#define IP_DF 0x4000
+#define IPIP_TTL 64
+
+/* Bytes the outer header adds to a packet of ip_version. */
+static __always_inline __u32 dsr_overhead(__u8 ip_version)
+{
+	return ip_version == WEIR_IPV4 ? sizeof(struct iphdr) : IPV6_HDR_LEN;
+}
+
+/*
+ * The length of the IP packets that leave for the backend. A GSO packet
+ * leaves as segments: bpf_skb_adjust_room lowers gso_size by the outer
+ * header, so each encapsulated segment is as long as the segment was
+ * (p->ip_len, see segment_len). Anything else grows by the outer header.
+ */
+static __always_inline __u32 dsr_outer_len(struct __sk_buff *skb, const struct packet *p)
+{
+	if (skb->gso_size)
+		return p->ip_len;
+	return p->ip_len + dsr_overhead(p->flow.ip_version);
+}
+
+/* The IPv4 header checksum of a 20-byte header whose check field is zero. */
+static __always_inline __u16 ipv4_header_csum(const struct iphdr *ip)
+{
+	const __u32 *w = (const __u32 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*ip) / 4); i++)
+		sum = csum_add(sum, w[i]);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * Puts an outer IPv4 header in front of the packet's (inner) one: DS field
+ * and DF copied from the inner header, TTL 64, from nat.src to nat.dst. A
+ * packet the sender lets be fragmented gets a random identification, one
+ * with DF none (RFC 6864).
+ */
+static __always_inline int encap_ipv4(struct __sk_buff *skb, const struct ct_entry *e)
+{
+	struct iphdr *inner = packet_at(skb, ETH_HLEN, sizeof(*inner));
+	struct iphdr outer = {};
+
+	if (!inner)
+		return -1;
+	outer.version = 4;
+	outer.ihl = sizeof(outer) / 4;
+	outer.tos = inner->tos;
+	outer.tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(outer));
+	outer.frag_off = inner->frag_off & bpf_htons(IP_DF);
+	if (!outer.frag_off)
+		outer.id = (__u16)bpf_get_prandom_u32();
+	outer.ttl = IPIP_TTL;
+	outer.protocol = IPPROTO_IPIP;
+	__builtin_memcpy(&outer.saddr, e->nat.src, 4);
+	__builtin_memcpy(&outer.daddr, e->nat.dst, 4);
+	outer.check = ipv4_header_csum(&outer);
+	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) < 0)
+		return -1;
+	/* BPF_F_RECOMPUTE_CSUM keeps a CHECKSUM_COMPLETE skb->csum right. */
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), BPF_F_RECOMPUTE_CSUM);
+}
+
+/*
+ * Puts an outer IPv6 header in front of the packet's: traffic class and
+ * flow label copied from the inner header (so that routers spread flows as
+ * before), hop limit 64, next header 41, from nat.src to nat.dst.
+ */
+static __always_inline int encap_ipv6(struct __sk_buff *skb, const struct ct_entry *e)
+{
+	struct ipv6hdr *inner = packet_at(skb, ETH_HLEN, sizeof(*inner));
+	struct ipv6hdr outer;
+
+	if (!inner)
+		return -1;
+	__builtin_memcpy(&outer, inner, 4); /* version, traffic class, flow label */
+	outer.payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + IPV6_HDR_LEN);
+	outer.nexthdr = IPPROTO_IPV6;
+	outer.hop_limit = IPIP_TTL;
+	__builtin_memcpy(&outer.saddr, e->nat.src, 16);
+	__builtin_memcpy(&outer.daddr, e->nat.dst, 16);
+	if (bpf_skb_adjust_room(skb, IPV6_HDR_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), BPF_F_RECOMPUTE_CSUM);
+}
+
+/*
+ * Encapsulates the packet for entry e. Out of line: the outer header built
+ * on the stack would otherwise sit in the frames of weir_ingress (the short
+ * path) and dsr_handle_vip, beside fib_decide's.
+ */
+static __noinline int dsr_encap(struct __sk_buff *skb, const struct ct_entry *e, __u8 ip_version)
+{
+	if (ip_version == WEIR_IPV4)
+		return encap_ipv4(skb, e);
+	return encap_ipv6(skb, e);
+}
+
+/*
+ * Encapsulates a packet of DSR entry e and sends it on as action says, as
+ * translate does for NAT: the same counters (bytes are what leaves, outer
+ * header included), MAC addresses and redirect.
+ */
+static __always_inline int dsr_send(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+				    __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
+{
+	struct counters *svc_stats, *be_stats = NULL;
+	__u32 service_id = e->nat.service_id;
+	int err;
+
+	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
+	if (e->slot != WEIR_NO_SLOT)
+		be_stats = backend_counters(service_id, e->slot);
+	err = dsr_encap(skb, e, p->flow.ip_version);
+	if (err >= 0 && action == FWD_REDIRECT)
+		err = write_macs(skb, &e->fwd);
+	if (err < 0) {
+		if (svc_stats)
+			return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
+		return TC_ACT_SHOT;
+	}
+	if (svc_stats)
+		count(svc_stats, skb->len, new_flow);
+	if (be_stats)
+		count(be_stats, skb->len, new_flow);
+	if (action == FWD_REDIRECT)
+		return bpf_redirect(e->fwd.ifindex, 0);
+	if (action == FWD_NEIGH && nh)
+		return bpf_redirect_neigh(e->fwd.ifindex, (struct bpf_redir_neigh *)nh, sizeof(*nh), 0);
+	return TC_ACT_OK;
+}
+
+/*
+ * The short path of a DSR flow: like try_established's, except that the
+ * cached decision covers the encapsulated length and there is no reverse
+ * entry to keep alive. Out of line, so that NAT's short path, which it
+ * branches from, keeps its code as compact as before.
+ */
+static __noinline int dsr_established(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *entry)
+{
+	__u32 service_id = entry->nat.service_id;
+	struct active_generation *active;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 len = dsr_outer_len(skb, p);
+
+	/* Compared here as 32 bits: an outer length past 0xffff never fits. */
+	if (len > entry->fwd.max_len || !fwd_fresh(&entry->fwd, 0, now))
+		return NOT_HANDLED;
+	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
+	if (!active || active->generation != entry->generation)
+		return NOT_HANDLED;
+	return dsr_send(skb, p, entry, entry->fwd.action, NULL, 0);
+}
+
+/*
+ * Asks the FIB about the encapsulated packet: protocol IPIP or IPv6, no
+ * ports, the outer length. FWD_TOO_BIG when the route's MTU does not take
+ * it; the cached max_len is then an outer length, as dsr_established
+ * compares. p and e are lent to fib_decide as the outer packet and restored
+ * after: copies would not fit the stack.
+ */
+static __always_inline __u32 dsr_fib(struct __sk_buff *skb, struct packet *p, struct ct_entry *e,
+				     struct bpf_redir_neigh *nh)
+{
+	__u16 ip_len = p->ip_len, dport = e->nat.dport;
+	__u32 outer_len = dsr_outer_len(skb, p);
+	__u8 proto = p->flow.proto;
+	__u32 action;
+
+	if (outer_len > 0xffff)
+		return FWD_TOO_BIG; /* no IP packet is that long */
+	p->flow.proto = p->flow.ip_version == WEIR_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	p->ip_len = outer_len;
+	e->nat.dport = 0;
+	action = fib_decide(skb, p, &e->nat, &e->fwd, nh);
+	p->flow.proto = proto;
+	p->ip_len = ip_len;
+	e->nat.dport = dport;
+	return action;
+}
+
+/*
+ * Chooses a new flow's backend through the Maglev table into e (whose
+ * nat.service_id is set); returns a drop reason or -1. Out of line, so that
+ * the backend's copy is not on the stack while fib_decide runs.
+ */
+static __noinline int dsr_choose(const struct packet *p, __u32 half_index, const struct service *svc,
+				 struct ct_entry *e)
+{
+	struct backend be;
+	int reason;
+
+	reason = pick_backend(p, half_index, svc, &be);
+	if (reason >= 0)
+		return reason;
+	e->slot = be.slot;
+	__builtin_memcpy(e->nat.src, svc->snat, 16);
+	__builtin_memcpy(e->nat.dst, be.addr, 16);
+	e->nat.dport = be.port;
+	return -1;
+}
+
+/*
+ * A client packet to a DSR service on the full path. A flow keeps its
+ * backend while that is live and the service's source address is the one
+ * its entry has (as NAT flows do, through generations: a table change sends
+ * every flow here once); otherwise the Maglev table chooses. No port is
+ * claimed and no reverse entry made. A packet that would not fit the
+ * route's MTU once encapsulated is dropped as dsr_too_big.
+ *
+ * Out of line, and so looking the service up again (two array lookups, on
+ * the full path only): inlined into handle_vip, its locals would share a
+ * frame with the NAT path's and pass the verifier's 512 bytes.
+ */
+static __noinline int dsr_handle_vip(struct __sk_buff *skb, struct packet *p, __u32 service_id, struct ct_entry *ct)
+{
+	struct bpf_redir_neigh nh = {};
+	struct live_value *live = NULL;
+	struct ct_entry *e;
+	struct active_generation *active;
+	struct counters *svc_stats;
+	struct service *svc;
+	__u32 action, half_index, zero = 0;
+	int reason;
+
+	/* The entry is built in weir_scratch, which NAT only uses for new flows. */
+	e = bpf_map_lookup_elem(&weir_scratch, &zero);
+	if (!e)
+		return TC_ACT_OK;
+	__builtin_memset(e, 0, sizeof(*e));
+
+	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
+	if (!active || active->generation == 0)
+		return TC_ACT_OK;
+	e->generation = active->generation;
+	half_index = service_id * 2 + (e->generation & 1);
+	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
+	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
+	if (!svc || !svc_stats)
+		return TC_ACT_OK;
+	if (ct && ct->nat.service_id == service_id && ct->forwarding == WEIR_FWD_DSR_IPIP &&
+	    addr_equal(ct->nat.src, svc->snat))
+		live = live_backend(service_id, ct->nat.dst, ct->nat.dport, p->flow.ip_version);
+	if (live) {
+		__builtin_memcpy(&e->nat, &ct->nat, sizeof(e->nat));
+		e->slot = live->slot;
+	} else {
+		e->nat.service_id = service_id;
+		reason = dsr_choose(p, half_index, svc, e);
+		if (reason >= 0)
+			return drop(svc_stats, NULL, reason);
+	}
+	e->forwarding = WEIR_FWD_DSR_IPIP;
+	action = dsr_fib(skb, p, e, &nh);
+	if (action == FWD_TOO_BIG)
+		return drop(svc_stats, backend_counters(service_id, e->slot), DROP_DSR_TOO_BIG);
+	if (live)
+		refresh(ct, e);
+	else
+		bpf_map_update_elem(&weir_v1_ct, &p->flow, e, BPF_ANY);
+	return dsr_send(skb, p, e, action, &nh, !live);
+}
+
+#endif /* WEIR_DSR_H */
