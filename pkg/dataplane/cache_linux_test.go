@@ -437,30 +437,47 @@ func TestCachedFlowFollowsServiceChanges(t *testing.T) {
 	goesTo("after re-creation without its backend", 2)
 }
 
-// TestOpenRejectsOldLayoutMaps pins a conntrack map of the layout before
-// conntrack entries carried their cache, as an older weir would have left
-// it: Open refuses it and names the map, instead of misreading it.
+// TestOpenRejectsOldLayoutMaps pins maps of layouts an older weir would
+// have left: a conntrack map from before entries carried their cache, and
+// services from before they had SNAT ports (44-byte values) or a
+// forwarding mode (48). Open refuses each by name, as bpf/README.md's
+// Versioning says, rather than misread it (a service with no ports, or
+// garbage for a mode).
 func TestOpenRejectsOldLayoutMaps(t *testing.T) {
 	needBPF(t)
-	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
-	if err := ensureBPFFS(opts.PinPath); err != nil {
-		t.Fatal(err)
-	}
-	old, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-		Name: bpf.WeirMapWeirV1Ct, Type: ebpf.LRUHash, KeySize: 40, ValueSize: 40,
-		MaxEntries: opts.MaxFlows, Pinning: ebpf.PinByName,
-	}, ebpf.MapOptions{PinPath: opts.PinPath})
-	if err != nil {
-		t.Fatalf("pin an old-layout map: %v", err)
-	}
-	old.Close()
-	d, err := Open(opts)
-	if d != nil {
-		d.Close()
-	}
-	if !errors.Is(err, ErrIncompatibleMaps) || !strings.Contains(err.Error(), bpf.WeirMapWeirV1Ct) ||
-		!strings.Contains(err.Error(), "ValueSize") {
-		t.Errorf("Open over an old-layout %s: %v; want ErrIncompatibleMaps naming the map and its value size",
-			bpf.WeirMapWeirV1Ct, err)
+	for _, tc := range []struct {
+		name, want string
+		spec       func(Options) *ebpf.MapSpec
+	}{
+		{"conntrack without its cache", "ValueSize", func(o Options) *ebpf.MapSpec {
+			return &ebpf.MapSpec{Name: bpf.WeirMapWeirV1Ct, Type: ebpf.LRUHash, KeySize: 40, ValueSize: 40, MaxEntries: o.MaxFlows}
+		}},
+		{"services without SNAT ports", "ValueSize: 44 changed to 52", func(o Options) *ebpf.MapSpec {
+			return &ebpf.MapSpec{Name: bpf.WeirMapWeirV1Svc, Type: ebpf.Array, KeySize: 4, ValueSize: 44, MaxEntries: 2 * o.MaxServices}
+		}},
+		{"services without a forwarding mode", "ValueSize: 48 changed to 52", func(o Options) *ebpf.MapSpec {
+			return &ebpf.MapSpec{Name: bpf.WeirMapWeirV1Svc, Type: ebpf.Array, KeySize: 4, ValueSize: 48, MaxEntries: 2 * o.MaxServices}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
+			if err := ensureBPFFS(opts.PinPath); err != nil {
+				t.Fatal(err)
+			}
+			spec := tc.spec(opts)
+			spec.Pinning = ebpf.PinByName
+			old, err := ebpf.NewMapWithOptions(spec, ebpf.MapOptions{PinPath: opts.PinPath})
+			if err != nil {
+				t.Fatalf("pin an old-layout map: %v", err)
+			}
+			old.Close()
+			d, err := Open(opts)
+			if d != nil {
+				d.Close()
+			}
+			if !errors.Is(err, ErrIncompatibleMaps) || !strings.Contains(err.Error(), spec.Name) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open over an old-layout %s: %v; want ErrIncompatibleMaps naming the map and %q", spec.Name, err, tc.want)
+			}
+		})
 	}
 }

@@ -5,14 +5,11 @@ package dataplane
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
 
 	"github.com/weir-lb/weir/bpf"
 )
@@ -258,37 +255,5 @@ func TestCheckHostSNATPortsInNetns(t *testing.T) {
 	}
 	if strings.Fields(string(b))[1] == "39999" {
 		t.Errorf("the test process's own ip_local_port_range changed: %q", b)
-	}
-}
-
-// TestOpenRejectsServicesWithoutSNATPorts: a directory pinned before
-// services had SNAT ports (weir_v1_svc values of 44 bytes), or before they
-// had a forwarding mode (48 bytes), is refused by name, as bpf/README.md's
-// Versioning says, rather than read as services with no ports or with
-// garbage for a mode.
-func TestOpenRejectsServicesWithoutSNATPorts(t *testing.T) {
-	needBPF(t)
-	for _, size := range []uint32{44, 48} {
-		opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
-		if err := ensureBPFFS(opts.PinPath); err != nil {
-			t.Fatal(err)
-		}
-		old, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-			Name: bpf.WeirMapWeirV1Svc, Type: ebpf.Array, KeySize: 4, ValueSize: size,
-			MaxEntries: 2 * opts.MaxServices, Pinning: ebpf.PinByName,
-		}, ebpf.MapOptions{PinPath: opts.PinPath})
-		if err != nil {
-			t.Fatalf("pin an old-layout map: %v", err)
-		}
-		old.Close()
-		d, err := Open(opts)
-		if d != nil {
-			d.Close()
-		}
-		if !errors.Is(err, ErrIncompatibleMaps) || !strings.Contains(err.Error(), bpf.WeirMapWeirV1Svc) ||
-			!strings.Contains(err.Error(), fmt.Sprintf("ValueSize: %d changed to 52", size)) {
-			t.Errorf("Open over a %d-byte %s: %v; want ErrIncompatibleMaps naming the map and its value size",
-				size, bpf.WeirMapWeirV1Svc, err)
-		}
 	}
 }
