@@ -135,12 +135,14 @@ func TestSlowClients(t *testing.T) {
 	const headerTimeout = 200 * time.Millisecond
 	e := serve(t, options(&log), &log, true, func(h *Handler) { h.timeouts.readHeader = headerTimeout })
 
+	// The server's clock starts when it takes the connection, which may
+	// be before Dial returns here: start before dialling.
+	start := time.Now()
 	c, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	if _, err := io.WriteString(c, "GET /status HTTP/1.1\r\nHost: localhost\r\nX-Slow: "); err != nil {
 		t.Fatal(err)
 	}

@@ -128,14 +128,17 @@ func TestStartFailures(t *testing.T) {
 	}{
 		{name: "reports failure", role: "fail", timeout: 30 * time.Second,
 			wantErr: ErrStartFailed, wantIn: []string{"daemon failed to start: " + failReason}},
-		{name: "reports failure and lingers", role: "fail-linger", timeout: time.Second,
-			wantErr: ErrStartFailed, wantIn: []string{failReason}, minElapse: time.Second},
+		// The daemon must report (or close its pipe) within the timeout
+		// before Start can wait it out: 5 s leaves a loaded machine room
+		// to start it.
+		{name: "reports failure and lingers", role: "fail-linger", timeout: 5 * time.Second,
+			wantErr: ErrStartFailed, wantIn: []string{failReason}, minElapse: 5 * time.Second},
 		{name: "exits without a word", role: "exit", timeout: 30 * time.Second,
 			wantErr: ErrExited, wantIn: []string{"exit status 3", "last lines of", "daemon: cannot go on"}},
 		{name: "exits without a word or error_log", role: "exit", noLog: true, timeout: 30 * time.Second,
 			wantErr: ErrExited, wantIn: []string{"exit status 3", "discarded because error_log is not set"}},
-		{name: "closes its pipe and lives on", role: "close", timeout: time.Second,
-			wantErr: ErrExited, wantIn: []string{"closed its report pipe, then was killed", "signal: killed"}, minElapse: time.Second},
+		{name: "closes its pipe and lives on", role: "close", timeout: 5 * time.Second,
+			wantErr: ErrExited, wantIn: []string{"closed its report pipe, then was killed", "signal: killed"}, minElapse: 5 * time.Second},
 		{name: "hangs", role: "hang", timeout: time.Second,
 			wantErr: ErrReadyTimeout, wantIn: []string{"said nothing within 1s and was killed (signal: killed)", "wrote nothing to"}, minElapse: time.Second},
 	}
