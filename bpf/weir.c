@@ -10,7 +10,10 @@
  * and an allocated port. Backend to SNAT address (the reply): the reverse
  * rewrite. Both directions go out through bpf_fib_lookup and a redirect, so
  * the program must be attached to every interface clients and backends reach
- * the balancer through. Anything else passes untouched.
+ * the balancer through. ICMP errors about a translated flow (destination
+ * unreachable, time exceeded, packet too big) are translated like the flow's
+ * packets and go to the side owning it (icmp.h, icmp_nat.h), so that path MTU
+ * discovery works through the VIP. Anything else passes untouched.
  *
  * Established packets take a short path: one conntrack lookup gives the
  * rewrite, its checksum deltas, the counter slot and the cached forwarding
@@ -196,22 +199,34 @@ enum ct_state {
 #define FWD_NEIGH 3 /* bpf_redirect_neigh: the next hop's MAC is not known yet */
 #define FWD_TOO_BIG 4 /* the route's MTU does not take the packet: NAT passes it to the kernel */
 
+/* Returned by parse_packet for an ICMP or ICMPv6 packet, parsed up to its ICMP header. */
+#define PARSE_ICMP 1
+
 /* Returned by the short path when the packet needs the full one. */
 #define NOT_HANDLED (-1)
 
 /*
- * skb->data and skb->data_end, read afresh at every use: left to itself,
- * clang reuses an earlier read through a 32-bit register move, which the
- * verifier no longer accepts as a packet pointer.
+ * skb->data and skb->data_end, read afresh at every use, by one load
+ * straight off the context pointer. Left to itself, clang reuses an earlier
+ * read through a 32-bit register move, or keeps &skb->data in a register
+ * across a helper call (in a function with several packet_at calls): the
+ * verifier accepts neither, the first as a packet pointer, the second as a
+ * context access.
  */
 static __always_inline void *packet_start(struct __sk_buff *skb)
 {
-	return (void *)(long)*(volatile __u32 *)&skb->data;
+	void *data;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(data) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
+	return data;
 }
 
 static __always_inline void *packet_end(struct __sk_buff *skb)
 {
-	return (void *)(long)*(volatile __u32 *)&skb->data_end;
+	void *end;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(end) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+	return end;
 }
 
 /*
@@ -273,28 +288,31 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 	/* A fragment's ports are not where we would look for them. */
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return -1;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return -1;
 	__builtin_memcpy(p->flow.src, &ip->saddr, 4);
 	__builtin_memcpy(p->flow.dst, &ip->daddr, 4);
 	p->flow.proto = ip->protocol;
 	p->flow.ip_version = WEIR_IPV4;
 	p->l4_off = ETH_HLEN + ip->ihl * 4;
 	p->ip_len = bpf_ntohs(ip->tot_len);
+	if (p->flow.proto == IPPROTO_ICMP)
+		return PARSE_ICMP;
+	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
+		return -1;
 	return parse_l4(skb, p);
 }
 
 /*
  * Walks hop-by-hop and destination options headers, the only extension
  * headers that neither move the ports (fragment) nor change where the packet
- * is going (routing); anything else is not ours to rewrite.
+ * is going (routing), up to TCP, UDP or ICMPv6; anything else is not ours
+ * to rewrite.
  */
 static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u32 *off)
 {
 	__u8 *ext;
 
 	for (int i = 0; i < WEIR_MAX_IPV6_EXT; i++) {
-		if (*next == IPPROTO_TCP || *next == IPPROTO_UDP)
+		if (*next == IPPROTO_TCP || *next == IPPROTO_UDP || *next == IPPROTO_ICMPV6)
 			return 0;
 		if (*next != IPPROTO_HOPOPTS && *next != IPPROTO_DSTOPTS)
 			return -1;
@@ -304,7 +322,7 @@ static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u3
 		*next = ext[0];
 		*off += (ext[1] + 1) * 8;
 	}
-	return *next == IPPROTO_TCP || *next == IPPROTO_UDP ? 0 : -1;
+	return *next == IPPROTO_TCP || *next == IPPROTO_UDP || *next == IPPROTO_ICMPV6 ? 0 : -1;
 }
 
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
@@ -324,9 +342,16 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	p->flow.proto = next;
 	p->flow.ip_version = WEIR_IPV6;
 	p->l4_off = off;
+	if (next == IPPROTO_ICMPV6)
+		return PARSE_ICMP;
 	return parse_l4(skb, p);
 }
 
+/*
+ * Parses the packet into p: 0 for TCP or UDP (ports parsed), PARSE_ICMP for
+ * ICMP or ICMPv6 (parsed up to the ICMP header, for icmp_nat), -1 for
+ * anything to pass untouched.
+ */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 {
 	__builtin_memset(p, 0, sizeof(*p));
@@ -1165,6 +1190,10 @@ static __always_inline void segment_len(struct __sk_buff *skb, struct packet *p)
 	p->ip_len = p->l4_off - ETH_HLEN + l4_hdr + skb->gso_size;
 }
 
+/* ICMP errors about flows: parsing (shared by every way of forwarding), then NAT's translation. */
+#include "icmp.h"
+#include "icmp_nat.h"
+
 SEC("tc")
 int weir_ingress(struct __sk_buff *skb)
 {
@@ -1174,8 +1203,9 @@ int weir_ingress(struct __sk_buff *skb)
 	struct packet p;
 	int ret;
 
-	if (parse_packet(skb, &p) < 0)
-		return TC_ACT_OK;
+	ret = parse_packet(skb, &p);
+	if (ret != 0)
+		return ret == PARSE_ICMP ? icmp_nat(skb, &p) : TC_ACT_OK;
 	segment_len(skb, &p);
 
 	/* Only a packet to a port we hand out can be a reply. */

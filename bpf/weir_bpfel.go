@@ -88,6 +88,44 @@ type WeirFlow struct {
 	Pad       uint16
 }
 
+type WeirIcmpScratch struct {
+	_  structs.HostLayout
+	Ie struct {
+		_             structs.HostLayout
+		Flow          WeirFlow
+		IcmpOff       uint32
+		QuotedL3Off   uint32
+		QuotedL4Off   uint32
+		QuotedCsumOff uint32
+	}
+	Nat struct {
+		_         structs.HostLayout
+		Src       [16]uint8
+		Dst       [16]uint8
+		Sport     uint16
+		Dport     uint16
+		ServiceId uint32
+	}
+	Fwd struct {
+		_       structs.HostLayout
+		Stamp   uint64
+		Ifindex uint32
+		MaxLen  uint16
+		Action  uint8
+		Pad     uint8
+		Dmac    [6]uint8
+		Smac    [6]uint8
+		Pad2    uint32
+	}
+	Nh struct {
+		_        structs.HostLayout
+		NhFamily uint32
+		Ipv4Nh   uint32
+		_        [12]byte
+	}
+	_ [4]byte
+}
+
 type WeirLiveKey struct {
 	_         structs.HostLayout
 	ServiceId uint32
@@ -144,6 +182,7 @@ type WeirVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	WeirMapWeirIcmpScratch      = "weir_icmp_scratch"
 	WeirMapWeirScratch          = "weir_scratch"
 	WeirMapWeirV1Active         = "weir_v1_active"
 	WeirMapWeirV1Backend        = "weir_v1_backend"
@@ -214,6 +253,7 @@ type WeirProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirMapSpecs struct {
+	WeirIcmpScratch  *ebpf.MapSpec `ebpf:"weir_icmp_scratch"`
 	WeirScratch      *ebpf.MapSpec `ebpf:"weir_scratch"`
 	WeirV1Active     *ebpf.MapSpec `ebpf:"weir_v1_active"`
 	WeirV1Backend    *ebpf.MapSpec `ebpf:"weir_v1_backend"`
@@ -260,6 +300,7 @@ func (o *WeirObjects) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirMaps struct {
+	WeirIcmpScratch  *ebpf.Map `ebpf:"weir_icmp_scratch"`
 	WeirScratch      *ebpf.Map `ebpf:"weir_scratch"`
 	WeirV1Active     *ebpf.Map `ebpf:"weir_v1_active"`
 	WeirV1Backend    *ebpf.Map `ebpf:"weir_v1_backend"`
@@ -276,6 +317,7 @@ type WeirMaps struct {
 
 func (m *WeirMaps) Close() error {
 	return _WeirClose(
+		m.WeirIcmpScratch,
 		m.WeirScratch,
 		m.WeirV1Active,
 		m.WeirV1Backend,

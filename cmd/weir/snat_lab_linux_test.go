@@ -24,7 +24,7 @@ import (
 func TestLabSNATDedicatedAddress(t *testing.T) {
 	testenv.NeedRoot(t)
 	l := lab.Up(t)
-	snat4 := netip.MustParseAddr("198.18.0.1")
+	snat4 := netip.MustParseAddr("192.0.2.250")
 	snat6 := netip.MustParseAddr("2001:db8:ffff::1")
 	ports := dataplane.PortRange{First: 40000, Last: 40999} // inside 32768-60999
 	for _, a := range []netip.Addr{lab.BackendAddr4(0), lab.BackendAddr6(0)} {

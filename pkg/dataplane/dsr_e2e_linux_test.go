@@ -263,9 +263,9 @@ func testDSREndToEnd(t *testing.T, fullChecksums bool) {
 
 	for i, vip := range []netip.AddrPort{bulk, bulk6} {
 		t.Run("bulk "+vip.String(), func(t *testing.T) {
-			got, err := upload(topo.client, vip)
-			if err != nil || got != fmt.Sprint(bulkSize) {
-				t.Fatalf("upload through %s: the backend counted %q, %v; want %d\n%s", vip, got, err, bulkSize,
+			got, err := upload(topo.client, vip, make([]byte, bulkSize))
+			if err != nil || got != bulkSize {
+				t.Fatalf("upload through %s: the backend counted %d, %v; want %d\n%s", vip, got, err, bulkSize,
 					dsrDiagnostics(t, d, topo, uint32(4+i)))
 			}
 			for reason, n := range serviceState(t, d, uint32(4+i)).Stats.Drops {
@@ -365,25 +365,4 @@ func startCountServer(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) {
 		n, _ := io.Copy(io.Discard, c)
 		fmt.Fprintf(c, "%d", n)
 	})
-}
-
-// upload sends bulkSize bytes to vip from ns, closes its side and returns
-// the count the server answers.
-func upload(ns netns.NsHandle, vip netip.AddrPort) (string, error) {
-	var conn net.Conn
-	err := inNetns(ns, func() (err error) {
-		conn, err = (&net.Dialer{Timeout: ioTimeout}).Dial("tcp", vip.String())
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(4 * ioTimeout))
-	if _, err := conn.Write(make([]byte, bulkSize)); err != nil {
-		return "", err
-	}
-	conn.(*net.TCPConn).CloseWrite()
-	b, err := io.ReadAll(conn)
-	return string(b), err
 }

@@ -19,6 +19,38 @@ import (
 // namespace of its own.
 const inNetnsEnv = "WEIR_TEST_SERVER_IN_NETNS"
 
+// inOwnNetns runs the calling test in a network namespace of its own: it
+// re-executes the test binary under unshare --net for this test alone and
+// reports false (the outer run is done: the test passed or failed by the
+// inner one), or, in the re-executed process, brings lo up and reports
+// true: go on. A test needing root skips or fails without it.
+func inOwnNetns(t *testing.T) bool {
+	t.Helper()
+	testenv.NeedRoot(t)
+	if os.Getenv(inNetnsEnv) == "1" {
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			t.Fatalf("bring lo up: %v", err)
+		}
+		return true
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		testenv.SkipOrFail(t, "test needs unshare(1): "+err.Error())
+	}
+	cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in its own network namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("the test failed in its network namespace: %v", err)
+	}
+	return false
+}
+
 // TestL4RuntimeControlReachesTheBPFMaps drains, re-enables, reweights,
 // adds and removes backends of an l4 service on the BPF data plane, and
 // reads each change back from the pinned maps, as weir status does,
@@ -26,27 +58,8 @@ const inNetnsEnv = "WEIR_TEST_SERVER_IN_NETNS"
 // binary re-executed under unshare --net), so that attaching to lo
 // changes nothing of the host's.
 func TestL4RuntimeControlReachesTheBPFMaps(t *testing.T) {
-	testenv.NeedRoot(t)
-	if os.Getenv(inNetnsEnv) != "1" {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			testenv.SkipOrFail(t, "test needs unshare(1): "+err.Error())
-		}
-		cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^TestL4RuntimeControlReachesTheBPFMaps$", "-test.v")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in its own network namespace:\n%s", out)
-		if err != nil {
-			t.Fatalf("the test failed in its network namespace: %v", err)
-		}
+	if !inOwnNetns(t) {
 		return
-	}
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("bring lo up: %v", err)
 	}
 	pin := testenv.BPFFS(t) + "/weir"
 	p := freePorts(t, 4)

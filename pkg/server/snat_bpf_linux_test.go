@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/config"
@@ -23,27 +20,8 @@ import (
 // fallback to userspace hides it); narrowing the kernel's range, or a
 // dedicated SNAT address, lets weir start, and the ports reach the maps.
 func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
-	testenv.NeedRoot(t)
-	if os.Getenv(inNetnsEnv) != "1" {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			testenv.SkipOrFail(t, "test needs unshare(1): "+err.Error())
-		}
-		cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^TestBPFSNATPortsCheckedAtStart$", "-test.v")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in its own network namespace:\n%s", out)
-		if err != nil {
-			t.Fatalf("the test failed in its network namespace: %v", err)
-		}
+	if !inOwnNetns(t) {
 		return
-	}
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("bring lo up: %v", err)
 	}
 	const rangeSysctl = "/proc/sys/net/ipv4/ip_local_port_range"
 	p := freePorts(t, 2)
