@@ -188,6 +188,61 @@ static __always_inline int swap_macs(struct __sk_buff *skb)
 }
 
 /*
+ * How far the answer is moved behind a CHECKSUM_PARTIAL packet's checksum
+ * start (see partial_csum_fixup): far enough that the field the kernel
+ * (or the NIC) fills in, 16 (TCP) or 6 (UDP) bytes after it, lies in the
+ * quoted packet's TCP options or payload, which no receiver reads.
+ */
+#define PARTIAL_SHIFT 64
+
+/*
+ * Whether the skb is CHECKSUM_PARTIAL (a local sender's packet, over a
+ * veth): its checksum is still to be completed at csum_start + csum_offset
+ * when it leaves, which no helper clears. bpf_l4_csum_replace without
+ * BPF_F_PSEUDO_HDR changes the field it is given only when the skb is not
+ * partial: it is asked to, at the IP header's bytes 4-5 (IPv4 identification,
+ * IPv6 flow label), which are then stored back as they were.
+ */
+static __always_inline int csum_partial(struct __sk_buff *skb)
+{
+	__u16 before, after;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 4, &before, 2) < 0 ||
+	    bpf_l4_csum_replace(skb, ETH_HLEN + 4, 0, 1, 0) < 0 || bpf_skb_load_bytes(skb, ETH_HLEN + 4, &after, 2) < 0)
+		return -1;
+	if (after == before)
+		return 1;
+	return bpf_skb_store_bytes(skb, ETH_HLEN + 4, &before, 2, 0) < 0 ? -1 : 0;
+}
+
+/*
+ * For a CHECKSUM_PARTIAL packet: the kernel (skb_checksum_help, when the
+ * way out does not offload checksums) or the NIC will sum the bytes from
+ * csum_start (the client's L4 header, which the answer, PARTIAL_SHIFT bytes
+ * later in the packet, puts t bytes into the ICMP message) to the end and
+ * store the complement at csum_start + csum_off, where the quote holds the
+ * word q: that part of the message then sums to ~q. The ICMP checksum is
+ * set so that the rest (with the pseudo header seed for ICMPv6) sums to q,
+ * which keeps the whole message right whether or not the field is filled
+ * in: a receiver given the packet still partial trusts it, and then the
+ * quote is as it was.
+ */
+static __always_inline int partial_csum_fixup(__u8 *msg, __u32 t, __u32 csum_off, __u32 msg_len, __u32 seed)
+{
+	__u16 *check = (__u16 *)(msg + ICMP_CSUM_OFF);
+	__u32 f = t + csum_off, a;
+	__u16 q;
+
+	if (t > 2 * CSUM_DIFF_MAX || f + 2 > msg_len || f + 2 > 3 * CSUM_DIFF_MAX || (t & 3))
+		return -1;
+	q = *(__u16 *)(msg + f);
+	*check = 0;
+	a = (__u16)~csum_fold32(csum_block(msg, t, seed));
+	*check = (__u16)~csum_fold32(csum_add(q, (__u16)~a));
+	return 0;
+}
+
+/*
  * Turns client packet p of DSR entry e, too big for the route to its
  * backend once encapsulated, into the ICMP answer (see the top of this
  * file) and sends it back where it came from; TC_ACT_SHOT when the packet
@@ -197,7 +252,8 @@ static __always_inline int swap_macs(struct __sk_buff *skb)
 static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
 {
 	struct dsr_icmp_buf *buf;
-	__u32 zero = 0, mtu, quote, len;
+	__u32 zero = 0, mtu, quote, len, hdr, csum_off, seed = 0;
+	int partial;
 
 	if (p->flow.ip_version == WEIR_IPV4) {
 		struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
@@ -233,6 +289,26 @@ static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct pac
 	}
 	if (len > IPV6_MIN_MTU)
 		return TC_ACT_SHOT;
+	partial = csum_partial(skb);
+	if (partial < 0)
+		return TC_ACT_SHOT;
+	if (partial) {
+		hdr = p->flow.ip_version == WEIR_IPV4 ? sizeof(struct iphdr) : IPV6_HDR_LEN;
+		if (p->flow.ip_version == WEIR_IPV6) {
+			seed = csum_block(buf->b + 8, 32, 0);
+			seed = csum_add(seed, bpf_htonl(len - IPV6_HDR_LEN));
+			seed = csum_add(seed, bpf_htonl(IPPROTO_ICMPV6));
+		}
+		csum_off = p->flow.proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF;
+		if (p->l4_off < ETH_HLEN + hdr || p->l4_off > MAX_HDR_OFF)
+			return TC_ACT_SHOT;
+		if (partial_csum_fixup(buf->b + hdr, p->l4_off - ETH_HLEN - hdr + PARTIAL_SHIFT, csum_off, len - hdr,
+				       seed) < 0)
+			return TC_ACT_SHOT;
+		/* The headers before csum_start move back; csum_start stays with its byte. */
+		if (bpf_skb_adjust_room(skb, PARTIAL_SHIFT, BPF_ADJ_ROOM_MAC, 0) < 0)
+			return TC_ACT_SHOT;
+	}
 	/* Trimming a GSO packet makes it a plain one (the helper resets its GSO state). */
 	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) < 0)
 		return TC_ACT_SHOT;

@@ -5,11 +5,13 @@ package dataplane
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // TestDSRTooBigEndToEnd uploads 1 MiB through DSR services, IPv4 and
@@ -17,13 +19,38 @@ import (
 // client's full-size segments do not fit once encapsulated. The upload
 // completes only if the balancer's ICMP answer tells the client the MTU
 // it must use, which the client's route cache then shows.
+//
+// The client sends no GSO aggregates (the balancer would shrink their
+// segments by the outer header, bpf_skb_adjust_room lowering gso_size, so
+// they would always fit): its packets reach the balancer as they travel.
+// They come with full checksums, or CHECKSUM_PARTIAL (checksum offload on
+// the client's veth) with the answer's checksum then finished by the
+// balancer's kernel (its link does not offload) or left to the client
+// (it does), the three ways the answer can leave.
 func TestDSRTooBigEndToEnd(t *testing.T) {
 	needBPF(t)
-	// Full checksums: without checksum offload the client's kernel also
-	// sends no GSO aggregates, whose segments the balancer would shrink by
-	// the outer header (bpf_skb_adjust_room lowers gso_size), so that
-	// they always fit: its packets reach the balancer as they will travel.
-	topo := newDSRTopology(t, true)
+	for _, variant := range []struct {
+		name                     string
+		clientOffload, lbOffload bool
+	}{
+		{"full checksums", false, false},
+		{"partial, finished by the balancer", true, false},
+		{"partial, left to the client", true, true},
+	} {
+		t.Run(variant.name, func(t *testing.T) {
+			testDSRTooBigEndToEnd(t, variant.clientOffload, variant.lbOffload)
+		})
+	}
+}
+
+func testDSRTooBigEndToEnd(t *testing.T, clientOffload, lbOffload bool) {
+	topo := newDSRTopology(t, !clientOffload)
+	if err := inNetns(topo.client, func() error { return noSegmentation("cl-0") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := inNetns(topo.lb, func() error { return offload("lb-c", lbOffload, true) }); err != nil {
+		t.Fatal(err)
+	}
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	d := openAt(t, opts)
 	for _, ifname := range []string{"lb-c", "lb-b"} {
@@ -171,4 +198,20 @@ func TestDSRPathMTUThroughVIP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noSegmentation switches TSO and GSO off on link: the kernel sends
+// packets of at most the MTU, whatever their checksum offload.
+func noSegmentation(link string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, cmd := range []uint32{unix.ETHTOOL_STSO, unix.ETHTOOL_SGSO} {
+		if err := ethtoolSet(fd, link, cmd, false); err != nil {
+			return fmt.Errorf("ethtool %#x on %s: %w", cmd, link, err)
+		}
+	}
+	return nil
 }
