@@ -220,13 +220,17 @@ static __noinline int dsr_choose(const struct packet *p, __u32 half_index, const
 	return -1;
 }
 
+/* The MTU answer to a packet too big to encapsulate: icmp_dsr.h. */
+static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e);
+
 /*
  * A client packet to a DSR service on the full path. A flow keeps its
  * backend while that is live and the service's source address is the one
  * its entry has (as NAT flows do, through generations: a table change sends
  * every flow here once); otherwise the Maglev table chooses. No port is
  * claimed and no reverse entry made. A packet that would not fit the
- * route's MTU once encapsulated is dropped as dsr_too_big.
+ * route's MTU once encapsulated counts as dsr_too_big and is answered with
+ * ICMP "fragmentation needed" or "packet too big" (icmp_dsr.h).
  *
  * Out of line, and so looking the service up again (two array lookups, on
  * the full path only): inlined into handle_vip, its locals would share a
@@ -272,8 +276,10 @@ static __noinline int dsr_handle_vip(struct __sk_buff *skb, struct packet *p, __
 	}
 	e->forwarding = WEIR_FWD_DSR_IPIP;
 	action = dsr_fib(skb, p, e, &nh);
-	if (action == FWD_TOO_BIG)
-		return drop(svc_stats, backend_counters(service_id, e->slot), DROP_DSR_TOO_BIG);
+	if (action == FWD_TOO_BIG) {
+		drop(svc_stats, backend_counters(service_id, e->slot), DROP_DSR_TOO_BIG);
+		return dsr_answer_too_big(skb, p, e);
+	}
 	if (live)
 		refresh(ct, e);
 	else

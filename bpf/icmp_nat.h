@@ -212,7 +212,8 @@ static __always_inline void icmp_nat_count(struct __sk_buff *skb, __u32 service_
 /*
  * An ICMP or ICMPv6 packet p (parsed as far as its ICMP header): an error
  * about a NATed flow is translated and forwarded to the flow's other side;
- * anything else passes untouched. Out of line: errors are rare, and the
+ * NOT_HANDLED for one about a DSR flow or no flow (s->ie parsed, for
+ * icmp_dsr_forward); anything else passes untouched. Out of line: errors are rare, and the
  * established path's frame must not grow by this one's locals.
  */
 static __noinline int icmp_nat(struct __sk_buff *skb, const struct packet *p)
@@ -225,8 +226,9 @@ static __noinline int icmp_nat(struct __sk_buff *skb, const struct packet *p)
 	if (!s || parse_icmp_error(skb, p, &s->ie) < 0)
 		return TC_ACT_OK;
 	e = icmp_nat_entry(&s->ie.flow);
-	if (!e)
-		return TC_ACT_OK;
+	/* Errors about DSR flows, and about flows of no entry (DSR hashes them), are icmp_dsr's. */
+	if (!e || e->forwarding != WEIR_FWD_NAT)
+		return NOT_HANDLED;
 	__builtin_memcpy(&s->nat, &e->nat, sizeof(s->nat));
 	csum_addrs = e->csum_addrs;
 	csum_ports = e->csum_ports;

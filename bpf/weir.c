@@ -1190,9 +1190,13 @@ static __always_inline void segment_len(struct __sk_buff *skb, struct packet *p)
 	p->ip_len = p->l4_off - ETH_HLEN + l4_hdr + skb->gso_size;
 }
 
-/* ICMP errors about flows: parsing (shared by every way of forwarding), then NAT's translation. */
+/*
+ * ICMP errors about flows: parsing (shared by every way of forwarding),
+ * DSR's forwarding and MTU answer, then NAT's translation.
+ */
 #include "icmp.h"
 #include "icmp_nat.h"
+#include "icmp_dsr.h"
 
 SEC("tc")
 int weir_ingress(struct __sk_buff *skb)
@@ -1204,8 +1208,13 @@ int weir_ingress(struct __sk_buff *skb)
 	int ret;
 
 	ret = parse_packet(skb, &p);
+	if (ret == PARSE_ICMP) {
+		/* Called one after the other, so that their frames do not add up. */
+		ret = icmp_nat(skb, &p);
+		return ret != NOT_HANDLED ? ret : icmp_dsr_forward(skb, &p);
+	}
 	if (ret != 0)
-		return ret == PARSE_ICMP ? icmp_nat(skb, &p) : TC_ACT_OK;
+		return TC_ACT_OK;
 	segment_len(skb, &p);
 
 	/* Only a packet to a port we hand out can be a reply. */

@@ -107,7 +107,7 @@ enum drop_reason {
 	DROP_NO_BACKEND = 1,     /* the Maglev entry names no backend */
 	DROP_SNAT_EXHAUSTED = 2, /* every probed SNAT port is taken */
 	DROP_REWRITE_FAILED = 3, /* a packet or checksum write failed */
-	DROP_DSR_TOO_BIG = 4,    /* DSR: the encapsulated packet would exceed the route's MTU */
+	DROP_DSR_TOO_BIG = 4,    /* DSR: the encapsulated packet would exceed the route's MTU (answered with ICMP if DF) */
 	DROP_REASONS = 5,
 };
 

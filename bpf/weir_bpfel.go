@@ -77,6 +77,24 @@ const (
 	WeirDropReasonDROP_REASONS        WeirDropReason = 5
 )
 
+type WeirDsrIcmpBuf struct {
+	_   structs.HostLayout
+	B   [1576]uint8
+	Fib [8]uint64
+	Q   struct {
+		_        structs.HostLayout
+		Flow     WeirFlow
+		L4Off    uint32
+		CsumOff  uint32
+		IpLen    uint16
+		TcpFlags uint8
+		Pad      uint8
+	}
+	Nh [5]uint32
+	Vk WeirVipKey
+	_  [4]byte
+}
+
 type WeirFlow struct {
 	_         structs.HostLayout
 	Src       [16]uint8
@@ -182,6 +200,7 @@ type WeirVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	WeirMapWeirDsrIcmpBuf       = "weir_dsr_icmp_buf"
 	WeirMapWeirIcmpScratch      = "weir_icmp_scratch"
 	WeirMapWeirScratch          = "weir_scratch"
 	WeirMapWeirV1Active         = "weir_v1_active"
@@ -253,6 +272,7 @@ type WeirProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WeirMapSpecs struct {
+	WeirDsrIcmpBuf   *ebpf.MapSpec `ebpf:"weir_dsr_icmp_buf"`
 	WeirIcmpScratch  *ebpf.MapSpec `ebpf:"weir_icmp_scratch"`
 	WeirScratch      *ebpf.MapSpec `ebpf:"weir_scratch"`
 	WeirV1Active     *ebpf.MapSpec `ebpf:"weir_v1_active"`
@@ -300,6 +320,7 @@ func (o *WeirObjects) Close() error {
 //
 // It can be passed to LoadWeirObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WeirMaps struct {
+	WeirDsrIcmpBuf   *ebpf.Map `ebpf:"weir_dsr_icmp_buf"`
 	WeirIcmpScratch  *ebpf.Map `ebpf:"weir_icmp_scratch"`
 	WeirScratch      *ebpf.Map `ebpf:"weir_scratch"`
 	WeirV1Active     *ebpf.Map `ebpf:"weir_v1_active"`
@@ -317,6 +338,7 @@ type WeirMaps struct {
 
 func (m *WeirMaps) Close() error {
 	return _WeirClose(
+		m.WeirDsrIcmpBuf,
 		m.WeirIcmpScratch,
 		m.WeirScratch,
 		m.WeirV1Active,

@@ -292,7 +292,9 @@ const (
 	DropSNATExhausted = "snat_exhausted"
 	DropRewriteFailed = "rewrite_failed"
 	// DropDSRTooBig counts packets of DSR services that would exceed the
-	// route's MTU once encapsulated.
+	// route's MTU once encapsulated. Those that forbid fragmenting (IPv4
+	// DF, every IPv6 packet) were answered with ICMP fragmentation needed
+	// or packet too big, carrying the MTU the client must use.
 	DropDSRTooBig = "dsr_too_big"
 )
 
