@@ -124,30 +124,11 @@ static __noinline int dsr_encap(struct __sk_buff *skb, const struct ct_entry *e,
 static __always_inline int dsr_send(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
 				    __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
 {
-	struct counters *svc_stats, *be_stats = NULL;
-	__u32 service_id = e->nat.service_id;
-	int err;
+	int err = dsr_encap(skb, e, p->flow.ip_version);
 
-	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
-	if (e->slot != WEIR_NO_SLOT)
-		be_stats = backend_counters(service_id, e->slot);
-	err = dsr_encap(skb, e, p->flow.ip_version);
 	if (err >= 0 && action == FWD_REDIRECT)
 		err = write_macs(skb, &e->fwd);
-	if (err < 0) {
-		if (svc_stats)
-			return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
-		return TC_ACT_SHOT;
-	}
-	if (svc_stats)
-		count(svc_stats, skb->len, new_flow);
-	if (be_stats)
-		count(be_stats, skb->len, new_flow);
-	if (action == FWD_REDIRECT)
-		return bpf_redirect(e->fwd.ifindex, 0);
-	if (action == FWD_NEIGH && nh)
-		return bpf_redirect_neigh(e->fwd.ifindex, (struct bpf_redir_neigh *)nh, sizeof(*nh), 0);
-	return TC_ACT_OK;
+	return send_rewritten(skb, e, err, action, nh, new_flow);
 }
 
 /*

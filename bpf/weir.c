@@ -1024,12 +1024,13 @@ static __noinline int drop(struct counters *svc_stats, struct counters *be_stats
 }
 
 /*
- * Translates a packet whose entry e is settled and sends it on as action
- * says (FWD_NEIGH: through nh, which only the full path has). Both paths, both directions end here, so
- * that a cached decision rewrites exactly as a fresh one.
+ * Counts a packet of entry e that was rewritten for the way out (err: what
+ * the rewrite returned; a failed one is dropped and counted) and sends it
+ * on as action says (FWD_NEIGH: through nh, which only the full path has).
+ * NAT's translate and DSR's dsr_send both end here.
  */
-static __always_inline int translate(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
-				     __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
+static __always_inline int send_rewritten(struct __sk_buff *skb, const struct ct_entry *e, int err, __u32 action,
+					  const struct bpf_redir_neigh *nh, int new_flow)
 {
 	struct counters *svc_stats, *be_stats = NULL;
 	__u32 service_id = e->nat.service_id;
@@ -1037,7 +1038,7 @@ static __always_inline int translate(struct __sk_buff *skb, const struct packet 
 	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (e->slot != WEIR_NO_SLOT)
 		be_stats = backend_counters(service_id, e->slot);
-	if (rewrite(skb, p, e, action == FWD_REDIRECT) < 0) {
+	if (err < 0) {
 		if (svc_stats)
 			return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
 		return TC_ACT_SHOT;
@@ -1051,6 +1052,17 @@ static __always_inline int translate(struct __sk_buff *skb, const struct packet 
 	if (action == FWD_NEIGH && nh)
 		return bpf_redirect_neigh(e->fwd.ifindex, (struct bpf_redir_neigh *)nh, sizeof(*nh), 0);
 	return TC_ACT_OK;
+}
+
+/*
+ * Translates a packet whose entry e is settled and sends it on as action
+ * says. Both paths, both directions end here, so that a cached decision
+ * rewrites exactly as a fresh one.
+ */
+static __always_inline int translate(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+				     __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
+{
+	return send_rewritten(skb, e, rewrite(skb, p, e, action == FWD_REDIRECT), action, nh, new_flow);
 }
 
 #include "dsr.h"
