@@ -43,10 +43,7 @@ func newDSRTopology(t *testing.T, fullChecksums bool) dsrTopology {
 	t.Helper()
 	topo := dsrTopology{newE2ETopology(t, fullChecksums)}
 	var clientMAC net.HardwareAddr
-	steps := []struct {
-		ns netns.NsHandle
-		f  func() error
-	}{
+	steps := []nsStep{
 		{topo.backend, func() error {
 			if err := addVeth("be-c", "cl-b"); err != nil {
 				return err
@@ -90,11 +87,7 @@ func newDSRTopology(t *testing.T, fullChecksums bool) dsrTopology {
 			return nil
 		}},
 	}
-	for _, s := range steps {
-		if err := inNetns(s.ns, s.f); err != nil {
-			t.Fatalf("set up DSR topology: %v", err)
-		}
-	}
+	setUp(t, "DSR topology", steps)
 	return topo
 }
 
@@ -206,11 +199,7 @@ func testDSREndToEnd(t *testing.T, fullChecksums bool) {
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	opts.MaxServices = 8 // four exchanges and two uploads
 	d := openAt(t, opts)
-	for _, ifname := range []string{"lb-c", "lb-b"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-c", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.Addr

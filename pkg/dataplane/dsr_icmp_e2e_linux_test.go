@@ -53,11 +53,7 @@ func testDSRTooBigEndToEnd(t *testing.T, clientOffload, lbOffload bool) {
 	}
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	d := openAt(t, opts)
-	for _, ifname := range []string{"lb-c", "lb-b"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-c", "lb-b")
 	services := []struct {
 		svc       Service
 		backend   netip.Addr
@@ -113,10 +109,7 @@ func newDSRPMTUTopology(t *testing.T) pmtuTopology {
 	t.Helper()
 	topo := newPMTUTopology(t)
 	gw := netip.MustParseAddr
-	steps := []struct {
-		ns netns.NsHandle
-		f  func() error
-	}{
+	steps := []nsStep{
 		{topo.router, func() error {
 			return errors.Join(addVeth("rt-b", "be-r"), moveLink("be-r", topo.backend),
 				configureLink("rt-b", "192.0.2.129/25", "2001:db8:e::1/64"),
@@ -131,11 +124,7 @@ func newDSRPMTUTopology(t *testing.T) pmtuTopology {
 				addRoute("2001:db8:c::/64", gw("2001:db8:e::1")))
 		}},
 	}
-	for _, s := range steps {
-		if err := inNetns(s.ns, s.f); err != nil {
-			t.Fatalf("set up DSR PMTU topology: %v", err)
-		}
-	}
+	setUp(t, "DSR PMTU topology", steps)
 	return topo
 }
 
@@ -149,11 +138,7 @@ func TestDSRPathMTUThroughVIP(t *testing.T) {
 	needBPF(t)
 	topo := newDSRPMTUTopology(t)
 	d := openTest(t)
-	for _, ifname := range []string{"lb-r", "lb-b"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-r", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.Addr

@@ -33,10 +33,7 @@ type e2eTopology struct {
 func newE2ETopology(t *testing.T, fullChecksums bool) e2eTopology {
 	t.Helper()
 	topo := e2eTopology{client: newNetns(t), lb: newNetns(t), backend: newNetns(t)}
-	steps := []struct {
-		ns netns.NsHandle
-		f  func() error
-	}{
+	steps := []nsStep{
 		{topo.lb, func() error {
 			if err := addVeth("lb-c", "cl-0"); err != nil {
 				return err
@@ -72,11 +69,7 @@ func newE2ETopology(t *testing.T, fullChecksums bool) e2eTopology {
 			return offload("be-0", !fullChecksums, false)
 		}},
 	}
-	for _, s := range steps {
-		if err := inNetns(s.ns, s.f); err != nil {
-			t.Fatalf("set up topology: %v", err)
-		}
-	}
+	setUp(t, "topology", steps)
 	return topo
 }
 
@@ -104,11 +97,7 @@ func TestEndToEnd(t *testing.T) {
 func testEndToEnd(t *testing.T, fullChecksums bool) {
 	topo := newE2ETopology(t, fullChecksums)
 	d := openTest(t)
-	for _, ifname := range []string{"lb-c", "lb-b"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-c", "lb-b")
 	backend4 := netip.MustParseAddr("203.0.113.11")
 	backend6 := netip.MustParseAddr("2001:db8:1::11")
 	services := []struct {
@@ -261,4 +250,31 @@ func exchange(ns netns.NsHandle, proto uint8, vip netip.AddrPort, msg string) (s
 		return "", err
 	}
 	return string(buf[:n]), nil
+}
+
+// nsStep is one network namespace's part of a test topology: f runs in ns.
+type nsStep struct {
+	ns netns.NsHandle
+	f  func() error
+}
+
+// setUp runs each step of a topology in its namespace, in order, and fails
+// the test (setting up what) at the first that fails.
+func setUp(t *testing.T, what string, steps []nsStep) {
+	t.Helper()
+	for _, s := range steps {
+		if err := inNetns(s.ns, s.f); err != nil {
+			t.Fatalf("set up %s: %v", what, err)
+		}
+	}
+}
+
+// attachIn attaches d's program to each named interface of ns.
+func attachIn(t *testing.T, d *Dataplane, ns netns.NsHandle, ifnames ...string) {
+	t.Helper()
+	for _, ifname := range ifnames {
+		if err := inNetns(ns, func() error { return d.Attach(ifname) }); err != nil {
+			t.Fatalf("Attach(%s): %v", ifname, err)
+		}
+	}
 }

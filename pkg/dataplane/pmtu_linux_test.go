@@ -41,10 +41,7 @@ func newPMTUTopology(t *testing.T) pmtuTopology {
 	t.Helper()
 	topo := pmtuTopology{client: newNetns(t), router: newNetns(t), lb: newNetns(t), backend: newNetns(t)}
 	gw := netip.MustParseAddr
-	steps := []struct {
-		ns netns.NsHandle
-		f  func() error
-	}{
+	steps := []nsStep{
 		{topo.router, func() error {
 			return errors.Join(addVeth("rt-c", "cl-0"), moveLink("cl-0", topo.client),
 				addVeth("rt-l", "lb-r"), moveLink("lb-r", topo.lb),
@@ -75,11 +72,7 @@ func newPMTUTopology(t *testing.T) pmtuTopology {
 				offload("be-0", true, false))
 		}},
 	}
-	for _, s := range steps {
-		if err := inNetns(s.ns, s.f); err != nil {
-			t.Fatalf("set up topology: %v", err)
-		}
-	}
+	setUp(t, "topology", steps)
 	return topo
 }
 
@@ -130,11 +123,7 @@ func TestPathMTUThroughVIP(t *testing.T) {
 	needBPF(t)
 	topo := newPMTUTopology(t)
 	d := openTest(t)
-	for _, ifname := range []string{"lb-r", "lb-b"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-r", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.AddrPort
@@ -236,10 +225,7 @@ func newNarrowBackendPath(t *testing.T) pmtuTopology {
 	t.Helper()
 	topo := pmtuTopology{client: newNetns(t), router: newNetns(t), lb: newNetns(t), backend: newNetns(t)}
 	gw := netip.MustParseAddr
-	steps := []struct {
-		ns netns.NsHandle
-		f  func() error
-	}{
+	steps := []nsStep{
 		{topo.router, func() error {
 			return errors.Join(addVeth("rt-b", "be-0"), moveLink("be-0", topo.backend),
 				addVeth("rt-l", "lb-r"), moveLink("lb-r", topo.lb),
@@ -269,11 +255,7 @@ func newNarrowBackendPath(t *testing.T) pmtuTopology {
 				addDefaultRoutes(gw("203.0.113.129"), gw("2001:db8:2::1")))
 		}},
 	}
-	for _, s := range steps {
-		if err := inNetns(s.ns, s.f); err != nil {
-			t.Fatalf("set up topology: %v", err)
-		}
-	}
+	setUp(t, "topology", steps)
 	return topo
 }
 
@@ -286,11 +268,7 @@ func TestPathMTUTowardsBackend(t *testing.T) {
 	needBPF(t)
 	topo := newNarrowBackendPath(t)
 	d := openTest(t)
-	for _, ifname := range []string{"lb-c", "lb-r"} {
-		if err := inNetns(topo.lb, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
-		}
-	}
+	attachIn(t, d, topo.lb, "lb-c", "lb-r")
 	services := []struct {
 		svc     Service
 		backend netip.AddrPort
