@@ -109,18 +109,10 @@ func TestLabDSR(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 512)
-			for {
-				n, peer, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				log.add("udp", peer.String())
-				pc.WriteTo([]byte(peer.String()+" "+string(buf[:n])), peer)
-			}
-		}()
+		answerUDP(t, pc, func(peer net.Addr, msg []byte) []byte {
+			log.add("udp", peer.String())
+			return []byte(peer.String() + " " + string(msg))
+		})
 	}
 
 	dir := t.TempDir()

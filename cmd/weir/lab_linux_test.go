@@ -54,17 +54,7 @@ func startLabBackends(t *testing.T, l *lab.Lab) *labBackends {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(append([]byte(role+" "), buf[:n]...), from)
-			}
-		}()
+		answerUDP(t, pc, func(_ net.Addr, msg []byte) []byte { return append([]byte(role+" "), msg...) })
 	}
 	return b
 }
@@ -424,4 +414,20 @@ func pinnedBackends(t *testing.T, l *lab.Lab, vip string) int {
 	}
 	t.Fatalf("no pinned service for %s in %+v", vip, svcs)
 	return 0
+}
+
+// answerUDP answers every datagram pc receives with what answer makes of
+// it, until the test ends (pc is closed then).
+func answerUDP(t *testing.T, pc net.PacketConn, answer func(from net.Addr, msg []byte) []byte) {
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(answer(from, buf[:n]), from)
+		}
+	}()
 }
