@@ -199,6 +199,13 @@ func (p *TCPProxy) forget(c *tcpConn) {
 func (p *TCPProxy) handle(c *tcpConn) {
 	defer p.forget(c)
 	defer c.client.Close()
+	if p.keepAlive() == 0 {
+		// No idle timeout: keep-alive probes are then the only way to
+		// find a vanished client, whatever the listener set.
+		if tc, ok := c.client.(*net.TCPConn); ok {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+		}
+	}
 	client := addrPortOf(c.client.RemoteAddr())
 	key := flowKey(client)
 	b, upstream, err := p.connect(key[:], c.client)
@@ -228,7 +235,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 // trying up to MaxRetries other backends when an attempt fails. The
 // backend it returns is Acquired; the caller Releases it.
 func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, error) {
-	d := net.Dialer{Timeout: p.connectTimeout()}
+	d := net.Dialer{Timeout: p.connectTimeout(), KeepAlive: p.keepAlive()}
 	dial := func(b *lb.Backend) (net.Conn, error) {
 		start := time.Now()
 		conn, err := d.DialContext(p.ctx, b.Network(), b.DialAddr())
@@ -242,6 +249,18 @@ func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, 
 		return conn, nil
 	}
 	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// keepAlive is the Dialer.KeepAlive of backend connections: none when an
+// idle timeout is set, since the watchdog ends a connection whose peer
+// vanished, and keep-alive probes would cost four setsockopt(2) calls a
+// connection for nothing; Go's default otherwise, as the only way to find
+// a dead peer.
+func (p *TCPProxy) keepAlive() time.Duration {
+	if p.idleTimeout() > 0 {
+		return -1
+	}
+	return 0
 }
 
 // announce writes the PROXY protocol header for client on the new backend
