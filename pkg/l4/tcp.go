@@ -226,6 +226,9 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		return // Close came while connecting
 	}
 	err = c.pipe(p.idleTimeout())
+	if !p.Logger.Enabled(p.ctx, slog.LevelDebug) {
+		return // the arguments below would cost a dozen allocations
+	}
 	p.Logger.Debug("l4: connection closed", "client", client.String(), "backend", b.Addr,
 		"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
 		"duration", time.Since(c.started), "err", err)
