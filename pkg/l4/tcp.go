@@ -69,6 +69,7 @@ type TCPProxy struct {
 	ctx       context.Context // cancelled by Close and an expired Shutdown
 	cancel    context.CancelFunc
 	bufs      *bufferPool
+	workers   *workers // run each connection's two directions
 	stats     counters
 	closing   atomic.Bool
 	mu        sync.Mutex // guards listeners and conns
@@ -84,6 +85,7 @@ func (p *TCPProxy) init() {
 		}
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		p.bufs = newBufferPool(copyBufferSize)
+		p.workers = newWorkers(p.ctx.Done())
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[*tcpConn]struct{}{}
 	})
@@ -137,7 +139,7 @@ func (p *TCPProxy) Serve(l net.Listener) error {
 		}
 		backoff = 0
 		if c := p.register(nc); c != nil {
-			go p.handle(c)
+			p.workers.run(func() { p.handle(c) })
 		}
 	}
 }
@@ -291,6 +293,7 @@ func (p *TCPProxy) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		p.cancel() // lets the idle workers go
 		return nil
 	case <-ctx.Done():
 		p.closeAll()

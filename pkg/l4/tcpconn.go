@@ -98,7 +98,9 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 	c.startIdleWatch(idle)
 	var upErr error
 	var wg sync.WaitGroup
-	wg.Go(func() {
+	wg.Add(1)
+	c.proxy.workers.run(func() {
+		defer wg.Done()
 		upErr = c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn)
 		if upErr != nil {
 			upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, upErr)
