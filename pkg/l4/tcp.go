@@ -49,7 +49,9 @@ type TCPProxy struct {
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a connection on which no byte has moved either
 	// way for this long; 0 means DefaultTCPIdleTimeout, a negative value
-	// no limit.
+	// no limit. With no limit, both sockets send TCP keep-alive probes
+	// (Go's default timing) to find a vanished peer; with one, neither
+	// does, and the listener should not either (KeepAlive -1).
 	IdleTimeout time.Duration
 	// MaxRetries is how many other backends a connection may try after
 	// its first connection attempt failed; 0 tries one only.
