@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // BenchmarkTCPThroughput streams bytes from a client to a sink backend on
@@ -72,6 +73,57 @@ func BenchmarkUDPEcho(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkTCPConnection measures short connections, the new-connection
+// path: each one sends a small request, the backend answers and closes,
+// and the client reads to the end. Eight clients run at once, through the
+// proxy and directly for comparison; the allocations are those of the
+// whole exchange (client, proxy and backend), so the proxy's own are the
+// difference from direct.
+func BenchmarkTCPConnection(b *testing.B) {
+	request := []byte("GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+	response := []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nb1\n")
+	backend := startTCPBackend(b, "127.0.0.1", func(c net.Conn) {
+		buf := make([]byte, 512)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		c.Write(response)
+	})
+	proxy := &TCPProxy{LB: newPool(b, nil, []string{backend.addr})}
+	proxied := serveTCP(b, proxy, "127.0.0.1")
+
+	for _, bm := range []struct{ name, addr string }{{"direct", backend.addr}, {"proxy", proxied}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 clients on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 512)
+				for pb.Next() {
+					c, err := net.Dial("tcp", bm.addr)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					c.SetDeadline(time.Now().Add(testTimeout))
+					if _, err := c.Write(request); err != nil {
+						b.Error(err)
+					}
+					// To the end, so that the client's port is not left
+					// in TIME_WAIT.
+					n, err := io.ReadAtLeast(c, buf, len(response))
+					if err == nil {
+						_, err = c.Read(buf[n:])
+					}
+					if n != len(response) || err != io.EOF {
+						b.Errorf("read %d bytes of the response, then %v; want %d, then EOF", n, err, len(response))
+					}
+					c.Close()
+				}
+			})
 		})
 	}
 }

@@ -206,7 +206,9 @@ func echo(c net.Conn) {
 // proxy is closed, and Serve's return checked, when the test ends.
 func serveTCP(t testing.TB, p *TCPProxy, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", listenAddr(host))
+	// No keep-alive on accepted connections, as weir's own L4 listeners.
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", listenAddr(host))
 	if err != nil {
 		t.Fatal(err)
 	}

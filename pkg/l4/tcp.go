@@ -49,7 +49,9 @@ type TCPProxy struct {
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a connection on which no byte has moved either
 	// way for this long; 0 means DefaultTCPIdleTimeout, a negative value
-	// no limit.
+	// no limit. With no limit, both sockets send TCP keep-alive probes
+	// (Go's default timing) to find a vanished peer; with one, neither
+	// does, and the listener should not either (KeepAlive -1).
 	IdleTimeout time.Duration
 	// MaxRetries is how many other backends a connection may try after
 	// its first connection attempt failed; 0 tries one only.
@@ -69,6 +71,7 @@ type TCPProxy struct {
 	ctx       context.Context // cancelled by Close and an expired Shutdown
 	cancel    context.CancelFunc
 	bufs      *bufferPool
+	workers   *workers // run each connection's two directions
 	stats     counters
 	closing   atomic.Bool
 	mu        sync.Mutex // guards listeners and conns
@@ -84,6 +87,7 @@ func (p *TCPProxy) init() {
 		}
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		p.bufs = newBufferPool(copyBufferSize)
+		p.workers = newWorkers(p.ctx.Done())
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[*tcpConn]struct{}{}
 	})
@@ -137,7 +141,7 @@ func (p *TCPProxy) Serve(l net.Listener) error {
 		}
 		backoff = 0
 		if c := p.register(nc); c != nil {
-			go p.handle(c)
+			p.workers.run(func() { p.handle(c) })
 		}
 	}
 }
@@ -199,6 +203,13 @@ func (p *TCPProxy) forget(c *tcpConn) {
 func (p *TCPProxy) handle(c *tcpConn) {
 	defer p.forget(c)
 	defer c.client.Close()
+	if p.keepAlive() == 0 {
+		// No idle timeout: keep-alive probes are then the only way to
+		// find a vanished client, whatever the listener set.
+		if tc, ok := c.client.(*net.TCPConn); ok {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+		}
+	}
 	client := addrPortOf(c.client.RemoteAddr())
 	key := flowKey(client)
 	b, upstream, err := p.connect(key[:], c.client)
@@ -219,6 +230,9 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		return // Close came while connecting
 	}
 	err = c.pipe(p.idleTimeout())
+	if !p.Logger.Enabled(p.ctx, slog.LevelDebug) {
+		return // the arguments below would cost a dozen allocations
+	}
 	p.Logger.Debug("l4: connection closed", "client", client.String(), "backend", b.Addr,
 		"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
 		"duration", time.Since(c.started), "err", err)
@@ -228,7 +242,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 // trying up to MaxRetries other backends when an attempt fails. The
 // backend it returns is Acquired; the caller Releases it.
 func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, error) {
-	d := net.Dialer{Timeout: p.connectTimeout()}
+	d := net.Dialer{Timeout: p.connectTimeout(), KeepAlive: p.keepAlive()}
 	dial := func(b *lb.Backend) (net.Conn, error) {
 		start := time.Now()
 		conn, err := d.DialContext(p.ctx, b.Network(), b.DialAddr())
@@ -242,6 +256,18 @@ func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, 
 		return conn, nil
 	}
 	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// keepAlive is the Dialer.KeepAlive of backend connections: none when an
+// idle timeout is set, since the watchdog ends a connection whose peer
+// vanished, and keep-alive probes would cost four setsockopt(2) calls a
+// connection for nothing; Go's default otherwise, as the only way to find
+// a dead peer.
+func (p *TCPProxy) keepAlive() time.Duration {
+	if p.idleTimeout() > 0 {
+		return -1
+	}
+	return 0
 }
 
 // announce writes the PROXY protocol header for client on the new backend
@@ -269,6 +295,7 @@ func (p *TCPProxy) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		p.cancel() // lets the idle workers go
 		return nil
 	case <-ctx.Done():
 		p.closeAll()

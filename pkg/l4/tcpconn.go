@@ -31,6 +31,8 @@ type tcpConn struct {
 	// in and out count the bytes copied client→backend and
 	// backend→client, a chunk at a time.
 	in, out atomic.Uint64
+	// ended counts the directions whose source reached its end.
+	ended atomic.Int32
 
 	// mu guards the fields below; the idle watchdog and abort take it.
 	mu       sync.Mutex
@@ -43,6 +45,10 @@ type tcpConn struct {
 	finished bool // pipe returned: the watchdog must not re-arm
 	idle     idleWatch
 }
+
+// notRead is the activity reading of a watchdog that has not read yet;
+// no real reading reaches it.
+const notRead = ^uint64(0)
 
 // idleWatch is the state of a connection's idle watchdog.
 type idleWatch struct {
@@ -92,7 +98,9 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 	c.startIdleWatch(idle)
 	var upErr error
 	var wg sync.WaitGroup
-	wg.Go(func() {
+	wg.Add(1)
+	c.proxy.workers.run(func() {
+		defer wg.Done()
 		upErr = c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn)
 		if upErr != nil {
 			upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, upErr)
@@ -152,6 +160,13 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 			return err
 		}
 		if chunk.N > 0 { // the chunk ended early: src reached EOF
+			if c.ended.Add(1) == 2 {
+				// The other way ended cleanly already, so dst has
+				// nothing left to read either: pipe's close sends the
+				// FIN, and a shutdown(2) first would be one more
+				// system call for nothing.
+				return nil
+			}
 			return c.closeWrite(dst)
 		}
 	}
@@ -204,7 +219,12 @@ func (c *tcpConn) startIdleWatch(idle time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.idle = idleWatch{timeout: idle, activity: c.activityLocked(), lastChange: time.Now()}
+	// No first reading: it would cost two getsockopt(2) calls on every
+	// connection, most of which end long before the first tick. The
+	// first tick sees a change and starts the count from there, so a
+	// connection idle from the start still closes within a quarter
+	// timeout after IdleTimeout.
+	c.idle = idleWatch{timeout: idle, activity: notRead, lastChange: time.Now()}
 	c.idle.timer = time.AfterFunc(c.idlePeriod(), c.checkIdle)
 }
 

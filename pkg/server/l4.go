@@ -129,7 +129,11 @@ func (svc *l4Service) listenUserspace(open Opener, maxRetries int) error {
 	}
 	ln, err := open.Listener(svc.spec())
 	if err == nil && ln == nil {
-		ln, err = new(net.ListenConfig).Listen(context.Background(), "tcp", svc.vip.String())
+		// No keep-alive probes by default: the proxy sets them where
+		// it wants them (no idle timeout), saving four setsockopt(2)
+		// calls a connection otherwise.
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err = lc.Listen(context.Background(), "tcp", svc.vip.String())
 	}
 	if err != nil {
 		return fmt.Errorf("listen on vip: %w", err)
