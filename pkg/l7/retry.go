@@ -39,9 +39,8 @@ var errRetried = errors.New("response discarded for a retry")
 // retryState is a request's retry bookkeeping under a policy.
 type retryState struct {
 	// policy governs the request: its first peer's; nil without one.
+	// Once set, the request counts among its budget's active ones.
 	policy *retry.Policy
-	// started says the request counts among its budget's active ones.
-	started bool
 	// slot says the attempt under way holds a budget retry slot.
 	slot bool
 	// next is the peer of the next attempt, chosen when the retry was
@@ -74,10 +73,10 @@ type retryState struct {
 // startRetry makes the policy of the request's first peer govern it.
 func (r *request) startRetry(pol *retry.Policy) {
 	rs := &r.retry
-	if rs.started || pol == nil {
+	if rs.policy != nil || pol == nil {
 		return
 	}
-	rs.policy, rs.started = pol, true
+	rs.policy = pol
 	if pol.Budget != nil {
 		pol.Budget.Start()
 	}
@@ -87,7 +86,7 @@ func (r *request) startRetry(pol *retry.Policy) {
 // and of the body buffers.
 func (r *request) finishRetry() {
 	rs := &r.retry
-	if rs.started && rs.policy.Budget != nil {
+	if rs.policy != nil && rs.policy.Budget != nil {
 		r.releaseSlot()
 		rs.policy.Budget.Done()
 	}
