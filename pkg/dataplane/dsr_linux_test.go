@@ -245,7 +245,7 @@ func TestDSRTooBig(t *testing.T) {
 // TestDSRServiceChecks: a DSR backend must listen on the VIP's port, and a
 // DSR service takes no SNAT ports whatever it is given.
 func TestDSRServiceChecks(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	svc := dsrService(0, vip4TCP, ProtoTCP)
 	_, err := f.d.SetService(svc, backends4, sequentialTable(f.d.opts.TableSize, len(backends4)))
 	if !errors.Is(err, ErrInvalidBackend) {

@@ -13,7 +13,7 @@ import (
 // writes the MAC addresses itself and redirects; without one it leaves the
 // Ethernet header to bpf_redirect_neigh.
 func TestForwardThroughFIB(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	neighbourMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0xaa}
 	var ifindex int
 	var devMAC net.HardwareAddr

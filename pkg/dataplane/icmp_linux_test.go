@@ -249,7 +249,7 @@ func TestICMPErrorGolden(t *testing.T) {
 	needBPF(t)
 	for _, fl := range icmpFlows {
 		t.Run(fl.name, func(t *testing.T) {
-			f := newFixture(t)
+			f := newFixture(t, tcHook)
 			toBackend, toClient := f.establish(fl)
 			sent := fromBackend(toBackend, toClient)
 			packets := 1 // the packet that made the flow
@@ -313,7 +313,7 @@ func TestICMPErrorGolden(t *testing.T) {
 func TestICMPv6ErrorBehindOptions(t *testing.T) {
 	needBPF(t)
 	fl := icmpFlows[2] // IPv6 TCP
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	toBackend, toClient := f.establish(fl)
 	for _, p := range []*testPacket{&toBackend, &toClient, &fl.client} {
 		p.ext6 = []uint8{ext6DstOpts}
@@ -358,7 +358,7 @@ func TestICMPErrorPassThrough(t *testing.T) {
 	needBPF(t)
 	for _, fl := range icmpFlows {
 		t.Run(fl.name, func(t *testing.T) {
-			f := newFixture(t)
+			f := newFixture(t, tcHook)
 			toBackend, toClient := f.establish(fl)
 			v4 := fl.svc.VIP.Addr().Is4()
 			k := errorKinds(v4)[0]

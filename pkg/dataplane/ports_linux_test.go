@@ -61,7 +61,7 @@ func TestSNATPortsInConfiguredRange(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
+			f := newFixture(t, tcHook)
 			table := sequentialTable(f.d.opts.TableSize, len(tc.backends))
 			f.setService(tc.svc, tc.backends, table)
 			if got, err := f.d.ReplyPorts(); err != nil || got != tc.svc.SNATPorts {
@@ -120,7 +120,7 @@ func snatKeyAt(snat netip.Addr, be netip.AddrPort, port uint16, proto uint8) bpf
 // per backend; the next flow to that backend is dropped rather than given
 // a port outside the range.
 func TestSNATPortsExhaustedWithinRange(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	one := PortRange{First: 20000, Last: 20000}
 	svc := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4, SNATPorts: one}
 	f.setService(svc, backends4[:1], constantTable(f.d.opts.TableSize, 0))
@@ -144,7 +144,7 @@ func TestSNATPortsExhaustedWithinRange(t *testing.T) {
 // half's range. A range change keeps the previous range until the
 // service's next change; a deleted service keeps its last one.
 func TestReplyPortsFollowServices(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	low := PortRange{First: 10000, Last: 10999}
 	high := PortRange{First: 62000, Last: 62999}
 	mid := PortRange{First: 30000, Last: 30999}
