@@ -55,7 +55,7 @@ func tooBigAnswer(in []byte, routeMTU int, id uint16) []byte {
 // is dropped. Both count as dsr_too_big.
 func TestDSRTooBigAnswer(t *testing.T) {
 	const mtu = 1400
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	f.in(func() error { return setMTU(backendLink, mtu) })
 	tests := []struct {
 		name   string
@@ -122,7 +122,7 @@ func TestDSRTooBigAnswer(t *testing.T) {
 // balancer never saw, the one the Maglev table gives the flow (as its own
 // packets would get).
 func TestDSRICMPForward(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	m := f.d.opts.TableSize
 	flows := []struct {
 		name   string
@@ -201,7 +201,7 @@ func TestDSRICMPForward(t *testing.T) {
 // about a flow of a DSR service's VIP on another port, is not the
 // balancer's: it passes to the kernel untouched.
 func TestDSRICMPErrorPassThrough(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	svc := dsrService(0, vip4TCP, ProtoTCP)
 	f.setService(svc, dsrBackends(vip4TCP), constantTable(f.d.opts.TableSize, 0))
 	for _, from := range []netip.AddrPort{netip.AddrPortFrom(vip4TCP.Addr(), 8081), netip.MustParseAddrPort("192.0.2.99:80")} {

@@ -112,7 +112,7 @@ func innerFrame(frame []byte) []byte {
 // a namespace that routes the backends: each leaves for its Maglev backend
 // encapsulated, the client's packet unchanged inside.
 func TestDSRGolden(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	payload := []byte("direct server return")
 	tests := []struct {
 		name   string
@@ -177,7 +177,7 @@ func TestDSRGolden(t *testing.T) {
 // TestDSRFlowKeepsBackend: an established DSR flow stays on its backend
 // when the table changes, and moves when its backend leaves.
 func TestDSRFlowKeepsBackend(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	svc := dsrService(0, vip4TCP, ProtoTCP)
 	bes := dsrBackends(vip4TCP)
 	m := f.d.opts.TableSize
@@ -207,7 +207,7 @@ func TestDSRFlowKeepsBackend(t *testing.T) {
 // header is counted as dsr_too_big (and dropped, or answered with ICMP:
 // TestDSRTooBigAnswer); one that fits with it goes.
 func TestDSRTooBig(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
+	f := newRoutedFixture(t, tcHook, longTTL)
 	f.in(func() error { return setMTU(backendLink, 1400) })
 	for _, vip := range []netip.AddrPort{vip4UDP, vip6UDP} {
 		t.Run(vip.String(), func(t *testing.T) {
