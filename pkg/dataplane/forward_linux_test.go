@@ -94,7 +94,7 @@ func TestForwardThroughFIB(t *testing.T) {
 					return
 				}
 				// The packet arrives on the device it leaves by: XDP sends it with XDP_TX.
-			expectFrame(t, "forwarded", ret, out, h.bounce(), wantFrame)
+				expectFrame(t, "forwarded", ret, out, h.bounce(), wantFrame)
 			})
 		}
 	})
