@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // GUE's source ports, from bpf/weir.h and bpf/dsr.h: the flow hashed with
@@ -362,5 +364,40 @@ func TestGUEPortValidation(t *testing.T) {
 		if _, err := d.SetService(svc, nil, nil); !errors.Is(err, ErrInvalidService) {
 			t.Errorf("%s with a GUE port: error %v, want ErrInvalidService", fwd, err)
 		}
+	}
+}
+
+// TestGUEDecapsulator checks the end-to-end tests' stand-in for fou: it
+// turns a GUE frame to its port, built independently of the program, back
+// into the client's frame, and leaves alone UDP to another port and a
+// payload that is no IP header of the outer family.
+func TestGUEDecapsulator(t *testing.T) {
+	needBPF(t)
+	ns := newNetns(t)
+	const port = 7000
+	prog := testenv.DecapsulatorOn(t, port)
+	for _, p := range []testPacket{
+		{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("hello")},
+		{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN},
+		{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN},
+		{src: client6, dst: vip6UDP, proto: ProtoUDP, payload: []byte("hello")},
+	} {
+		in := p.build()
+		snat, be := snat4, backends4[0].Addr()
+		if p.src.Addr().Is6() {
+			snat, be = snat6, backends6[0].Addr()
+		}
+		enc := gueEncapsulated(in, snat, be, macDst[:], macSrc[:], 7, 50000, port)
+		ret, out := runProg(t, prog, ns, enc, 0)
+		expectSame(t, p.dst.String(), ret, out, tcActOK, in)
+
+		other := gueEncapsulated(in, snat, be, macDst[:], macSrc[:], 7, 50000, port+1)
+		ret, out = runProg(t, prog, ns, other, 0)
+		expectSame(t, p.dst.String()+" to another port", ret, out, tcActOK, other)
+
+		notIP := append([]byte(nil), enc...)
+		notIP[len(notIP)-len(in)+14] = 0x15 // version 1: not an IP header
+		ret, out = runProg(t, prog, ns, notIP, 0)
+		expectSame(t, p.dst.String()+" carrying no IP header", ret, out, tcActOK, notIP)
 	}
 }
