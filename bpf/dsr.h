@@ -18,7 +18,7 @@
  *   IPv6 by the inner header's version, for either outer family. It crosses
  *   routers that balance UDP by ports: the source port is a hash of the
  *   client's flow (stable per flow, spread over flows), in 49152-65535
- *   as RFC 8086 3.2.1 asks of GRE-in-UDP. The UDP checksum is zero, for
+ *   as RFC 8086 asks of GRE-in-UDP. The UDP checksum is zero, for
  *   IPv6 too: RFC 6935 allows it for tunnels, the inner packet carries its
  *   own, and a fou socket receives zero checksums (fou never asks
  *   udp_sock_create for use_udp6_rx_checksums, so its no_check6_rx is
