@@ -13,12 +13,13 @@
  * - GUE (WEIR_FWD_DSR_GUE): an outer IP header and a UDP header, to the
  *   service's gue_port, whose payload is the client's packet from its IP
  *   header on. That is GUE version 1 ("direct IP", no GUE header): the
- *   first two bits of an IPv4 or IPv6 header are 01, which is the version
- *   field, and Linux's fou (gue_udp_recv) hands such a payload to IPIP or
- *   IPv6 by the inner header's version, for either outer family. It crosses
+ *   first two bits of an IPv4 or IPv6 header, 01, are what GUE reads as
+ *   its version, and Linux's fou (gue_udp_recv) hands such a payload to
+ *   IPIP or IPv6 by the inner header's own version, for either outer
+ *   family. It crosses
  *   routers that balance UDP by ports: the source port is a hash of the
  *   client's flow (stable per flow, spread over flows), in 49152-65535
- *   as RFC 8086 3.2.1 asks of GRE-in-UDP. The UDP checksum is zero, for
+ *   as RFC 8086 asks of GRE-in-UDP. The UDP checksum is zero, for
  *   IPv6 too: RFC 6935 allows it for tunnels, the inner packet carries its
  *   own, and a fou socket receives zero checksums (fou never asks
  *   udp_sock_create for use_udp6_rx_checksums, so its no_check6_rx is

@@ -45,6 +45,8 @@ func benchmarkProgram(b *testing.B, h hook) {
 	established.tcpFlags = tcpACK
 	dsr := established
 	dsr.dst = dsrBenchVIP
+	gue := established
+	gue.dst = gueBenchVIP
 	empty := emptyProgram(b, h)
 
 	benchmarks := []struct {
@@ -61,6 +63,7 @@ func benchmarkProgram(b *testing.B, h hook) {
 		{"reply", prog, nil, h.verdict(tcActRedirect)},
 		// A DSR flow's packet: encapsulated, no port rewrite.
 		{"established DSR", prog, constFrame(dsr.build()), h.verdict(tcActRedirect)},
+		{"established GUE", prog, constFrame(gue.build()), h.verdict(tcActRedirect)},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {
@@ -68,6 +71,7 @@ func benchmarkProgram(b *testing.B, h hook) {
 			// after "new flow" filled the maps it may hold another port.
 			runProg(b, prog, ns, syn.build(), 0)
 			runProg(b, prog, ns, dsr.build(), 0)
+			runProg(b, prog, ns, gue.build(), 0)
 			frame := bm.frame
 			if frame == nil {
 				frame = constFrame(replyFrame(b, d, syn))
@@ -205,11 +209,21 @@ func newBenchDataplane(b *testing.B) (*Dataplane, netns.NsHandle) {
 	if _, err := d.SetService(dsr, dsrBackends, sequentialTable(opts.TableSize, len(backends))); err != nil {
 		b.Fatal(err)
 	}
+	// Service 3 does the same with gueBenchVIP in GUE.
+	gue := Service{ID: 3, VIP: gueBenchVIP, Proto: ProtoTCP, SNAT: snat4, Forwarding: ForwardingDSRGUE}
+	if _, err := d.SetService(gue, dsrBackends, sequentialTable(opts.TableSize, len(backends))); err != nil {
+		b.Fatal(err)
+	}
 	return d, ns
 }
 
-// dsrBenchVIP is the VIP of newBenchDataplane's DSR service.
-var dsrBenchVIP = netip.MustParseAddrPort("192.0.2.30:80")
+// dsrBenchVIP and gueBenchVIP are the VIPs of newBenchDataplane's DSR
+// services, in IPIP and in GUE. They share a port, so that the same
+// backends serve both.
+var (
+	dsrBenchVIP = netip.MustParseAddrPort("192.0.2.30:80")
+	gueBenchVIP = netip.MustParseAddrPort("192.0.2.31:80")
+)
 
 // passThroughFrame is TCP to an address no service uses.
 func passThroughFrame() []byte {

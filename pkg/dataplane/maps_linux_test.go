@@ -22,7 +22,7 @@ import (
 var pinnedMaps = map[string][]string{
 	bpf.WeirMapWeirV1Vips:       {"addr", "port", "proto", "ip_version", "service_id"},
 	bpf.WeirMapWeirV1Active:     {"generation"},
-	bpf.WeirMapWeirV1Svc:        {"vip", "snat", "vip_port", "proto", "ip_version", "generation", "backend_count", "snat_ports", "first", "count", "forwarding"},
+	bpf.WeirMapWeirV1Svc:        {"vip", "snat", "vip_port", "proto", "ip_version", "generation", "backend_count", "snat_ports", "first", "count", "forwarding", "gue_port"},
 	bpf.WeirMapWeirV1Backend:    {"addr", "port", "ip_version", "slot"},
 	bpf.WeirMapWeirV1Maglev:     {"backend"},
 	bpf.WeirMapWeirV1Live:       {"service_id", "addr", "port", "ip_version", "slot"},
@@ -35,7 +35,7 @@ var pinnedMaps = map[string][]string{
 
 // ctEntryFields are the key and value fields of both conntrack maps.
 var ctEntryFields = []string{"src", "dst", "sport", "dport", "proto", "ip_version", "nat", "service_id",
-	"generation", "slot", "csum_addrs", "csum_ports", "seen", "tcp", "forwarding", "fwd", "stamp", "ifindex", "max_len", "action", "dmac", "smac"}
+	"generation", "slot", "csum_addrs", "csum_ports", "seen", "tcp", "forwarding", "gue_port", "fwd", "stamp", "ifindex", "max_len", "action", "dmac", "smac"}
 
 func TestReopenReusesPinnedMaps(t *testing.T) {
 	needBPF(t)

@@ -29,7 +29,7 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		name      string
 		kernel    string // ip_local_port_range
 		dataplane string
-		snat      string // the service's snat mapping; "dsr": forwarding: dsr instead
+		snat      string // the service's snat mapping; "dsr", "gue": forwarding: dsr instead
 		refused   string // what the error says; "" for a start
 	}{
 		{"the old range on the kernel's address", "32768 60999", "bpf", `{ports: "40000-59999"}`,
@@ -42,6 +42,7 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		{"the default range on a widened kernel", "1024 65535", "bpf", "", "ip_local_reserved_ports=61000-65535"},
 		// Direct server return takes no ports: nothing to collide.
 		{"DSR on a widened kernel", "1024 65535", "bpf", "dsr", ""},
+		{"DSR in GUE on a widened kernel", "1024 65535", "bpf", "gue", ""},
 	}
 	for i, st := range steps {
 		if err := os.WriteFile(rangeSysctl, []byte(st.kernel), 0o644); err != nil {
@@ -52,6 +53,8 @@ func TestBPFSNATPortsCheckedAtStart(t *testing.T) {
 		case "":
 		case "dsr":
 			snat, backendPort = "\n    forwarding: dsr\n    encap: ipip", p[0]
+		case "gue":
+			snat, backendPort = "\n    forwarding: dsr\n    encap: gue\n    gue_port: 5555", p[0]
 		default:
 			snat = "\n    snat: " + st.snat
 		}
@@ -99,7 +102,8 @@ services:
 		dp.Close()
 		want := cfg.Services[0].L4.SNAT
 		if err != nil || len(services) != 1 || services[0].SNATPorts != want.Ports ||
-			services[0].Forwarding.IsDSR() != (st.snat == "dsr") ||
+			services[0].Forwarding.IsDSR() != (st.snat == "dsr" || st.snat == "gue") ||
+			(st.snat == "gue") != (services[0].Forwarding == dataplane.ForwardingDSRGUE && services[0].GUEPort == 5555) ||
 			(want.Address.IsValid() && services[0].SNAT != want.Address) {
 			t.Errorf("%s (step %d): pinned services %+v, %v; want SNAT %s", st.name, i, services, err, want)
 		}
