@@ -25,13 +25,13 @@ static __always_inline __u32 dsr_overhead(__u8 ip_version)
 
 /*
  * The length of the IP packets that leave for the backend. A GSO packet
- * leaves as segments: bpf_skb_adjust_room lowers gso_size by the outer
- * header, so each encapsulated segment is as long as the segment was
+ * (tc only) leaves as segments: bpf_skb_adjust_room lowers gso_size by the
+ * outer header, so each encapsulated segment is as long as the segment was
  * (p->ip_len, see segment_len). Anything else grows by the outer header.
  */
-static __always_inline __u32 dsr_outer_len(struct __sk_buff *skb, const struct packet *p)
+static __always_inline __u32 dsr_outer_len(struct hook_ctx *ctx, const struct packet *p)
 {
-	if (skb->gso_size)
+	if (hook_gso_size(ctx))
 		return p->ip_len;
 	return p->ip_len + dsr_overhead(p->flow.ip_version);
 }
@@ -56,9 +56,9 @@ static __always_inline __u16 ipv4_header_csum(const struct iphdr *ip)
  * packet the sender lets be fragmented gets a random identification, one
  * with DF none (RFC 6864).
  */
-static __always_inline int encap_ipv4(struct __sk_buff *skb, const struct ct_entry *e)
+static __always_inline int encap_ipv4(struct hook_ctx *ctx, const struct ct_entry *e)
 {
-	struct iphdr *inner = packet_at(skb, ETH_HLEN, sizeof(*inner));
+	struct iphdr *inner = packet_at(ctx, ETH_HLEN, sizeof(*inner));
 	struct iphdr outer = {};
 
 	if (!inner)
@@ -75,10 +75,9 @@ static __always_inline int encap_ipv4(struct __sk_buff *skb, const struct ct_ent
 	__builtin_memcpy(&outer.saddr, e->nat.src, 4);
 	__builtin_memcpy(&outer.daddr, e->nat.dst, 4);
 	outer.check = ipv4_header_csum(&outer);
-	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) < 0)
+	if (hook_insert_room(ctx, sizeof(outer), BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) < 0)
 		return -1;
-	/* BPF_F_RECOMPUTE_CSUM keeps a CHECKSUM_COMPLETE skb->csum right. */
-	return bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), BPF_F_RECOMPUTE_CSUM);
+	return hook_store_bytes(ctx, ETH_HLEN, &outer, sizeof(outer));
 }
 
 /*
@@ -86,9 +85,9 @@ static __always_inline int encap_ipv4(struct __sk_buff *skb, const struct ct_ent
  * flow label copied from the inner header (so that routers spread flows as
  * before), hop limit 64, next header 41, from nat.src to nat.dst.
  */
-static __always_inline int encap_ipv6(struct __sk_buff *skb, const struct ct_entry *e)
+static __always_inline int encap_ipv6(struct hook_ctx *ctx, const struct ct_entry *e)
 {
-	struct ipv6hdr *inner = packet_at(skb, ETH_HLEN, sizeof(*inner));
+	struct ipv6hdr *inner = packet_at(ctx, ETH_HLEN, sizeof(*inner));
 	struct ipv6hdr outer;
 
 	if (!inner)
@@ -99,9 +98,9 @@ static __always_inline int encap_ipv6(struct __sk_buff *skb, const struct ct_ent
 	outer.hop_limit = IPIP_TTL;
 	__builtin_memcpy(&outer.saddr, e->nat.src, 16);
 	__builtin_memcpy(&outer.daddr, e->nat.dst, 16);
-	if (bpf_skb_adjust_room(skb, IPV6_HDR_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0)
+	if (hook_insert_room(ctx, IPV6_HDR_LEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0)
 		return -1;
-	return bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), BPF_F_RECOMPUTE_CSUM);
+	return hook_store_bytes(ctx, ETH_HLEN, &outer, sizeof(outer));
 }
 
 /*
@@ -109,11 +108,11 @@ static __always_inline int encap_ipv6(struct __sk_buff *skb, const struct ct_ent
  * on the stack would otherwise sit in the frames of weir_ingress (the short
  * path) and dsr_handle_vip, beside fib_decide's.
  */
-static __noinline int dsr_encap(struct __sk_buff *skb, const struct ct_entry *e, __u8 ip_version)
+static __noinline int dsr_encap(struct hook_ctx *ctx, const struct ct_entry *e, __u8 ip_version)
 {
 	if (ip_version == WEIR_IPV4)
-		return encap_ipv4(skb, e);
-	return encap_ipv6(skb, e);
+		return encap_ipv4(ctx, e);
+	return encap_ipv6(ctx, e);
 }
 
 /*
@@ -121,14 +120,14 @@ static __noinline int dsr_encap(struct __sk_buff *skb, const struct ct_entry *e,
  * translate does for NAT: the same counters (bytes are what leaves, outer
  * header included), MAC addresses and redirect.
  */
-static __always_inline int dsr_send(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+static __always_inline int dsr_send(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e,
 				    __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
 {
-	int err = dsr_encap(skb, e, p->flow.ip_version);
+	int err = dsr_encap(ctx, e, p->flow.ip_version);
 
 	if (err >= 0 && action == FWD_REDIRECT)
-		err = write_macs(skb, &e->fwd);
-	return send_rewritten(skb, e, err, action, nh, new_flow);
+		err = write_macs(ctx, &e->fwd);
+	return send_rewritten(ctx, e, err, action, nh, new_flow);
 }
 
 /*
@@ -137,12 +136,12 @@ static __always_inline int dsr_send(struct __sk_buff *skb, const struct packet *
  * entry to keep alive. Out of line, so that NAT's short path, which it
  * branches from, keeps its code as compact as before.
  */
-static __noinline int dsr_established(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *entry)
+static __noinline int dsr_established(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *entry)
 {
 	__u32 service_id = entry->nat.service_id;
 	struct active_generation *active;
 	__u64 now = bpf_ktime_get_coarse_ns();
-	__u32 len = dsr_outer_len(skb, p);
+	__u32 len = dsr_outer_len(ctx, p);
 
 	/* Compared here as 32 bits: an outer length past 0xffff never fits. */
 	if (len > entry->fwd.max_len || !fwd_fresh(&entry->fwd, 0, now))
@@ -150,7 +149,7 @@ static __noinline int dsr_established(struct __sk_buff *skb, const struct packet
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation != entry->generation)
 		return NOT_HANDLED;
-	return dsr_send(skb, p, entry, entry->fwd.action, NULL, 0);
+	return dsr_send(ctx, p, entry, entry->fwd.action, NULL, 0);
 }
 
 /*
@@ -160,11 +159,11 @@ static __noinline int dsr_established(struct __sk_buff *skb, const struct packet
  * compares. p and e are lent to fib_decide as the outer packet and restored
  * after: copies would not fit the stack.
  */
-static __always_inline __u32 dsr_fib(struct __sk_buff *skb, struct packet *p, struct ct_entry *e,
+static __always_inline __u32 dsr_fib(struct hook_ctx *ctx, struct packet *p, struct ct_entry *e,
 				     struct bpf_redir_neigh *nh)
 {
 	__u16 ip_len = p->ip_len, dport = e->nat.dport;
-	__u32 outer_len = dsr_outer_len(skb, p);
+	__u32 outer_len = dsr_outer_len(ctx, p);
 	__u8 proto = p->flow.proto;
 	__u32 action;
 
@@ -173,7 +172,7 @@ static __always_inline __u32 dsr_fib(struct __sk_buff *skb, struct packet *p, st
 	p->flow.proto = p->flow.ip_version == WEIR_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	p->ip_len = outer_len;
 	e->nat.dport = 0;
-	action = fib_decide(skb, p, &e->nat, &e->fwd, nh);
+	action = fib_decide(ctx, p, &e->nat, &e->fwd, nh);
 	p->flow.proto = proto;
 	p->ip_len = ip_len;
 	e->nat.dport = dport;
@@ -202,7 +201,7 @@ static __noinline int dsr_choose(const struct packet *p, __u32 half_index, const
 }
 
 /* The MTU answer to a packet too big to encapsulate: icmp_dsr.h. */
-static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e);
+static __noinline int dsr_answer_too_big(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e);
 
 /*
  * A client packet to a DSR service on the full path. A flow keeps its
@@ -217,7 +216,7 @@ static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct pac
  * the full path only): inlined into handle_vip, its locals would share a
  * frame with the NAT path's and pass the verifier's 512 bytes.
  */
-static __noinline int dsr_handle_vip(struct __sk_buff *skb, struct packet *p, __u32 service_id, struct ct_entry *ct)
+static __noinline int dsr_handle_vip(struct hook_ctx *ctx, struct packet *p, __u32 service_id, struct ct_entry *ct)
 {
 	struct bpf_redir_neigh nh = {};
 	struct live_value *live = NULL;
@@ -231,18 +230,18 @@ static __noinline int dsr_handle_vip(struct __sk_buff *skb, struct packet *p, __
 	/* The entry is built in weir_scratch, which NAT only uses for new flows. */
 	e = bpf_map_lookup_elem(&weir_scratch, &zero);
 	if (!e)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	__builtin_memset(e, 0, sizeof(*e));
 
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation == 0)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	e->generation = active->generation;
 	half_index = service_id * 2 + (e->generation & 1);
 	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
 	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (!svc || !svc_stats)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	if (ct && ct->nat.service_id == service_id && ct->forwarding == WEIR_FWD_DSR_IPIP &&
 	    addr_equal(ct->nat.src, svc->snat))
 		live = live_backend(service_id, ct->nat.dst, ct->nat.dport, p->flow.ip_version);
@@ -256,16 +255,18 @@ static __noinline int dsr_handle_vip(struct __sk_buff *skb, struct packet *p, __
 			return drop(svc_stats, NULL, reason);
 	}
 	e->forwarding = WEIR_FWD_DSR_IPIP;
-	action = dsr_fib(skb, p, e, &nh);
+	action = dsr_fib(ctx, p, e, &nh);
+	if (hook_defers(action))
+		return HOOK_PASS; /* nothing stored: the tc program behind decides again */
 	if (action == FWD_TOO_BIG) {
 		drop(svc_stats, backend_counters(service_id, e->slot), DROP_DSR_TOO_BIG);
-		return dsr_answer_too_big(skb, p, e);
+		return dsr_answer_too_big(ctx, p, e);
 	}
 	if (live)
 		refresh(ct, e);
 	else
 		bpf_map_update_elem(&weir_v1_ct, &p->flow, e, BPF_ANY);
-	return dsr_send(skb, p, e, action, &nh, !live);
+	return dsr_send(ctx, p, e, action, &nh, !live);
 }
 
 #endif /* WEIR_DSR_H */

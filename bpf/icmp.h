@@ -64,9 +64,9 @@ static __always_inline int icmp_is_error(__u8 type, int ipv6)
 	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED;
 }
 
-static __always_inline int parse_quoted_ipv4(struct __sk_buff *skb, struct icmp_error *ie)
+static __always_inline int parse_quoted_ipv4(struct hook_ctx *ctx, struct icmp_error *ie)
 {
-	struct iphdr *ip = packet_at(skb, ie->quoted_l3_off, sizeof(*ip));
+	struct iphdr *ip = packet_at(ctx, ie->quoted_l3_off, sizeof(*ip));
 
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return -1;
@@ -82,9 +82,9 @@ static __always_inline int parse_quoted_ipv4(struct __sk_buff *skb, struct icmp_
 	return 0;
 }
 
-static __always_inline int parse_quoted_ipv6(struct __sk_buff *skb, struct icmp_error *ie)
+static __always_inline int parse_quoted_ipv6(struct hook_ctx *ctx, struct icmp_error *ie)
 {
-	struct ipv6hdr *ip6 = packet_at(skb, ie->quoted_l3_off, sizeof(*ip6));
+	struct ipv6hdr *ip6 = packet_at(ctx, ie->quoted_l3_off, sizeof(*ip6));
 	__u32 off = ie->quoted_l3_off + IPV6_HDR_LEN;
 	__u8 next;
 
@@ -93,7 +93,7 @@ static __always_inline int parse_quoted_ipv6(struct __sk_buff *skb, struct icmp_
 	__builtin_memcpy(ie->flow.dst, &ip6->saddr, 16);
 	__builtin_memcpy(ie->flow.src, &ip6->daddr, 16);
 	next = ip6->nexthdr;
-	if (skip_ipv6_ext(skb, &next, &off) < 0 || (next != IPPROTO_TCP && next != IPPROTO_UDP))
+	if (skip_ipv6_ext(ctx, &next, &off) < 0 || (next != IPPROTO_TCP && next != IPPROTO_UDP))
 		return -1;
 	ie->flow.proto = next;
 	ie->quoted_l4_off = off;
@@ -105,7 +105,7 @@ static __always_inline int parse_quoted_ipv6(struct __sk_buff *skb, struct icmp_
  * p->l4_off) into ie. Returns 0 for an error about a TCP or UDP packet
  * sent by the error's destination, -1 for anything to leave alone.
  */
-static __always_inline int parse_icmp_error(struct __sk_buff *skb, const struct packet *p, struct icmp_error *ie)
+static __always_inline int parse_icmp_error(struct hook_ctx *ctx, const struct packet *p, struct icmp_error *ie)
 {
 	int ipv6 = p->flow.ip_version == WEIR_IPV6;
 	__be16 *ports;
@@ -113,27 +113,27 @@ static __always_inline int parse_icmp_error(struct __sk_buff *skb, const struct 
 	int err;
 
 	__builtin_memset(ie, 0, sizeof(*ie));
-	icmp = packet_at(skb, p->l4_off, ICMP_HDR_LEN);
+	icmp = packet_at(ctx, p->l4_off, ICMP_HDR_LEN);
 	if (!icmp || !icmp_is_error(icmp[0], ipv6))
 		return -1;
 	ie->icmp_off = p->l4_off;
 	ie->quoted_l3_off = p->l4_off + ICMP_HDR_LEN;
 	ie->flow.ip_version = p->flow.ip_version;
 	if (ipv6)
-		err = parse_quoted_ipv6(skb, ie);
+		err = parse_quoted_ipv6(ctx, ie);
 	else
-		err = parse_quoted_ipv4(skb, ie);
+		err = parse_quoted_ipv4(ctx, ie);
 	if (err < 0)
 		return -1;
 	/* The quoted ports, and for UDP its length and checksum. */
-	ports = packet_at(skb, ie->quoted_l4_off, UDP_LEN);
+	ports = packet_at(ctx, ie->quoted_l4_off, UDP_LEN);
 	if (!ports)
 		return -1;
 	ie->flow.dport = bpf_ntohs(ports[0]);
 	ie->flow.sport = bpf_ntohs(ports[1]);
 	if (ie->flow.proto == IPPROTO_UDP)
 		ie->quoted_csum_off = ie->quoted_l4_off + UDP_CSUM_OFF;
-	else if (ie->quoted_l4_off + TCP_CSUM_END <= skb->len)
+	else if (ie->quoted_l4_off + TCP_CSUM_END <= hook_len(ctx))
 		ie->quoted_csum_off = ie->quoted_l4_off + TCP_CSUM_OFF;
 	if (!addr_equal(ie->flow.dst, p->flow.dst))
 		return -1;

@@ -111,14 +111,14 @@ static __always_inline __u32 csum_block(__u8 *from, __u32 len, __u32 sum)
  * The MTU of the route to e's backend, which the encapsulated packet of
  * outer_len bytes does not fit; 0 if the FIB now takes it after all.
  */
-static __always_inline __u32 dsr_route_mtu(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+static __always_inline __u32 dsr_route_mtu(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e,
 					   __u32 outer_len, struct bpf_fib_lookup *fib)
 {
-	fib_params(skb, p, &e->nat, outer_len > 0xffff ? 0xffff : outer_len, fib);
+	fib_params(ctx, p, &e->nat, outer_len > 0xffff ? 0xffff : outer_len, fib);
 	fib->l4_protocol = p->flow.ip_version == WEIR_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	fib->sport = 0;
 	fib->dport = 0;
-	if (bpf_fib_lookup(skb, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+	if (bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return 0;
 	return fib->mtu_result;
 }
@@ -174,9 +174,9 @@ static __always_inline __u32 answer_headers6(struct dsr_icmp_buf *buf, const str
 }
 
 /* Swaps the frame's MAC addresses: the answer goes back to the hop the packet came from. */
-static __always_inline int swap_macs(struct __sk_buff *skb)
+static __always_inline int swap_macs(struct hook_ctx *ctx)
 {
-	__u8 *eth = packet_at(skb, 0, 2 * ETH_ALEN);
+	__u8 *eth = packet_at(ctx, 0, 2 * ETH_ALEN);
 	__u8 tmp[ETH_ALEN];
 
 	if (!eth)
@@ -194,26 +194,6 @@ static __always_inline int swap_macs(struct __sk_buff *skb)
  * quoted packet's TCP options or payload, which no receiver reads.
  */
 #define PARTIAL_SHIFT 64
-
-/*
- * Whether the skb is CHECKSUM_PARTIAL (a local sender's packet, over a
- * veth): its checksum is still to be completed at csum_start + csum_offset
- * when it leaves, which no helper clears. bpf_l4_csum_replace without
- * BPF_F_PSEUDO_HDR changes the field it is given only when the skb is not
- * partial: it is asked to, at the IP header's bytes 4-5 (IPv4 identification,
- * IPv6 flow label), which are then stored back as they were.
- */
-static __always_inline int csum_partial(struct __sk_buff *skb)
-{
-	__u16 before, after;
-
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + 4, &before, 2) < 0 ||
-	    bpf_l4_csum_replace(skb, ETH_HLEN + 4, 0, 1, 0) < 0 || bpf_skb_load_bytes(skb, ETH_HLEN + 4, &after, 2) < 0)
-		return -1;
-	if (after == before)
-		return 1;
-	return bpf_skb_store_bytes(skb, ETH_HLEN + 4, &before, 2, 0) < 0 ? -1 : 0;
-}
 
 /*
  * For a CHECKSUM_PARTIAL packet: the kernel (skb_checksum_help, when the
@@ -245,53 +225,53 @@ static __always_inline int partial_csum_fixup(__u8 *msg, __u32 t, __u32 csum_off
 /*
  * Turns client packet p of DSR entry e, too big for the route to its
  * backend once encapsulated, into the ICMP answer (see the top of this
- * file) and sends it back where it came from; TC_ACT_SHOT when the packet
+ * file) and sends it back where it came from; HOOK_DROP when the packet
  * is not to be answered or the answer cannot be built. The caller has
  * counted it as dsr_too_big.
  */
-static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
+static __noinline int dsr_answer_too_big(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e)
 {
 	struct dsr_icmp_buf *buf;
 	__u32 zero = 0, mtu, quote, len, hdr, csum_off, seed = 0;
 	int partial;
 
 	if (p->flow.ip_version == WEIR_IPV4) {
-		struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
+		struct iphdr *ip = packet_at(ctx, ETH_HLEN, sizeof(*ip));
 
 		if (!ip || !(ip->frag_off & bpf_htons(IP_DF)))
-			return TC_ACT_SHOT;
+			return HOOK_DROP;
 	}
 	buf = bpf_map_lookup_elem(&weir_dsr_icmp_buf, &zero);
 	if (!buf)
-		return TC_ACT_SHOT;
-	mtu = dsr_route_mtu(skb, p, e, dsr_outer_len(skb, p), (struct bpf_fib_lookup *)buf->fib);
+		return HOOK_DROP;
+	mtu = dsr_route_mtu(ctx, p, e, dsr_outer_len(ctx, p), (struct bpf_fib_lookup *)buf->fib);
 	if (mtu <= dsr_overhead(p->flow.ip_version) || mtu > 0xffff)
-		return TC_ACT_SHOT;
-	quote = skb->len - ETH_HLEN;
+		return HOOK_DROP;
+	quote = hook_len(ctx) - ETH_HLEN;
 	if (p->flow.ip_version == WEIR_IPV4) {
 		if (quote > ICMP4_QUOTE_MAX)
 			quote = ICMP4_QUOTE_MAX;
 		quote &= ~3U;
 		if (quote < ICMP4_QUOTE_MIN || quote > ICMP4_QUOTE_MAX)
-			return TC_ACT_SHOT;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, buf->b + 20 + ICMP_HDR_LEN, quote) < 0)
-			return TC_ACT_SHOT;
+			return HOOK_DROP;
+		if (hook_load_bytes(ctx, ETH_HLEN, buf->b + 20 + ICMP_HDR_LEN, quote) < 0)
+			return HOOK_DROP;
 		len = answer_headers4(buf, p, mtu, quote);
 	} else {
 		if (quote > ICMP6_QUOTE_MAX)
 			quote = ICMP6_QUOTE_MAX;
 		quote &= ~3U;
 		if (quote < ICMP6_QUOTE_MIN || quote > ICMP6_QUOTE_MAX)
-			return TC_ACT_SHOT;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, buf->b + IPV6_HDR_LEN + ICMP_HDR_LEN, quote) < 0)
-			return TC_ACT_SHOT;
+			return HOOK_DROP;
+		if (hook_load_bytes(ctx, ETH_HLEN, buf->b + IPV6_HDR_LEN + ICMP_HDR_LEN, quote) < 0)
+			return HOOK_DROP;
 		len = answer_headers6(buf, p, mtu, quote);
 	}
 	if (len > IPV6_MIN_MTU)
-		return TC_ACT_SHOT;
-	partial = csum_partial(skb);
+		return HOOK_DROP;
+	partial = hook_csum_partial(ctx);
 	if (partial < 0)
-		return TC_ACT_SHOT;
+		return HOOK_DROP;
 	if (partial) {
 		hdr = p->flow.ip_version == WEIR_IPV4 ? sizeof(struct iphdr) : IPV6_HDR_LEN;
 		if (p->flow.ip_version == WEIR_IPV6) {
@@ -301,21 +281,20 @@ static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct pac
 		}
 		csum_off = p->flow.proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF;
 		if (p->l4_off < ETH_HLEN + hdr || p->l4_off > MAX_HDR_OFF)
-			return TC_ACT_SHOT;
+			return HOOK_DROP;
 		if (partial_csum_fixup(buf->b + hdr, p->l4_off - ETH_HLEN - hdr + PARTIAL_SHIFT, csum_off, len - hdr,
 				       seed) < 0)
-			return TC_ACT_SHOT;
+			return HOOK_DROP;
 		/* The headers before csum_start move back; csum_start stays with its byte. */
-		if (bpf_skb_adjust_room(skb, PARTIAL_SHIFT, BPF_ADJ_ROOM_MAC, 0) < 0)
-			return TC_ACT_SHOT;
+		if (hook_insert_room(ctx, PARTIAL_SHIFT, 0) < 0)
+			return HOOK_DROP;
 	}
 	/* Trimming a GSO packet makes it a plain one (the helper resets its GSO state). */
-	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) < 0)
-		return TC_ACT_SHOT;
-	/* BPF_F_RECOMPUTE_CSUM keeps a CHECKSUM_COMPLETE skb->csum right. */
-	if (bpf_skb_store_bytes(skb, ETH_HLEN, buf->b, len, BPF_F_RECOMPUTE_CSUM) < 0 || swap_macs(skb) < 0)
-		return TC_ACT_SHOT;
-	return bpf_redirect(skb->ifindex, 0);
+	if (hook_set_len(ctx, ETH_HLEN + len) < 0)
+		return HOOK_DROP;
+	if (hook_store_bytes(ctx, ETH_HLEN, buf->b, len) < 0 || swap_macs(ctx) < 0)
+		return HOOK_DROP;
+	return hook_bounce(ctx);
 }
 
 /*
@@ -325,7 +304,7 @@ static __noinline int dsr_answer_too_big(struct __sk_buff *skb, const struct pac
  * backend encapsulated (see the top of this file) and counted as a packet
  * of the service and backend; anything else passes untouched.
  */
-static __noinline int icmp_dsr_forward(struct __sk_buff *skb, const struct packet *p)
+static __noinline int icmp_dsr_forward(struct hook_ctx *ctx, const struct packet *p)
 {
 	struct live_value *live = NULL;
 	struct active_generation *active;
@@ -343,7 +322,7 @@ static __noinline int icmp_dsr_forward(struct __sk_buff *skb, const struct packe
 	e = bpf_map_lookup_elem(&weir_scratch, &zero);
 	buf = bpf_map_lookup_elem(&weir_dsr_icmp_buf, &zero);
 	if (!s || !e || !buf)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	__builtin_memset(&buf->vk, 0, sizeof(buf->vk));
 	__builtin_memcpy(buf->vk.addr, s->ie.flow.dst, 16);
 	buf->vk.port = s->ie.flow.dport;
@@ -351,16 +330,16 @@ static __noinline int icmp_dsr_forward(struct __sk_buff *skb, const struct packe
 	buf->vk.ip_version = s->ie.flow.ip_version;
 	vip = bpf_map_lookup_elem(&weir_v1_vips, &buf->vk);
 	if (!vip)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	service_id = vip->service_id;
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation == 0)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	half_index = service_id * 2 + (active->generation & 1);
 	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
 	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (!svc || !svc_stats || svc->forwarding == WEIR_FWD_NAT)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->generation = active->generation;
 
@@ -383,10 +362,12 @@ static __noinline int icmp_dsr_forward(struct __sk_buff *skb, const struct packe
 			return drop(svc_stats, NULL, reason);
 	}
 	e->forwarding = WEIR_FWD_DSR_IPIP;
-	action = dsr_fib(skb, q, e, (struct bpf_redir_neigh *)buf->nh);
+	action = dsr_fib(ctx, q, e, (struct bpf_redir_neigh *)buf->nh);
+	if (hook_defers(action))
+		return HOOK_PASS;
 	if (action == FWD_TOO_BIG)
 		return drop(svc_stats, backend_counters(service_id, e->slot), DROP_DSR_TOO_BIG);
-	return dsr_send(skb, q, e, action, (struct bpf_redir_neigh *)buf->nh, 0);
+	return dsr_send(ctx, q, e, action, (struct bpf_redir_neigh *)buf->nh, 0);
 }
 
 #endif /* WEIR_ICMP_DSR_H */

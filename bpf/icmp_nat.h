@@ -72,10 +72,10 @@ static __always_inline __u32 csum_delta16(__u16 from, __u16 to)
 }
 
 /* Rewrites the quoted TCP or UDP header: ports, and its checksum when quoted whole. */
-static __always_inline int icmp_nat_quoted_l4(struct __sk_buff *skb, const struct icmp_error *ie,
+static __always_inline int icmp_nat_quoted_l4(struct hook_ctx *ctx, const struct icmp_error *ie,
 					      const struct nat *nat, __u32 csum_l4, __u32 *icmp_delta)
 {
-	__be16 *ports = packet_at(skb, ie->quoted_l4_off, 4);
+	__be16 *ports = packet_at(ctx, ie->quoted_l4_off, 4);
 	__u16 *check, old, new;
 
 	if (!ports)
@@ -85,7 +85,7 @@ static __always_inline int icmp_nat_quoted_l4(struct __sk_buff *skb, const struc
 	ports[1] = bpf_htons(nat->sport);
 	if (!ie->quoted_csum_off)
 		return 0;
-	check = packet_at(skb, ie->quoted_csum_off, 2);
+	check = packet_at(ctx, ie->quoted_csum_off, 2);
 	if (!check)
 		return -1;
 	old = *check;
@@ -100,11 +100,11 @@ static __always_inline int icmp_nat_quoted_l4(struct __sk_buff *skb, const struc
 }
 
 /* Rewrites the quoted IP header's addresses (and the IPv4 header checksum). */
-static __always_inline int icmp_nat_quoted_l3(struct __sk_buff *skb, const struct icmp_error *ie,
+static __always_inline int icmp_nat_quoted_l3(struct hook_ctx *ctx, const struct icmp_error *ie,
 					      const struct nat *nat, __u32 csum_addrs, __u32 *icmp_delta)
 {
 	if (ie->flow.ip_version == WEIR_IPV4) {
-		struct iphdr *ip = packet_at(skb, ie->quoted_l3_off, sizeof(*ip));
+		struct iphdr *ip = packet_at(ctx, ie->quoted_l3_off, sizeof(*ip));
 		__u16 old;
 
 		if (!ip)
@@ -115,7 +115,7 @@ static __always_inline int icmp_nat_quoted_l3(struct __sk_buff *skb, const struc
 		ip->check = csum_apply(old, csum_addrs);
 		*icmp_delta = csum_add(*icmp_delta, csum_delta16(old, ip->check));
 	} else {
-		struct ipv6hdr *ip6 = packet_at(skb, ie->quoted_l3_off, sizeof(*ip6));
+		struct ipv6hdr *ip6 = packet_at(ctx, ie->quoted_l3_off, sizeof(*ip6));
 
 		if (!ip6)
 			return -1;
@@ -130,7 +130,7 @@ static __always_inline int icmp_nat_quoted_l3(struct __sk_buff *skb, const struc
  * Rewrites the outer addresses to nat's (from p's) and then the ICMP
  * checksum by icmp_delta plus, for ICMPv6, the pseudo header's change.
  */
-static __always_inline int icmp_nat_outer(struct __sk_buff *skb, const struct packet *p, const struct icmp_error *ie,
+static __always_inline int icmp_nat_outer(struct hook_ctx *ctx, const struct packet *p, const struct icmp_error *ie,
 					  const struct nat *nat, __u32 icmp_delta)
 {
 	__u16 *check;
@@ -145,7 +145,7 @@ static __always_inline int icmp_nat_outer(struct __sk_buff *skb, const struct pa
 		__builtin_memcpy(&to[0], nat->src, 4);
 		__builtin_memcpy(&to[1], nat->dst, 4);
 		delta = csum_delta(from, to, 2);
-		ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
+		ip = packet_at(ctx, ETH_HLEN, sizeof(*ip));
 		if (!ip)
 			return -1;
 		__builtin_memcpy(&ip->saddr, nat->src, 4);
@@ -156,14 +156,14 @@ static __always_inline int icmp_nat_outer(struct __sk_buff *skb, const struct pa
 
 		/* flow.src/dst and nat.src/dst are adjacent, as in the header. */
 		delta = csum_delta((const __u32 *)p->flow.src, (const __u32 *)nat->src, 8);
-		ip6 = packet_at(skb, ETH_HLEN, sizeof(*ip6));
+		ip6 = packet_at(ctx, ETH_HLEN, sizeof(*ip6));
 		if (!ip6)
 			return -1;
 		__builtin_memcpy(&ip6->saddr, nat->src, 16);
 		__builtin_memcpy(&ip6->daddr, nat->dst, 16);
 		icmp_delta = csum_add(icmp_delta, delta);
 	}
-	check = packet_at(skb, ie->icmp_off + ICMP_CSUM_OFF, 2);
+	check = packet_at(ctx, ie->icmp_off + ICMP_CSUM_OFF, 2);
 	if (!check)
 		return -1;
 	*check = csum_apply(*check, icmp_delta);
@@ -193,20 +193,20 @@ static __always_inline struct ct_entry *icmp_nat_entry(const struct flow *key)
  * Counts a translated error as a packet of its flow's service, and of its
  * backend while the entry's counter slot is known to be its own.
  */
-static __always_inline void icmp_nat_count(struct __sk_buff *skb, __u32 service_id, __u32 generation, __u32 slot)
+static __always_inline void icmp_nat_count(struct hook_ctx *ctx, __u32 service_id, __u32 generation, __u32 slot)
 {
 	struct active_generation *active;
 	struct counters *c;
 
 	c = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (c)
-		count(c, skb->len, 0);
+		count(c, hook_len(ctx), 0);
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation != generation || slot == WEIR_NO_SLOT)
 		return;
 	c = backend_counters(service_id, slot);
 	if (c)
-		count(c, skb->len, 0);
+		count(c, hook_len(ctx), 0);
 }
 
 /*
@@ -216,15 +216,16 @@ static __always_inline void icmp_nat_count(struct __sk_buff *skb, __u32 service_
  * icmp_dsr_forward); anything else passes untouched. Out of line: errors are rare, and the
  * established path's frame must not grow by this one's locals.
  */
-static __noinline int icmp_nat(struct __sk_buff *skb, const struct packet *p)
+static __noinline int icmp_nat(struct hook_ctx *ctx, const struct packet *p)
 {
 	__u32 csum_addrs, csum_ports, generation, slot, action, icmp_delta = 0, zero = 0;
+	__u16 sport, dport;
 	struct icmp_scratch *s;
 	struct ct_entry *e;
 
 	s = bpf_map_lookup_elem(&weir_icmp_scratch, &zero);
-	if (!s || parse_icmp_error(skb, p, &s->ie) < 0)
-		return TC_ACT_OK;
+	if (!s || parse_icmp_error(ctx, p, &s->ie) < 0)
+		return HOOK_PASS;
 	e = icmp_nat_entry(&s->ie.flow);
 	/* Errors about DSR flows, and about flows of no entry (DSR hashes them), are icmp_dsr's. */
 	if (!e || e->forwarding != WEIR_FWD_NAT)
@@ -235,25 +236,35 @@ static __noinline int icmp_nat(struct __sk_buff *skb, const struct packet *p)
 	generation = e->generation;
 	slot = e->slot;
 
-	if (icmp_nat_quoted_l4(skb, &s->ie, &s->nat, csum_add(csum_addrs, csum_ports), &icmp_delta) < 0 ||
-	    icmp_nat_quoted_l3(skb, &s->ie, &s->nat, csum_addrs, &icmp_delta) < 0 ||
-	    icmp_nat_outer(skb, p, &s->ie, &s->nat, csum_add(icmp_delta, csum_ports)) < 0)
-		return TC_ACT_SHOT; /* half rewritten: it must not go anywhere */
-	icmp_nat_count(skb, s->nat.service_id, generation, slot);
-
-	/* The error goes where the flow's packets in its direction go. */
+	/*
+	 * The error goes where the flow's packets in its direction go: asked
+	 * first, so that a packet the hook must leave to the stack is still
+	 * untouched. The lookup is of the addresses only.
+	 */
+	sport = s->nat.sport;
+	dport = s->nat.dport;
 	s->nat.sport = 0;
 	s->nat.dport = 0;
 	__builtin_memset(&s->nh, 0, sizeof(s->nh));
-	action = fib_decide(skb, p, &s->nat, &s->fwd, &s->nh);
+	action = fib_decide(ctx, p, &s->nat, &s->fwd, &s->nh);
+	if (hook_defers(action))
+		return HOOK_PASS;
+	s->nat.sport = sport;
+	s->nat.dport = dport;
+
+	if (icmp_nat_quoted_l4(ctx, &s->ie, &s->nat, csum_add(csum_addrs, csum_ports), &icmp_delta) < 0 ||
+	    icmp_nat_quoted_l3(ctx, &s->ie, &s->nat, csum_addrs, &icmp_delta) < 0 ||
+	    icmp_nat_outer(ctx, p, &s->ie, &s->nat, csum_add(icmp_delta, csum_ports)) < 0)
+		return HOOK_DROP; /* half rewritten: it must not go anywhere */
+	icmp_nat_count(ctx, s->nat.service_id, generation, slot);
 	if (action == FWD_REDIRECT) {
-		if (write_macs(skb, &s->fwd) < 0)
-			return TC_ACT_SHOT;
-		return bpf_redirect(s->fwd.ifindex, 0);
+		if (write_macs(ctx, &s->fwd) < 0)
+			return HOOK_DROP;
+		return hook_redirect(ctx, s->fwd.ifindex);
 	}
 	if (action == FWD_NEIGH)
-		return bpf_redirect_neigh(s->fwd.ifindex, &s->nh, sizeof(s->nh), 0);
-	return TC_ACT_OK;
+		return hook_redirect_neigh(ctx, s->fwd.ifindex, &s->nh);
+	return HOOK_PASS;
 }
 
 #endif /* WEIR_ICMP_NAT_H */

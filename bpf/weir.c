@@ -205,62 +205,14 @@ enum ct_state {
 /* Returned by the short path when the packet needs the full one. */
 #define NOT_HANDLED (-1)
 
-/*
- * skb->data and skb->data_end, read afresh at every use, by one load
- * straight off the context pointer. Left to itself, clang reuses an earlier
- * read through a 32-bit register move, or keeps &skb->data in a register
- * across a helper call (in a function with several packet_at calls): the
- * verifier accepts neither, the first as a packet pointer, the second as a
- * context access.
- */
-static __always_inline void *packet_start(struct __sk_buff *skb)
-{
-	void *data;
+#include "hook.h"
 
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(data) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-	return data;
-}
-
-static __always_inline void *packet_end(struct __sk_buff *skb)
-{
-	void *end;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(end) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
-	return end;
-}
-
-/*
- * Points at len bytes at offset off of the packet, pulling them into the
- * linear area when they are not there yet (rare: headers normally are).
- * NULL when the packet is shorter. Every call may move the packet, so a
- * pointer is only good until the next call of this or of a helper that
- * changes packet data.
- */
-static __always_inline void *packet_at(struct __sk_buff *skb, __u32 off, const __u32 len)
-{
-	void *data, *end;
-
-	if (off > MAX_HDR_OFF)
-		return NULL;
-	data = packet_start(skb);
-	end = packet_end(skb);
-	if (data + off + len <= end)
-		return data + off;
-	if (off + len > skb->len || bpf_skb_pull_data(skb, off + len) < 0)
-		return NULL;
-	data = packet_start(skb);
-	end = packet_end(skb);
-	if (data + off + len > end)
-		return NULL;
-	return data + off;
-}
-
-static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p)
+static __always_inline int parse_l4(struct hook_ctx *ctx, struct packet *p)
 {
 	__be16 *ports;
 
 	if (p->flow.proto == IPPROTO_TCP) {
-		__u8 *tcp = packet_at(skb, p->l4_off, TCP_MIN_LEN);
+		__u8 *tcp = packet_at(ctx, p->l4_off, TCP_MIN_LEN);
 
 		if (!tcp)
 			return -1;
@@ -269,7 +221,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p)
 		ports = (__be16 *)tcp;
 		p->csum_off = p->l4_off + TCP_CSUM_OFF;
 	} else {
-		ports = packet_at(skb, p->l4_off, UDP_LEN);
+		ports = packet_at(ctx, p->l4_off, UDP_LEN);
 		p->csum_off = p->l4_off + UDP_CSUM_OFF;
 	}
 	if (!ports)
@@ -279,9 +231,9 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p)
 	return 0;
 }
 
-static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
+static __always_inline int parse_ipv4(struct hook_ctx *ctx, struct packet *p)
 {
-	struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
+	struct iphdr *ip = packet_at(ctx, ETH_HLEN, sizeof(*ip));
 
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return -1;
@@ -298,7 +250,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 		return PARSE_ICMP;
 	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
 		return -1;
-	return parse_l4(skb, p);
+	return parse_l4(ctx, p);
 }
 
 /*
@@ -307,7 +259,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
  * is going (routing), up to TCP, UDP or ICMPv6; anything else is not ours
  * to rewrite.
  */
-static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u32 *off)
+static __always_inline int skip_ipv6_ext(struct hook_ctx *ctx, __u8 *next, __u32 *off)
 {
 	__u8 *ext;
 
@@ -316,7 +268,7 @@ static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u3
 			return 0;
 		if (*next != IPPROTO_HOPOPTS && *next != IPPROTO_DSTOPTS)
 			return -1;
-		ext = packet_at(skb, *off, 2);
+		ext = packet_at(ctx, *off, 2);
 		if (!ext)
 			return -1;
 		*next = ext[0];
@@ -325,9 +277,9 @@ static __always_inline int skip_ipv6_ext(struct __sk_buff *skb, __u8 *next, __u3
 	return *next == IPPROTO_TCP || *next == IPPROTO_UDP || *next == IPPROTO_ICMPV6 ? 0 : -1;
 }
 
-static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
+static __always_inline int parse_ipv6(struct hook_ctx *ctx, struct packet *p)
 {
-	struct ipv6hdr *ip6 = packet_at(skb, ETH_HLEN, sizeof(*ip6));
+	struct ipv6hdr *ip6 = packet_at(ctx, ETH_HLEN, sizeof(*ip6));
 	__u32 off = ETH_HLEN + IPV6_HDR_LEN;
 	__u8 next;
 
@@ -337,14 +289,14 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	__builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
 	p->ip_len = bpf_ntohs(ip6->payload_len) + IPV6_HDR_LEN;
 	next = ip6->nexthdr;
-	if (skip_ipv6_ext(skb, &next, &off) < 0)
+	if (skip_ipv6_ext(ctx, &next, &off) < 0)
 		return -1;
 	p->flow.proto = next;
 	p->flow.ip_version = WEIR_IPV6;
 	p->l4_off = off;
 	if (next == IPPROTO_ICMPV6)
 		return PARSE_ICMP;
-	return parse_l4(skb, p);
+	return parse_l4(ctx, p);
 }
 
 /*
@@ -352,13 +304,15 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
  * ICMP or ICMPv6 (parsed up to the ICMP header, for icmp_nat), -1 for
  * anything to pass untouched.
  */
-static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
+static __always_inline int parse_packet(struct hook_ctx *ctx, struct packet *p)
 {
+	__be16 proto = hook_protocol(ctx);
+
 	__builtin_memset(p, 0, sizeof(*p));
-	if (skb->protocol == bpf_htons(ETH_P_IP))
-		return parse_ipv4(skb, p);
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(skb, p);
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(ctx, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(ctx, p);
 	return -1;
 }
 
@@ -795,17 +749,11 @@ static __noinline int alloc_snat_port(const struct packet *p, struct ct_entry *f
 	return -1;
 }
 
-static __always_inline __u64 l4_csum_flags(const struct packet *p)
-{
-	/* An IPv4 UDP checksum of zero means "none" and must stay zero. */
-	return p->flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-}
-
 /* Writes the new addresses and, for IPv4, fixes the header checksum. */
-static __always_inline int rewrite_addrs(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
+static __always_inline int rewrite_addrs(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e)
 {
 	if (p->flow.ip_version == WEIR_IPV4) {
-		struct iphdr *ip = packet_at(skb, ETH_HLEN, sizeof(*ip));
+		struct iphdr *ip = packet_at(ctx, ETH_HLEN, sizeof(*ip));
 
 		if (!ip)
 			return -1;
@@ -813,7 +761,7 @@ static __always_inline int rewrite_addrs(struct __sk_buff *skb, const struct pac
 		__builtin_memcpy(&ip->daddr, e->nat.dst, 4);
 		ip->check = csum_apply(ip->check, e->csum_addrs);
 	} else {
-		struct ipv6hdr *ip6 = packet_at(skb, ETH_HLEN, sizeof(*ip6));
+		struct ipv6hdr *ip6 = packet_at(ctx, ETH_HLEN, sizeof(*ip6));
 
 		if (!ip6)
 			return -1;
@@ -823,9 +771,9 @@ static __always_inline int rewrite_addrs(struct __sk_buff *skb, const struct pac
 	return 0;
 }
 
-static __always_inline int rewrite_ports(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
+static __always_inline int rewrite_ports(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e)
 {
-	__be16 *ports = packet_at(skb, p->l4_off, 4);
+	__be16 *ports = packet_at(ctx, p->l4_off, 4);
 
 	if (!ports)
 		return -1;
@@ -834,9 +782,9 @@ static __always_inline int rewrite_ports(struct __sk_buff *skb, const struct pac
 	return 0;
 }
 
-static __always_inline int write_macs(struct __sk_buff *skb, const struct fwd_cache *fwd)
+static __always_inline int write_macs(struct hook_ctx *ctx, const struct fwd_cache *fwd)
 {
-	__u8 *eth = packet_at(skb, 0, 2 * ETH_ALEN);
+	__u8 *eth = packet_at(ctx, 0, 2 * ETH_ALEN);
 
 	if (!eth)
 		return -1;
@@ -847,32 +795,20 @@ static __always_inline int write_macs(struct __sk_buff *skb, const struct fwd_ca
 
 /*
  * Folds e's precomputed deltas into the L4 checksum: the addresses as part
- * of the pseudo header, the ports as plain data. Two calls, because the
+ * of the pseudo header, the ports as plain data. Two calls, because tc's
  * helper treats them differently for CHECKSUM_PARTIAL packets (whose field
  * holds only the pseudo-header sum) and CHECKSUM_COMPLETE ones (whose
- * skb->csum must follow the pseudo header only).
+ * skb->csum must follow the pseudo header only); see hook_l4_csum_add.
  */
-static __always_inline int fix_l4_csum(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e)
+static __always_inline int fix_l4_csum(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e)
 {
-	__u64 flags = BPF_F_PSEUDO_HDR | l4_csum_flags(p);
+	int udp = p->flow.proto == IPPROTO_UDP;
 	long err;
 
-	if (p->flow.ip_version == WEIR_IPV4) {
-		err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags);
-	} else {
-		/*
-		 * BPF_F_IPV6 keeps skb->csum right for CHECKSUM_COMPLETE packets,
-		 * whose IPv6 header carries no checksum to absorb the change;
-		 * kernels before 6.16 reject the flag, and there the old
-		 * behaviour is all there is.
-		 */
-		err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags | BPF_F_IPV6);
-		if (err == -22 /* EINVAL */)
-			err = bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_addrs, flags);
-	}
+	err = hook_l4_csum_add(ctx, p->csum_off, e->csum_addrs, 1, udp, p->flow.ip_version == WEIR_IPV6);
 	if (err < 0)
 		return err;
-	return bpf_l4_csum_replace(skb, p->csum_off, 0, e->csum_ports, l4_csum_flags(p));
+	return hook_l4_csum_add(ctx, p->csum_off, e->csum_ports, 0, udp, 0);
 }
 
 /*
@@ -881,18 +817,18 @@ static __always_inline int fix_l4_csum(struct __sk_buff *skb, const struct packe
  * the L4 checksum needs the helper, which alone knows how the skb carries
  * its checksum.
  */
-static __always_inline int rewrite(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+static __always_inline int rewrite(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e,
 				   int macs)
 {
-	if (rewrite_addrs(skb, p, e) < 0 || rewrite_ports(skb, p, e) < 0)
+	if (rewrite_addrs(ctx, p, e) < 0 || rewrite_ports(ctx, p, e) < 0)
 		return -1;
-	if (macs && write_macs(skb, &e->fwd) < 0)
+	if (macs && write_macs(ctx, &e->fwd) < 0)
 		return -1;
-	return fix_l4_csum(skb, p, e);
+	return fix_l4_csum(ctx, p, e);
 }
 
 /* The FIB lookup of a packet of ip_len bytes rewritten to `to`. */
-static __always_inline void fib_params(struct __sk_buff *skb, const struct packet *p, const struct nat *to,
+static __always_inline void fib_params(struct hook_ctx *ctx, const struct packet *p, const struct nat *to,
 				       __u16 ip_len, struct bpf_fib_lookup *fib)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
@@ -900,7 +836,7 @@ static __always_inline void fib_params(struct __sk_buff *skb, const struct packe
 	fib->sport = bpf_htons(to->sport);
 	fib->dport = bpf_htons(to->dport);
 	fib->tot_len = ip_len;
-	fib->ifindex = skb->ifindex;
+	fib->ifindex = hook_ifindex(ctx);
 	if (p->flow.ip_version == WEIR_IPV4) {
 		fib->family = AF_INET;
 		__builtin_memcpy(&fib->ipv4_src, to->src, 4);
@@ -927,7 +863,7 @@ static __always_inline void fib_params(struct __sk_buff *skb, const struct packe
  *
  * Out of line, like alloc_snat_port: the lookup parameters are large.
  */
-static __noinline __u32 fib_decide(struct __sk_buff *skb, const struct packet *p, const struct nat *to,
+static __noinline __u32 fib_decide(struct hook_ctx *ctx, const struct packet *p, const struct nat *to,
 				   struct fwd_cache *c, struct bpf_redir_neigh *nh)
 {
 	__u16 len = p->ip_len > WEIR_FIB_PROBE_LEN ? p->ip_len : WEIR_FIB_PROBE_LEN;
@@ -935,12 +871,12 @@ static __noinline __u32 fib_decide(struct __sk_buff *skb, const struct packet *p
 	long rc;
 
 	__builtin_memset(c, 0, sizeof(*c));
-	fib_params(skb, p, to, len, &fib);
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	fib_params(ctx, p, to, len, &fib);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && len > p->ip_len) {
 		len = p->ip_len;
-		fib_params(skb, p, to, len, &fib);
-		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+		fib_params(ctx, p, to, len, &fib);
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		c->action = FWD_REDIRECT;
@@ -1016,11 +952,11 @@ static __always_inline struct counters *backend_counters(__u32 service_id, __u32
 static __noinline int drop(struct counters *svc_stats, struct counters *be_stats, enum drop_reason reason)
 {
 	if (reason >= DROP_REASONS)
-		return TC_ACT_SHOT;
+		return HOOK_DROP;
 	svc_stats->drops[reason]++;
 	if (be_stats)
 		be_stats->drops[reason]++;
-	return TC_ACT_SHOT;
+	return HOOK_DROP;
 }
 
 /*
@@ -1029,7 +965,7 @@ static __noinline int drop(struct counters *svc_stats, struct counters *be_stats
  * on as action says (FWD_NEIGH: through nh, which only the full path has).
  * NAT's translate and DSR's dsr_send both end here.
  */
-static __always_inline int send_rewritten(struct __sk_buff *skb, const struct ct_entry *e, int err, __u32 action,
+static __always_inline int send_rewritten(struct hook_ctx *ctx, const struct ct_entry *e, int err, __u32 action,
 					  const struct bpf_redir_neigh *nh, int new_flow)
 {
 	struct counters *svc_stats, *be_stats = NULL;
@@ -1041,17 +977,17 @@ static __always_inline int send_rewritten(struct __sk_buff *skb, const struct ct
 	if (err < 0) {
 		if (svc_stats)
 			return drop(svc_stats, be_stats, DROP_REWRITE_FAILED);
-		return TC_ACT_SHOT;
+		return HOOK_DROP;
 	}
 	if (svc_stats)
-		count(svc_stats, skb->len, new_flow);
+		count(svc_stats, hook_len(ctx), new_flow);
 	if (be_stats)
-		count(be_stats, skb->len, new_flow);
+		count(be_stats, hook_len(ctx), new_flow);
 	if (action == FWD_REDIRECT)
-		return bpf_redirect(e->fwd.ifindex, 0);
+		return hook_redirect(ctx, e->fwd.ifindex);
 	if (action == FWD_NEIGH && nh)
-		return bpf_redirect_neigh(e->fwd.ifindex, (struct bpf_redir_neigh *)nh, sizeof(*nh), 0);
-	return TC_ACT_OK;
+		return hook_redirect_neigh(ctx, e->fwd.ifindex, nh);
+	return HOOK_PASS;
 }
 
 /*
@@ -1059,10 +995,10 @@ static __always_inline int send_rewritten(struct __sk_buff *skb, const struct ct
  * says. Both paths, both directions end here, so that a cached decision
  * rewrites exactly as a fresh one.
  */
-static __always_inline int translate(struct __sk_buff *skb, const struct packet *p, const struct ct_entry *e,
+static __always_inline int translate(struct hook_ctx *ctx, const struct packet *p, const struct ct_entry *e,
 				     __u32 action, const struct bpf_redir_neigh *nh, int new_flow)
 {
-	return send_rewritten(skb, e, rewrite(skb, p, e, action == FWD_REDIRECT), action, nh, new_flow);
+	return send_rewritten(ctx, e, rewrite(ctx, p, e, action == FWD_REDIRECT), action, nh, new_flow);
 }
 
 #include "dsr.h"
@@ -1073,7 +1009,7 @@ static __always_inline int translate(struct __sk_buff *skb, const struct packet 
  * lookup and the counters besides the entry itself; NOT_HANDLED otherwise.
  * client says which way the packet goes (entry is in weir_v1_ct).
  */
-static __always_inline int try_established(struct __sk_buff *skb, const struct packet *p,
+static __always_inline int try_established(struct hook_ctx *ctx, const struct packet *p,
 					   struct ct_entry *entry, const int client)
 {
 	__u32 service_id = entry->nat.service_id;
@@ -1081,7 +1017,7 @@ static __always_inline int try_established(struct __sk_buff *skb, const struct p
 	__u64 now;
 
 	if (entry->forwarding != WEIR_FWD_NAT)
-		return dsr_established(skb, p, entry);
+		return dsr_established(ctx, p, entry);
 	now = bpf_ktime_get_coarse_ns();
 	if (!fwd_fresh(&entry->fwd, p->ip_len, now))
 		return NOT_HANDLED;
@@ -1089,7 +1025,7 @@ static __always_inline int try_established(struct __sk_buff *skb, const struct p
 	if (!active || active->generation != entry->generation)
 		return NOT_HANDLED;
 	note_activity(p, entry, now, client);
-	return translate(skb, p, entry, entry->fwd.action, NULL, 0);
+	return translate(ctx, p, entry, entry->fwd.action, NULL, 0);
 }
 
 /*
@@ -1097,7 +1033,7 @@ static __always_inline int try_established(struct __sk_buff *skb, const struct p
  * look the route up, store all of it in conntrack, translate, forward. ct is
  * the packet's conntrack entry, NULL if none.
  */
-static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, __u32 service_id,
+static __always_inline int handle_vip(struct hook_ctx *ctx, struct packet *p, __u32 service_id,
 				      struct ct_entry *ct)
 {
 	struct bpf_redir_neigh nh = {};
@@ -1112,15 +1048,15 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 
 	active = bpf_map_lookup_elem(&weir_v1_active, &service_id);
 	if (!active || active->generation == 0)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	e.generation = active->generation;
 	half_index = service_id * 2 + (e.generation & 1);
 	svc = bpf_map_lookup_elem(&weir_v1_svc, &half_index);
 	svc_stats = bpf_map_lookup_elem(&weir_v1_svcstat, &service_id);
 	if (!svc || !svc_stats)
-		return TC_ACT_OK;
+		return HOOK_PASS;
 	if (svc->forwarding != WEIR_FWD_NAT)
-		return dsr_handle_vip(skb, p, service_id, ct);
+		return dsr_handle_vip(ctx, p, service_id, ct);
 
 	state = ct_check(p, service_id, ct, &e);
 	e.seen = bpf_ktime_get_coarse_ns();
@@ -1140,18 +1076,25 @@ static __always_inline int handle_vip(struct __sk_buff *skb, struct packet *p, _
 			return drop(svc_stats, backend_counters(service_id, e.slot), DROP_SNAT_EXHAUSTED);
 		csum_deltas(&p->flow, &e);
 	}
-	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
+	action = fib_decide(ctx, p, &e.nat, &e.fwd, &nh);
+	/*
+	 * XDP, next hop unresolved: nothing stored but a new flow's reverse
+	 * entry, which the same flow takes over; the tc program behind
+	 * decides again and counts the packet.
+	 */
+	if (hook_defers(action))
+		return HOOK_PASS;
 	if (state == CT_ESTABLISHED) {
 		refresh(ct, &e);
 		note_activity(p, ct, e.seen, 1);
 	} else {
 		bpf_map_update_elem(&weir_v1_ct, &p->flow, &e, BPF_ANY);
 	}
-	return translate(skb, p, &e, action, &nh, state != CT_ESTABLISHED);
+	return translate(ctx, p, &e, action, &nh, state != CT_ESTABLISHED);
 }
 
 /* The full path of a backend's reply: recheck the backend's counter slot and the route. */
-static __always_inline int reply_full_path(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
+static __always_inline int reply_full_path(struct hook_ctx *ctx, struct packet *p, struct ct_entry *rev)
 {
 	struct bpf_redir_neigh nh = {};
 	struct active_generation *active;
@@ -1165,20 +1108,22 @@ static __always_inline int reply_full_path(struct __sk_buff *skb, struct packet 
 	e.generation = active ? active->generation : 0;
 	live = live_backend(service_id, p->flow.src, p->flow.sport, p->flow.ip_version);
 	e.slot = live ? live->slot : WEIR_NO_SLOT;
-	action = fib_decide(skb, p, &e.nat, &e.fwd, &nh);
+	action = fib_decide(ctx, p, &e.nat, &e.fwd, &nh);
+	if (hook_defers(action))
+		return HOOK_PASS;
 	refresh(rev, &e);
 	note_activity(p, rev, bpf_ktime_get_coarse_ns(), 0);
-	return translate(skb, p, &e, action, &nh, 0);
+	return translate(ctx, p, &e, action, &nh, 0);
 }
 
 /* A backend's reply to a SNAT address and port we handed out: translate it back. */
-static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p, struct ct_entry *rev)
+static __always_inline int handle_reply(struct hook_ctx *ctx, struct packet *p, struct ct_entry *rev)
 {
-	int ret = try_established(skb, p, rev, 0);
+	int ret = try_established(ctx, p, rev, 0);
 
 	if (ret != NOT_HANDLED)
 		return ret;
-	return reply_full_path(skb, p, rev);
+	return reply_full_path(ctx, p, rev);
 }
 
 /*
@@ -1187,19 +1132,19 @@ static __always_inline int handle_reply(struct __sk_buff *skb, struct packet *p,
  * bytes of payload each: what must fit the route's MTU, and be cached as
  * fitting, is one segment, not the aggregate.
  */
-static __always_inline void segment_len(struct __sk_buff *skb, struct packet *p)
+static __always_inline void segment_len(struct hook_ctx *ctx, struct packet *p)
 {
 	__u32 l4_hdr = 8; /* UDP */
 	__u8 doff;
 
-	if (!skb->gso_size)
+	if (!hook_gso_size(ctx))
 		return;
 	if (p->flow.proto == IPPROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, p->l4_off + 12, &doff, 1) < 0)
+		if (hook_load_bytes(ctx, p->l4_off + 12, &doff, 1) < 0)
 			return;
 		l4_hdr = (doff >> 4) * 4;
 	}
-	p->ip_len = p->l4_off - ETH_HLEN + l4_hdr + skb->gso_size;
+	p->ip_len = p->l4_off - ETH_HLEN + l4_hdr + hook_gso_size(ctx);
 }
 
 /*
@@ -1210,8 +1155,11 @@ static __always_inline void segment_len(struct __sk_buff *skb, struct packet *p)
 #include "icmp_nat.h"
 #include "icmp_dsr.h"
 
-SEC("tc")
-int weir_ingress(struct __sk_buff *skb)
+/*
+ * The program, for either hook: parse, then ICMP errors, replies, the short
+ * path, the full path.
+ */
+static __always_inline int weir_main(struct hook_ctx *ctx)
 {
 	struct vip_key vk = {};
 	struct vip_value *vip;
@@ -1219,25 +1167,25 @@ int weir_ingress(struct __sk_buff *skb)
 	struct packet p;
 	int ret;
 
-	ret = parse_packet(skb, &p);
+	ret = parse_packet(ctx, &p);
 	if (ret == PARSE_ICMP) {
 		/* Called one after the other, so that their frames do not add up. */
-		ret = icmp_nat(skb, &p);
-		return ret != NOT_HANDLED ? ret : icmp_dsr_forward(skb, &p);
+		ret = icmp_nat(ctx, &p);
+		return ret != NOT_HANDLED ? ret : icmp_dsr_forward(ctx, &p);
 	}
 	if (ret != 0)
-		return TC_ACT_OK;
-	segment_len(skb, &p);
+		return HOOK_PASS;
+	segment_len(ctx, &p);
 
 	/* Only a packet to a port we hand out can be a reply. */
 	if (is_reply_port(p.flow.dport)) {
 		entry = bpf_map_lookup_elem(&weir_v1_rnat, &p.flow);
 		if (entry)
-			return handle_reply(skb, &p, entry);
+			return handle_reply(ctx, &p, entry);
 	}
 	entry = bpf_map_lookup_elem(&weir_v1_ct, &p.flow);
 	if (entry) {
-		ret = try_established(skb, &p, entry, 1);
+		ret = try_established(ctx, &p, entry, 1);
 		if (ret != NOT_HANDLED)
 			return ret;
 	}
@@ -1248,6 +1196,20 @@ int weir_ingress(struct __sk_buff *skb)
 	vk.ip_version = p.flow.ip_version;
 	vip = bpf_map_lookup_elem(&weir_v1_vips, &vk);
 	if (vip)
-		return handle_vip(skb, &p, vip->service_id, entry);
-	return TC_ACT_OK;
+		return handle_vip(ctx, &p, vip->service_id, entry);
+	return HOOK_PASS;
 }
+
+#ifdef WEIR_XDP
+SEC("xdp")
+int weir_xdp(struct xdp_md *ctx)
+{
+	return weir_main(ctx);
+}
+#else
+SEC("tc")
+int weir_ingress(struct __sk_buff *skb)
+{
+	return weir_main(skb);
+}
+#endif

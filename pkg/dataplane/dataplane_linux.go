@@ -27,13 +27,19 @@ type Dataplane struct {
 	mu     sync.Mutex
 	closed bool
 	objs   bpf.WeirObjects
+	// xdp is the XDP build of the program, on the same pinned maps; nil
+	// when the kernel refused it, for the reason in xdpErr.
+	xdp    *ebpf.Program
+	xdpErr error
 	// snatPorts caches the SNAT ports of every half of weir_v1_svc (see
 	// halfPorts); nil until first needed.
 	snatPorts []PortRange
 }
 
-// Open loads the program and creates, or reuses, the maps pinned under
-// opts.PinPath. It mounts bpffs on PinPath's parent when needed.
+// Open loads the program, in its tc and XDP builds, and creates, or reuses,
+// the maps pinned under opts.PinPath. It mounts bpffs on PinPath's parent
+// when needed. A kernel that takes the tc build but not the XDP one is no
+// error: only attaching in XDP mode then fails, with the kernel's reason.
 func Open(opts Options) (*Dataplane, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -57,6 +63,7 @@ func Open(opts Options) (*Dataplane, error) {
 	if err := d.load(); err != nil {
 		return nil, err
 	}
+	d.xdp, d.xdpErr = loadXDP(d.opts)
 	return d, nil
 }
 
@@ -83,6 +90,39 @@ func (d *Dataplane) load() error {
 		return fmt.Errorf("dataplane: load program and maps into %s: %w", d.opts.PinPath, err)
 	}
 	return nil
+}
+
+// loadXDP loads the XDP build of the program (weir.c compiled with
+// -DWEIR_XDP) onto the maps pinned under o.PinPath, which load has just
+// created or reused: both builds then share every pinned map. The per-CPU
+// scratch maps, which hold nothing between packets, are the build's own.
+func loadXDP(o Options) (*ebpf.Program, error) {
+	spec, err := bpf.LoadWeirXdp()
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: parse embedded XDP object: %w", err)
+	}
+	if err := sizeSpec(spec, o); err != nil {
+		return nil, err
+	}
+	var progs bpf.WeirXdpPrograms
+	err = spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: o.PinPath},
+	})
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return nil, fmt.Errorf("%w: XDP program: %v", ErrUnsupported, err)
+	case err != nil:
+		return nil, fmt.Errorf("dataplane: load XDP program on the maps in %s: %w", o.PinPath, err)
+	}
+	return progs.WeirXdp, nil
+}
+
+// xdpProgram is the XDP build of the program, or why the kernel refused it.
+func (d *Dataplane) xdpProgram() (*ebpf.Program, error) {
+	if d.xdp == nil {
+		return nil, d.xdpErr
+	}
+	return d.xdp, nil
 }
 
 // sizeSpec applies opts to the map sizes and to the program's constants,
@@ -136,7 +176,12 @@ func (d *Dataplane) Close() error {
 		return nil
 	}
 	d.closed = true
-	if err := d.objs.Close(); err != nil {
+	var errs []error
+	if d.xdp != nil {
+		errs = append(errs, d.xdp.Close())
+	}
+	errs = append(errs, d.objs.Close())
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dataplane: close: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/weir-lb/weir/bpf"
 	"github.com/weir-lb/weir/internal/bpffs"
 )
@@ -280,6 +282,57 @@ func TestDropReasonsMatchProgram(t *testing.T) {
 	} {
 		if names[reason] != want {
 			t.Errorf("drop reason %d is named %q, want %q", reason, names[reason], want)
+		}
+	}
+}
+
+// TestXDPBuildSharesPinnedMaps checks that Open loads the XDP build of the
+// program and that it works on the very maps the tc build does, except for
+// the per-CPU scratch maps, which hold nothing between packets.
+func TestXDPBuildSharesPinnedMaps(t *testing.T) {
+	d := openTest(t)
+	xdp, err := d.xdpProgram()
+	if err != nil {
+		t.Fatalf("XDP build not loaded: %v", err)
+	}
+	names := func(p *ebpf.Program) map[string]ebpf.MapID {
+		t.Helper()
+		info, err := p.Info()
+		if err != nil {
+			t.Fatalf("program info: %v", err)
+		}
+		ids, ok := info.MapIDs()
+		if !ok {
+			t.Skip("kernel does not report a program's maps")
+		}
+		out := make(map[string]ebpf.MapID, len(ids))
+		for _, id := range ids {
+			m, err := ebpf.NewMapFromID(id)
+			if err != nil {
+				t.Fatalf("open map %d: %v", id, err)
+			}
+			mi, err := m.Info()
+			m.Close()
+			if err != nil {
+				t.Fatalf("map %d info: %v", id, err)
+			}
+			out[mi.Name] = id
+		}
+		return out
+	}
+	tc, x := names(d.objs.WeirIngress), names(xdp)
+	// The kernel keeps 15 bytes of a map's name.
+	short := func(name string) string { return name[:min(len(name), 15)] }
+	for name := range pinnedMaps {
+		name := short(name)
+		if tc[name] == 0 || tc[name] != x[name] {
+			t.Errorf("map %s: tc build uses id %d, XDP build %d; want the same pinned map", name, tc[name], x[name])
+		}
+	}
+	for _, name := range []string{"weir_scratch", "weir_icmp_scratch", "weir_dsr_icmp_buf"} {
+		name := short(name)
+		if x[name] == 0 || x[name] == tc[name] {
+			t.Errorf("scratch map %s: tc build uses id %d, XDP build %d; want one each", name, tc[name], x[name])
 		}
 	}
 }
