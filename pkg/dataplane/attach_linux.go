@@ -41,14 +41,16 @@ func (d *Dataplane) Attach(ifname string) error {
 }
 
 // AttachHook hooks the program to ifname's ingress, where both client
-// packets and backend replies arrive, at hook, and reports how. Links
-// (tcx and XDP) are pinned under PinPath, so they outlive the process; a
-// legacy tc filter lives in the qdisc anyway. Attaching again at the same
-// hook replaces the program in place (how an upgrade takes effect) and is
-// otherwise a no-op. Attaching at another hook than before moves the
-// interface there: the new hook is attached first and the old one removed
-// after, so that no packet meets neither; meanwhile XDP, which runs first,
-// handles what it owns and tc the rest.
+// packets and backend replies arrive, at hook, and reports how. With
+// HookXDP (and HookAuto where it chooses XDP) the tc build runs at tc
+// ingress too, behind the XDP one, for the packets XDP leaves to the
+// stack untouched (those whose next hop's neighbour is not resolved yet).
+// Links (tcx and XDP) are pinned under PinPath, so they outlive the
+// process; a legacy tc filter lives in the qdisc anyway. Attaching again
+// at the same hook replaces the programs in place (how an upgrade takes
+// effect) and is otherwise a no-op. Attaching at another hook moves the
+// interface there without a moment when neither hook runs: tc is
+// attached (or updated) first, then XDP attached or removed.
 func (d *Dataplane) AttachHook(ifname string, hook Hook) (Attachment, error) {
 	if err := d.lock(); err != nil {
 		return "", err
@@ -58,39 +60,28 @@ func (d *Dataplane) AttachHook(ifname string, hook Hook) (Attachment, error) {
 	if err != nil {
 		return "", err
 	}
-	switch hook {
-	case HookTC:
-		return d.attachTC(ifname, ifindex)
-	case HookXDP, HookAuto:
-		a, err := d.attachXDP(ifname, ifindex, hook == HookXDP)
-		if errors.Is(err, errNoNativeXDP) {
-			// auto: the driver cannot run XDP itself.
-			return d.attachTC(ifname, ifindex)
-		}
-		if err != nil {
-			return "", err
-		}
-		if _, err := d.detachTCX(ifname); err != nil {
-			return "", err
-		}
-		return a, detachLegacy(ifname, ifindex)
+	if hook != HookTC && hook != HookXDP && hook != HookAuto {
+		return "", fmt.Errorf("dataplane: %s: unknown %s", ifname, hook)
 	}
-	return "", fmt.Errorf("dataplane: %s: unknown %s", ifname, hook)
-}
-
-// attachTC attaches at tc ingress, then removes any XDP link.
-func (d *Dataplane) attachTC(ifname string, ifindex int) (Attachment, error) {
-	a, err := d.attachTCOnly(ifname, ifindex)
+	tc, err := d.attachTC(ifname, ifindex)
 	if err != nil {
 		return "", err
+	}
+	if hook != HookTC {
+		a, err := d.attachXDP(ifname, ifindex, hook == HookXDP)
+		if !errors.Is(err, errNoNativeXDP) {
+			return a, err
+		}
+		// auto, and the driver cannot run XDP itself: tc alone.
 	}
 	if _, err := d.detachXDP(ifname); err != nil {
 		return "", err
 	}
-	return a, nil
+	return tc, nil
 }
 
-func (d *Dataplane) attachTCOnly(ifname string, ifindex int) (Attachment, error) {
+// attachTC attaches the tc build at tc ingress.
+func (d *Dataplane) attachTC(ifname string, ifindex int) (Attachment, error) {
 	if d.mode != attachLegacy {
 		err := d.attachTCX(ifname, ifindex)
 		if err == nil {
@@ -102,7 +93,12 @@ func (d *Dataplane) attachTCOnly(ifname string, ifindex int) (Attachment, error)
 			return "", err
 		}
 	}
-	return AttachedTCFilter, d.attachLegacy(ifname, ifindex)
+	if err := d.attachLegacy(ifname, ifindex); err != nil {
+		return "", err
+	}
+	// Nor may a tcx link of an earlier attachment run before the filter.
+	_, err := d.detachTCX(ifname)
+	return AttachedTCFilter, err
 }
 
 func (d *Dataplane) attachTCX(ifname string, ifindex int) error {
@@ -155,7 +151,7 @@ func (d *Dataplane) reuseLink(l link.Link, ifname string, ifindex int) (done boo
 }
 
 // errNoNativeXDP reports, for HookAuto, an interface whose driver cannot
-// run XDP itself.
+// run XDP itself, or a kernel that refused the XDP build.
 var errNoNativeXDP = errors.New("dataplane: no native XDP")
 
 // attachXDP attaches the XDP program to ifname, natively, else (when
@@ -163,11 +159,18 @@ var errNoNativeXDP = errors.New("dataplane: no native XDP")
 // still hooks ifname gets the current program instead. Without generic a
 // driver that cannot run XDP natively is errNoNativeXDP.
 func (d *Dataplane) attachXDP(ifname string, ifindex int, generic bool) (Attachment, error) {
+	prog, err := d.xdpProgram()
+	if err != nil {
+		if !generic {
+			return "", fmt.Errorf("%w: %s: %v", errNoNativeXDP, ifname, err)
+		}
+		return "", fmt.Errorf("dataplane: %s: attach xdp: %w", ifname, err)
+	}
 	pin := d.xdpPin(ifname)
 	l, err := link.LoadPinnedLink(pin, nil)
 	switch {
 	case err == nil:
-		a, err := d.reuseXDPLink(l, ifname, ifindex, generic)
+		a, err := reuseXDPLink(l, prog, ifname, ifindex, generic)
 		if a != "" || err != nil {
 			return a, err
 		}
@@ -175,14 +178,14 @@ func (d *Dataplane) attachXDP(ifname string, ifindex int, generic bool) (Attachm
 		return "", fmt.Errorf("dataplane: %s: load pinned link %s: %w", ifname, pin, err)
 	}
 	a := AttachedXDPNative
-	l, err = link.AttachXDP(link.XDPOptions{Program: d.xdpProgram(), Interface: ifindex, Flags: link.XDPDriverMode})
+	l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
 	if err != nil {
 		if !generic {
 			return "", fmt.Errorf("%w: %s: %v", errNoNativeXDP, ifname, err)
 		}
 		native := err
 		a = AttachedXDPGeneric
-		l, err = link.AttachXDP(link.XDPOptions{Program: d.xdpProgram(), Interface: ifindex, Flags: link.XDPGenericMode})
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
 		if err != nil {
 			return "", fmt.Errorf("dataplane: %s: attach xdp: native mode: %v; generic mode: %w", ifname, native, err)
 		}
@@ -195,12 +198,12 @@ func (d *Dataplane) attachXDP(ifname string, ifindex int, generic bool) (Attachm
 	return a, nil
 }
 
-// reuseXDPLink updates a pinned XDP link that still hooks ifname to the
-// current program and reports its mode. A generic link does not do for
-// HookAuto (generic unset): that is errNoNativeXDP, and the link stays
-// until tc is attached. A link whose interface is gone, or was recreated
-// under the same name, is unpinned (no attachment, no error).
-func (d *Dataplane) reuseXDPLink(l link.Link, ifname string, ifindex int, generic bool) (Attachment, error) {
+// reuseXDPLink updates a pinned XDP link that still hooks ifname to prog
+// and reports its mode. A generic link does not do for HookAuto (generic
+// unset): that is errNoNativeXDP, and AttachHook removes the link once tc
+// runs. A link whose interface is gone, or was recreated under the same
+// name, is unpinned (no attachment, no error).
+func reuseXDPLink(l link.Link, prog *ebpf.Program, ifname string, ifindex int, generic bool) (Attachment, error) {
 	defer l.Close()
 	info, err := l.Info()
 	if err != nil {
@@ -219,7 +222,7 @@ func (d *Dataplane) reuseXDPLink(l link.Link, ifname string, ifindex int, generi
 	if a == AttachedXDPGeneric && !generic {
 		return "", fmt.Errorf("%w: %s runs weir's XDP link in generic mode", errNoNativeXDP, ifname)
 	}
-	if err := l.Update(d.xdpProgram()); err != nil {
+	if err := l.Update(prog); err != nil {
 		return "", fmt.Errorf("dataplane: %s: replace program of pinned link: %w", ifname, err)
 	}
 	return a, nil

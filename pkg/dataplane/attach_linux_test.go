@@ -77,16 +77,24 @@ func (h hooked) equal(o hooked) bool {
 	return slices.Equal(h.tcx, o.tcx) && slices.Equal(h.legacy, o.legacy) && h.xdp == o.xdp && h.xdpGeneric == o.xdpGeneric
 }
 
-// expectHooked is what attachment a of d's programs looks like.
+// expectHooked is what attachment a of d's programs looks like: XDP has
+// the tc build behind it, on a tcx link unless d is forced to legacy tc.
 func expectHooked(t *testing.T, d *Dataplane, a Attachment) hooked {
 	t.Helper()
+	tc := hooked{tcx: []ebpf.ProgramID{progID(t, d)}}
+	if a == AttachedTCFilter || (a.Hook() == HookXDP && d.mode == attachLegacy) {
+		tc = hooked{legacy: []ebpf.ProgramID{progID(t, d)}}
+	}
 	switch a {
-	case AttachedTCX:
-		return hooked{tcx: []ebpf.ProgramID{progID(t, d)}}
-	case AttachedTCFilter:
-		return hooked{legacy: []ebpf.ProgramID{progID(t, d)}}
+	case AttachedTCX, AttachedTCFilter:
+		return tc
 	case AttachedXDPNative, AttachedXDPGeneric:
-		return hooked{xdp: programID(t, d.xdpProgram()), xdpGeneric: a == AttachedXDPGeneric}
+		prog, err := d.xdpProgram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.xdp, tc.xdpGeneric = programID(t, prog), a == AttachedXDPGeneric
+		return tc
 	}
 	t.Fatalf("unknown attachment %q", a)
 	return hooked{}
@@ -184,6 +192,8 @@ func TestAttachDetach(t *testing.T) {
 			detach := func(d *Dataplane, ifname string) error {
 				return inNetns(ns, func() error { return d.Detach(ifname) })
 			}
+			// The link that carries the hook (tcx behind XDP is checked
+			// by TestAttachMovesBetweenHooks).
 			pin := func(d *Dataplane) string {
 				if c.want.Hook() == HookXDP {
 					return d.xdpPin("weir-a")

@@ -12,10 +12,13 @@ const (
 	// It sees every packet as a socket buffer, after the driver and
 	// generic receive offload; it works on any interface.
 	HookTC Hook = iota
-	// HookXDP runs the program at XDP, before the kernel allocates a
-	// socket buffer: in the driver (native mode) where it supports XDP,
-	// else in generic mode, which runs the same program just before tc
-	// and saves nothing over it.
+	// HookXDP runs the program's XDP build at XDP, before the kernel
+	// allocates a socket buffer: in the driver (native mode) where it
+	// supports XDP, else in generic mode, which runs it just before tc and
+	// saves little over it. The tc build runs behind it at tc ingress, as
+	// with HookTC, for the packets XDP leaves to the stack untouched: those
+	// whose next hop's neighbour is not resolved yet, which XDP cannot
+	// resolve, and those that are not the data plane's.
 	HookXDP
 	// HookAuto is HookXDP where the driver runs XDP natively and HookTC
 	// elsewhere.
@@ -55,10 +58,11 @@ const (
 	// AttachedTCFilter is a cls_bpf filter on a clsact qdisc, where the
 	// kernel predates tcx.
 	AttachedTCFilter Attachment = "tc filter"
-	// AttachedXDPNative is an XDP link in the driver.
+	// AttachedXDPNative is an XDP link in the driver, with the tc build
+	// behind it (on a tcx link, or a filter where the kernel predates tcx).
 	AttachedXDPNative Attachment = "xdp native"
-	// AttachedXDPGeneric is an XDP link in generic mode: the driver has no
-	// XDP support.
+	// AttachedXDPGeneric is an XDP link in generic mode (the driver has no
+	// XDP support), with the tc build behind it.
 	AttachedXDPGeneric Attachment = "xdp generic"
 )
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -13,8 +14,8 @@ import (
 	"github.com/weir-lb/weir/pkg/config"
 )
 
-// hookOf says what runs on ifname's ingress: "tcx", "xdp native", "xdp
-// generic", "none", or a list when more than one hook does.
+// hookOf says what runs on ifname's ingress: "tcx", "tcx+xdp native", "xdp
+// generic", joined by "+" when more than one does, or "none".
 func hookOf(t *testing.T, ifname string) string {
 	t.Helper()
 	l, err := netlink.LinkByName(ifname)
@@ -36,20 +37,17 @@ func hookOf(t *testing.T, ifname string) string {
 			hooks = append(hooks, "xdp native")
 		}
 	}
-	switch len(hooks) {
-	case 0:
+	if len(hooks) == 0 {
 		return "none"
-	case 1:
-		return hooks[0]
 	}
-	return fmt.Sprint(hooks)
+	return strings.Join(hooks, "+")
 }
 
 // TestBPFAttachFollowsConfig starts weir on the BPF data plane again and
 // again on the same pins, as reloads do, with the hook changed in between:
 // the service's interface (a veth, which runs XDP in its driver) and the
 // interface towards the backend (lo, which does not) each end up on the
-// configured hook alone.
+// configured hook, XDP with tc behind it, and nothing else.
 func TestBPFAttachFollowsConfig(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
@@ -68,12 +66,12 @@ func TestBPFAttachFollowsConfig(t *testing.T) {
 		veth, low string // the hook of weir-a and of lo
 	}{
 		{"", "tcx", "tcx"},
-		{"attach: xdp", "xdp native", "xdp generic"},
-		{"attach: auto", "xdp native", "tcx"},
+		{"attach: xdp", "tcx+xdp native", "tcx+xdp generic"},
+		{"attach: auto", "tcx+xdp native", "tcx"},
 		{"attach: tc", "tcx", "tcx"},
-		{"{attach: tc, interfaces: {weir-a: {attach: xdp}}}", "xdp native", "tcx"},
-		{"{attach: xdp, interfaces: {lo: {attach: tc}}}", "xdp native", "tcx"},
-		{"{interfaces: {lo: {attach: xdp}}}", "tcx", "xdp generic"},
+		{"{attach: tc, interfaces: {weir-a: {attach: xdp}}}", "tcx+xdp native", "tcx"},
+		{"{attach: xdp, interfaces: {lo: {attach: tc}}}", "tcx+xdp native", "tcx"},
+		{"{interfaces: {lo: {attach: xdp}}}", "tcx", "tcx+xdp generic"},
 	}
 	for i, st := range steps {
 		keys := st.bpf
