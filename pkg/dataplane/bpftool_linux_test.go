@@ -25,7 +25,7 @@ func TestBpftoolShowsFieldNames(t *testing.T) {
 	if _, err := os.Stat(bpftoolPath); err != nil {
 		testenv.SkipOrFail(t, fmt.Sprintf("bpftool unavailable: %v", err))
 	}
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	svc := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
 	table := sequentialTable(f.d.opts.TableSize, len(backends4))
 	f.setService(svc, backends4, table)

@@ -52,12 +52,12 @@ type routedFixture struct {
 	backendDev, clientDev net.HardwareAddr
 }
 
-func newRoutedFixture(t *testing.T, ttl time.Duration) *routedFixture {
+func newRoutedFixture(t *testing.T, h hook, ttl time.Duration) *routedFixture {
 	t.Helper()
 	needBPF(t)
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	opts.FlowCacheTTL = ttl
-	f := &routedFixture{fixture: &fixture{t: t, d: openAt(t, opts), ns: newNetns(t)}}
+	f := &routedFixture{fixture: &fixture{t: t, h: h, d: openAt(t, opts), ns: newNetns(t)}}
 	err := inNetns(f.ns, func() error {
 		if err := addVeth(backendLink, clientLink); err != nil {
 			return err
@@ -121,13 +121,13 @@ func (f *routedFixture) in(step func() error) {
 // program.
 func (f *routedFixture) send(p testPacket) (uint32, []byte) {
 	f.t.Helper()
-	return runProg(f.t, f.d.objs.WeirIngress, f.ns, p.build(), f.clientIf)
+	return runProg(f.t, f.prog(), f.ns, p.build(), f.clientIf)
 }
 
 // sendReply runs a backend's packet (arriving on the backend link).
 func (f *routedFixture) sendReply(p testPacket) (uint32, []byte) {
 	f.t.Helper()
-	return runProg(f.t, f.d.objs.WeirIngress, f.ns, p.build(), f.backendIf)
+	return runProg(f.t, f.prog(), f.ns, p.build(), f.backendIf)
 }
 
 // forwarded is p addressed from src to dst as it leaves through a
@@ -214,120 +214,135 @@ func TestCachedPathMatchesFullPath(t *testing.T) {
 			testPacket{src: client6, dst: vip6UDP, proto: ProtoUDP, payload: []byte("q6"), ext6: []uint8{ext6DstOpts}},
 			testPacket{proto: ProtoUDP, payload: []byte("a6")}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newRoutedFixture(t, longTTL)
-			const be = 2
-			f.setService(tc.svc, tc.bes, constantTable(f.d.opts.TableSize, be))
-			snat := netip.AddrPortFrom(tc.svc.SNAT, expectedSNATPort(tc.packet.src, tc.packet.dst, tc.packet.proto))
-			want := forwarded(tc.packet, snat, tc.bes[be], backendMAC(be), f.backendDev)
-			key := clientFlow(tc.packet)
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newRoutedFixture(t, h, longTTL)
+				const be = 2
+				f.setService(tc.svc, tc.bes, constantTable(f.d.opts.TableSize, be))
+				snat := netip.AddrPortFrom(tc.svc.SNAT, expectedSNATPort(tc.packet.src, tc.packet.dst, tc.packet.proto))
+				want := forwarded(tc.packet, snat, tc.bes[be], backendMAC(be), f.backendDev)
+				key := clientFlow(tc.packet)
 
-			ret, full := f.send(tc.packet)
-			expectFrame(t, "new flow", ret, full, tcActRedirect, want)
-			cached := entry(t, f.d.objs.WeirV1Ct, key)
-			if cached.Fwd.Action != fwdRedirect || int(cached.Fwd.Ifindex) != f.backendIf {
-				t.Fatalf("conntrack caches %+v, want a redirect to ifindex %d", cached.Fwd, f.backendIf)
-			}
-			ret, out := f.send(tc.packet)
-			expectSame(t, "cached", ret, out, tcActRedirect, full)
-			if got := entry(t, f.d.objs.WeirV1Ct, key); got != cached {
-				t.Errorf("the cached packet rewrote its entry:\n got %+v\nwant %+v", got, cached)
-			}
-			expire(t, f.d, f.d.objs.WeirV1Ct, key)
-			ret, out = f.send(tc.packet)
-			expectSame(t, "rechecked", ret, out, tcActRedirect, full)
+				ret, full := f.send(tc.packet)
+				expectFrame(t, "new flow", ret, full, f.verdict(tcActRedirect), want)
+				cached := entry(t, f.d.objs.WeirV1Ct, key)
+				if cached.Fwd.Action != fwdRedirect || int(cached.Fwd.Ifindex) != f.backendIf {
+					t.Fatalf("conntrack caches %+v, want a redirect to ifindex %d", cached.Fwd, f.backendIf)
+				}
+				ret, out := f.send(tc.packet)
+				expectSame(t, "cached", ret, out, f.verdict(tcActRedirect), full)
+				if got := entry(t, f.d.objs.WeirV1Ct, key); got != cached {
+					t.Errorf("the cached packet rewrote its entry:\n got %+v\nwant %+v", got, cached)
+				}
+				expire(t, f.d, f.d.objs.WeirV1Ct, key)
+				ret, out = f.send(tc.packet)
+				expectSame(t, "rechecked", ret, out, f.verdict(tcActRedirect), full)
 
-			reply := tc.reply
-			reply.src, reply.dst = tc.bes[be], snat
-			wantReply := forwarded(reply, tc.packet.dst, tc.packet.src, clientMAC, f.clientDev)
-			ret, full = f.sendReply(reply)
-			expectFrame(t, "first reply", ret, full, tcActRedirect, wantReply)
-			rkey := clientFlow(reply)
-			cached = entry(t, f.d.objs.WeirV1Rnat, rkey)
-			ret, out = f.sendReply(reply)
-			expectSame(t, "cached reply", ret, out, tcActRedirect, full)
-			if got := entry(t, f.d.objs.WeirV1Rnat, rkey); got != cached || got.Fwd.Action != fwdRedirect {
-				t.Errorf("reverse entry after a cached reply %+v, want %+v with a redirect", got, cached)
-			}
+				reply := tc.reply
+				reply.src, reply.dst = tc.bes[be], snat
+				wantReply := forwarded(reply, tc.packet.dst, tc.packet.src, clientMAC, f.clientDev)
+				ret, full = f.sendReply(reply)
+				expectFrame(t, "first reply", ret, full, f.verdict(tcActRedirect), wantReply)
+				rkey := clientFlow(reply)
+				cached = entry(t, f.d.objs.WeirV1Rnat, rkey)
+				ret, out = f.sendReply(reply)
+				expectSame(t, "cached reply", ret, out, f.verdict(tcActRedirect), full)
+				if got := entry(t, f.d.objs.WeirV1Rnat, rkey); got != cached || got.Fwd.Action != fwdRedirect {
+					t.Errorf("reverse entry after a cached reply %+v, want %+v with a redirect", got, cached)
+				}
 
-			st := serviceState(t, f.d, tc.svc.ID)
-			if st.Stats.Packets != 5 || st.Stats.NewFlows != 1 || st.BackendStats[be].Packets != 5 {
-				t.Errorf("counters %+v, backend %+v: want 5 packets of 1 new flow, all via backend %d",
-					st.Stats, st.BackendStats[be], be)
-			}
-		})
-	}
+				st := serviceState(t, f.d, tc.svc.ID)
+				if st.Stats.Packets != 5 || st.Stats.NewFlows != 1 || st.BackendStats[be].Packets != 5 {
+					t.Errorf("counters %+v, backend %+v: want 5 packets of 1 new flow, all via backend %d",
+						st.Stats, st.BackendStats[be], be)
+				}
+			})
+		}
+	})
 }
 
 // TestStaleForwardingIsLookedUpAgain changes the neighbour, then the
 // interface, behind an established flow: the cached decision stands until
 // the entry is older than the TTL, and then follows the kernel's tables.
 func TestStaleForwardingIsLookedUpAgain(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-	f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
-	p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
-	snat := netip.AddrPortFrom(snat4, expectedSNATPort(p.src, p.dst, p.proto))
-	key := clientFlow(p)
-	check := func(what string, dmac net.HardwareAddr, ifindex int) {
-		t.Helper()
-		ret, out := f.send(p)
-		expectFrame(t, what, ret, out, tcActRedirect, forwarded(p, snat, backends4[0], dmac, f.backendDev))
-		if e := entry(t, f.d.objs.WeirV1Ct, key); e.Fwd.Action != fwdRedirect || int(e.Fwd.Ifindex) != ifindex {
-			t.Errorf("%s: entry caches %+v, want a redirect to ifindex %d", what, e.Fwd, ifindex)
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+		f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
+		p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
+		snat := netip.AddrPortFrom(snat4, expectedSNATPort(p.src, p.dst, p.proto))
+		key := clientFlow(p)
+		check := func(what string, dmac net.HardwareAddr, ifindex int) {
+			t.Helper()
+			ret, out := f.send(p)
+			expectFrame(t, what, ret, out, f.verdict(tcActRedirect), forwarded(p, snat, backends4[0], dmac, f.backendDev))
+			if e := entry(t, f.d.objs.WeirV1Ct, key); e.Fwd.Action != fwdRedirect || int(e.Fwd.Ifindex) != ifindex {
+				t.Errorf("%s: entry caches %+v, want a redirect to ifindex %d", what, e.Fwd, ifindex)
+			}
 		}
-	}
-	check("established", backendMAC(0), f.backendIf)
+		check("established", backendMAC(0), f.backendIf)
 
-	// The backend's MAC address changes: the entry keeps the old one until
-	// its TTL has passed.
-	moved := net.HardwareAddr{0x02, 0, 0, 0, 0xee, 1}
-	f.in(func() error { return replaceNeighbour(backendLink, backends4[0].Addr(), moved) })
-	check("fresh entry, neighbour changed", backendMAC(0), f.backendIf)
-	expire(t, f.d, f.d.objs.WeirV1Ct, key)
-	check("stale entry, neighbour changed", moved, f.backendIf)
+		// The backend's MAC address changes: the entry keeps the old one until
+		// its TTL has passed.
+		moved := net.HardwareAddr{0x02, 0, 0, 0, 0xee, 1}
+		f.in(func() error { return replaceNeighbour(backendLink, backends4[0].Addr(), moved) })
+		check("fresh entry, neighbour changed", backendMAC(0), f.backendIf)
+		expire(t, f.d, f.d.objs.WeirV1Ct, key)
+		check("stale entry, neighbour changed", moved, f.backendIf)
 
-	// The neighbour is forgotten: bpf_redirect_neigh resolves it, leaving
-	// the MAC addresses as they came, and nothing is cached meanwhile.
-	f.in(func() error { return deleteNeighbour(backendLink, backends4[0].Addr()) })
-	expire(t, f.d, f.d.objs.WeirV1Ct, key)
-	for i := range 2 {
-		ret, out := f.send(p)
-		expectFrame(t, "no neighbour", ret, out, tcActRedirect, forwarded(p, snat, backends4[0], macDst[:], macSrc[:]))
-		if e := entry(t, f.d.objs.WeirV1Ct, key); e.Fwd.Action != fwdNone {
-			t.Errorf("packet %d without a neighbour cached %+v", i, e.Fwd)
+		// The neighbour is forgotten: tc's bpf_redirect_neigh resolves it,
+		// leaving the MAC addresses as they came, and nothing is cached
+		// meanwhile. XDP leaves the packet, and the entry, untouched to the
+		// stack (and the tc build behind it).
+		f.in(func() error { return deleteNeighbour(backendLink, backends4[0].Addr()) })
+		expire(t, f.d, f.d.objs.WeirV1Ct, key)
+		stale := entry(t, f.d.objs.WeirV1Ct, key)
+		for i := range 2 {
+			ret, out := f.send(p)
+			e := entry(t, f.d.objs.WeirV1Ct, key)
+			if h.xdp {
+				expectSame(t, "no neighbour", ret, out, xdpPass, p.build())
+				if e != stale {
+					t.Errorf("packet %d without a neighbour changed the entry to %+v, want %+v", i, e, stale)
+				}
+				continue
+			}
+			expectFrame(t, "no neighbour", ret, out, tcActRedirect, forwarded(p, snat, backends4[0], macDst[:], macSrc[:]))
+			if e.Fwd.Action != fwdNone {
+				t.Errorf("packet %d without a neighbour cached %+v", i, e.Fwd)
+			}
 		}
-	}
-	f.in(func() error { return addNeighbour(backendLink, backends4[0].Addr(), backendMAC(0)) })
-	check("neighbour back", backendMAC(0), f.backendIf)
+		f.in(func() error { return addNeighbour(backendLink, backends4[0].Addr(), backendMAC(0)) })
+		check("neighbour back", backendMAC(0), f.backendIf)
 
-	// The interfaces go away (a veth takes its peer with it) and the
-	// prefixes come back on new ones: the stale entry follows the route.
-	oldIf := f.backendIf
-	f.in(func() error {
-		if err := deleteLink(backendLink); err != nil {
-			return err
+		// The interfaces go away (a veth takes its peer with it) and the
+		// prefixes come back on new ones: the stale entry follows the route.
+		oldIf := f.backendIf
+		f.in(func() error {
+			if err := deleteLink(backendLink); err != nil {
+				return err
+			}
+			if err := addVeth(backendLink, clientLink); err != nil {
+				return err
+			}
+			if err := configureLink(backendLink, "203.0.113.1/24"); err != nil {
+				return err
+			}
+			if err := configureLink(clientLink, "198.51.100.1/24"); err != nil {
+				return err
+			}
+			if err := addNeighbour(backendLink, backends4[0].Addr(), moved); err != nil {
+				return err
+			}
+			return f.readLinks()
+		})
+		if f.backendIf == oldIf {
+			t.Fatalf("the new interface reuses ifindex %d", oldIf)
 		}
-		if err := addVeth(backendLink, clientLink); err != nil {
-			return err
-		}
-		if err := configureLink(backendLink, "203.0.113.1/24"); err != nil {
-			return err
-		}
-		if err := configureLink(clientLink, "198.51.100.1/24"); err != nil {
-			return err
-		}
-		if err := addNeighbour(backendLink, backends4[0].Addr(), moved); err != nil {
-			return err
-		}
-		return f.readLinks()
+		expire(t, f.d, f.d.objs.WeirV1Ct, key)
+		check("interface replaced", moved, f.backendIf)
 	})
-	if f.backendIf == oldIf {
-		t.Fatalf("the new interface reuses ifindex %d", oldIf)
-	}
-	expire(t, f.d, f.d.objs.WeirV1Ct, key)
-	check("interface replaced", moved, f.backendIf)
 }
 
 // TestCacheCoversPacketsTheMTUAllows checks the length a cached decision
@@ -336,58 +351,62 @@ func TestStaleForwardingIsLookedUpAgain(t *testing.T) {
 // than the one looked up take the full path (and on to the kernel when
 // they do not fit).
 func TestCacheCoversPacketsTheMTUAllows(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-	f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
-	syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
-	full := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: make([]byte, 1400)}
-	snat := netip.AddrPortFrom(snat4, expectedSNATPort(syn.src, syn.dst, syn.proto))
-	key := clientFlow(syn)
-	send := func(what string, p testPacket, wantRet uint32, wantMaxLen uint16, wantAction uint8) {
-		t.Helper()
-		ret, out := f.send(p)
-		want := forwarded(p, snat, backends4[0], backendMAC(0), f.backendDev)
-		if wantRet != tcActRedirect {
-			copy(want, p.build()[:12]) // the kernel routes it: MAC addresses as they came
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+		f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
+		syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
+		full := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: make([]byte, 1400)}
+		snat := netip.AddrPortFrom(snat4, expectedSNATPort(syn.src, syn.dst, syn.proto))
+		key := clientFlow(syn)
+		send := func(what string, p testPacket, wantRet uint32, wantMaxLen uint16, wantAction uint8) {
+			t.Helper()
+			ret, out := f.send(p)
+			want := forwarded(p, snat, backends4[0], backendMAC(0), f.backendDev)
+			if wantRet != tcActRedirect {
+				copy(want, p.build()[:12]) // the kernel routes it: MAC addresses as they came
+			}
+			expectFrame(t, what, ret, out, f.verdict(wantRet), want)
+			if e := entry(t, f.d.objs.WeirV1Ct, key); e.Fwd.MaxLen != wantMaxLen || e.Fwd.Action != wantAction {
+				t.Errorf("%s: entry caches %+v, want action %d up to %d bytes", what, e.Fwd, wantAction, wantMaxLen)
+			}
 		}
-		expectFrame(t, what, ret, out, wantRet, want)
-		if e := entry(t, f.d.objs.WeirV1Ct, key); e.Fwd.MaxLen != wantMaxLen || e.Fwd.Action != wantAction {
-			t.Errorf("%s: entry caches %+v, want action %d up to %d bytes", what, e.Fwd, wantAction, wantMaxLen)
-		}
-	}
-	send("SYN", syn, tcActRedirect, 1500, fwdRedirect)
-	send("full-size packet", full, tcActRedirect, 1500, fwdRedirect)
+		send("SYN", syn, tcActRedirect, 1500, fwdRedirect)
+		send("full-size packet", full, tcActRedirect, 1500, fwdRedirect)
 
-	f.in(func() error { return setMTU(backendLink, 1280) })
-	expire(t, f.d, f.d.objs.WeirV1Ct, key)
-	send("small packet, MTU 1280", syn, tcActRedirect, 40, fwdRedirect)
-	send("packet above the MTU", full, tcActOK, 0, fwdNone)
-	send("small packet again", syn, tcActRedirect, 40, fwdRedirect)
+		f.in(func() error { return setMTU(backendLink, 1280) })
+		expire(t, f.d, f.d.objs.WeirV1Ct, key)
+		send("small packet, MTU 1280", syn, tcActRedirect, 40, fwdRedirect)
+		send("packet above the MTU", full, tcActOK, 0, fwdNone)
+		send("small packet again", syn, tcActRedirect, 40, fwdRedirect)
+	})
 }
 
 // TestDefaultTTLExpires runs the stale case with the default TTL: an entry
 // backdated by one TTL is looked up again.
 func TestDefaultTTLExpires(t *testing.T) {
-	f := newRoutedFixture(t, 0)
-	if f.d.opts.FlowCacheTTL != DefaultFlowCacheTTL {
-		t.Fatalf("FlowCacheTTL %s, want the default %s", f.d.opts.FlowCacheTTL, DefaultFlowCacheTTL)
-	}
-	svc := Service{ID: 1, VIP: vip6TCP, Proto: ProtoTCP, SNAT: snat6}
-	f.setService(svc, backends6, constantTable(f.d.opts.TableSize, 1))
-	p := testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpACK}
-	snat := netip.AddrPortFrom(snat6, expectedSNATPort(p.src, p.dst, p.proto))
-	ret, out := f.send(p)
-	expectFrame(t, "established", ret, out, tcActRedirect, forwarded(p, snat, backends6[1], backendMAC(1), f.backendDev))
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, 0)
+		if f.d.opts.FlowCacheTTL != DefaultFlowCacheTTL {
+			t.Fatalf("FlowCacheTTL %s, want the default %s", f.d.opts.FlowCacheTTL, DefaultFlowCacheTTL)
+		}
+		svc := Service{ID: 1, VIP: vip6TCP, Proto: ProtoTCP, SNAT: snat6}
+		f.setService(svc, backends6, constantTable(f.d.opts.TableSize, 1))
+		p := testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpACK}
+		snat := netip.AddrPortFrom(snat6, expectedSNATPort(p.src, p.dst, p.proto))
+		ret, out := f.send(p)
+		expectFrame(t, "established", ret, out, f.verdict(tcActRedirect), forwarded(p, snat, backends6[1], backendMAC(1), f.backendDev))
 
-	moved := net.HardwareAddr{0x02, 0, 0, 0, 0xee, 6}
-	f.in(func() error { return replaceNeighbour(backendLink, backends6[1].Addr(), moved) })
-	before := entry(t, f.d.objs.WeirV1Ct, clientFlow(p))
-	expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
-	ret, out = f.send(p)
-	expectFrame(t, "after the TTL", ret, out, tcActRedirect, forwarded(p, snat, backends6[1], moved, f.backendDev))
-	if after := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); after.Fwd.Stamp < before.Fwd.Stamp {
-		t.Errorf("entry stamped %d after the lookup, before %d", after.Fwd.Stamp, before.Fwd.Stamp)
-	}
+		moved := net.HardwareAddr{0x02, 0, 0, 0, 0xee, 6}
+		f.in(func() error { return replaceNeighbour(backendLink, backends6[1].Addr(), moved) })
+		before := entry(t, f.d.objs.WeirV1Ct, clientFlow(p))
+		expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
+		ret, out = f.send(p)
+		expectFrame(t, "after the TTL", ret, out, f.verdict(tcActRedirect), forwarded(p, snat, backends6[1], moved, f.backendDev))
+		if after := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); after.Fwd.Stamp < before.Fwd.Stamp {
+			t.Errorf("entry stamped %d after the lookup, before %d", after.Fwd.Stamp, before.Fwd.Stamp)
+		}
+	})
 }
 
 // TestCachedFlowFollowsServiceChanges checks that a fresh cache never
@@ -395,46 +414,48 @@ func TestDefaultTTLExpires(t *testing.T) {
 // the flow on its backend, a removed backend moves it at once, and a
 // deleted and re-created service does not resurrect it.
 func TestCachedFlowFollowsServiceChanges(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	m := f.d.opts.TableSize
-	svc := Service{ID: 2, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-	p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
-	snat := netip.AddrPortFrom(snat4, expectedSNATPort(p.src, p.dst, p.proto))
-	goesTo := func(what string, be int) {
-		t.Helper()
-		ret, out := f.send(p)
-		expectFrame(t, what, ret, out, tcActRedirect, forwarded(p, snat, backends4[be], backendMAC(be), f.backendDev))
-	}
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		m := f.d.opts.TableSize
+		svc := Service{ID: 2, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+		p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
+		snat := netip.AddrPortFrom(snat4, expectedSNATPort(p.src, p.dst, p.proto))
+		goesTo := func(what string, be int) {
+			t.Helper()
+			ret, out := f.send(p)
+			expectFrame(t, what, ret, out, f.verdict(tcActRedirect), forwarded(p, snat, backends4[be], backendMAC(be), f.backendDev))
+		}
 
-	f.setService(svc, backends4, constantTable(m, 0))
-	goesTo("new flow", 0)
-	gen := f.setService(svc, backends4, constantTable(m, 1))
-	goesTo("after a table change", 0)
-	if e := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); e.Generation != gen {
-		t.Errorf("entry checked in generation %d, want %d", e.Generation, gen)
-	}
-	// Backend 0 leaves; entry 0 of the new table is backends4[1].
-	f.setService(svc, backends4[1:], constantTable(m, 0))
-	goesTo("after its backend left", 1)
+		f.setService(svc, backends4, constantTable(m, 0))
+		goesTo("new flow", 0)
+		gen := f.setService(svc, backends4, constantTable(m, 1))
+		goesTo("after a table change", 0)
+		if e := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); e.Generation != gen {
+			t.Errorf("entry checked in generation %d, want %d", e.Generation, gen)
+		}
+		// Backend 0 leaves; entry 0 of the new table is backends4[1].
+		f.setService(svc, backends4[1:], constantTable(m, 0))
+		goesTo("after its backend left", 1)
 
-	if err := f.d.DeleteService(svc.ID); err != nil {
-		t.Fatal(err)
-	}
-	if ret, out := f.send(p); ret != tcActOK || !bytes.Equal(out, p.build()) {
-		t.Errorf("packet to a deleted service: verdict %d, frame changed %v; want it untouched",
-			ret, !bytes.Equal(out, p.build()))
-	}
-	// Re-created with the same backends: the flow keeps backend 1 (still
-	// live) even though the new table points elsewhere...
-	f.setService(svc, backends4[1:], constantTable(m, 1))
-	goesTo("after re-creation", 1)
-	// ...but re-created without it, it moves: the old entry's generation
-	// is not the new one.
-	if err := f.d.DeleteService(svc.ID); err != nil {
-		t.Fatal(err)
-	}
-	f.setService(svc, backends4[2:], constantTable(m, 0))
-	goesTo("after re-creation without its backend", 2)
+		if err := f.d.DeleteService(svc.ID); err != nil {
+			t.Fatal(err)
+		}
+		if ret, out := f.send(p); ret != f.verdict(tcActOK) || !bytes.Equal(out, p.build()) {
+			t.Errorf("packet to a deleted service: verdict %d, frame changed %v; want it untouched",
+				ret, !bytes.Equal(out, p.build()))
+		}
+		// Re-created with the same backends: the flow keeps backend 1 (still
+		// live) even though the new table points elsewhere...
+		f.setService(svc, backends4[1:], constantTable(m, 1))
+		goesTo("after re-creation", 1)
+		// ...but re-created without it, it moves: the old entry's generation
+		// is not the new one.
+		if err := f.d.DeleteService(svc.ID); err != nil {
+			t.Fatal(err)
+		}
+		f.setService(svc, backends4[2:], constantTable(m, 0))
+		goesTo("after re-creation without its backend", 2)
+	})
 }
 
 // TestOpenRejectsOldLayoutMaps pins maps of layouts an older weir would

@@ -112,140 +112,146 @@ func innerFrame(frame []byte) []byte {
 // a namespace that routes the backends: each leaves for its Maglev backend
 // encapsulated, the client's packet unchanged inside.
 func TestDSRGolden(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	payload := []byte("direct server return")
-	tests := []struct {
-		name   string
-		svc    Service
-		packet testPacket
-		df     bool
-	}{
-		{"IPv4 TCP, DF", dsrService(0, vip4TCP, ProtoTCP),
-			testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}, true},
-		{"IPv4 UDP, no DF", dsrService(1, vip4UDP, ProtoUDP),
-			testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: payload}, false},
-		{"IPv6 TCP", dsrService(2, vip6TCP, ProtoTCP),
-			testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: payload}, false},
-		{"IPv6 UDP", dsrService(3, vip6UDP, ProtoUDP),
-			testPacket{src: client6, dst: vip6UDP, proto: ProtoUDP, payload: payload}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			bes := dsrBackends(tc.svc.VIP)
-			table := sequentialTable(f.d.opts.TableSize, len(bes))
-			f.setService(tc.svc, bes, table)
-			i := expectedBackend(table, tc.packet.src, tc.packet.dst, tc.packet.proto)
-			in := withInnerFields(tc.packet.build(), tc.df)
-			for _, path := range []string{"full path", "cached"} {
-				ret, out := runProg(t, f.d.objs.WeirIngress, f.ns, in, f.clientIf)
-				id := uint16(0)
-				if !tc.df && tc.svc.VIP.Addr().Is4() {
-					id = outerID(out) // random where fragmenting is allowed
-				}
-				want := encapsulated(in, tc.svc.SNAT, bes[i].Addr(), backendMAC(int(i)), f.backendDev, id)
-				expectSame(t, path, ret, out, tcActRedirect, want)
-				if len(out) > 14+40 {
-					if err := checkFrame(innerFrame(out)); err != nil {
-						t.Errorf("%s: inner packet: %v", path, err)
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		payload := []byte("direct server return")
+		tests := []struct {
+			name   string
+			svc    Service
+			packet testPacket
+			df     bool
+		}{
+			{"IPv4 TCP, DF", dsrService(0, vip4TCP, ProtoTCP),
+				testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}, true},
+			{"IPv4 UDP, no DF", dsrService(1, vip4UDP, ProtoUDP),
+				testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: payload}, false},
+			{"IPv6 TCP", dsrService(2, vip6TCP, ProtoTCP),
+				testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: payload}, false},
+			{"IPv6 UDP", dsrService(3, vip6UDP, ProtoUDP),
+				testPacket{src: client6, dst: vip6UDP, proto: ProtoUDP, payload: payload}, false},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				bes := dsrBackends(tc.svc.VIP)
+				table := sequentialTable(f.d.opts.TableSize, len(bes))
+				f.setService(tc.svc, bes, table)
+				i := expectedBackend(table, tc.packet.src, tc.packet.dst, tc.packet.proto)
+				in := withInnerFields(tc.packet.build(), tc.df)
+				for _, path := range []string{"full path", "cached"} {
+					ret, out := runProg(t, f.prog(), f.ns, in, f.clientIf)
+					id := uint16(0)
+					if !tc.df && tc.svc.VIP.Addr().Is4() {
+						id = outerID(out) // random where fragmenting is allowed
+					}
+					want := encapsulated(in, tc.svc.SNAT, bes[i].Addr(), backendMAC(int(i)), f.backendDev, id)
+					expectSame(t, path, ret, out, f.verdict(tcActRedirect), want)
+					if len(out) > 14+40 {
+						if err := checkFrame(innerFrame(out)); err != nil {
+							t.Errorf("%s: inner packet: %v", path, err)
+						}
 					}
 				}
-			}
-			e := entry(t, f.d.objs.WeirV1Ct, clientFlow(tc.packet))
-			if e.Forwarding != uint8(ForwardingDSRIPIP) || e.Fwd.Action != fwdRedirect {
-				t.Errorf("conntrack entry %+v: want forwarding %d, a cached redirect", e, ForwardingDSRIPIP)
-			}
-			st := serviceState(t, f.d, tc.svc.ID)
-			if st.Stats.Packets != 2 || st.Stats.NewFlows != 1 || st.BackendStats[i].Packets != 2 {
-				t.Errorf("service %+v, backend %+v: want 2 packets, 1 new flow", st.Stats, st.BackendStats[i])
-			}
-			if st.Forwarding != ForwardingDSRIPIP || !st.SNATPorts.IsZero() {
-				t.Errorf("read back forwarding %s, SNAT ports %s: want dsr ipip, none", st.Forwarding, st.SNATPorts)
-			}
-		})
-	}
-	// No reply path: nothing in reverse NAT, no reply ports.
-	var k bpf.WeirFlow
-	var v bpf.WeirCtEntry
-	if it := f.d.objs.WeirV1Rnat.Iterate(); it.Next(&k, &v) {
-		t.Errorf("reverse NAT entry %+v for a DSR flow", k)
-	}
-	if r, err := f.d.ReplyPorts(); err != nil || !r.IsZero() {
-		t.Errorf("ReplyPorts() = %s, %v; want none", r, err)
-	}
+				e := entry(t, f.d.objs.WeirV1Ct, clientFlow(tc.packet))
+				if e.Forwarding != uint8(ForwardingDSRIPIP) || e.Fwd.Action != fwdRedirect {
+					t.Errorf("conntrack entry %+v: want forwarding %d, a cached redirect", e, ForwardingDSRIPIP)
+				}
+				st := serviceState(t, f.d, tc.svc.ID)
+				if st.Stats.Packets != 2 || st.Stats.NewFlows != 1 || st.BackendStats[i].Packets != 2 {
+					t.Errorf("service %+v, backend %+v: want 2 packets, 1 new flow", st.Stats, st.BackendStats[i])
+				}
+				if st.Forwarding != ForwardingDSRIPIP || !st.SNATPorts.IsZero() {
+					t.Errorf("read back forwarding %s, SNAT ports %s: want dsr ipip, none", st.Forwarding, st.SNATPorts)
+				}
+			})
+		}
+		// No reply path: nothing in reverse NAT, no reply ports.
+		var k bpf.WeirFlow
+		var v bpf.WeirCtEntry
+		if it := f.d.objs.WeirV1Rnat.Iterate(); it.Next(&k, &v) {
+			t.Errorf("reverse NAT entry %+v for a DSR flow", k)
+		}
+		if r, err := f.d.ReplyPorts(); err != nil || !r.IsZero() {
+			t.Errorf("ReplyPorts() = %s, %v; want none", r, err)
+		}
+	})
 }
 
 // TestDSRFlowKeepsBackend: an established DSR flow stays on its backend
 // when the table changes, and moves when its backend leaves.
 func TestDSRFlowKeepsBackend(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	svc := dsrService(0, vip4TCP, ProtoTCP)
-	bes := dsrBackends(vip4TCP)
-	m := f.d.opts.TableSize
-	p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: []byte("x")}
-	other := p
-	other.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
-	sendTo := func(what string, p testPacket, want int) {
-		t.Helper()
-		ret, out := f.send(p)
-		in := p.build()
-		expectSame(t, what, ret, out, tcActRedirect,
-			encapsulated(in, snat4, bes[want].Addr(), backendMAC(want), f.backendDev, outerID(out)))
-	}
-	f.setService(svc, bes, constantTable(m, 0))
-	sendTo("new flow", p, 0)
-	f.setService(svc, bes, constantTable(m, 1))
-	sendTo("established flow after the table changed", p, 0)
-	sendTo("new flow after the table changed", other, 1)
-	f.setService(svc, bes[1:], constantTable(m, 1))
-	sendTo("flow whose backend left", p, 2)
-	if st := serviceState(t, f.d, svc.ID); st.Stats.NewFlows != 3 {
-		t.Errorf("new flows %d, want 3 (two flows, one moved)", st.Stats.NewFlows)
-	}
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		svc := dsrService(0, vip4TCP, ProtoTCP)
+		bes := dsrBackends(vip4TCP)
+		m := f.d.opts.TableSize
+		p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK, payload: []byte("x")}
+		other := p
+		other.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
+		sendTo := func(what string, p testPacket, want int) {
+			t.Helper()
+			ret, out := f.send(p)
+			in := p.build()
+			expectSame(t, what, ret, out, f.verdict(tcActRedirect),
+				encapsulated(in, snat4, bes[want].Addr(), backendMAC(want), f.backendDev, outerID(out)))
+		}
+		f.setService(svc, bes, constantTable(m, 0))
+		sendTo("new flow", p, 0)
+		f.setService(svc, bes, constantTable(m, 1))
+		sendTo("established flow after the table changed", p, 0)
+		sendTo("new flow after the table changed", other, 1)
+		f.setService(svc, bes[1:], constantTable(m, 1))
+		sendTo("flow whose backend left", p, 2)
+		if st := serviceState(t, f.d, svc.ID); st.Stats.NewFlows != 3 {
+			t.Errorf("new flows %d, want 3 (two flows, one moved)", st.Stats.NewFlows)
+		}
+	})
 }
 
 // TestDSRTooBig: a packet that the route's MTU takes only without the outer
 // header is counted as dsr_too_big (and dropped, or answered with ICMP:
 // TestDSRTooBigAnswer); one that fits with it goes.
 func TestDSRTooBig(t *testing.T) {
-	f := newRoutedFixture(t, longTTL)
-	f.in(func() error { return setMTU(backendLink, 1400) })
-	for _, vip := range []netip.AddrPort{vip4UDP, vip6UDP} {
-		t.Run(vip.String(), func(t *testing.T) {
-			id := uint32(0)
-			client := client4
-			overhead, l4 := 20, 28
-			if vip.Addr().Is6() {
-				id, client, overhead, l4 = 1, client6, 40, 48
-			}
-			svc := dsrService(id, vip, ProtoUDP)
-			bes := dsrBackends(vip)
-			f.setService(svc, bes, constantTable(f.d.opts.TableSize, 0))
-			fits := testPacket{src: client, dst: vip, proto: ProtoUDP, payload: make([]byte, 1400-overhead-l4)}
-			ret, out := f.send(fits)
-			expectSame(t, "largest packet that fits", ret, out, tcActRedirect,
-				encapsulated(fits.build(), svc.SNAT, bes[0].Addr(), backendMAC(0), f.backendDev, outerID(out)))
-			big := fits
-			big.payload = make([]byte, len(fits.payload)+1)
-			// Without DF (IPv4) it is dropped; IPv6 is answered (TestDSRTooBigAnswer).
-			want := uint32(tcActShot)
-			if vip.Addr().Is6() {
-				want = tcActRedirect
-			}
-			if ret, _ := f.send(big); ret != want {
-				t.Errorf("one byte more: verdict %d, want %d", ret, want)
-			}
-			st := serviceState(t, f.d, id)
-			if st.Stats.Drops[DropDSRTooBig] != 1 || st.BackendStats[0].Drops[DropDSRTooBig] != 1 {
-				t.Errorf("drops %v, backend drops %v: want %s 1", st.Stats.Drops, st.BackendStats[0].Drops, DropDSRTooBig)
-			}
-		})
-	}
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newRoutedFixture(t, h, longTTL)
+		f.in(func() error { return setMTU(backendLink, 1400) })
+		for _, vip := range []netip.AddrPort{vip4UDP, vip6UDP} {
+			t.Run(vip.String(), func(t *testing.T) {
+				id := uint32(0)
+				client := client4
+				overhead, l4 := 20, 28
+				if vip.Addr().Is6() {
+					id, client, overhead, l4 = 1, client6, 40, 48
+				}
+				svc := dsrService(id, vip, ProtoUDP)
+				bes := dsrBackends(vip)
+				f.setService(svc, bes, constantTable(f.d.opts.TableSize, 0))
+				fits := testPacket{src: client, dst: vip, proto: ProtoUDP, payload: make([]byte, 1400-overhead-l4)}
+				ret, out := f.send(fits)
+				expectSame(t, "largest packet that fits", ret, out, f.verdict(tcActRedirect),
+					encapsulated(fits.build(), svc.SNAT, bes[0].Addr(), backendMAC(0), f.backendDev, outerID(out)))
+				big := fits
+				big.payload = make([]byte, len(fits.payload)+1)
+				// Without DF (IPv4) it is dropped; IPv6 is answered (TestDSRTooBigAnswer).
+				want := f.verdict(tcActShot)
+				if vip.Addr().Is6() {
+					want = h.bounce()
+				}
+				if ret, _ := f.send(big); ret != want {
+					t.Errorf("one byte more: verdict %d, want %d", ret, want)
+				}
+				st := serviceState(t, f.d, id)
+				if st.Stats.Drops[DropDSRTooBig] != 1 || st.BackendStats[0].Drops[DropDSRTooBig] != 1 {
+					t.Errorf("drops %v, backend drops %v: want %s 1", st.Stats.Drops, st.BackendStats[0].Drops, DropDSRTooBig)
+				}
+			})
+		}
+	})
 }
 
 // TestDSRServiceChecks: a DSR backend must listen on the VIP's port, and a
 // DSR service takes no SNAT ports whatever it is given.
 func TestDSRServiceChecks(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	svc := dsrService(0, vip4TCP, ProtoTCP)
 	_, err := f.d.SetService(svc, backends4, sequentialTable(f.d.opts.TableSize, len(backends4)))
 	if !errors.Is(err, ErrInvalidBackend) {

@@ -5,6 +5,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -20,6 +21,78 @@ const (
 	tcActShot     = 2
 	tcActRedirect = 7
 )
+
+// XDP verdicts (linux/bpf.h).
+const (
+	xdpDrop     = 1
+	xdpPass     = 2
+	xdpTX       = 3
+	xdpRedirect = 4
+)
+
+// hook is one build of the program: weir.c compiled for tc or for XDP.
+type hook struct {
+	name string
+	xdp  bool
+}
+
+// The two builds. The zero hook is tc's.
+var (
+	tcHook  = hook{name: "tc"}
+	xdpHook = hook{name: "xdp", xdp: true}
+)
+
+// hooks are both builds; every golden test runs through each, and both
+// must turn the same packet into the same bytes.
+var hooks = []hook{tcHook, xdpHook}
+
+// forHooks runs test once per hook, as a subtest named after it.
+func forHooks(t *testing.T, test func(t *testing.T, h hook)) {
+	t.Helper()
+	for _, h := range hooks {
+		t.Run(h.name, func(t *testing.T) { test(t, h) })
+	}
+}
+
+// program is h's build of the program in d.
+func (h hook) program(t testing.TB, d *Dataplane) *ebpf.Program {
+	t.Helper()
+	if !h.xdp {
+		return d.objs.WeirIngress
+	}
+	prog, err := d.xdpProgram()
+	if err != nil {
+		t.Fatalf("XDP build: %v", err)
+	}
+	return prog
+}
+
+// verdict is h's verdict for a packet tc answers with the tc verdict
+// tcRet: the builds differ in their codes only. A packet sent back out of
+// the device it came in on is bounce's.
+func (h hook) verdict(tcRet uint32) uint32 {
+	if !h.xdp {
+		return tcRet
+	}
+	switch tcRet {
+	case tcActOK:
+		return xdpPass
+	case tcActShot:
+		return xdpDrop
+	case tcActRedirect:
+		return xdpRedirect
+	}
+	panic(fmt.Sprintf("no XDP verdict for tc verdict %d", tcRet))
+}
+
+// bounce is h's verdict for a packet it sends back out of the device it
+// came in on: tc redirects to that device, XDP returns XDP_TX.
+func (h hook) bounce() uint32 {
+	if h.xdp {
+		return xdpTX
+	}
+	return tcActRedirect
+}
 
 // Documentation addresses only (RFC 5737, RFC 3849).
 var (
@@ -48,20 +121,30 @@ var (
 // a translated packet is TC_ACT_OK whatever the host's routing looks like.
 type fixture struct {
 	t  *testing.T
+	h  hook
 	d  *Dataplane
 	ns netns.NsHandle
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, h hook) *fixture {
 	t.Helper()
 	d := openTest(t)
-	return &fixture{t: t, d: d, ns: newNetns(t)}
+	return &fixture{t: t, h: h, d: d, ns: newNetns(t)}
 }
+
+// prog is the build of the program the fixture runs.
+func (f *fixture) prog() *ebpf.Program {
+	f.t.Helper()
+	return f.h.program(f.t, f.d)
+}
+
+// verdict is the fixture's hook's verdict for the tc verdict tcRet.
+func (f *fixture) verdict(tcRet uint32) uint32 { return f.h.verdict(tcRet) }
 
 // run feeds frame to the program through BPF_PROG_TEST_RUN.
 func (f *fixture) run(frame []byte) (uint32, []byte) {
 	f.t.Helper()
-	return runProg(f.t, f.d.objs.WeirIngress, f.ns, frame, 0)
+	return runProg(f.t, f.prog(), f.ns, frame, 0)
 }
 
 // skbContext is the head of struct __sk_buff, enough to pick the device a
@@ -71,11 +154,23 @@ type skbContext struct {
 	Priority, IngressIfindex, Ifindex                                           uint32
 }
 
+// xdpContext is struct xdp_md: a test run's frame spans data to data_end
+// and arrives on ingress_ifindex.
+type xdpContext struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// runProg runs prog (either build) on frame in ns, arriving on device
+// ifindex (0: the namespace's loopback).
 func runProg(t testing.TB, prog *ebpf.Program, ns netns.NsHandle, frame []byte, ifindex int) (uint32, []byte) {
 	t.Helper()
 	opts := ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+256)}
 	if ifindex != 0 {
-		opts.Context = skbContext{Ifindex: uint32(ifindex)}
+		if prog.Type() == ebpf.XDP {
+			opts.Context = xdpContext{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}
+		} else {
+			opts.Context = skbContext{Ifindex: uint32(ifindex)}
+		}
 	}
 	var ret uint32
 	err := inNetns(ns, func() error {
@@ -141,7 +236,7 @@ func (f *fixture) translate(p testPacket, backends []netip.AddrPort, table []uin
 	want := p
 	want.src, want.dst = netip.AddrPortFrom(snat, port), be
 	ret, out := f.run(p.build())
-	expectFrame(f.t, "client to VIP", ret, out, tcActOK, want.build())
+	expectFrame(f.t, "client to VIP", ret, out, f.verdict(tcActOK), want.build())
 	return be, port
 }
 
@@ -198,185 +293,199 @@ func TestTranslateGolden(t *testing.T) {
 			reply: testPacket{proto: ProtoTCP, tcpFlags: tcpACK, ext6: []uint8{ext6DstOpts}},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			table := sequentialTable(f.d.opts.TableSize, len(tc.backends))
-			f.setService(tc.svc, tc.backends, table)
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, h)
+				table := sequentialTable(f.d.opts.TableSize, len(tc.backends))
+				f.setService(tc.svc, tc.backends, table)
 
-			be, port := f.translate(tc.packet, tc.backends, table, tc.svc.SNAT)
+				be, port := f.translate(tc.packet, tc.backends, table, tc.svc.SNAT)
 
-			reply := tc.reply
-			reply.src, reply.dst = be, netip.AddrPortFrom(tc.svc.SNAT, port)
-			want := reply
-			want.src, want.dst = tc.packet.dst, tc.packet.src
-			ret, out := f.run(reply.build())
-			expectFrame(t, "backend reply", ret, out, tcActOK, want.build())
+				reply := tc.reply
+				reply.src, reply.dst = be, netip.AddrPortFrom(tc.svc.SNAT, port)
+				want := reply
+				want.src, want.dst = tc.packet.dst, tc.packet.src
+				ret, out := f.run(reply.build())
+				expectFrame(t, "backend reply", ret, out, f.verdict(tcActOK), want.build())
 
-			// The next packet of the flow hits conntrack and comes out the same.
-			f.translate(tc.packet, tc.backends, table, tc.svc.SNAT)
-			st := serviceState(t, f.d, tc.svc.ID)
-			if st.Stats.Packets != 3 || st.Stats.NewFlows != 1 {
-				t.Errorf("service counters %+v, want 3 packets and 1 new flow", st.Stats)
-			}
-		})
-	}
+				// The next packet of the flow hits conntrack and comes out the same.
+				f.translate(tc.packet, tc.backends, table, tc.svc.SNAT)
+				st := serviceState(t, f.d, tc.svc.ID)
+				if st.Stats.Packets != 3 || st.Stats.NewFlows != 1 {
+					t.Errorf("service counters %+v, want 3 packets and 1 new flow", st.Stats)
+				}
+			})
+		}
+	})
 }
 
 func TestUDPZeroChecksumStaysZero(t *testing.T) {
-	f := newFixture(t)
-	svc := Service{ID: 1, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
-	f.setService(svc, backends4, sequentialTable(f.d.opts.TableSize, len(backends4)))
-	p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("q"), zeroUDPCsum: true}
-	_, out := f.run(p.build())
-	pf, err := parseFrame(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := out[pf.csumOff : pf.csumOff+2]; !bytes.Equal(c, []byte{0, 0}) {
-		t.Errorf("UDP checksum %x, want 0000 (none)", c)
-	}
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newFixture(t, h)
+		svc := Service{ID: 1, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
+		f.setService(svc, backends4, sequentialTable(f.d.opts.TableSize, len(backends4)))
+		p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("q"), zeroUDPCsum: true}
+		_, out := f.run(p.build())
+		pf, err := parseFrame(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := out[pf.csumOff : pf.csumOff+2]; !bytes.Equal(c, []byte{0, 0}) {
+			t.Errorf("UDP checksum %x, want 0000 (none)", c)
+		}
+	})
 }
 
 func TestPassThrough(t *testing.T) {
-	f := newFixture(t)
-	f.setService(Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}, backends4,
-		sequentialTable(f.d.opts.TableSize, len(backends4)))
-	f.setService(Service{ID: 1, VIP: vip6TCP, Proto: ProtoTCP, SNAT: snat6}, backends6,
-		sequentialTable(f.d.opts.TableSize, len(backends6)))
-	otherPort := netip.AddrPortFrom(vip4TCP.Addr(), 81)
-	arp := append(append(append([]byte{}, macDst[:]...), macSrc[:]...), 0x08, 0x06)
-	arp = append(arp, make([]byte, 28)...)
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newFixture(t, h)
+		f.setService(Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}, backends4,
+			sequentialTable(f.d.opts.TableSize, len(backends4)))
+		f.setService(Service{ID: 1, VIP: vip6TCP, Proto: ProtoTCP, SNAT: snat6}, backends6,
+			sequentialTable(f.d.opts.TableSize, len(backends6)))
+		otherPort := netip.AddrPortFrom(vip4TCP.Addr(), 81)
+		arp := append(append(append([]byte{}, macDst[:]...), macSrc[:]...), 0x08, 0x06)
+		arp = append(arp, make([]byte, 28)...)
 
-	tests := []struct {
-		name  string
-		frame []byte
-	}{
-		{"IPv4 TCP to another address", testPacket{src: client4, dst: backends4[0], proto: ProtoTCP, tcpFlags: tcpSYN}.build()},
-		{"IPv4 TCP to another port of the VIP", testPacket{src: client4, dst: otherPort, proto: ProtoTCP, tcpFlags: tcpSYN}.build()},
-		{"IPv4 UDP to a TCP VIP", testPacket{src: client4, dst: vip4TCP, proto: ProtoUDP}.build()},
-		{"ICMP echo to the VIP", testPacket{src: client4, dst: vip4TCP, proto: protoICMP}.build()},
-		{"ICMPv6 echo to the VIP", testPacket{src: client6, dst: vip6TCP, proto: protoICMPv6}.build()},
-		{"IPv4 first fragment", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, frag: moreFrags}.build()},
-		{"IPv4 later fragment", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, frag: laterFragment, payload: []byte("tail")}.build()},
-		{"IPv6 fragment", testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN, frag: moreFrags}.build()},
-		{"IPv6 routing header", testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN, ext6: []uint8{ext6Routing}}.build()},
-		{"IPv4 TCP header cut short", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, truncateL4: 4}.build()},
-		{"ARP", arp},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ret, out := f.run(tc.frame)
-			if ret != tcActOK {
-				t.Errorf("verdict %d, want TC_ACT_OK", ret)
-			}
-			if !bytes.Equal(out, tc.frame) {
-				t.Errorf("frame changed\n got %x\nwant %x", out, tc.frame)
-			}
-		})
-	}
-	for _, st := range services(t, f.d) {
-		if st.Stats.Packets != 0 {
-			t.Errorf("service %d counted %d packets, want 0", st.ID, st.Stats.Packets)
+		tests := []struct {
+			name  string
+			frame []byte
+		}{
+			{"IPv4 TCP to another address", testPacket{src: client4, dst: backends4[0], proto: ProtoTCP, tcpFlags: tcpSYN}.build()},
+			{"IPv4 TCP to another port of the VIP", testPacket{src: client4, dst: otherPort, proto: ProtoTCP, tcpFlags: tcpSYN}.build()},
+			{"IPv4 UDP to a TCP VIP", testPacket{src: client4, dst: vip4TCP, proto: ProtoUDP}.build()},
+			{"ICMP echo to the VIP", testPacket{src: client4, dst: vip4TCP, proto: protoICMP}.build()},
+			{"ICMPv6 echo to the VIP", testPacket{src: client6, dst: vip6TCP, proto: protoICMPv6}.build()},
+			{"IPv4 first fragment", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, frag: moreFrags}.build()},
+			{"IPv4 later fragment", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, frag: laterFragment, payload: []byte("tail")}.build()},
+			{"IPv6 fragment", testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN, frag: moreFrags}.build()},
+			{"IPv6 routing header", testPacket{src: client6, dst: vip6TCP, proto: ProtoTCP, tcpFlags: tcpSYN, ext6: []uint8{ext6Routing}}.build()},
+			{"IPv4 TCP header cut short", testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, truncateL4: 4}.build()},
+			{"ARP", arp},
 		}
-	}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				ret, out := f.run(tc.frame)
+				if want := f.verdict(tcActOK); ret != want {
+					t.Errorf("verdict %d, want %d (pass)", ret, want)
+				}
+				if !bytes.Equal(out, tc.frame) {
+					t.Errorf("frame changed\n got %x\nwant %x", out, tc.frame)
+				}
+			})
+		}
+		for _, st := range services(t, f.d) {
+			if st.Stats.Packets != 0 {
+				t.Errorf("service %d counted %d packets, want 0", st.ID, st.Stats.Packets)
+			}
+		}
+	})
 }
 
 func TestFlowSticksToBackendAcrossTables(t *testing.T) {
-	f := newFixture(t)
-	m := f.d.opts.TableSize
-	svc := Service{ID: 2, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-	flow1 := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
-	flow2 := flow1
-	flow2.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newFixture(t, h)
+		m := f.d.opts.TableSize
+		svc := Service{ID: 2, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+		flow1 := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
+		flow2 := flow1
+		flow2.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
 
-	if gen := f.setService(svc, backends4, constantTable(m, 0)); gen != 1 {
-		t.Errorf("first generation %d, want 1", gen)
-	}
-	if be, _ := f.translate(flow1, backends4, constantTable(m, 0), snat4); be != backends4[0] {
-		t.Fatalf("flow 1 went to %s, want %s", be, backends4[0])
-	}
+		if gen := f.setService(svc, backends4, constantTable(m, 0)); gen != 1 {
+			t.Errorf("first generation %d, want 1", gen)
+		}
+		if be, _ := f.translate(flow1, backends4, constantTable(m, 0), snat4); be != backends4[0] {
+			t.Fatalf("flow 1 went to %s, want %s", be, backends4[0])
+		}
 
-	// A new table sends everything to backend 1, but flow 1 is established.
-	if gen := f.setService(svc, backends4, constantTable(m, 1)); gen != 2 {
-		t.Errorf("second generation %d, want 2", gen)
-	}
-	flow1.tcpFlags = tcpACK
-	f.translate(flow1, backends4, constantTable(m, 0), snat4)
-	f.translate(flow2, backends4, constantTable(m, 1), snat4)
+		// A new table sends everything to backend 1, but flow 1 is established.
+		if gen := f.setService(svc, backends4, constantTable(m, 1)); gen != 2 {
+			t.Errorf("second generation %d, want 2", gen)
+		}
+		flow1.tcpFlags = tcpACK
+		f.translate(flow1, backends4, constantTable(m, 0), snat4)
+		f.translate(flow2, backends4, constantTable(m, 1), snat4)
 
-	// Backend 0 leaves: flow 1 moves to a live backend on its next packet.
-	remaining := backends4[1:]
-	f.setService(svc, remaining, constantTable(m, 1))
-	if be, _ := f.translate(flow1, remaining, constantTable(m, 1), snat4); be != backends4[2] {
-		t.Errorf("flow 1 moved to %s, want %s", be, backends4[2])
-	}
+		// Backend 0 leaves: flow 1 moves to a live backend on its next packet.
+		remaining := backends4[1:]
+		f.setService(svc, remaining, constantTable(m, 1))
+		if be, _ := f.translate(flow1, remaining, constantTable(m, 1), snat4); be != backends4[2] {
+			t.Errorf("flow 1 moved to %s, want %s", be, backends4[2])
+		}
 
-	st := serviceState(t, f.d, svc.ID)
-	if st.Generation != 3 || len(st.Backends) != 2 {
-		t.Fatalf("state %+v, want generation 3 with 2 backends", st)
-	}
-	if st.Stats.Packets != 4 || st.Stats.NewFlows != 3 {
-		t.Errorf("service counters %+v, want 4 packets, 3 new flows", st.Stats)
-	}
-	// backends4[1] kept its counters across both table changes.
-	if got := st.BackendStats[0]; got.Packets != 1 || got.NewFlows != 1 {
-		t.Errorf("counters of %s: %+v, want 1 packet, 1 new flow", st.Backends[0], got)
-	}
-	if got := st.BackendStats[1]; got.Packets != 1 || got.NewFlows != 1 {
-		t.Errorf("counters of %s: %+v, want 1 packet, 1 new flow", st.Backends[1], got)
-	}
+		st := serviceState(t, f.d, svc.ID)
+		if st.Generation != 3 || len(st.Backends) != 2 {
+			t.Fatalf("state %+v, want generation 3 with 2 backends", st)
+		}
+		if st.Stats.Packets != 4 || st.Stats.NewFlows != 3 {
+			t.Errorf("service counters %+v, want 4 packets, 3 new flows", st.Stats)
+		}
+		// backends4[1] kept its counters across both table changes.
+		if got := st.BackendStats[0]; got.Packets != 1 || got.NewFlows != 1 {
+			t.Errorf("counters of %s: %+v, want 1 packet, 1 new flow", st.Backends[0], got)
+		}
+		if got := st.BackendStats[1]; got.Packets != 1 || got.NewFlows != 1 {
+			t.Errorf("counters of %s: %+v, want 1 packet, 1 new flow", st.Backends[1], got)
+		}
+	})
 }
 
 func TestReverseEntryLostReclaimsPort(t *testing.T) {
-	f := newFixture(t)
-	table := sequentialTable(f.d.opts.TableSize, len(backends4))
-	svc := Service{ID: 0, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
-	f.setService(svc, backends4, table)
-	p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("x")}
-	be, port := f.translate(p, backends4, table, snat4)
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newFixture(t, h)
+		table := sequentialTable(f.d.opts.TableSize, len(backends4))
+		svc := Service{ID: 0, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
+		f.setService(svc, backends4, table)
+		p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("x")}
+		be, port := f.translate(p, backends4, table, snat4)
 
-	rk := bpf.WeirFlow{Src: addr16(be.Addr()), Dst: addr16(snat4), Sport: be.Port(), Dport: port,
-		Proto: ProtoUDP, IpVersion: 4}
-	if err := f.d.objs.WeirV1Rnat.Delete(rk); err != nil {
-		t.Fatalf("delete reverse entry: %v", err)
-	}
-	// The flow notices when it next rechecks its entry: after the flow
-	// cache TTL, which expire makes as good as passed.
-	expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
-	f.translate(p, backends4, table, snat4)
-	var rv bpf.WeirCtEntry
-	if err := f.d.objs.WeirV1Rnat.Lookup(rk, &rv); err != nil {
-		t.Fatalf("reverse entry not restored: %v", err)
-	}
-	if st := serviceState(t, f.d, svc.ID); st.Stats.NewFlows != 2 {
-		t.Errorf("new flows %d, want 2 (the flow was re-created)", st.Stats.NewFlows)
-	}
+		rk := bpf.WeirFlow{Src: addr16(be.Addr()), Dst: addr16(snat4), Sport: be.Port(), Dport: port,
+			Proto: ProtoUDP, IpVersion: 4}
+		if err := f.d.objs.WeirV1Rnat.Delete(rk); err != nil {
+			t.Fatalf("delete reverse entry: %v", err)
+		}
+		// The flow notices when it next rechecks its entry: after the flow
+		// cache TTL, which expire makes as good as passed.
+		expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
+		f.translate(p, backends4, table, snat4)
+		var rv bpf.WeirCtEntry
+		if err := f.d.objs.WeirV1Rnat.Lookup(rk, &rv); err != nil {
+			t.Fatalf("reverse entry not restored: %v", err)
+		}
+		if st := serviceState(t, f.d, svc.ID); st.Stats.NewFlows != 2 {
+			t.Errorf("new flows %d, want 2 (the flow was re-created)", st.Stats.NewFlows)
+		}
+	})
 }
 
 func TestDrops(t *testing.T) {
+	forHooks(t, func(t *testing.T, h hook) { testDrops(t, h) })
+}
+
+func testDrops(t *testing.T, h hook) {
 	t.Run("no backends", func(t *testing.T) {
-		f := newFixture(t)
+		f := newFixture(t, h)
 		svc := Service{ID: 3, VIP: vip6UDP, Proto: ProtoUDP, SNAT: snat6}
 		f.setService(svc, nil, nil)
 		ret, _ := f.run(testPacket{src: client6, dst: vip6UDP, proto: ProtoUDP}.build())
-		if ret != tcActShot {
-			t.Errorf("verdict %d, want TC_ACT_SHOT", ret)
+		if want := f.verdict(tcActShot); ret != want {
+			t.Errorf("verdict %d, want %d (drop)", ret, want)
 		}
 		if d := serviceState(t, f.d, svc.ID).Stats.Drops; d[DropTableEmpty] != 1 {
 			t.Errorf("drops %v, want %s 1", d, DropTableEmpty)
 		}
 	})
 	t.Run("SNAT ports exhausted", func(t *testing.T) {
-		f := newFixture(t)
+		f := newFixture(t, h)
 		svc := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
 		table := constantTable(f.d.opts.TableSize, 0)
 		f.setService(svc, backends4, table)
 		p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
 		occupySNATPorts(t, f.d, p, backends4[0], coarseNow(t), 0)
 		ret, _ := f.run(p.build())
-		if ret != tcActShot {
-			t.Errorf("verdict %d, want TC_ACT_SHOT", ret)
+		if want := f.verdict(tcActShot); ret != want {
+			t.Errorf("verdict %d, want %d (drop)", ret, want)
 		}
 		st := serviceState(t, f.d, svc.ID)
 		if st.Stats.Drops[DropSNATExhausted] != 1 || st.BackendStats[0].Drops[DropSNATExhausted] != 1 {

@@ -247,64 +247,66 @@ func fromBackend(toBackend, toClient testPacket) testPacket {
 // reply as it sent it. The MTU passes unchanged.
 func TestICMPErrorGolden(t *testing.T) {
 	needBPF(t)
-	for _, fl := range icmpFlows {
-		t.Run(fl.name, func(t *testing.T) {
-			f := newFixture(t)
-			toBackend, toClient := f.establish(fl)
-			sent := fromBackend(toBackend, toClient)
-			packets := 1 // the packet that made the flow
-			for _, k := range errorKinds(fl.svc.VIP.Addr().Is4()) {
-				for _, l4Bytes := range []int{0, 8} {
-					cases := []struct {
-						side     string
-						got, out icmpError
-					}{
-						{
-							side: "from a router towards the backend",
-							got:  icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
-							out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
-						},
-						{
-							side: "from the backend",
-							got:  icmpError{src: toBackend.dst.Addr(), dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
-							out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
-						},
-						{
-							side: "from a router towards the client",
-							got:  icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, l4Bytes)},
-							out:  icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, l4Bytes)},
-						},
-					}
-					for _, c := range cases {
-						for _, e := range []*icmpError{&c.got, &c.out} {
-							e.typ, e.code, e.rest = k.typ, k.code, k.rest
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, fl := range icmpFlows {
+			t.Run(fl.name, func(t *testing.T) {
+				f := newFixture(t, h)
+				toBackend, toClient := f.establish(fl)
+				sent := fromBackend(toBackend, toClient)
+				packets := 1 // the packet that made the flow
+				for _, k := range errorKinds(fl.svc.VIP.Addr().Is4()) {
+					for _, l4Bytes := range []int{0, 8} {
+						cases := []struct {
+							side     string
+							got, out icmpError
+						}{
+							{
+								side: "from a router towards the backend",
+								got:  icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
+								out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
+							},
+							{
+								side: "from the backend",
+								got:  icmpError{src: toBackend.dst.Addr(), dst: toBackend.src.Addr(), quoted: quote(toBackend, l4Bytes)},
+								out:  icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, l4Bytes)},
+							},
+							{
+								side: "from a router towards the client",
+								got:  icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, l4Bytes)},
+								out:  icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, l4Bytes)},
+							},
 						}
-						what := fmt.Sprintf("%s %s, %d quoted L4 bytes", k.name, c.side, l4Bytes)
-						in := c.got.build()
-						if err := checkICMPFrame(in); err != nil {
-							t.Fatalf("%s: the test's own frame: %v", what, err)
-						}
-						ret, out := f.run(in)
-						packets++
-						if ret != tcActOK {
-							t.Errorf("%s: verdict %d, want TC_ACT_OK (no route in the test namespace)", what, ret)
-						}
-						if err := checkICMPFrame(out); err != nil {
-							t.Errorf("%s: %v", what, err)
-						}
-						if want := c.out.build(); !bytes.Equal(out, want) {
-							t.Errorf("%s: frame differs\n got %s\nwant %s", what, hex.EncodeToString(out), hex.EncodeToString(want))
+						for _, c := range cases {
+							for _, e := range []*icmpError{&c.got, &c.out} {
+								e.typ, e.code, e.rest = k.typ, k.code, k.rest
+							}
+							what := fmt.Sprintf("%s %s, %d quoted L4 bytes", k.name, c.side, l4Bytes)
+							in := c.got.build()
+							if err := checkICMPFrame(in); err != nil {
+								t.Fatalf("%s: the test's own frame: %v", what, err)
+							}
+							ret, out := f.run(in)
+							packets++
+							if want := f.verdict(tcActOK); ret != want {
+								t.Errorf("%s: verdict %d, want %d, pass (no route in the test namespace)", what, ret, want)
+							}
+							if err := checkICMPFrame(out); err != nil {
+								t.Errorf("%s: %v", what, err)
+							}
+							if want := c.out.build(); !bytes.Equal(out, want) {
+								t.Errorf("%s: frame differs\n got %s\nwant %s", what, hex.EncodeToString(out), hex.EncodeToString(want))
+							}
 						}
 					}
 				}
-			}
-			// Translated errors count as packets of the flow's service and backend.
-			st := serviceState(t, f.d, fl.svc.ID)
-			if st.Stats.Packets != uint64(packets) || st.BackendStats[0].Packets != uint64(packets) {
-				t.Errorf("counted %d packets, backend %d, want %d", st.Stats.Packets, st.BackendStats[0].Packets, packets)
-			}
-		})
-	}
+				// Translated errors count as packets of the flow's service and backend.
+				st := serviceState(t, f.d, fl.svc.ID)
+				if st.Stats.Packets != uint64(packets) || st.BackendStats[0].Packets != uint64(packets) {
+					t.Errorf("counted %d packets, backend %d, want %d", st.Stats.Packets, st.BackendStats[0].Packets, packets)
+				}
+			})
+		}
+	})
 }
 
 // TestICMPv6ErrorBehindOptions sends a "packet too big" whose outer and
@@ -312,43 +314,45 @@ func TestICMPErrorGolden(t *testing.T) {
 // skipped, as for any packet, and the error is translated.
 func TestICMPv6ErrorBehindOptions(t *testing.T) {
 	needBPF(t)
-	fl := icmpFlows[2] // IPv6 TCP
-	f := newFixture(t)
-	toBackend, toClient := f.establish(fl)
-	for _, p := range []*testPacket{&toBackend, &toClient, &fl.client} {
-		p.ext6 = []uint8{ext6DstOpts}
-	}
-	sent := fromBackend(toBackend, toClient)
-	tests := []struct {
-		name     string
-		got, out icmpError
-	}{
-		{"from a router towards the backend",
-			icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, 0)},
-			icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, 0)}},
-		{"from a router towards the client",
-			icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, 0)},
-			icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, 0)}},
-	}
-	for _, tc := range tests {
-		for _, e := range []*icmpError{&tc.got, &tc.out} {
-			e.typ, e.rest, e.ext6 = icmp6PacketTooBig, 1400, []uint8{ext6DstOpts}
+	forHooks(t, func(t *testing.T, h hook) {
+		fl := icmpFlows[2] // IPv6 TCP
+		f := newFixture(t, h)
+		toBackend, toClient := f.establish(fl)
+		for _, p := range []*testPacket{&toBackend, &toClient, &fl.client} {
+			p.ext6 = []uint8{ext6DstOpts}
 		}
-		in := tc.got.build()
-		if err := checkICMPFrame(in); err != nil {
-			t.Fatalf("%s: the test's own frame: %v", tc.name, err)
+		sent := fromBackend(toBackend, toClient)
+		tests := []struct {
+			name     string
+			got, out icmpError
+		}{
+			{"from a router towards the backend",
+				icmpError{src: fl.router, dst: toBackend.src.Addr(), quoted: quote(toBackend, 0)},
+				icmpError{src: fl.client.dst.Addr(), dst: fl.client.src.Addr(), quoted: quote(fl.client, 0)}},
+			{"from a router towards the client",
+				icmpError{src: fl.crouter, dst: toClient.src.Addr(), quoted: quote(toClient, 0)},
+				icmpError{src: toBackend.src.Addr(), dst: toBackend.dst.Addr(), quoted: quote(sent, 0)}},
 		}
-		ret, out := f.run(in)
-		if ret != tcActOK {
-			t.Errorf("%s: verdict %d, want TC_ACT_OK", tc.name, ret)
+		for _, tc := range tests {
+			for _, e := range []*icmpError{&tc.got, &tc.out} {
+				e.typ, e.rest, e.ext6 = icmp6PacketTooBig, 1400, []uint8{ext6DstOpts}
+			}
+			in := tc.got.build()
+			if err := checkICMPFrame(in); err != nil {
+				t.Fatalf("%s: the test's own frame: %v", tc.name, err)
+			}
+			ret, out := f.run(in)
+			if want := f.verdict(tcActOK); ret != want {
+				t.Errorf("%s: verdict %d, want %d (pass)", tc.name, ret, want)
+			}
+			if err := checkICMPFrame(out); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			if want := tc.out.build(); !bytes.Equal(out, want) {
+				t.Errorf("%s: frame differs\n got %s\nwant %s", tc.name, hex.EncodeToString(out), hex.EncodeToString(want))
+			}
 		}
-		if err := checkICMPFrame(out); err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-		}
-		if want := tc.out.build(); !bytes.Equal(out, want) {
-			t.Errorf("%s: frame differs\n got %s\nwant %s", tc.name, hex.EncodeToString(out), hex.EncodeToString(want))
-		}
-	}
+	})
 }
 
 // TestICMPErrorPassThrough sends errors the program must leave alone:
@@ -356,53 +360,55 @@ func TestICMPv6ErrorBehindOptions(t *testing.T) {
 // addressed to the quoted packet's sender.
 func TestICMPErrorPassThrough(t *testing.T) {
 	needBPF(t)
-	for _, fl := range icmpFlows {
-		t.Run(fl.name, func(t *testing.T) {
-			f := newFixture(t)
-			toBackend, toClient := f.establish(fl)
-			v4 := fl.svc.VIP.Addr().Is4()
-			k := errorKinds(v4)[0]
-			base := icmpError{src: fl.router, dst: toBackend.src.Addr(), typ: k.typ, code: k.code, rest: k.rest,
-				quoted: quote(toBackend, 0)}
-			otherPort := toBackend
-			otherPort.src = netip.AddrPortFrom(toBackend.src.Addr(), toBackend.src.Port()+1)
-			otherClient := toClient
-			otherClient.dst = netip.AddrPortFrom(toClient.dst.Addr(), toClient.dst.Port()+1)
-			echo := testPacket{src: toBackend.src, dst: toBackend.dst, proto: protoICMP}
-			echoType := uint8(icmpEchoRequest)
-			if !v4 {
-				echo.proto, echoType = protoICMPv6, 128
-			}
-			tests := []struct {
-				name string
-				e    icmpError
-			}{
-				{"about an unknown flow to the backend", with(base, func(e *icmpError) { e.quoted = quote(otherPort, 0) })},
-				{"about an unknown flow to the client", icmpError{src: fl.crouter, dst: toClient.src.Addr(), typ: k.typ,
-					code: k.code, rest: k.rest, quoted: quote(otherClient, 0)}},
-				{"about ICMP", with(base, func(e *icmpError) { e.quoted = quote(echo, 0) })},
-				{"quoting 4 bytes of L4", with(base, func(e *icmpError) { e.quoted = quote(toBackend, 4) })},
-				{"cut short inside the quoted IP header", with(base, func(e *icmpError) {
-					e.quoted = quote(toBackend, 8)
-					e.truncateL4 = 8 + 4
-				})},
-				{"not to the quoted packet's sender", with(base, func(e *icmpError) { e.dst = fl.crouter })},
-				{"an echo request, not an error", with(base, func(e *icmpError) { e.typ, e.code = echoType, 0 })},
-				{"fragmented", with(base, func(e *icmpError) { e.frag = moreFrags })},
-			}
-			for _, tc := range tests {
-				in := tc.e.build()
-				ret, out := f.run(in)
-				if ret != tcActOK || !bytes.Equal(out, in) {
-					t.Errorf("%s: verdict %d, frame changed %v, want TC_ACT_OK and untouched\n got %x\nwant %x",
-						tc.name, ret, !bytes.Equal(out, in), out, in)
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, fl := range icmpFlows {
+			t.Run(fl.name, func(t *testing.T) {
+				f := newFixture(t, h)
+				toBackend, toClient := f.establish(fl)
+				v4 := fl.svc.VIP.Addr().Is4()
+				k := errorKinds(v4)[0]
+				base := icmpError{src: fl.router, dst: toBackend.src.Addr(), typ: k.typ, code: k.code, rest: k.rest,
+					quoted: quote(toBackend, 0)}
+				otherPort := toBackend
+				otherPort.src = netip.AddrPortFrom(toBackend.src.Addr(), toBackend.src.Port()+1)
+				otherClient := toClient
+				otherClient.dst = netip.AddrPortFrom(toClient.dst.Addr(), toClient.dst.Port()+1)
+				echo := testPacket{src: toBackend.src, dst: toBackend.dst, proto: protoICMP}
+				echoType := uint8(icmpEchoRequest)
+				if !v4 {
+					echo.proto, echoType = protoICMPv6, 128
 				}
-			}
-			if st := serviceState(t, f.d, fl.svc.ID); st.Stats.Packets != 1 {
-				t.Errorf("counted %d packets, want 1 (the flow's own)", st.Stats.Packets)
-			}
-		})
-	}
+				tests := []struct {
+					name string
+					e    icmpError
+				}{
+					{"about an unknown flow to the backend", with(base, func(e *icmpError) { e.quoted = quote(otherPort, 0) })},
+					{"about an unknown flow to the client", icmpError{src: fl.crouter, dst: toClient.src.Addr(), typ: k.typ,
+						code: k.code, rest: k.rest, quoted: quote(otherClient, 0)}},
+					{"about ICMP", with(base, func(e *icmpError) { e.quoted = quote(echo, 0) })},
+					{"quoting 4 bytes of L4", with(base, func(e *icmpError) { e.quoted = quote(toBackend, 4) })},
+					{"cut short inside the quoted IP header", with(base, func(e *icmpError) {
+						e.quoted = quote(toBackend, 8)
+						e.truncateL4 = 8 + 4
+					})},
+					{"not to the quoted packet's sender", with(base, func(e *icmpError) { e.dst = fl.crouter })},
+					{"an echo request, not an error", with(base, func(e *icmpError) { e.typ, e.code = echoType, 0 })},
+					{"fragmented", with(base, func(e *icmpError) { e.frag = moreFrags })},
+				}
+				for _, tc := range tests {
+					in := tc.e.build()
+					ret, out := f.run(in)
+					if ret != f.verdict(tcActOK) || !bytes.Equal(out, in) {
+						t.Errorf("%s: verdict %d, frame changed %v, want %d (pass) and untouched\n got %x\nwant %x",
+							tc.name, ret, !bytes.Equal(out, in), f.verdict(tcActOK), out, in)
+					}
+				}
+				if st := serviceState(t, f.d, fl.svc.ID); st.Stats.Packets != 1 {
+					t.Errorf("counted %d packets, want 1 (the flow's own)", st.Stats.Packets)
+				}
+			})
+		}
+	})
 }
 
 // with returns a copy of e changed by change.

@@ -173,7 +173,7 @@ func make9Backends() []netip.AddrPort {
 }
 
 func TestVIPOwnership(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	m := f.d.opts.TableSize
 	a := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
 	b := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
@@ -213,7 +213,7 @@ func countEntries(t *testing.T, f *fixture) int {
 }
 
 func TestDeleteService(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	m := f.d.opts.TableSize
 	svc := Service{ID: 2, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
 	f.setService(svc, backends4, sequentialTable(m, 3))

@@ -59,55 +59,57 @@ func TestSNATPortsInConfiguredRange(t *testing.T) {
 			reply:    testPacket{proto: ProtoUDP, payload: []byte("answer6")},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			table := sequentialTable(f.d.opts.TableSize, len(tc.backends))
-			f.setService(tc.svc, tc.backends, table)
-			if got, err := f.d.ReplyPorts(); err != nil || got != tc.svc.SNATPorts {
-				t.Fatalf("ReplyPorts() = %s, %v; want %s", got, err, tc.svc.SNATPorts)
-			}
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, h)
+				table := sequentialTable(f.d.opts.TableSize, len(tc.backends))
+				f.setService(tc.svc, tc.backends, table)
+				if got, err := f.d.ReplyPorts(); err != nil || got != tc.svc.SNATPorts {
+					t.Fatalf("ReplyPorts() = %s, %v; want %s", got, err, tc.svc.SNATPorts)
+				}
 
-			be := tc.backends[expectedBackend(table, tc.packet.src, tc.packet.dst, tc.packet.proto)]
-			port := snatProbeIn(tc.svc.SNATPorts, tc.packet.src, tc.packet.dst, tc.packet.proto, 0)
-			if !tc.svc.SNATPorts.Contains(port) {
-				t.Fatalf("the first probe, port %d, is outside %s", port, tc.svc.SNATPorts)
-			}
-			want := tc.packet
-			want.src, want.dst = netip.AddrPortFrom(tc.svc.SNAT, port), be
-			ret, out := f.run(tc.packet.build())
-			expectFrame(t, "client to VIP", ret, out, tcActOK, want.build())
+				be := tc.backends[expectedBackend(table, tc.packet.src, tc.packet.dst, tc.packet.proto)]
+				port := snatProbeIn(tc.svc.SNATPorts, tc.packet.src, tc.packet.dst, tc.packet.proto, 0)
+				if !tc.svc.SNATPorts.Contains(port) {
+					t.Fatalf("the first probe, port %d, is outside %s", port, tc.svc.SNATPorts)
+				}
+				want := tc.packet
+				want.src, want.dst = netip.AddrPortFrom(tc.svc.SNAT, port), be
+				ret, out := f.run(tc.packet.build())
+				expectFrame(t, "client to VIP", ret, out, f.verdict(tcActOK), want.build())
 
-			reply := tc.reply
-			reply.src, reply.dst = be, netip.AddrPortFrom(tc.svc.SNAT, port)
-			want = reply
-			want.src, want.dst = tc.packet.dst, tc.packet.src
-			ret, out = f.run(reply.build())
-			expectFrame(t, "backend reply in the range", ret, out, tcActOK, want.build())
+				reply := tc.reply
+				reply.src, reply.dst = be, netip.AddrPortFrom(tc.svc.SNAT, port)
+				want = reply
+				want.src, want.dst = tc.packet.dst, tc.packet.src
+				ret, out = f.run(reply.build())
+				expectFrame(t, "backend reply in the range", ret, out, f.verdict(tcActOK), want.build())
 
-			// The same reverse entry, moved to a port of the default
-			// range: the program must not even look.
-			var rev bpf.WeirCtEntry
-			if err := f.d.objs.WeirV1Rnat.Lookup(snatKeyAt(tc.svc.SNAT, be, port, tc.packet.proto), &rev); err != nil {
-				t.Fatalf("reverse entry of port %d: %v", port, err)
-			}
-			outside := DefaultSNATPorts.First
-			if err := f.d.objs.WeirV1Rnat.Put(snatKeyAt(tc.svc.SNAT, be, outside, tc.packet.proto), rev); err != nil {
-				t.Fatal(err)
-			}
-			stray := tc.reply
-			stray.src, stray.dst = be, netip.AddrPortFrom(tc.svc.SNAT, outside)
-			frame := stray.build()
-			ret, out = f.run(frame)
-			if ret != tcActOK || !bytes.Equal(out[:len(frame)], frame) {
-				t.Errorf("packet to port %d outside %s: verdict %d, frame\n got %x\nwant %x (untouched)",
-					outside, tc.svc.SNATPorts, ret, out[:len(frame)], frame)
-			}
-			if st := serviceState(t, f.d, tc.svc.ID); st.Stats.Packets != 2 || st.Stats.NewFlows != 1 {
-				t.Errorf("service counters %+v, want 2 packets and 1 new flow", st.Stats)
-			}
-		})
-	}
+				// The same reverse entry, moved to a port of the default
+				// range: the program must not even look.
+				var rev bpf.WeirCtEntry
+				if err := f.d.objs.WeirV1Rnat.Lookup(snatKeyAt(tc.svc.SNAT, be, port, tc.packet.proto), &rev); err != nil {
+					t.Fatalf("reverse entry of port %d: %v", port, err)
+				}
+				outside := DefaultSNATPorts.First
+				if err := f.d.objs.WeirV1Rnat.Put(snatKeyAt(tc.svc.SNAT, be, outside, tc.packet.proto), rev); err != nil {
+					t.Fatal(err)
+				}
+				stray := tc.reply
+				stray.src, stray.dst = be, netip.AddrPortFrom(tc.svc.SNAT, outside)
+				frame := stray.build()
+				ret, out = f.run(frame)
+				if ret != f.verdict(tcActOK) || !bytes.Equal(out[:len(frame)], frame) {
+					t.Errorf("packet to port %d outside %s: verdict %d, frame\n got %x\nwant %x (untouched)",
+						outside, tc.svc.SNATPorts, ret, out[:len(frame)], frame)
+				}
+				if st := serviceState(t, f.d, tc.svc.ID); st.Stats.Packets != 2 || st.Stats.NewFlows != 1 {
+					t.Errorf("service counters %+v, want 2 packets and 1 new flow", st.Stats)
+				}
+			})
+		}
+	})
 }
 
 // snatKeyAt is the reverse-NAT key of a reply from be to snat:port.
@@ -120,31 +122,33 @@ func snatKeyAt(snat netip.Addr, be netip.AddrPort, port uint16, proto uint8) bpf
 // per backend; the next flow to that backend is dropped rather than given
 // a port outside the range.
 func TestSNATPortsExhaustedWithinRange(t *testing.T) {
-	f := newFixture(t)
-	one := PortRange{First: 20000, Last: 20000}
-	svc := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4, SNATPorts: one}
-	f.setService(svc, backends4[:1], constantTable(f.d.opts.TableSize, 0))
-	first := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
-	want := first
-	want.src, want.dst = netip.AddrPortFrom(snat4, one.First), backends4[0]
-	ret, out := f.run(first.build())
-	expectFrame(t, "first flow", ret, out, tcActOK, want.build())
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newFixture(t, h)
+		one := PortRange{First: 20000, Last: 20000}
+		svc := Service{ID: 1, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4, SNATPorts: one}
+		f.setService(svc, backends4[:1], constantTable(f.d.opts.TableSize, 0))
+		first := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
+		want := first
+		want.src, want.dst = netip.AddrPortFrom(snat4, one.First), backends4[0]
+		ret, out := f.run(first.build())
+		expectFrame(t, "first flow", ret, out, f.verdict(tcActOK), want.build())
 
-	second := first
-	second.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
-	if ret, _ := f.run(second.build()); ret != tcActShot {
-		t.Errorf("second flow: verdict %d, want TC_ACT_SHOT (no port left in %s)", ret, one)
-	}
-	if st := serviceState(t, f.d, svc.ID); st.Stats.Drops[DropSNATExhausted] != 1 {
-		t.Errorf("drops %v, want %s 1", st.Stats.Drops, DropSNATExhausted)
-	}
+		second := first
+		second.src = netip.AddrPortFrom(client4.Addr(), client4.Port()+1)
+		if ret, _ := f.run(second.build()); ret != f.verdict(tcActShot) {
+			t.Errorf("second flow: verdict %d, want drop (no port left in %s)", ret, one)
+		}
+		if st := serviceState(t, f.d, svc.ID); st.Stats.Drops[DropSNATExhausted] != 1 {
+			t.Errorf("drops %v, want %s 1", st.Stats.Drops, DropSNATExhausted)
+		}
+	})
 }
 
 // TestReplyPortsFollowServices: weir_v1_reply_ports is the hull of every
 // half's range. A range change keeps the previous range until the
 // service's next change; a deleted service keeps its last one.
 func TestReplyPortsFollowServices(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tcHook)
 	low := PortRange{First: 10000, Last: 10999}
 	high := PortRange{First: 62000, Last: 62999}
 	mid := PortRange{First: 30000, Last: 30999}

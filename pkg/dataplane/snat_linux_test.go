@@ -76,14 +76,14 @@ func snatKey(p testPacket, be netip.AddrPort, port uint16) bpf.WeirFlow {
 }
 
 // newReclaimFixture is newFixture with these timeouts.
-func newReclaimFixture(t *testing.T) *fixture {
+func newReclaimFixture(t *testing.T, h hook) *fixture {
 	t.Helper()
 	needBPF(t)
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	opts.ClosedFlowTimeout = testClosedTimeout
 	opts.TCPIdleTimeout = testTCPIdleTimeout
 	opts.UDPIdleTimeout = testUDPIdleTimeout
-	return &fixture{t: t, d: openAt(t, opts), ns: newNetns(t)}
+	return &fixture{t: t, h: h, d: openAt(t, opts), ns: newNetns(t)}
 }
 
 // translatedTo checks that p came out from snat4:port to be.
@@ -92,7 +92,7 @@ func (f *fixture) translatedTo(what string, p testPacket, be netip.AddrPort, por
 	want := p
 	want.src, want.dst = netip.AddrPortFrom(snat4, port), be
 	ret, out := f.run(p.build())
-	expectFrame(f.t, what, ret, out, tcActOK, want.build())
+	expectFrame(f.t, what, ret, out, f.verdict(tcActOK), want.build())
 }
 
 // TestSNATPortReclaim fills every port a new flow probes with another
@@ -117,58 +117,60 @@ func TestSNATPortReclaim(t *testing.T) {
 		{"closed TCP flow within the closed timeout", ProtoTCP, time.Second, tcpBothFins, false},
 		{"UDP flow within the UDP idle timeout", ProtoUDP, testUDPIdleTimeout - time.Second, 0, false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newReclaimFixture(t)
-			vip := vip4TCP
-			if tc.proto == ProtoUDP {
-				vip = vip4UDP
-			}
-			svc := Service{ID: 1, VIP: vip, Proto: tc.proto, SNAT: snat4}
-			f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
-			be := backends4[0]
-			p := testPacket{src: client4, dst: vip, proto: tc.proto, tcpFlags: tcpSYN}
-			occupySNATPorts(t, f.d, p, be, ago(t, tc.idle), tc.tcp)
-			// The old owner of the first probed port still has its conntrack entry.
-			port := expectedSNATPort(p.src, p.dst, p.proto)
-			oldKey := bpf.WeirFlow{Src: addr16(otherClient.Addr()), Dst: addr16(vip.Addr()), Sport: otherClient.Port(),
-				Dport: vip.Port(), Proto: tc.proto, IpVersion: 4}
-			var oldFwd bpf.WeirCtEntry
-			oldFwd.Nat.Src, oldFwd.Nat.Dst = addr16(snat4), addr16(be.Addr())
-			oldFwd.Nat.Sport, oldFwd.Nat.Dport = port, be.Port()
-			oldFwd.Nat.ServiceId = entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)).Nat.ServiceId
-			if err := f.d.objs.WeirV1Ct.Put(oldKey, oldFwd); err != nil {
-				t.Fatalf("put the old owner's conntrack entry: %v", err)
-			}
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newReclaimFixture(t, h)
+				vip := vip4TCP
+				if tc.proto == ProtoUDP {
+					vip = vip4UDP
+				}
+				svc := Service{ID: 1, VIP: vip, Proto: tc.proto, SNAT: snat4}
+				f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
+				be := backends4[0]
+				p := testPacket{src: client4, dst: vip, proto: tc.proto, tcpFlags: tcpSYN}
+				occupySNATPorts(t, f.d, p, be, ago(t, tc.idle), tc.tcp)
+				// The old owner of the first probed port still has its conntrack entry.
+				port := expectedSNATPort(p.src, p.dst, p.proto)
+				oldKey := bpf.WeirFlow{Src: addr16(otherClient.Addr()), Dst: addr16(vip.Addr()), Sport: otherClient.Port(),
+					Dport: vip.Port(), Proto: tc.proto, IpVersion: 4}
+				var oldFwd bpf.WeirCtEntry
+				oldFwd.Nat.Src, oldFwd.Nat.Dst = addr16(snat4), addr16(be.Addr())
+				oldFwd.Nat.Sport, oldFwd.Nat.Dport = port, be.Port()
+				oldFwd.Nat.ServiceId = entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)).Nat.ServiceId
+				if err := f.d.objs.WeirV1Ct.Put(oldKey, oldFwd); err != nil {
+					t.Fatalf("put the old owner's conntrack entry: %v", err)
+				}
 
-			if !tc.reclaim {
-				if ret, _ := f.run(p.build()); ret != tcActShot {
-					t.Errorf("verdict %d, want TC_ACT_SHOT: no port may be taken from a live flow", ret)
+				if !tc.reclaim {
+					if ret, _ := f.run(p.build()); ret != f.verdict(tcActShot) {
+						t.Errorf("verdict %d, want drop: no port may be taken from a live flow", ret)
+					}
+					if got := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)); addrFrom16(got.Nat.Dst, 4) != otherClient.Addr() {
+						t.Errorf("port %d now leads to %+v, want it kept by %s", port, got.Nat, otherClient)
+					}
+					return
 				}
-				if got := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)); addrFrom16(got.Nat.Dst, 4) != otherClient.Addr() {
-					t.Errorf("port %d now leads to %+v, want it kept by %s", port, got.Nat, otherClient)
+				f.translatedTo("new flow on a reclaimed port", p, be, port)
+				rv := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port))
+				if addrFrom16(rv.Nat.Dst, 4) != p.src.Addr() || rv.Nat.Dport != p.src.Port() || rv.Tcp != 0 {
+					t.Errorf("reclaimed port's reverse entry %+v (tcp %#x), want it leading to %s, open", rv.Nat, rv.Tcp, p.src)
 				}
-				return
-			}
-			f.translatedTo("new flow on a reclaimed port", p, be, port)
-			rv := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port))
-			if addrFrom16(rv.Nat.Dst, 4) != p.src.Addr() || rv.Nat.Dport != p.src.Port() || rv.Tcp != 0 {
-				t.Errorf("reclaimed port's reverse entry %+v (tcp %#x), want it leading to %s, open", rv.Nat, rv.Tcp, p.src)
-			}
-			if now := coarseNow(t); rv.Seen > now || now-rv.Seen > uint64(time.Second) {
-				t.Errorf("reclaimed port last seen at %d, want about now (%d)", rv.Seen, now)
-			}
-			var gone bpf.WeirCtEntry
-			if err := f.d.objs.WeirV1Ct.Lookup(oldKey, &gone); err == nil {
-				t.Errorf("the old owner's conntrack entry survived the reclaim: %+v", gone)
-			}
-			reply := testPacket{src: be, dst: netip.AddrPortFrom(snat4, port), proto: tc.proto, tcpFlags: tcpACK}
-			want := reply
-			want.src, want.dst = vip, client4
-			ret, out := f.run(reply.build())
-			expectFrame(t, "reply on the reclaimed port", ret, out, tcActOK, want.build())
-		})
-	}
+				if now := coarseNow(t); rv.Seen > now || now-rv.Seen > uint64(time.Second) {
+					t.Errorf("reclaimed port last seen at %d, want about now (%d)", rv.Seen, now)
+				}
+				var gone bpf.WeirCtEntry
+				if err := f.d.objs.WeirV1Ct.Lookup(oldKey, &gone); err == nil {
+					t.Errorf("the old owner's conntrack entry survived the reclaim: %+v", gone)
+				}
+				reply := testPacket{src: be, dst: netip.AddrPortFrom(snat4, port), proto: tc.proto, tcpFlags: tcpACK}
+				want := reply
+				want.src, want.dst = vip, client4
+				ret, out := f.run(reply.build())
+				expectFrame(t, "reply on the reclaimed port", ret, out, f.verdict(tcActOK), want.build())
+			})
+		}
+	})
 }
 
 // TestClosingPacketsMarkBothEntries sends FINs and RSTs each way and reads
@@ -190,64 +192,68 @@ func TestClosingPacketsMarkBothEntries(t *testing.T) {
 		{"backend RST", []step{{false, tcpRST | tcpACK}}, tcpRstSeen},
 		{"data only", []step{{true, tcpACK}, {false, tcpACK}}, 0},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newReclaimFixture(t)
-			svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-			table := constantTable(f.d.opts.TableSize, 1)
-			f.setService(svc, backends4, table)
-			syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
-			be, port := f.translate(syn, backends4, table, snat4)
-			for _, s := range tc.steps {
-				p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: s.flags}
-				if !s.fromClient {
-					p.src, p.dst = be, netip.AddrPortFrom(snat4, port)
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newReclaimFixture(t, h)
+				svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+				table := constantTable(f.d.opts.TableSize, 1)
+				f.setService(svc, backends4, table)
+				syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
+				be, port := f.translate(syn, backends4, table, snat4)
+				for _, s := range tc.steps {
+					p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: s.flags}
+					if !s.fromClient {
+						p.src, p.dst = be, netip.AddrPortFrom(snat4, port)
+					}
+					if ret, _ := f.run(p.build()); ret != f.verdict(tcActOK) {
+						t.Fatalf("flags %#x: verdict %d, want pass", s.flags, ret)
+					}
 				}
-				if ret, _ := f.run(p.build()); ret != tcActOK {
-					t.Fatalf("flags %#x: verdict %d, want TC_ACT_OK", s.flags, ret)
+				fwd := entry(t, f.d.objs.WeirV1Ct, clientFlow(syn))
+				rev := entry(t, f.d.objs.WeirV1Rnat, snatKey(syn, be, port))
+				if fwd.Tcp != tc.want || rev.Tcp != tc.want {
+					t.Errorf("closing bits: conntrack %#x, reverse %#x; want %#x in both", fwd.Tcp, rev.Tcp, tc.want)
 				}
-			}
-			fwd := entry(t, f.d.objs.WeirV1Ct, clientFlow(syn))
-			rev := entry(t, f.d.objs.WeirV1Rnat, snatKey(syn, be, port))
-			if fwd.Tcp != tc.want || rev.Tcp != tc.want {
-				t.Errorf("closing bits: conntrack %#x, reverse %#x; want %#x in both", fwd.Tcp, rev.Tcp, tc.want)
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // TestOneWayFlowKeepsReverseEntryAlive backdates both entries of a UDP flow
 // whose backend never answers: the client's next packet refreshes both, so
 // the flow's SNAT port does not look idle.
 func TestOneWayFlowKeepsReverseEntryAlive(t *testing.T) {
-	f := newReclaimFixture(t)
-	svc := Service{ID: 0, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
-	table := constantTable(f.d.opts.TableSize, 2)
-	f.setService(svc, backends4, table)
-	p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("stream")}
-	be, port := f.translate(p, backends4, table, snat4)
-	stale := ago(t, testUDPIdleTimeout+time.Second)
-	for _, m := range []struct {
-		name string
-		key  bpf.WeirFlow
-	}{{"conntrack", clientFlow(p)}, {"reverse", snatKey(p, be, port)}} {
-		objs := f.d.objs.WeirV1Ct
-		if m.name == "reverse" {
-			objs = f.d.objs.WeirV1Rnat
+	forHooks(t, func(t *testing.T, h hook) {
+		f := newReclaimFixture(t, h)
+		svc := Service{ID: 0, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
+		table := constantTable(f.d.opts.TableSize, 2)
+		f.setService(svc, backends4, table)
+		p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("stream")}
+		be, port := f.translate(p, backends4, table, snat4)
+		stale := ago(t, testUDPIdleTimeout+time.Second)
+		for _, m := range []struct {
+			name string
+			key  bpf.WeirFlow
+		}{{"conntrack", clientFlow(p)}, {"reverse", snatKey(p, be, port)}} {
+			objs := f.d.objs.WeirV1Ct
+			if m.name == "reverse" {
+				objs = f.d.objs.WeirV1Rnat
+			}
+			e := entry(t, objs, m.key)
+			e.Seen = stale
+			if err := objs.Update(m.key, e, 0); err != nil {
+				t.Fatalf("backdate the %s entry: %v", m.name, err)
+			}
 		}
-		e := entry(t, objs, m.key)
-		e.Seen = stale
-		if err := objs.Update(m.key, e, 0); err != nil {
-			t.Fatalf("backdate the %s entry: %v", m.name, err)
+		f.translate(p, backends4, table, snat4)
+		if got := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)).Seen; got <= stale {
+			t.Errorf("conntrack entry last seen %d, not refreshed from %d", got, stale)
 		}
-	}
-	f.translate(p, backends4, table, snat4)
-	if got := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)).Seen; got <= stale {
-		t.Errorf("conntrack entry last seen %d, not refreshed from %d", got, stale)
-	}
-	if got := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)).Seen; got <= stale {
-		t.Errorf("reverse entry last seen %d, not refreshed from %d", got, stale)
-	}
+		if got := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, port)).Seen; got <= stale {
+			t.Errorf("reverse entry last seen %d, not refreshed from %d", got, stale)
+		}
+	})
 }
 
 // TestLostPortMovesFlow plays the loser of a race for a SNAT port: the
@@ -263,39 +269,41 @@ func TestLostPortMovesFlow(t *testing.T) {
 		{"another flow holds the port", false, otherClient},
 		{"the port is being reclaimed", true, client4},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newReclaimFixture(t)
-			svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
-			table := constantTable(f.d.opts.TableSize, 0)
-			f.setService(svc, backends4, table)
-			p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
-			be, port := f.translate(p, backends4, table, snat4)
-			rk := snatKey(p, be, port)
-			taken := entry(t, f.d.objs.WeirV1Rnat, rk)
-			if tc.reclaiming {
-				taken.Seen = seenReclaiming
-			} else {
-				taken.Nat.Dst, taken.Nat.Dport = addr16(otherClient.Addr()), otherClient.Port()
-				taken.Seen = coarseNow(t)
-			}
-			if err := f.d.objs.WeirV1Rnat.Update(rk, taken, 0); err != nil {
-				t.Fatalf("take port %d: %v", port, err)
-			}
-			expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
+	forHooks(t, func(t *testing.T, h hook) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newReclaimFixture(t, h)
+				svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+				table := constantTable(f.d.opts.TableSize, 0)
+				f.setService(svc, backends4, table)
+				p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpACK}
+				be, port := f.translate(p, backends4, table, snat4)
+				rk := snatKey(p, be, port)
+				taken := entry(t, f.d.objs.WeirV1Rnat, rk)
+				if tc.reclaiming {
+					taken.Seen = seenReclaiming
+				} else {
+					taken.Nat.Dst, taken.Nat.Dport = addr16(otherClient.Addr()), otherClient.Port()
+					taken.Seen = coarseNow(t)
+				}
+				if err := f.d.objs.WeirV1Rnat.Update(rk, taken, 0); err != nil {
+					t.Fatalf("take port %d: %v", port, err)
+				}
+				expire(t, f.d, f.d.objs.WeirV1Ct, clientFlow(p))
 
-			next := snatProbe(p.src, p.dst, p.proto, 1)
-			f.translatedTo("flow that lost its port", p, be, next)
-			if got := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); got.Nat.Sport != next {
-				t.Errorf("conntrack entry on port %d, want %d", got.Nat.Sport, next)
-			}
-			mine := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, next))
-			if addrFrom16(mine.Nat.Dst, 4) != client4.Addr() || mine.Nat.Dport != client4.Port() {
-				t.Errorf("port %d leads to %+v, want %s", next, mine.Nat, client4)
-			}
-			if got := entry(t, f.d.objs.WeirV1Rnat, rk); got != taken {
-				t.Errorf("the winner's entry changed:\n got %+v\nwant %+v", got, taken)
-			}
-		})
-	}
+				next := snatProbe(p.src, p.dst, p.proto, 1)
+				f.translatedTo("flow that lost its port", p, be, next)
+				if got := entry(t, f.d.objs.WeirV1Ct, clientFlow(p)); got.Nat.Sport != next {
+					t.Errorf("conntrack entry on port %d, want %d", got.Nat.Sport, next)
+				}
+				mine := entry(t, f.d.objs.WeirV1Rnat, snatKey(p, be, next))
+				if addrFrom16(mine.Nat.Dst, 4) != client4.Addr() || mine.Nat.Dport != client4.Port() {
+					t.Errorf("port %d leads to %+v, want %s", next, mine.Nat, client4)
+				}
+				if got := entry(t, f.d.objs.WeirV1Rnat, rk); got != taken {
+					t.Errorf("the winner's entry changed:\n got %+v\nwant %+v", got, taken)
+				}
+			})
+		}
+	})
 }
