@@ -17,11 +17,11 @@
  *     skb: the field is updated by RFC 1624 arithmetic, right for a
  *     complete checksum, which is what a NIC delivers. A frame from a local
  *     sender over a veth may still be CHECKSUM_PARTIAL when XDP sees it
- *     (its field holds the pseudo header's sum, the rest is left to
- *     offload): the arithmetic keeps that field consistent for the pseudo
- *     header but not for the ports, and once XDP redirects the frame the
- *     skb's offload state is gone, so the receiver sees a wrong checksum.
- *     A lab whose clients send from the same host therefore turns
+ *     (its field holds the folded pseudo-header sum, the rest is left to
+ *     offload), which XDP cannot tell: the arithmetic then subtracts the
+ *     address delta that the field should gain and applies the port delta
+ *     that offload would have summed, so the checksum that leaves is
+ *     wrong. A lab whose clients send from the same host therefore turns
  *     transmit checksum offload off on the sending veth (ethtool -K DEV tx
  *     off); traffic from a real NIC needs nothing.
  *   - Room for an outer header: bpf_skb_adjust_room after the MAC header,

@@ -6,7 +6,8 @@
  *   its backend takes only without the outer header is turned, in place,
  *   into an ICMP "fragmentation needed" (IPv4, type 3 code 4) or ICMPv6
  *   "packet too big" (type 2) from the VIP to the client, carrying the MTU
- *   the client must use (the route's MTU less the outer header), and sent
+ *   the client must use (the route's MTU less the outer headers: IP, and
+ *   UDP with GUE), and sent
  *   back out of the interface it came in on with its MAC addresses swapped,
  *   as Katran does. It quotes the client's packet from its IP header on, as
  *   much as fits in 576 bytes (IPv4, RFC 1812) or 1280 (IPv6, RFC 4443),
@@ -115,9 +116,9 @@ static __always_inline __u32 dsr_route_mtu(struct hook_ctx *ctx, const struct pa
 					   __u32 outer_len, struct bpf_fib_lookup *fib)
 {
 	fib_params(ctx, p, &e->nat, outer_len > 0xffff ? 0xffff : outer_len, fib);
-	fib->l4_protocol = p->flow.ip_version == WEIR_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-	fib->sport = 0;
-	fib->dport = 0;
+	fib->l4_protocol = dsr_outer_proto(e, p->flow.ip_version);
+	fib->sport = bpf_htons(e->nat.sport); /* GUE's, as dsr_fib asks; 0 for IPIP */
+	fib->dport = bpf_htons(e->gue_port);
 	if (bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return 0;
 	return fib->mtu_result;
@@ -143,7 +144,7 @@ static __always_inline __u32 answer_headers4(struct dsr_icmp_buf *buf, const str
 	ip->check = ipv4_header_csum(ip);
 	icmp[0] = ICMP_DEST_UNREACH;
 	icmp[1] = ICMP_FRAG_NEEDED;
-	*(__be16 *)(icmp + 6) = bpf_htons(mtu - sizeof(*ip));
+	*(__be16 *)(icmp + 6) = bpf_htons(mtu);
 	*(__u16 *)(icmp + ICMP_CSUM_OFF) = csum_fold32(csum_block(icmp, ICMP_HDR_LEN + quote, 0));
 	return len;
 }
@@ -164,7 +165,7 @@ static __always_inline __u32 answer_headers6(struct dsr_icmp_buf *buf, const str
 	__builtin_memcpy(&ip6->saddr, p->flow.dst, 16);
 	__builtin_memcpy(&ip6->daddr, p->flow.src, 16);
 	icmp[0] = ICMPV6_PKT_TOOBIG;
-	*(__be32 *)(icmp + 4) = bpf_htonl(mtu - IPV6_HDR_LEN);
+	*(__be32 *)(icmp + 4) = bpf_htonl(mtu);
 	/* The pseudo header: both addresses, the length, the next header. */
 	sum = csum_block(buf->b + 8, 32, 0);
 	sum = csum_add(sum, bpf_htonl(msg_len));
@@ -244,9 +245,10 @@ static __noinline int dsr_answer_too_big(struct hook_ctx *ctx, const struct pack
 	buf = bpf_map_lookup_elem(&weir_dsr_icmp_buf, &zero);
 	if (!buf)
 		return HOOK_DROP;
-	mtu = dsr_route_mtu(ctx, p, e, dsr_outer_len(ctx, p), (struct bpf_fib_lookup *)buf->fib);
-	if (mtu <= dsr_overhead(p->flow.ip_version) || mtu > 0xffff)
+	mtu = dsr_route_mtu(ctx, p, e, dsr_outer_len(ctx, p, e->forwarding), (struct bpf_fib_lookup *)buf->fib);
+	if (mtu <= dsr_overhead(p->flow.ip_version, e->forwarding) || mtu > 0xffff)
 		return HOOK_DROP;
+	mtu -= dsr_overhead(p->flow.ip_version, e->forwarding); /* what the client's packets may be */
 	quote = hook_len(ctx) - ETH_HLEN;
 	if (p->flow.ip_version == WEIR_IPV4) {
 		if (quote > ICMP4_QUOTE_MAX)
@@ -349,8 +351,7 @@ static __noinline int icmp_dsr_forward(struct hook_ctx *ctx, const struct packet
 	__builtin_memcpy(&q->flow, &s->ie.flow, sizeof(q->flow));
 	__builtin_memset(buf->nh, 0, sizeof(buf->nh));
 	ct = bpf_map_lookup_elem(&weir_v1_ct, &q->flow);
-	if (ct && ct->nat.service_id == service_id && ct->forwarding == WEIR_FWD_DSR_IPIP &&
-	    addr_equal(ct->nat.src, svc->snat))
+	if (ct && dsr_entry_current(ct, service_id, svc))
 		live = live_backend(service_id, ct->nat.dst, ct->nat.dport, q->flow.ip_version);
 	if (live) {
 		__builtin_memcpy(&e->nat, &ct->nat, sizeof(e->nat));
@@ -361,7 +362,7 @@ static __noinline int icmp_dsr_forward(struct hook_ctx *ctx, const struct packet
 		if (reason >= 0)
 			return drop(svc_stats, NULL, reason);
 	}
-	e->forwarding = WEIR_FWD_DSR_IPIP;
+	dsr_set_encap(e, svc, q);
 	action = dsr_fib(ctx, q, e, (struct bpf_redir_neigh *)buf->nh);
 	if (hook_defers(action))
 		return HOOK_PASS;

@@ -4,6 +4,8 @@
 /*
  * weir's in-kernel layer 4 balancer: a tc ingress program doing full NAT, or
  * direct server return with IP-in-IP encapsulation per service (dsr.h).
+ * Compiled with -DWEIR_XDP, the same source is the XDP program weir_xdp:
+ * everything the two hooks do differently is in hook.h.
  *
  * Client to VIP: the packet's destination becomes a backend chosen through the
  * service's Maglev table and its source becomes the balancer's SNAT address

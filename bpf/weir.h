@@ -34,9 +34,13 @@
 #define WEIR_SNAT_PROBES 32
 #define WEIR_SNAT_PROBE_STEP 0x9e3779b9
 
-/* Seeds of the two flow hashes: backend choice and SNAT port choice. */
+/*
+ * Seeds of the flow hashes: backend choice, SNAT port choice, and the UDP
+ * source port of a GUE-encapsulated flow.
+ */
 #define WEIR_HASH_SEED_FLOW 0x77656972 /* "weir" */
 #define WEIR_HASH_SEED_SNAT 0x736e6174 /* "snat" */
+#define WEIR_HASH_SEED_GUE 0x67756520  /* "gue " */
 
 /* IPv6 extension headers skipped before giving up on a packet. */
 #define WEIR_MAX_IPV6_EXT 4
@@ -86,11 +90,13 @@
  * How a service sends client packets to its backends (service.forwarding,
  * ct_entry.forwarding): full NAT, or direct server return with the client's
  * packet encapsulated unchanged in an outer IP header of its own family
- * (IPIP for IPv4, IPv6-in-IPv6), which the backend decapsulates and
- * answers from the VIP straight to the client.
+ * (IPIP for IPv4, IPv6-in-IPv6), or in an outer IP and UDP header (GUE
+ * version 1, "direct IP": the UDP payload is the client's packet), which
+ * the backend decapsulates and answers from the VIP straight to the client.
  */
 #define WEIR_FWD_NAT 0
 #define WEIR_FWD_DSR_IPIP 1
+#define WEIR_FWD_DSR_GUE 2
 
 /* ct_entry.slot of a flow whose backend has no counters (it left the service). */
 #define WEIR_NO_SLOT 0xffffffffU
@@ -161,7 +167,8 @@ struct service {
 	__u32 backend_count;
 	struct port_range snat_ports; /* source ports new flows get on snat; DSR: none */
 	__u8 forwarding;              /* WEIR_FWD_*; DSR: snat is the outer header's source */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 gue_port; /* WEIR_FWD_DSR_GUE: the outer UDP header's destination port */
 };
 
 /* weir_v1_backend value, indexed by (service id * 2 + half) * max backends + i. */
@@ -256,11 +263,13 @@ struct fwd_cache {
  * tell how alive the flow is, in both entries alike: the reverse entry's
  * decide when its SNAT port may be reclaimed.
  *
- * A direct-server-return entry (forwarding WEIR_FWD_DSR_IPIP, in weir_v1_ct
+ * A direct-server-return entry (forwarding WEIR_FWD_DSR_*, in weir_v1_ct
  * only: replies never come back) keeps the outer header's source in
- * nat.src and the backend in nat.dst and nat.dport; nat.sport, the
- * checksum deltas, seen and tcp are unused, and fwd.max_len is the longest
- * packet known to fit once encapsulated, outer header included.
+ * nat.src and the backend in nat.dst and nat.dport; with GUE, the outer
+ * UDP header's source port in nat.sport and its destination port in
+ * gue_port. The checksum deltas, seen and tcp are unused, and fwd.max_len
+ * is the longest packet known to fit once encapsulated, outer headers
+ * included.
  */
 struct ct_entry {
 	struct nat nat;   /* the rewrite; the SNAT port's owner in weir_v1_rnat */
@@ -271,7 +280,8 @@ struct ct_entry {
 	__u64 seen;       /* bpf_ktime_get_coarse_ns() of a packet at most WEIR_SEEN_REFRESH_NS old */
 	__u32 tcp;        /* WEIR_TCP_* bits: the flow's closing packets so far */
 	__u8 forwarding;  /* WEIR_FWD_*: DSR entries encapsulate to nat.dst, from nat.src */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 gue_port; /* WEIR_FWD_DSR_GUE: the outer UDP destination port */
 	struct fwd_cache fwd;
 };
 

@@ -52,7 +52,8 @@ type WeirCtEntry struct {
 	Seen       uint64
 	Tcp        uint32
 	Forwarding uint8
-	Pad        [3]uint8
+	Pad        uint8
+	GuePort    uint16
 	Fwd        struct {
 		_       structs.HostLayout
 		Stamp   uint64
@@ -180,7 +181,8 @@ type WeirService struct {
 	BackendCount uint32
 	SnatPorts    WeirPortRange
 	Forwarding   uint8
-	Pad          [3]uint8
+	Pad          uint8
+	GuePort      uint16
 }
 
 type WeirVipKey struct {

@@ -52,7 +52,8 @@ type WeirXdpCtEntry struct {
 	Seen       uint64
 	Tcp        uint32
 	Forwarding uint8
-	Pad        [3]uint8
+	Pad        uint8
+	GuePort    uint16
 	Fwd        struct {
 		_       structs.HostLayout
 		Stamp   uint64
@@ -169,7 +170,8 @@ type WeirXdpService struct {
 	BackendCount uint32
 	SnatPorts    WeirXdpPortRange
 	Forwarding   uint8
-	Pad          [3]uint8
+	Pad          uint8
+	GuePort      uint16
 }
 
 type WeirXdpVipKey struct {

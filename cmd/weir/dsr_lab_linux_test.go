@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,13 +50,14 @@ func (b *backendLog) String() string {
 }
 
 // setUpDSRBackend applies scripts/dsr-backend in role's namespace for the
-// lab's DSR VIPs. Where the kernel has no ipip and ip6tnl devices (the
-// development VM's is built without them) it uses --decap none and puts
-// testenv's decapsulator on the backend's interface in their place.
-func setUpDSRBackend(t *testing.T, l *lab.Lab, role string) {
+// lab's DSR VIPs, with options opts (--encap gue). Where the kernel has no
+// ipip and ip6tnl devices or no fou (the development VM's is built without
+// them) it uses --decap none and puts testenv's decapsulator (which takes
+// GUE on the default port) on the backend's interface in their place.
+func setUpDSRBackend(t *testing.T, l *lab.Lab, role string, opts ...string) {
 	t.Helper()
 	script := filepath.Join(filepath.Dir(lab.Script()), "dsr-backend")
-	vips := []string{lab.DSRVIP4.String(), lab.DSRVIP6.String()}
+	vips := append(opts, lab.DSRVIP4.String(), lab.DSRVIP6.String())
 	out, err := l.Exec(role, script, append([]string{"up"}, vips...)...)
 	if err == nil {
 		return
@@ -82,14 +84,15 @@ func setUpDSRBackend(t *testing.T, l *lab.Lab, role string) {
 // It runs at both hooks.
 func TestLabDSR(t *testing.T) {
 	for _, attach := range labAttaches {
-		t.Run(attach, func(t *testing.T) { testLabDSR(t, attach) })
+		t.Run(attach, func(t *testing.T) { testLabDSR(t, "ipip", attach) })
 	}
 }
 
-func testLabDSR(t *testing.T, attach string) {
+// testLabDSR is TestLabDSR with encap (ipip or gue) at hook attach.
+func testLabDSR(t *testing.T, encap, attach string) {
 	testenv.NeedRoot(t)
 	l := lab.UpFor(t, attach)
-	setUpDSRBackend(t, l, lab.B1)
+	setUpDSRBackend(t, l, lab.B1, "--encap", encap)
 	// The balancer routes the answers from VIPs it has no route to.
 	sysctls := []string{"-qw", "net.ipv4.conf.all.rp_filter=0"}
 	for _, dev := range l.BackendInterfaces() {
@@ -133,19 +136,19 @@ pid_file: %s
 upgrade_sock: %s
 bpf:
   pin_path: %s
-  attach: %[8]s
+  attach: %[9]s
 services:
   - {name: web4, kind: l4, protocol: tcp, vip: "%[4]s", interface: cli, dataplane: bpf,
-     forwarding: dsr, encap: ipip, upstream: {backends: ["%[5]s"]}}
+     forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[5]s"]}}
   - {name: web6, kind: l4, protocol: tcp, vip: "%[6]s", interface: cli, dataplane: bpf,
-     forwarding: dsr, encap: ipip, upstream: {backends: ["%[7]s"]}}
+     forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[7]s"]}}
   - {name: udp4, kind: l4, protocol: udp, vip: "%[4]s", interface: cli, dataplane: bpf,
-     forwarding: dsr, encap: ipip, upstream: {backends: ["%[5]s"]}}
+     forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[5]s"]}}
   - {name: udp6, kind: l4, protocol: udp, vip: "%[6]s", interface: cli, dataplane: bpf,
-     forwarding: dsr, encap: ipip, upstream: {backends: ["%[7]s"]}}
+     forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[7]s"]}}
 `, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), l.PinPath(),
 		netip.AddrPortFrom(lab.DSRVIP4, port), netip.AddrPortFrom(lab.BackendAddr4(0), port),
-		netip.AddrPortFrom(lab.DSRVIP6, port), netip.AddrPortFrom(lab.BackendAddr6(0), port), attach)
+		netip.AddrPortFrom(lab.DSRVIP6, port), netip.AddrPortFrom(lab.BackendAddr6(0), port), encap, attach)
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +179,12 @@ services:
 				t.Errorf("backend b1's log has no %s request from %s:\n%s", proto, tc.client, log)
 			}
 		}
+	}
+	// The kernel's view: the services forward in the encapsulation asked for.
+	var status, errOut bytes.Buffer
+	if code := run([]string{"status", "-pin", l.PinPath()}, &status, &errOut); code != 0 ||
+		strings.Count(status.String(), "dsr "+encap+" from") != 4 {
+		t.Errorf("weir status (exit %d) does not show 4 services in dsr %s:\n%s%s", code, encap, &status, &errOut)
 	}
 }
 

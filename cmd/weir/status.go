@@ -105,6 +105,9 @@ func printStatus(w io.Writer, services []dataplane.ServiceState, names map[uint3
 		if s.Forwarding.IsDSR() {
 			fwd = fmt.Sprintf("%s from %s", s.Forwarding, s.SNAT) // "dsr ipip from 203.0.113.1"
 		}
+		if s.Forwarding == dataplane.ForwardingDSRGUE {
+			fwd += fmt.Sprintf(" to port %d", s.GUEPort) // "dsr gue from 203.0.113.1 to port 6080"
+		}
 		fmt.Fprintf(tw, "service %s\t%s %s\tgeneration %d\tbackends %d\tpackets %d\tbytes %d\tnew flows %d\tdrops %s\t%s\n",
 			name, proto, s.VIP, s.Generation, len(s.Backends), s.Stats.Packets, s.Stats.Bytes, s.Stats.NewFlows, drops(s.Stats.Drops),
 			fwd)

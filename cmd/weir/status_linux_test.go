@@ -50,6 +50,11 @@ func TestStatusReadsThePinnedMaps(t *testing.T) {
 	if _, err := dp.SetService(dsr, backends, table); err != nil {
 		t.Fatal(err)
 	}
+	gue := dataplane.Service{ID: 3, VIP: netip.MustParseAddrPort("192.0.2.30:80"), Proto: 6, SNAT: netip.MustParseAddr("203.0.113.1"),
+		Forwarding: dataplane.ForwardingDSRGUE}
+	if _, err := dp.SetService(gue, backends, table); err != nil {
+		t.Fatal(err)
+	}
 	dp.Close()
 
 	out.Reset()
@@ -57,7 +62,8 @@ func TestStatusReadsThePinnedMaps(t *testing.T) {
 		t.Fatalf("status exit %d: %s", code, errOut.String())
 	}
 	for _, want := range []string{"tcp 192.0.2.10:80", "backends 2", "203.0.113.11:80", "203.0.113.12:80", "snat 203.0.113.1 ports 62000-62999",
-		"tcp 192.0.2.20:80", "dsr ipip from 203.0.113.1", "dsr_too_big=0"} {
+		"tcp 192.0.2.20:80", "dsr ipip from 203.0.113.1", "dsr_too_big=0",
+		"tcp 192.0.2.30:80", "dsr gue from 203.0.113.1 to port 6080"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}

@@ -26,14 +26,26 @@ const (
 // (key encap).
 type Encap string
 
-// EncapIPIP is IP in IP of the VIP's family: IPv4 in IPv4 (protocol 4,
-// the backend's ipip device) or IPv6 in IPv6 (next header 41, its ip6tnl
-// device). The only one so far; GUE is planned.
-const EncapIPIP Encap = "ipip"
+// The tunnels of direct server return.
+const (
+	// EncapIPIP is IP in IP of the VIP's family: IPv4 in IPv4 (protocol 4,
+	// the backend's ipip device) or IPv6 in IPv6 (next header 41, its
+	// ip6tnl device).
+	EncapIPIP Encap = "ipip"
+	// EncapGUE is Generic UDP Encapsulation, for backends behind routers:
+	// the client's packet as the payload of a UDP datagram to the
+	// backend's port GUEPort, in IPv4 or IPv6 as the VIP (GUE version 1,
+	// which the backend's fou port hands to its ipip or ip6tnl device).
+	EncapGUE Encap = "gue"
+)
 
-// l4Forwarding reads an l4 service's forwarding and encap keys. It runs
-// after l4SNAT: DSR takes the SNAT address as the tunnel's source but no
-// ports.
+// DefaultGUEPort is gue_port when encap: gue does not give it: 6080,
+// Katran's, so that backends set up for it need no change.
+const DefaultGUEPort = 6080
+
+// l4Forwarding reads an l4 service's forwarding, encap and gue_port keys.
+// It runs after l4SNAT: DSR takes the SNAT address as the tunnel's source
+// but no ports.
 func (p *parser) l4Forwarding(m *mapping, l *L4) {
 	l.Forwarding = ForwardingNAT
 	enumField(m, "forwarding", &l.Forwarding, ForwardingNAT, ForwardingDSR)
@@ -41,12 +53,21 @@ func (p *parser) l4Forwarding(m *mapping, l *L4) {
 		if m.has("encap") {
 			m.forbid("encap", "encap says how direct server return reaches the backends; it needs forwarding: dsr; remove encap, or set forwarding: dsr")
 		}
+		if m.has("gue_port") {
+			m.forbid("gue_port", "gue_port is the UDP port of encap: gue, which needs forwarding: dsr; remove gue_port, or set forwarding: dsr and encap: gue")
+		}
 		return
 	}
 	if !m.has("encap") {
-		m.missing("encap", "say how packets reach the backends with forwarding: dsr: encap: ipip")
+		m.missing("encap", "say how packets reach the backends with forwarding: dsr: encap: ipip, or encap: gue through routers")
 	} else {
-		enumField(m, "encap", &l.Encap, EncapIPIP)
+		enumField(m, "encap", &l.Encap, EncapIPIP, EncapGUE)
+	}
+	if l.Encap == EncapGUE {
+		l.GUEPort = DefaultGUEPort
+		m.integer("gue_port", &l.GUEPort, 1, 65535)
+	} else if m.has("gue_port") && l.Encap != "" {
+		m.forbid("gue_port", "gue_port is the UDP port of encap: gue, and this service has encap: "+string(l.Encap)+"; remove gue_port, or set encap: gue")
 	}
 	if l.Dataplane != DataplaneBPF {
 		p.errorf(m.get("forwarding"), m.at("forwarding"), "direct server return needs the bpf data plane, which alone can encapsulate packets (the userspace one, which dataplane: %s may fall back to, proxies connections); set dataplane: bpf", l.Dataplane)

@@ -21,14 +21,14 @@ var serviceKeys = []string{
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
 	"access_log", "request_id", "limits", "snat",
-	"forwarding", "encap",
+	"forwarding", "encap", "gue_port",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
 	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id", "limits"},
 	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id", "limits"},
-	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat", "forwarding", "encap"},
+	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat", "forwarding", "encap", "gue_port"},
 }
 
 // validServiceName is the form of a service name: it appears in metric

@@ -399,9 +399,12 @@ type L4 struct {
 	SNAT SNAT
 	// Forwarding is nat (the default) or dsr (key forwarding).
 	Forwarding Forwarding
-	// Encap is the tunnel of forwarding: dsr (key encap): ipip; empty
-	// with nat.
+	// Encap is the tunnel of forwarding: dsr (key encap): ipip or gue;
+	// empty with nat.
 	Encap Encap
+	// GUEPort is the UDP port the backends take GUE on (key gue_port,
+	// default DefaultGUEPort) with encap: gue; zero otherwise.
+	GUEPort int
 }
 
 // Selection names a load-balancing algorithm.

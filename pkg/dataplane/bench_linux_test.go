@@ -29,15 +29,23 @@ import (
 // tables on every system call, very cold). ns/op is the kernel's own time
 // for one run (it includes two clock reads), not the syscall around it; the
 // "harness" case runs a program that returns at once on the same frame, so
-// the program's own cost is a case's figure minus the harness's.
+// the program's own cost is a case's figure minus the harness's. Each
+// build of the program, tc and XDP, has its own set of cases.
 func BenchmarkProgram(b *testing.B) {
+	for _, h := range hooks {
+		b.Run(h.name, func(b *testing.B) { benchmarkProgram(b, h) })
+	}
+}
+
+func benchmarkProgram(b *testing.B, h hook) {
 	d, ns := newBenchDataplane(b)
+	prog := h.program(b, d)
 	syn := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN, payload: make([]byte, 64)}
 	established := syn
 	established.tcpFlags = tcpACK
 	dsr := established
 	dsr.dst = dsrBenchVIP
-	empty := emptyProgram(b)
+	empty := emptyProgram(b, h)
 
 	benchmarks := []struct {
 		name  string
@@ -46,20 +54,20 @@ func BenchmarkProgram(b *testing.B) {
 		want  uint32
 	}{
 		// What one test run costs around a program that returns at once.
-		{"harness", empty, constFrame(established.build()), tcActOK},
-		{"pass-through", d.objs.WeirIngress, constFrame(passThroughFrame()), tcActOK},
-		{"established", d.objs.WeirIngress, constFrame(established.build()), tcActRedirect},
-		{"new flow", d.objs.WeirIngress, newFlowFrames(syn.build()), tcActRedirect},
-		{"reply", d.objs.WeirIngress, nil, tcActRedirect},
+		{"harness", empty, constFrame(established.build()), h.verdict(tcActOK)},
+		{"pass-through", prog, constFrame(passThroughFrame()), h.verdict(tcActOK)},
+		{"established", prog, constFrame(established.build()), h.verdict(tcActRedirect)},
+		{"new flow", prog, newFlowFrames(syn.build()), h.verdict(tcActRedirect)},
+		{"reply", prog, nil, h.verdict(tcActRedirect)},
 		// A DSR flow's packet: encapsulated, no port rewrite.
-		{"established DSR", d.objs.WeirIngress, constFrame(dsr.build()), tcActRedirect},
+		{"established DSR", prog, constFrame(dsr.build()), h.verdict(tcActRedirect)},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {
 			// The established and reply paths need the flow in conntrack;
 			// after "new flow" filled the maps it may hold another port.
-			runProg(b, d.objs.WeirIngress, ns, syn.build(), 0)
-			runProg(b, d.objs.WeirIngress, ns, dsr.build(), 0)
+			runProg(b, prog, ns, syn.build(), 0)
+			runProg(b, prog, ns, dsr.build(), 0)
 			frame := bm.frame
 			if frame == nil {
 				frame = constFrame(replyFrame(b, d, syn))
@@ -92,9 +100,16 @@ const steadyRepeat = 1000
 // program picks for it. The translation writes every field it would write
 // for any other flow, with the same values. ns/op is per packet; "harness"
 // is the per-run cost of the test loop around a program that returns at
-// once.
+// once. Each build of the program, tc and XDP, has its own set of cases.
 func BenchmarkProgramSteady(b *testing.B) {
+	for _, h := range hooks {
+		b.Run(h.name, func(b *testing.B) { benchmarkProgramSteady(b, h) })
+	}
+}
+
+func benchmarkProgramSteady(b *testing.B, h hook) {
 	d, ns := newBenchDataplane(b)
+	prog := h.program(b, d)
 	vip := netip.MustParseAddrPort("192.0.2.20:80")
 	client, ok := fixedPointClient(vip)
 	if !ok {
@@ -116,8 +131,8 @@ func BenchmarkProgramSteady(b *testing.B) {
 	reply := testPacket{src: vip, dst: client, proto: ProtoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)}
 	// The first packet of each direction takes the full path and fills
 	// the entries every later one is served from.
-	runProg(b, d.objs.WeirIngress, ns, p.build(), 0)
-	runProg(b, d.objs.WeirIngress, ns, reply.build(), 0)
+	runProg(b, prog, ns, p.build(), 0)
+	runProg(b, prog, ns, reply.build(), 0)
 
 	benchmarks := []struct {
 		name  string
@@ -125,10 +140,10 @@ func BenchmarkProgramSteady(b *testing.B) {
 		frame []byte
 		want  uint32
 	}{
-		{"harness", emptyProgram(b), p.build(), tcActOK},
-		{"pass-through", d.objs.WeirIngress, passThroughFrame(), tcActOK},
-		{"established", d.objs.WeirIngress, p.build(), tcActRedirect},
-		{"reply", d.objs.WeirIngress, reply.build(), tcActRedirect},
+		{"harness", emptyProgram(b, h), p.build(), h.verdict(tcActOK)},
+		{"pass-through", prog, passThroughFrame(), h.verdict(tcActOK)},
+		{"established", prog, p.build(), h.verdict(tcActRedirect)},
+		{"reply", prog, reply.build(), h.verdict(tcActRedirect)},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {
@@ -217,15 +232,19 @@ func fixedPointClient(vip netip.AddrPort) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// emptyProgram loads a tc program that returns TC_ACT_OK at once, the
-// yardstick for what BPF_PROG_TEST_RUN itself costs.
-func emptyProgram(b *testing.B) *ebpf.Program {
+// emptyProgram loads a program of h's type that passes the packet at once,
+// the yardstick for what BPF_PROG_TEST_RUN itself costs.
+func emptyProgram(b *testing.B, h hook) *ebpf.Program {
 	b.Helper()
+	typ := ebpf.SchedCLS
+	if h.xdp {
+		typ = ebpf.XDP
+	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "weir_empty",
-		Type:         ebpf.SchedCLS,
+		Type:         typ,
 		License:      "Dual MIT/GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcActOK), asm.Return()},
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, int32(h.verdict(tcActOK))), asm.Return()},
 	})
 	if err != nil {
 		b.Fatalf("load empty program: %v", err)

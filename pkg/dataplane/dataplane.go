@@ -1,8 +1,8 @@
 // Package dataplane loads and drives weir's in-kernel layer 4 balancer: a tc
 // program (bpf/weir.c) that translates TCP and UDP flows to virtual services
 // in NAT mode, so backends need no changes, or (per service,
-// Service.Forwarding) sends them by direct server return in an IP-in-IP
-// tunnel, so backends see the client and answer it directly.
+// Service.Forwarding) sends them by direct server return in an IP-in-IP or
+// GUE (IP in UDP) tunnel, so backends see the client and answer it directly.
 //
 // The control plane computes a Maglev table per service and hands it over with
 // SetService; the program picks a backend per new flow from that table,
@@ -239,7 +239,7 @@ type Service struct {
 	Proto uint8
 	// SNAT is the balancer's own address, used as the source of packets
 	// towards backends so that their replies come back through it (with
-	// ForwardingDSRIPIP: the outer header's source). It must be of the
+	// direct server return: the outer header's source). It must be of the
 	// VIP's family.
 	SNAT netip.Addr
 	// SNATPorts are the source ports new flows get on SNAT; zero means
@@ -249,8 +249,11 @@ type Service struct {
 	// (CheckHostSNATPorts checks). DSR services take none.
 	SNATPorts PortRange
 	// Forwarding is how packets reach the backends: ForwardingNAT (the
-	// zero value) or ForwardingDSRIPIP.
+	// zero value), ForwardingDSRIPIP or ForwardingDSRGUE.
 	Forwarding Forwarding
+	// GUEPort is the UDP port the backends' fou receives GUE on, with
+	// ForwardingDSRGUE; zero means DefaultGUEPort. Other modes take none.
+	GUEPort uint16
 }
 
 // IP protocol numbers a Service may carry.
@@ -324,9 +327,15 @@ func (o Options) normalizedService(svc Service) (Service, error) {
 			ErrInvalidService, svc.ID, svc.SNAT, svc.VIP)
 	case !svc.Forwarding.valid():
 		return svc, fmt.Errorf("%w: service %d: unknown %s", ErrInvalidService, svc.ID, svc.Forwarding)
+	case svc.GUEPort != 0 && svc.Forwarding != ForwardingDSRGUE:
+		return svc, fmt.Errorf("%w: service %d: GUE port %d with %s forwarding, which sends no GUE",
+			ErrInvalidService, svc.ID, svc.GUEPort, svc.Forwarding)
 	case svc.Forwarding.IsDSR():
 		// No port is translated, so none is handed out.
 		svc.SNATPorts = PortRange{}
+		if svc.Forwarding == ForwardingDSRGUE && svc.GUEPort == 0 {
+			svc.GUEPort = DefaultGUEPort
+		}
 		svc.VIP, svc.SNAT = vip, snat
 		return svc, nil
 	}

@@ -140,43 +140,44 @@ func dsrHelper(t *testing.T) string {
 // returns which.
 func setUpDSRBackend(t *testing.T, ns netns.NsHandle, ifname string, vips ...string) string {
 	t.Helper()
-	helper := dsrHelper(t)
-	var out []byte
-	err := inNetns(ns, func() error {
-		var err error
-		out, err = exec.Command(helper, append([]string{"up"}, vips...)...).CombinedOutput()
-		return err
-	})
-	if err == nil {
-		t.Cleanup(func() {
-			inNetns(ns, func() error { return exec.Command(helper, append([]string{"down"}, vips...)...).Run() })
-		})
-		return "kernel ipip and ip6tnl devices"
-	}
-	if !strings.Contains(string(out), "cannot create the") {
-		t.Fatalf("scripts/dsr-backend up %s: %v\n%s", strings.Join(vips, " "), err, out)
-	}
-	t.Logf("this kernel cannot decapsulate (%s); decapsulating with a tc program instead", strings.TrimSpace(string(out)))
-	err = inNetns(ns, func() error {
-		out, err := exec.Command(helper, append([]string{"up", "--decap", "none"}, vips...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("scripts/dsr-backend up --decap none: %w\n%s", err, out)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	attachDecap(t, ns, ifname)
-	return "a tc decapsulator"
+	return setUpBackendFor(t, ns, ifname, ForwardingDSRIPIP, 0, vips...)
 }
 
-// attachDecap attaches testenv.Decapsulator to ifname's ingress in ns.
-func attachDecap(t *testing.T, ns netns.NsHandle, ifname string) {
+// setUpBackendFor is setUpDSRBackend for services forwarding fwd, on GUE
+// port guePort with ForwardingDSRGUE (the kernel's fou besides the
+// devices; the tc program takes GUE on that port).
+func setUpBackendFor(t *testing.T, ns netns.NsHandle, ifname string, fwd Forwarding, guePort uint16, vips ...string) string {
 	t.Helper()
-	if err := inNetns(ns, func() error { return testenv.AttachDecapsulator(t, ifname) }); err != nil {
+	helper := dsrHelper(t)
+	args := []string{"--encap", "ipip"}
+	if fwd == ForwardingDSRGUE {
+		args = []string{"--encap", "gue", "--gue-port", fmt.Sprint(guePort)}
+	}
+	run := func(cmd string, extra ...string) ([]byte, error) {
+		var out []byte
+		err := inNetns(ns, func() error {
+			var err error
+			out, err = exec.Command(helper, append(append(append([]string{cmd}, extra...), args...), vips...)...).CombinedOutput()
+			return err
+		})
+		return out, err
+	}
+	out, err := run("up")
+	if err == nil {
+		t.Cleanup(func() { run("down") })
+		return "the kernel's devices"
+	}
+	if !strings.Contains(string(out), "cannot create the") {
+		t.Fatalf("scripts/dsr-backend up %s %s: %v\n%s", strings.Join(args, " "), strings.Join(vips, " "), err, out)
+	}
+	t.Logf("this kernel cannot decapsulate (%s); decapsulating with a tc program instead", strings.TrimSpace(string(out)))
+	if out, err := run("up", "--decap", "none"); err != nil {
+		t.Fatalf("scripts/dsr-backend up --decap none: %v\n%s", err, out)
+	}
+	if err := inNetns(ns, func() error { return testenv.AttachDecapsulatorOn(t, ifname, guePort) }); err != nil {
 		t.Fatal(err)
 	}
+	return "a tc decapsulator"
 }
 
 // TestDSREndToEnd sends real TCP and UDP traffic, both families, from a

@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -98,4 +99,44 @@ func TestForwardThroughFIB(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestXDPLeavesUnresolvedNeighbourToTC runs the two builds as XDP mode
+// stacks them, XDP in front of tc on the same interface. A new flow whose
+// backend's neighbour is unresolved passes XDP untouched, with nothing
+// stored but its SNAT port's reverse entry (which the same flow takes over
+// on every try); the tc build behind it translates the packet through
+// bpf_redirect_neigh and counts one new flow; once the neighbour is known,
+// XDP forwards the flow's packets itself.
+func TestXDPLeavesUnresolvedNeighbourToTC(t *testing.T) {
+	f := newRoutedFixture(t, xdpHook, longTTL)
+	svc := Service{ID: 0, VIP: vip4TCP, Proto: ProtoTCP, SNAT: snat4}
+	f.setService(svc, backends4, constantTable(f.d.opts.TableSize, 0))
+	f.in(func() error { return deleteNeighbour(backendLink, backends4[0].Addr()) })
+	p := testPacket{src: client4, dst: vip4TCP, proto: ProtoTCP, tcpFlags: tcpSYN}
+	snat := netip.AddrPortFrom(snat4, expectedSNATPort(p.src, p.dst, p.proto))
+
+	for i := range 2 {
+		ret, out := f.send(p)
+		expectSame(t, fmt.Sprintf("XDP, try %d", i), ret, out, xdpPass, p.build())
+	}
+	var e bpf.WeirCtEntry
+	if err := f.d.objs.WeirV1Ct.Lookup(clientFlow(p), &e); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Errorf("conntrack entry after XDP passed the packet: %+v, %v; want none", e, err)
+	}
+	if st := serviceState(t, f.d, svc.ID); st.Stats.Packets != 0 || st.Stats.NewFlows != 0 {
+		t.Errorf("XDP counted %+v for packets it passed, want nothing", st.Stats)
+	}
+
+	ret, out := runProg(t, f.d.objs.WeirIngress, f.ns, p.build(), f.clientIf)
+	expectFrame(t, "tc behind XDP", ret, out, tcActRedirect, forwarded(p, snat, backends4[0], macDst[:], macSrc[:]))
+
+	f.in(func() error { return addNeighbour(backendLink, backends4[0].Addr(), backendMAC(0)) })
+	p.tcpFlags = tcpACK
+	ret, out = f.send(p)
+	expectFrame(t, "XDP once the neighbour is known", ret, out, xdpRedirect,
+		forwarded(p, snat, backends4[0], backendMAC(0), f.backendDev))
+	if st := serviceState(t, f.d, svc.ID); st.Stats.Packets != 2 || st.Stats.NewFlows != 1 {
+		t.Errorf("counters %+v, want 2 packets of 1 new flow", st.Stats)
+	}
 }

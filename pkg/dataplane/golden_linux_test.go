@@ -532,3 +532,34 @@ func serviceState(t testing.TB, d *Dataplane, id uint32) ServiceState {
 	t.Fatalf("service %d not found", id)
 	return ServiceState{}
 }
+
+// TestHooksShareFlows starts a flow under one build and continues it under
+// the other, both ways: the builds share conntrack, reverse NAT and the
+// counters, so a flow survives a move between hooks (and XDP handing a
+// packet to the tc build behind it) with the same rewrite and one count.
+func TestHooksShareFlows(t *testing.T) {
+	for _, order := range [][2]hook{{tcHook, xdpHook}, {xdpHook, tcHook}} {
+		t.Run(order[0].name+" then "+order[1].name, func(t *testing.T) {
+			first := newFixture(t, order[0])
+			then := &fixture{t: t, h: order[1], d: first.d, ns: first.ns}
+			table := sequentialTable(first.d.opts.TableSize, len(backends4))
+			svc := Service{ID: 1, VIP: vip4UDP, Proto: ProtoUDP, SNAT: snat4}
+			first.setService(svc, backends4, table)
+			p := testPacket{src: client4, dst: vip4UDP, proto: ProtoUDP, payload: []byte("query")}
+
+			be, port := first.translate(p, backends4, table, snat4)
+			if be2, port2 := then.translate(p, backends4, table, snat4); be2 != be || port2 != port {
+				t.Errorf("%s sent the flow to %s from port %d, %s to %s from %d", order[1].name, be2, port2,
+					order[0].name, be, port)
+			}
+			reply := testPacket{src: be, dst: netip.AddrPortFrom(snat4, port), proto: ProtoUDP, payload: []byte("answer")}
+			want := reply
+			want.src, want.dst = p.dst, p.src
+			ret, out := then.run(reply.build())
+			expectFrame(t, "reply under "+order[1].name, ret, out, then.verdict(tcActOK), want.build())
+			if st := serviceState(t, first.d, svc.ID); st.Stats.Packets != 3 || st.Stats.NewFlows != 1 {
+				t.Errorf("service counters %+v, want 3 packets and 1 new flow", st.Stats)
+			}
+		})
+	}
+}

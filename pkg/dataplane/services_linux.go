@@ -287,6 +287,7 @@ func (d *Dataplane) readService(id, gen uint32) (ServiceState, error) {
 			SNAT:       addrFrom16(sv.Snat, sv.IpVersion),
 			SNATPorts:  portRange(sv.SnatPorts),
 			Forwarding: Forwarding(sv.Forwarding),
+			GUEPort:    sv.GuePort,
 		},
 		Generation: gen,
 	}
@@ -578,6 +579,7 @@ func serviceValue(svc Service, gen uint32, backends int) bpf.WeirService {
 		BackendCount: uint32(backends),
 		SnatPorts:    weirPortRange(svc.SNATPorts),
 		Forwarding:   uint8(svc.Forwarding),
+		GuePort:      svc.GUEPort,
 	}
 }
 

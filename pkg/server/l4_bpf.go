@@ -180,7 +180,7 @@ func (svc *l4Service) writeBPF(backends []netip.AddrPort, table []uint32) (uint3
 		snat = svc.vip.Addr()
 	}
 	return b.k.dp.SetService(dataplane.Service{ID: b.id, VIP: svc.vip, Proto: svc.proto(), SNAT: snat, SNATPorts: b.ports,
-		Forwarding: svc.forwarding()}, backends, table)
+		Forwarding: svc.forwarding(), GUEPort: uint16(svc.cfg.L4.GUEPort)}, backends, table)
 }
 
 // route returns the service's SNAT address — the configured snat.address,
@@ -231,8 +231,11 @@ func (b *bpfService) configuredSource(up *config.Upstream) (netip.Addr, error) {
 // forwarding is the data plane's mode for the service's forwarding and
 // encap keys.
 func (svc *l4Service) forwarding() dataplane.Forwarding {
-	if svc.cfg.L4.Forwarding == config.ForwardingDSR {
-		return dataplane.ForwardingDSRIPIP // encap: ipip, the only tunnel so far
+	switch {
+	case svc.cfg.L4.Forwarding != config.ForwardingDSR:
+		return dataplane.ForwardingNAT
+	case svc.cfg.L4.Encap == config.EncapGUE:
+		return dataplane.ForwardingDSRGUE
 	}
-	return dataplane.ForwardingNAT
+	return dataplane.ForwardingDSRIPIP
 }
