@@ -309,10 +309,17 @@ func TestAttachMovesBetweenHooks(t *testing.T) {
 	}
 }
 
-// TestAttachAfterInterfaceRecreated covers a pinned tcx link whose interface
-// was deleted and created again under the same name.
+// TestAttachAfterInterfaceRecreated covers pinned links (tcx, and XDP
+// with tcx behind it) whose interface was deleted and created again under
+// the same name.
 func TestAttachAfterInterfaceRecreated(t *testing.T) {
 	needBPF(t)
+	for _, hook := range []Hook{HookTC, HookXDP} {
+		t.Run(hook.String(), func(t *testing.T) { testAttachAfterInterfaceRecreated(t, hook) })
+	}
+}
+
+func testAttachAfterInterfaceRecreated(t *testing.T, hook Hook) {
 	d := openAt(t, testOptions(filepath.Join(newBPFFS(t), "weir")))
 	ns := newNetns(t)
 	step := func(what string, f func() error) {
@@ -321,31 +328,36 @@ func TestAttachAfterInterfaceRecreated(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	step("add veth", func() error { return addVeth("weir-a", "weir-b") })
-	step("attach", func() error { return d.Attach("weir-a") })
-	step("delete veth", func() error {
-		l, err := netlink.LinkByName("weir-a")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkDel(l)
-	})
-	step("re-add veth", func() error { return addVeth("weir-a", "weir-b") })
-	step("attach again", func() error { return d.Attach("weir-a") })
-	if tcx, _ := attachedPrograms(t, ns, "weir-a"); !slices.Equal(tcx, []ebpf.ProgramID{progID(t, d)}) {
-		t.Errorf("tcx programs on the new weir-a: %v", tcx)
+	attach := func() error {
+		_, err := d.AttachHook("weir-a", hook)
+		return err
 	}
-	step("delete veth", func() error {
+	deleteVeth := func() error {
 		l, err := netlink.LinkByName("weir-a")
 		if err != nil {
 			return err
 		}
 		return netlink.LinkDel(l)
-	})
-	// Detach still removes the pin of the vanished interface.
+	}
+	step("add veth", func() error { return addVeth("weir-a", "weir-b") })
+	step("attach", attach)
+	step("delete veth", deleteVeth)
+	step("re-add veth", func() error { return addVeth("weir-a", "weir-b") })
+	step("attach again", attach)
+	want := AttachedTCX
+	if hook == HookXDP {
+		want = AttachedXDPNative
+	}
+	if got, want := hookedOn(t, ns, "weir-a"), expectHooked(t, d, want); !got.equal(want) {
+		t.Errorf("on the new weir-a: %s; want %s", got, want)
+	}
+	step("delete veth", deleteVeth)
+	// Detach still removes the pins of the vanished interface.
 	step("detach", func() error { return d.Detach("weir-a") })
-	if _, err := os.Stat(d.linkPin("weir-a")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("link pin after Detach: %v, want it gone", err)
+	for _, pin := range []string{d.linkPin("weir-a"), d.xdpPin("weir-a")} {
+		if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("link pin %s after Detach: %v, want it gone", pin, err)
+		}
 	}
 }
 
