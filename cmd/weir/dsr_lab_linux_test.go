@@ -81,15 +81,24 @@ func setUpDSRBackend(t *testing.T, l *lab.Lab, role string, opts ...string) {
 // the answers, which come from the VIP without the balancer translating
 // them (in the lab the balancer is also the backends' router, so they
 // cross its namespace as forwarded packets).
-func TestLabDSR(t *testing.T) { testLabDSR(t, "ipip") }
+// It runs at both hooks.
+func TestLabDSR(t *testing.T) {
+	for _, attach := range labAttaches {
+		t.Run(attach, func(t *testing.T) { testLabDSR(t, "ipip", attach) })
+	}
+}
 
-// testLabDSR is TestLabDSR with encap (ipip or gue).
-func testLabDSR(t *testing.T, encap string) {
+// testLabDSR is TestLabDSR with encap (ipip or gue) at hook attach.
+func testLabDSR(t *testing.T, encap, attach string) {
 	testenv.NeedRoot(t)
-	l := lab.Up(t)
+	l := lab.UpFor(t, attach)
 	setUpDSRBackend(t, l, lab.B1, "--encap", encap)
 	// The balancer routes the answers from VIPs it has no route to.
-	if _, err := l.Exec(lab.Balancer, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.br0.rp_filter=0"); err != nil {
+	sysctls := []string{"-qw", "net.ipv4.conf.all.rp_filter=0"}
+	for _, dev := range l.BackendInterfaces() {
+		sysctls = append(sysctls, "net.ipv4.conf."+dev+".rp_filter=0")
+	}
+	if _, err := l.Exec(lab.Balancer, "sysctl", sysctls...); err != nil {
 		t.Fatal(err)
 	}
 	const port = 8080
@@ -127,6 +136,7 @@ pid_file: %s
 upgrade_sock: %s
 bpf:
   pin_path: %s
+  attach: %[9]s
 services:
   - {name: web4, kind: l4, protocol: tcp, vip: "%[4]s", interface: cli, dataplane: bpf,
      forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[5]s"]}}
@@ -138,12 +148,13 @@ services:
      forwarding: dsr, encap: %[8]s, upstream: {backends: ["%[7]s"]}}
 `, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), l.PinPath(),
 		netip.AddrPortFrom(lab.DSRVIP4, port), netip.AddrPortFrom(lab.BackendAddr4(0), port),
-		netip.AddrPortFrom(lab.DSRVIP6, port), netip.AddrPortFrom(lab.BackendAddr6(0), port), encap)
+		netip.AddrPortFrom(lab.DSRVIP6, port), netip.AddrPortFrom(lab.BackendAddr6(0), port), encap, attach)
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	wlog := logFile(t)
 	weir := startLabWeir(t, l, conf, wlog)
+	defer checkLabHook(t, l)
 	for _, tc := range []struct {
 		vip, client netip.Addr
 	}{{lab.DSRVIP4, lab.ClientAddr4}, {lab.DSRVIP6, lab.ClientAddr6}} {

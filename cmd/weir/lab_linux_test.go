@@ -76,6 +76,7 @@ func labConfig(t *testing.T, l *lab.Lab, dataplane string, interval, timeout tim
 		"/run/weir/lab-upgrade.sock", filepath.Join(dir, "upgrade.sock"),
 		"interval: 1s", fmt.Sprintf("interval: %v, timeout: %v, consecutive_failure: %d", interval, timeout, failures),
 		"    interface: cli\n", fmt.Sprintf("    interface: cli\n    dataplane: %s\n", dataplane),
+		"  pin_path: /sys/fs/bpf/weir-lab", fmt.Sprintf("  pin_path: %s\n  attach: %s", l.PinPath(), l.Attach()),
 	).Replace(string(data))
 	path := filepath.Join(dir, "weir.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
@@ -195,15 +196,21 @@ func checkMaglevShares(t *testing.T, what string, seen map[string]int, backends 
 // flows within one health interval plus 100 ms; and for the BPF data
 // plane, the pinned map shows it, kill -9 of weir leaves the VIP serving,
 // and a restarted weir takes over without breaking an open connection.
+// The BPF data plane runs at both hooks, tc and XDP (in the routed lab).
 func TestLabL4(t *testing.T) {
-	for _, dp := range []string{"bpf", "userspace"} {
-		t.Run(dp, func(t *testing.T) { testLabL4(t, dp) })
+	for _, run := range []struct{ name, dp, attach string }{
+		{"bpf", "bpf", "tc"}, {"bpf xdp", "bpf", "xdp"}, {"userspace", "userspace", "tc"},
+	} {
+		t.Run(run.name, func(t *testing.T) { testLabL4(t, run.dp, run.attach) })
 	}
 }
 
-func testLabL4(t *testing.T, dp string) {
+// labAttaches are the hooks every BPF lab test runs at.
+var labAttaches = []string{"tc", "xdp"}
+
+func testLabL4(t *testing.T, dp, attach string) {
 	testenv.NeedRoot(t)
-	l := lab.Up(t)
+	l := lab.UpFor(t, attach)
 	backends := startLabBackends(t, l)
 	const interval = 500 * time.Millisecond
 	// A stopped backend refuses at once, so a timeout of a whole interval
@@ -214,6 +221,9 @@ func testLabL4(t *testing.T, dp string) {
 	waitVIP(t, l, weir, labVIP4, log)
 	if dp == "bpf" && strings.Contains(log.String(), "BPF data plane is unavailable") {
 		t.Fatalf("the BPF data plane did not start:\n%s", log)
+	}
+	if dp == "bpf" {
+		checkLabHook(t, l)
 	}
 
 	const flows = 300
@@ -284,6 +294,19 @@ func testLabL4(t *testing.T, dp string) {
 	// SIGTERM stops weir, not the kernel: the VIP still serves.
 	if _, err := labGet(l, labVIP4); err != nil {
 		t.Fatalf("the VIP stopped serving when weir stopped: %v", err)
+	}
+}
+
+// checkLabHook fails t unless the balancer's client-side interface runs an
+// XDP program exactly when the lab is for XDP.
+func checkLabHook(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	out, err := l.Exec(lab.Balancer, "ip", "link", "show", lab.ClientInterface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if xdp := strings.Contains(out, "prog/xdp"); xdp != (l.Attach() == "xdp") {
+		t.Errorf("attach %s: %s runs an XDP program: %t\n%s", l.Attach(), lab.ClientInterface, xdp, out)
 	}
 }
 

@@ -21,9 +21,16 @@ import (
 // address may use. Backend b1 answers with the peer it sees: the SNAT
 // address and a port of the configured range, for IPv4 and IPv6; and the
 // answers getting back to the client show the replies were translated.
+// It runs at both hooks.
 func TestLabSNATDedicatedAddress(t *testing.T) {
+	for _, attach := range labAttaches {
+		t.Run(attach, func(t *testing.T) { testLabSNATDedicatedAddress(t, attach) })
+	}
+}
+
+func testLabSNATDedicatedAddress(t *testing.T, attach string) {
 	testenv.NeedRoot(t)
-	l := lab.Up(t)
+	l := lab.UpFor(t, attach)
 	snat4 := netip.MustParseAddr("192.0.2.250")
 	snat6 := netip.MustParseAddr("2001:db8:ffff::1")
 	ports := dataplane.PortRange{First: 40000, Last: 40999} // inside 32768-60999
@@ -45,13 +52,14 @@ pid_file: %s
 upgrade_sock: %s
 bpf:
   pin_path: %s
+  attach: %s
   snat: {ports: "%s"}
 services:
   - {name: web4, kind: l4, protocol: tcp, vip: "%s", interface: cli, dataplane: bpf,
      snat: {address: %s}, upstream: {backends: ["%s"]}}
   - {name: web6, kind: l4, protocol: tcp, vip: "%s", interface: cli, dataplane: bpf,
      snat: {address: "%s"}, upstream: {backends: ["%s"]}}
-`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), l.PinPath(), ports,
+`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), l.PinPath(), attach, ports,
 		netip.AddrPortFrom(lab.VIP4, 80), snat4, netip.AddrPortFrom(lab.BackendAddr4(0), 8080),
 		netip.AddrPortFrom(lab.VIP6, 80), snat6, netip.AddrPortFrom(lab.BackendAddr6(0), 8080))
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {

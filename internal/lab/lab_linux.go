@@ -16,15 +16,24 @@ import (
 
 // Lab is a running lab.
 type Lab struct {
-	name string
+	name   string
+	attach string
 }
 
 // Up creates a lab named after t and removes it when t ends. It skips (or
 // fails, in CI) when not root.
 func Up(t testing.TB) *Lab {
 	t.Helper()
+	return UpFor(t, "tc")
+}
+
+// UpFor is Up for a weir whose BPF data plane runs at attach ("tc", "xdp"
+// or "auto", as bpf.attach): xdp and auto build the routed lab that
+// `scripts/lab up --attach` does, which XDP can forward through.
+func UpFor(t testing.TB, attach string) *Lab {
+	t.Helper()
 	testenv.NeedRoot(t)
-	l := &Lab{name: Name(t.Name())}
+	l := &Lab{name: Name(t.Name()), attach: attach}
 	l.script("down") // a lab left by a killed run of the same test
 	if out, err := l.script("up"); err != nil {
 		t.Fatalf("scripts/lab up: %v\n%s", err, out)
@@ -38,8 +47,20 @@ func Up(t testing.TB) *Lab {
 }
 
 func (l *Lab) script(cmd string) (string, error) {
-	out, err := exec.Command("bash", Script(), cmd, "--name", l.name).CombinedOutput()
+	out, err := exec.Command("bash", Script(), cmd, "--name", l.name, "--attach", l.attach).CombinedOutput()
 	return string(out), err
+}
+
+// Attach is the hook the lab was built for: "tc", "xdp" or "auto".
+func (l *Lab) Attach() string { return l.attach }
+
+// BackendInterfaces are the balancer's interfaces towards the backends:
+// the bridge br0, or in a routed lab (Attach xdp or auto) the veths b1-b3.
+func (l *Lab) BackendInterfaces() []string {
+	if l.attach == "tc" {
+		return []string{"br0"}
+	}
+	return []string{"b1", "b2", "b3"}
 }
 
 // Name is the lab's name, the prefix of its namespaces.

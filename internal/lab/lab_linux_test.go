@@ -13,8 +13,18 @@ import (
 
 // The client reaches every backend through the balancer, over IPv4 and
 // IPv6: routing and forwarding work, and only inside the lab.
+// Both labs: the bridged one and the routed one XDP needs.
 func TestClientReachesBackendsThroughTheBalancer(t *testing.T) {
-	l := Up(t)
+	for _, attach := range attaches {
+		t.Run(attach, func(t *testing.T) { testClientReachesBackends(t, attach) })
+	}
+}
+
+// attaches are the labs: bridged (tc) and routed (xdp).
+var attaches = []string{"tc", "xdp"}
+
+func testClientReachesBackends(t *testing.T, attach string) {
+	l := UpFor(t, attach)
 	for i, role := range Backends {
 		for _, addr := range []netip.Addr{BackendAddr4(i), BackendAddr6(i)} {
 			ap := netip.AddrPortFrom(addr, 7).String()
@@ -51,7 +61,13 @@ func TestClientReachesBackendsThroughTheBalancer(t *testing.T) {
 // The VIPs are local addresses of the balancer, so that a userspace data
 // plane can bind them, and the lab's names are the ones Up announced.
 func TestVIPsAreLocalToTheBalancer(t *testing.T) {
-	l := Up(t)
+	for _, attach := range attaches {
+		t.Run(attach, func(t *testing.T) { testVIPsAreLocal(t, attach) })
+	}
+}
+
+func testVIPsAreLocal(t *testing.T, attach string) {
+	l := UpFor(t, attach)
 	for _, vip := range []netip.Addr{VIP4, VIP6} {
 		ln, err := l.Listen(Balancer, "tcp", netip.AddrPortFrom(vip, 80).String())
 		if err != nil {
@@ -63,7 +79,7 @@ func TestVIPsAreLocalToTheBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, link := range []string{ClientInterface, "br0", "b1", "b2", "b3"} {
+	for _, link := range append([]string{ClientInterface, "b1", "b2", "b3"}, l.BackendInterfaces()...) {
 		if !strings.Contains(out, link) {
 			t.Errorf("balancer lacks link %s:\n%s", link, out)
 		}

@@ -21,6 +21,15 @@ func Up(t testing.TB) *Lab {
 	return nil
 }
 
+// UpFor skips (or fails, in CI), as Up does.
+func UpFor(t testing.TB, _ string) *Lab { return Up(t) }
+
+// Attach is the hook the lab was built for.
+func (l *Lab) Attach() string { return "" }
+
+// BackendInterfaces are the balancer's interfaces towards the backends.
+func (l *Lab) BackendInterfaces() []string { return nil }
+
 // Name is the lab's name.
 func (l *Lab) Name() string { return "" }
 

@@ -25,10 +25,10 @@ type scriptRun struct {
 	err  error
 }
 
-func startScriptRun(t *testing.T, name string) *scriptRun {
+func startScriptRun(t *testing.T, name, attach string) *scriptRun {
 	t.Helper()
 	r := &scriptRun{out: &testenv.Buffer{}, done: make(chan struct{})}
-	r.cmd = exec.Command("bash", Script(), "run", "--name", name)
+	r.cmd = exec.Command("bash", Script(), "run", "--name", name, "--attach", attach)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := r.cmd.Start(); err != nil {
@@ -150,15 +150,32 @@ func udpEcho(l *Lab, addr, msg string) (string, error) {
 
 // TestScriptRun runs `scripts/lab run` as a user would: weir in the
 // balancer with examples/lab.yaml answers HTTP on both VIPs and echoes UDP
-// from the backends, and SIGTERM to the script removes the whole lab.
+// from the backends, and SIGTERM to the script removes the whole lab; with
+// --attach tc and xdp, weir's BPF data plane attached there.
 func TestScriptRun(t *testing.T) {
 	testenv.NeedRoot(t)
 	if _, err := exec.LookPath("socat"); err != nil {
 		testenv.SkipOrFail(t, "socat is not installed (scripts/provision installs it)")
 	}
-	l := &Lab{name: Name(t.Name())}
-	run := startScriptRun(t, l.name)
+	for _, attach := range attaches {
+		t.Run(attach, func(t *testing.T) { testScriptRun(t, attach) })
+	}
+}
+
+func testScriptRun(t *testing.T, attach string) {
+	if _, err := exec.LookPath("ethtool"); err != nil && attach != "tc" {
+		testenv.SkipOrFail(t, "ethtool is not installed (scripts/provision installs it)")
+	}
+	l := &Lab{name: Name(t.Name()), attach: attach}
+	run := startScriptRun(t, l.name, attach)
 	run.waitServing(t, l)
+	link, err := l.Exec(Balancer, "ip", "link", "show", ClientInterface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasXDP := strings.Contains(link, "prog/xdp"); hasXDP != (attach == "xdp") {
+		t.Errorf("--attach %s: the balancer's %s has an XDP program: %t\n%s", attach, ClientInterface, hasXDP, link)
+	}
 
 	backends := map[string]bool{"b1\n": true, "b2\n": true, "b3\n": true}
 	for _, vip := range []netip.Addr{VIP4, VIP6} {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -372,9 +373,9 @@ func TestBPFFlowTimeouts(t *testing.T) {
 		want    BPF
 		problem string // empty: valid
 	}{
-		{"{}", BPF{PinPath: DefaultBPFPinPath}, ""},
+		{"{}", BPF{PinPath: DefaultBPFPinPath, Attach: AttachTC}, ""},
 		{"{tcp_idle_timeout: 1h, udp_idle_timeout: 30s, tcp_closed_timeout: 5s}",
-			BPF{PinPath: DefaultBPFPinPath, TCPIdleTimeout: time.Hour, UDPIdleTimeout: 30 * time.Second, TCPClosedTimeout: 5 * time.Second}, ""},
+			BPF{PinPath: DefaultBPFPinPath, Attach: AttachTC, TCPIdleTimeout: time.Hour, UDPIdleTimeout: 30 * time.Second, TCPClosedTimeout: 5 * time.Second}, ""},
 		{"{tcp_closed_timeout: 1s}", BPF{}, "bpf.tcp_closed_timeout: 1s is outside 2s to 24h0m0s"},
 		{"{udp_idle_timeout: 25h}", BPF{}, "bpf.udp_idle_timeout: 25h0m0s is outside 2s to 24h0m0s"},
 		{"{tcp_idle_timeout: 0}", BPF{}, "bpf.tcp_idle_timeout: must be greater than 0"},
@@ -385,7 +386,7 @@ func TestBPFFlowTimeouts(t *testing.T) {
 		if tc.problem == "" {
 			if err != nil {
 				t.Errorf("bpf %s: %v", tc.bpf, err)
-			} else if cfg.BPF != tc.want {
+			} else if !reflect.DeepEqual(cfg.BPF, tc.want) {
 				t.Errorf("bpf %s = %+v, want %+v", tc.bpf, cfg.BPF, tc.want)
 			}
 			continue

@@ -31,7 +31,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 		GracefulShutdownTimeout:   DefaultGracefulShutdownTimeout,
 		UpstreamKeepalivePoolSize: DefaultUpstreamKeepalivePoolSize,
 		MaxRetries:                DefaultMaxRetries,
-		BPF:                       BPF{PinPath: DefaultBPFPinPath},
+		BPF:                       BPF{PinPath: DefaultBPFPinPath, Attach: AttachTC},
 		ErrorLogLevel:             LogInfo,
 		ErrorLogFormat:            LogText,
 	}
@@ -115,8 +115,9 @@ func (p *parser) version(m *mapping, cfg *Config) {
 
 // bpf reads the bpf mapping.
 func (p *parser) bpf(n *yaml.Node) BPF {
-	b := BPF{PinPath: DefaultBPFPinPath}
-	m := p.mapping(n, "bpf", []string{"pin_path", "tcp_idle_timeout", "udp_idle_timeout", "tcp_closed_timeout", "snat"})
+	b := BPF{PinPath: DefaultBPFPinPath, Attach: AttachTC}
+	m := p.mapping(n, "bpf", []string{"pin_path", "tcp_idle_timeout", "udp_idle_timeout", "tcp_closed_timeout", "snat",
+		"attach", "interfaces"})
 	if m == nil {
 		return b
 	}
@@ -137,6 +138,10 @@ func (p *parser) bpf(n *yaml.Node) BPF {
 	}
 	if sn := m.get("snat"); sn != nil {
 		b.SNAT = p.snat(sn, "bpf.snat")
+	}
+	enumField(m, "attach", &b.Attach, attachKeys...)
+	if in := m.get("interfaces"); in != nil {
+		b.Interfaces = p.bpfInterfaces(in, b.Attach)
 	}
 	return b
 }

@@ -186,6 +186,12 @@ type BPF struct {
 	// (key snat): its address for the services of its family, its ports
 	// for all.
 	SNAT SNAT
+	// Attach is the hook the program runs at on every interface it
+	// attaches to (key attach, default AttachTC), but those in Interfaces.
+	Attach Attach
+	// Interfaces are per-interface settings (key interfaces), by name;
+	// nil when none are given. AttachOn reads an interface's hook.
+	Interfaces map[string]BPFInterface
 }
 
 // The range of the BPF flow timeouts. The data plane refreshes a flow's

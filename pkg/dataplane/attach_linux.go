@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,32 +33,72 @@ const (
 	legacyFilterName     = "weir_v1"
 )
 
-// Attach hooks the program to ifname's ingress, where both client packets
-// and backend replies arrive. With tcx the link is pinned under PinPath, so
-// it outlives the process; a legacy tc filter lives in the qdisc anyway.
-// Attaching again replaces the program in place (how an upgrade takes
-// effect) and is otherwise a no-op.
+// Attach hooks the program to ifname's tc ingress: AttachHook with
+// HookTC.
 func (d *Dataplane) Attach(ifname string) error {
+	_, err := d.AttachHook(ifname, HookTC)
+	return err
+}
+
+// AttachHook hooks the program to ifname's ingress, where both client
+// packets and backend replies arrive, at hook, and reports how. With
+// HookXDP (and HookAuto where it chooses XDP) the tc build runs at tc
+// ingress too, behind the XDP one, for the packets XDP leaves to the
+// stack untouched (those whose next hop's neighbour is not resolved yet).
+// Links (tcx and XDP) are pinned under PinPath, so they outlive the
+// process; a legacy tc filter lives in the qdisc anyway. Attaching again
+// at the same hook replaces the programs in place (how an upgrade takes
+// effect) and is otherwise a no-op. Attaching at another hook moves the
+// interface there without a moment when neither hook runs: tc is
+// attached (or updated) first, then XDP attached or removed.
+func (d *Dataplane) AttachHook(ifname string, hook Hook) (Attachment, error) {
 	if err := d.lock(); err != nil {
-		return err
+		return "", err
 	}
 	defer d.mu.Unlock()
 	ifindex, err := interfaceIndex(ifname)
 	if err != nil {
-		return err
+		return "", err
 	}
+	if hook != HookTC && hook != HookXDP && hook != HookAuto {
+		return "", fmt.Errorf("dataplane: %s: unknown %s", ifname, hook)
+	}
+	tc, err := d.attachTC(ifname, ifindex)
+	if err != nil {
+		return "", err
+	}
+	if hook != HookTC {
+		a, err := d.attachXDP(ifname, ifindex, hook == HookXDP)
+		if !errors.Is(err, errNoNativeXDP) {
+			return a, err
+		}
+		// auto, and the driver cannot run XDP itself: tc alone.
+	}
+	if _, err := d.detachXDP(ifname); err != nil {
+		return "", err
+	}
+	return tc, nil
+}
+
+// attachTC attaches the tc build at tc ingress.
+func (d *Dataplane) attachTC(ifname string, ifindex int) (Attachment, error) {
 	if d.mode != attachLegacy {
-		err = d.attachTCX(ifname, ifindex)
+		err := d.attachTCX(ifname, ifindex)
 		if err == nil {
 			// A tc filter left by a weir that ran before tcx was available
 			// would see packets tcx passed on.
-			return detachLegacy(ifname, ifindex)
+			return AttachedTCX, detachLegacy(ifname, ifindex)
 		}
 		if d.mode == attachTCX || !errors.Is(err, ebpf.ErrNotSupported) {
-			return err
+			return "", err
 		}
 	}
-	return d.attachLegacy(ifname, ifindex)
+	if err := d.attachLegacy(ifname, ifindex); err != nil {
+		return "", err
+	}
+	// Nor may a tcx link of an earlier attachment run before the filter.
+	_, err := d.detachTCX(ifname)
+	return AttachedTCFilter, err
 }
 
 func (d *Dataplane) attachTCX(ifname string, ifindex int) error {
@@ -109,6 +150,96 @@ func (d *Dataplane) reuseLink(l link.Link, ifname string, ifindex int) (done boo
 	return false, nil
 }
 
+// errNoNativeXDP reports, for HookAuto, an interface whose driver cannot
+// run XDP itself, or a kernel that refused the XDP build.
+var errNoNativeXDP = errors.New("dataplane: no native XDP")
+
+// attachXDP attaches the XDP program to ifname, natively, else (when
+// generic is set) in generic mode, and pins the link; a pinned link that
+// still hooks ifname gets the current program instead. Without generic a
+// driver that cannot run XDP natively is errNoNativeXDP.
+func (d *Dataplane) attachXDP(ifname string, ifindex int, generic bool) (Attachment, error) {
+	prog, err := d.xdpProgram()
+	if err != nil {
+		if !generic {
+			return "", fmt.Errorf("%w: %s: %v", errNoNativeXDP, ifname, err)
+		}
+		return "", fmt.Errorf("dataplane: %s: attach xdp: %w", ifname, err)
+	}
+	pin := d.xdpPin(ifname)
+	l, err := link.LoadPinnedLink(pin, nil)
+	switch {
+	case err == nil:
+		a, err := reuseXDPLink(l, prog, ifname, ifindex, generic)
+		if a != "" || err != nil {
+			return a, err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("dataplane: %s: load pinned link %s: %w", ifname, pin, err)
+	}
+	a := AttachedXDPNative
+	l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err != nil {
+		if !generic {
+			return "", fmt.Errorf("%w: %s: %v", errNoNativeXDP, ifname, err)
+		}
+		native := err
+		a = AttachedXDPGeneric
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+		if err != nil {
+			return "", fmt.Errorf("dataplane: %s: attach xdp: native mode: %v; generic mode: %w", ifname, native, err)
+		}
+	}
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		// Closing the only handle of an unpinned link detaches it again.
+		return "", fmt.Errorf("dataplane: %s: pin link at %s: %w", ifname, pin, err)
+	}
+	return a, nil
+}
+
+// reuseXDPLink updates a pinned XDP link that still hooks ifname to prog
+// and reports its mode. A generic link does not do for HookAuto (generic
+// unset): that is errNoNativeXDP, and AttachHook removes the link once tc
+// runs. A link whose interface is gone, or was recreated under the same
+// name, is unpinned (no attachment, no error).
+func reuseXDPLink(l link.Link, prog *ebpf.Program, ifname string, ifindex int, generic bool) (Attachment, error) {
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return "", fmt.Errorf("dataplane: %s: inspect pinned link: %w", ifname, err)
+	}
+	if x := info.XDP(); x == nil || int(x.Ifindex) != ifindex {
+		if err := l.Unpin(); err != nil {
+			return "", fmt.Errorf("dataplane: %s: unpin stale link: %w", ifname, err)
+		}
+		return "", nil
+	}
+	a, err := xdpAttachment(ifname, ifindex)
+	if err != nil {
+		return "", err
+	}
+	if a == AttachedXDPGeneric && !generic {
+		return "", fmt.Errorf("%w: %s runs weir's XDP link in generic mode", errNoNativeXDP, ifname)
+	}
+	if err := l.Update(prog); err != nil {
+		return "", fmt.Errorf("dataplane: %s: replace program of pinned link: %w", ifname, err)
+	}
+	return a, nil
+}
+
+// xdpAttachment reads the mode of the XDP program on ifindex.
+func xdpAttachment(ifname string, ifindex int) (Attachment, error) {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %v", ErrNoInterface, ifname, err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.AttachMode == nl.XDP_ATTACHED_SKB {
+		return AttachedXDPGeneric, nil
+	}
+	return AttachedXDPNative, nil
+}
+
 func (d *Dataplane) attachLegacy(ifname string, ifindex int) error {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
@@ -142,9 +273,10 @@ func legacyFilter(ifindex, fd int) *netlink.BpfFilter {
 	}
 }
 
-// Detach unhooks the program from ifname, whichever way Attach hooked it.
-// Detaching an interface that is not attached does nothing; a pinned link
-// of an interface that no longer exists is removed.
+// Detach unhooks the program from ifname, whichever hook and way
+// AttachHook used. Detaching an interface that is not attached does
+// nothing; a pinned link of an interface that no longer exists is
+// removed.
 func (d *Dataplane) Detach(ifname string) error {
 	if err := d.lock(); err != nil {
 		return err
@@ -153,13 +285,17 @@ func (d *Dataplane) Detach(ifname string) error {
 	if err := validIfname(ifname); err != nil {
 		return err
 	}
-	unpinned, err := d.detachTCX(ifname)
+	unpinnedXDP, err := d.detachXDP(ifname)
+	if err != nil {
+		return err
+	}
+	unpinnedTCX, err := d.detachTCX(ifname)
 	if err != nil {
 		return err
 	}
 	ifindex, err := interfaceIndex(ifname)
 	if err != nil {
-		if unpinned {
+		if unpinnedXDP || unpinnedTCX {
 			return nil
 		}
 		return err
@@ -168,7 +304,15 @@ func (d *Dataplane) Detach(ifname string) error {
 }
 
 func (d *Dataplane) detachTCX(ifname string) (found bool, err error) {
-	pin := d.linkPin(ifname)
+	return detachPinned(ifname, d.linkPin(ifname))
+}
+
+func (d *Dataplane) detachXDP(ifname string) (found bool, err error) {
+	return detachPinned(ifname, d.xdpPin(ifname))
+}
+
+// detachPinned detaches and unpins the link pinned at pin, if any.
+func detachPinned(ifname, pin string) (found bool, err error) {
 	l, err := link.LoadPinnedLink(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -199,6 +343,11 @@ func detachLegacy(ifname string, ifindex int) error {
 // linkPin is where the tcx link of ifname is pinned.
 func (d *Dataplane) linkPin(ifname string) string {
 	return filepath.Join(d.opts.PinPath, "link_ingress_"+ifname)
+}
+
+// xdpPin is where the XDP link of ifname is pinned.
+func (d *Dataplane) xdpPin(ifname string) string {
+	return filepath.Join(d.opts.PinPath, "link_xdp_"+ifname)
 }
 
 func interfaceIndex(ifname string) (int, error) {

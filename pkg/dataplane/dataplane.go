@@ -1,5 +1,6 @@
-// Package dataplane loads and drives weir's in-kernel layer 4 balancer: a tc
-// program (bpf/weir.c) that translates TCP and UDP flows to virtual services
+// Package dataplane loads and drives weir's in-kernel layer 4 balancer: a
+// program (bpf/weir.c, built for tc and for XDP; AttachHook chooses per
+// interface) that translates TCP and UDP flows to virtual services
 // in NAT mode, so backends need no changes, or (per service,
 // Service.Forwarding) sends them by direct server return in an IP-in-IP or
 // GUE (IP in UDP) tunnel, so backends see the client and answer it directly.

@@ -25,6 +25,9 @@ func (d *Dataplane) Close() error { return nil }
 // Attach always fails with ErrUnsupported.
 func (d *Dataplane) Attach(string) error { return unsupported() }
 
+// AttachHook always fails with ErrUnsupported.
+func (d *Dataplane) AttachHook(string, Hook) (Attachment, error) { return "", unsupported() }
+
 // Detach always fails with ErrUnsupported.
 func (d *Dataplane) Detach(string) error { return unsupported() }
 

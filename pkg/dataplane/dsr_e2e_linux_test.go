@@ -183,24 +183,31 @@ func setUpBackendFor(t *testing.T, ns netns.NsHandle, ifname string, fwd Forward
 // TestDSREndToEnd sends real TCP and UDP traffic, both families, from a
 // client to DSR services: the backend, set up by scripts/dsr-backend, sees
 // the client's own address, and its answers reach the client directly.
+// XDP runs with full checksums only, as in TestEndToEnd.
 func TestDSREndToEnd(t *testing.T) {
 	needBPF(t)
-	for _, variant := range []struct {
-		name          string
-		fullChecksums bool
-	}{{"checksum offload", false}, {"full checksums", true}} {
-		t.Run(variant.name, func(t *testing.T) {
-			testDSREndToEnd(t, variant.fullChecksums)
-		})
-	}
+	forEachHook(t, func(t *testing.T, hook Hook) {
+		for _, variant := range []struct {
+			name          string
+			fullChecksums bool
+		}{{"checksum offload", false}, {"full checksums", true}} {
+			if hook != HookTC && !variant.fullChecksums {
+				continue
+			}
+			t.Run(variant.name, func(t *testing.T) {
+				testDSREndToEnd(t, hook, variant.fullChecksums)
+			})
+		}
+	})
 }
 
-func testDSREndToEnd(t *testing.T, fullChecksums bool) {
+func testDSREndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 	topo := newDSRTopology(t, fullChecksums)
+	readyForXDP(t, hook, topo.client, topo.backend)
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	opts.MaxServices = 8 // four exchanges and two uploads
 	d := openAt(t, opts)
-	attachIn(t, d, topo.lb, "lb-c", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.Addr

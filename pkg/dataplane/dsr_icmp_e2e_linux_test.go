@@ -27,24 +27,32 @@ import (
 // the client's veth) with the answer's checksum then finished by the
 // balancer's kernel (its link does not offload) or left to the client
 // (it does), the three ways the answer can leave.
+//
+// XDP runs with full checksums only, as in TestEndToEnd.
 func TestDSRTooBigEndToEnd(t *testing.T) {
 	needBPF(t)
-	for _, variant := range []struct {
-		name                     string
-		clientOffload, lbOffload bool
-	}{
-		{"full checksums", false, false},
-		{"partial, finished by the balancer", true, false},
-		{"partial, left to the client", true, true},
-	} {
-		t.Run(variant.name, func(t *testing.T) {
-			testDSRTooBigEndToEnd(t, variant.clientOffload, variant.lbOffload)
-		})
-	}
+	forEachHook(t, func(t *testing.T, hook Hook) {
+		for _, variant := range []struct {
+			name                     string
+			clientOffload, lbOffload bool
+		}{
+			{"full checksums", false, false},
+			{"partial, finished by the balancer", true, false},
+			{"partial, left to the client", true, true},
+		} {
+			if hook != HookTC && variant.clientOffload {
+				continue
+			}
+			t.Run(variant.name, func(t *testing.T) {
+				testDSRTooBigEndToEnd(t, hook, variant.clientOffload, variant.lbOffload)
+			})
+		}
+	})
 }
 
-func testDSRTooBigEndToEnd(t *testing.T, clientOffload, lbOffload bool) {
+func testDSRTooBigEndToEnd(t *testing.T, hook Hook, clientOffload, lbOffload bool) {
 	topo := newDSRTopology(t, !clientOffload)
+	readyForXDP(t, hook, topo.client, topo.backend)
 	if err := inNetns(topo.client, func() error { return noSegmentation("cl-0") }); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +61,7 @@ func testDSRTooBigEndToEnd(t *testing.T, clientOffload, lbOffload bool) {
 	}
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	d := openAt(t, opts)
-	attachIn(t, d, topo.lb, "lb-c", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
 	services := []struct {
 		svc       Service
 		backend   netip.Addr
@@ -136,9 +144,14 @@ func newDSRPMTUTopology(t *testing.T) pmtuTopology {
 // lowered path MTU towards the client.
 func TestDSRPathMTUThroughVIP(t *testing.T) {
 	needBPF(t)
+	forEachHook(t, testDSRPathMTUThroughVIP)
+}
+
+func testDSRPathMTUThroughVIP(t *testing.T, hook Hook) {
 	topo := newDSRPMTUTopology(t)
+	readyForXDP(t, hook, topo.client, topo.router, topo.backend)
 	d := openTest(t)
-	attachIn(t, d, topo.lb, "lb-r", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-r", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.Addr

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ioTimeout bounds every network wait of the end-to-end test.
@@ -82,22 +84,33 @@ func offload(link string, tx, rx bool) error { return setChecksumOffload(link, t
 // TestEndToEnd sends real TCP and UDP traffic from a client through the
 // attached program to a backend and back, for both families, once with
 // CHECKSUM_PARTIAL packets from the senders and once with full checksums.
+//
+// XDP runs with full checksums only: a CHECKSUM_PARTIAL packet's offload
+// state does not survive an XDP redirect (bpf/hook.h), so a local sender
+// through XDP must not offload, which a NIC's traffic never needs.
 func TestEndToEnd(t *testing.T) {
 	needBPF(t)
-	for _, variant := range []struct {
-		name          string
-		fullChecksums bool
-	}{{"checksum offload", false}, {"full checksums", true}} {
-		t.Run(variant.name, func(t *testing.T) {
-			testEndToEnd(t, variant.fullChecksums)
-		})
-	}
+	forEachHook(t, func(t *testing.T, hook Hook) {
+		for _, variant := range []struct {
+			name          string
+			fullChecksums bool
+		}{{"checksum offload", false}, {"full checksums", true}} {
+			if hook != HookTC && !variant.fullChecksums {
+				continue
+			}
+			t.Run(variant.name, func(t *testing.T) {
+				testEndToEnd(t, hook, variant.fullChecksums)
+			})
+		}
+	})
 }
 
-func testEndToEnd(t *testing.T, fullChecksums bool) {
+func testEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 	topo := newE2ETopology(t, fullChecksums)
+	readyForXDP(t, hook, topo.client, topo.backend)
 	d := openTest(t)
-	attachIn(t, d, topo.lb, "lb-c", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
+	runs := hookRuns(t, d)
 	backend4 := netip.MustParseAddr("203.0.113.11")
 	backend6 := netip.MustParseAddr("2001:db8:1::11")
 	services := []struct {
@@ -120,6 +133,8 @@ func testEndToEnd(t *testing.T, fullChecksums bool) {
 		startEchoServer(t, topo.backend, s.svc.Proto, s.backend)
 	}
 
+	var packets uint64
+	defer func() { checkXDPForwarded(t, hook, runs, packets) }()
 	for _, s := range services {
 		name := fmt.Sprintf("%s/%d", s.svc.VIP, s.svc.Proto)
 		t.Run(name, func(t *testing.T) {
@@ -137,6 +152,7 @@ func testEndToEnd(t *testing.T, fullChecksums bool) {
 				t.Errorf("backend saw the client as %s, want %s with a port in %s", peer, s.svc.SNAT, DefaultSNATPorts)
 			}
 			st := settledState(t, d, s.svc.ID)
+			packets += st.Stats.Packets
 			if st.Stats.Packets < 2 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
 				t.Errorf("counters %+v, backend %+v: want ≥2 packets on one new flow, all via the backend",
 					st.Stats, st.BackendStats[0])
@@ -269,12 +285,87 @@ func setUp(t *testing.T, what string, steps []nsStep) {
 	}
 }
 
-// attachIn attaches d's program to each named interface of ns.
-func attachIn(t *testing.T, d *Dataplane, ns netns.NsHandle, ifnames ...string) {
+// attachIn attaches d's program at hook to each named interface of ns.
+func attachIn(t *testing.T, d *Dataplane, hook Hook, ns netns.NsHandle, ifnames ...string) {
 	t.Helper()
 	for _, ifname := range ifnames {
-		if err := inNetns(ns, func() error { return d.Attach(ifname) }); err != nil {
-			t.Fatalf("Attach(%s): %v", ifname, err)
+		if err := inNetns(ns, func() error {
+			_, err := d.AttachHook(ifname, hook)
+			return err
+		}); err != nil {
+			t.Fatalf("AttachHook(%s, %s): %v", ifname, hook, err)
 		}
+	}
+}
+
+// testHooks are the hooks every end-to-end test runs the program at.
+var testHooks = []Hook{HookTC, HookXDP}
+
+// readyForXDP readies the namespaces around the balancer for hook, as
+// README.md tells a lab to: with XDP, a frame the program redirects to a
+// veth arrives at the veth's peer as an XDP frame, which the peer drops
+// unless it runs NAPI, as it does with GRO on; and a local sender's
+// CHECKSUM_PARTIAL packet loses its offload state in an XDP redirect
+// (bpf/hook.h), so the senders must finish their checksums (TX offload
+// off). Every veth of each namespace gets both; tc needs neither.
+func readyForXDP(t *testing.T, hook Hook, namespaces ...netns.NsHandle) {
+	t.Helper()
+	if hook == HookTC {
+		return
+	}
+	for _, ns := range namespaces {
+		if err := inNetns(ns, readyVethsForXDP); err != nil {
+			t.Fatalf("ready veths for XDP: %v", err)
+		}
+	}
+}
+
+// hookRuns counts how often d's tc and XDP builds run from now on, for the
+// rest of the test (BPF run statistics on while it lasts).
+func hookRuns(t *testing.T, d *Dataplane) func() (tc, xdp uint64) {
+	t.Helper()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable BPF run statistics: %v", err)
+	}
+	t.Cleanup(func() { stats.Close() })
+	xdpProg, err := d.xdpProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(p *ebpf.Program) uint64 {
+		st, err := p.Stats()
+		if err != nil {
+			t.Fatalf("program statistics: %v", err)
+		}
+		return st.RunCount
+	}
+	tc0, xdp0 := count(d.objs.WeirIngress), count(xdpProg)
+	return func() (tc, xdp uint64) {
+		return count(d.objs.WeirIngress) - tc0, count(xdpProg) - xdp0
+	}
+}
+
+// checkXDPForwarded fails t unless XDP, not the tc build behind it,
+// forwarded most of the packets the services counted: tc runs only on
+// what XDP left to the stack (the first packets towards a neighbour not
+// yet resolved, and the namespace's own traffic).
+func checkXDPForwarded(t *testing.T, hook Hook, runs func() (tc, xdp uint64), packets uint64) {
+	t.Helper()
+	if hook == HookTC {
+		return
+	}
+	tc, xdp := runs()
+	t.Logf("%d packets translated; the XDP build ran %d times, the tc build %d", packets, xdp, tc)
+	if xdp < packets || 2*tc >= packets {
+		t.Errorf("the XDP build ran %d times and the tc build %d for %d packets: want XDP on every packet and tc on under half",
+			xdp, tc, packets)
+	}
+}
+
+// forEachHook runs f as a subtest per hook of testHooks.
+func forEachHook(t *testing.T, f func(t *testing.T, hook Hook)) {
+	for _, hook := range testHooks {
+		t.Run(hook.String(), func(t *testing.T) { f(t, hook) })
 	}
 }

@@ -18,25 +18,33 @@ import (
 // client's own address, its answers reach the client directly, and a bulk
 // upload (GSO aggregates, segmented as a UDP tunnel on the way out)
 // arrives whole.
+//
+// XDP runs with full checksums only, as in TestEndToEnd.
 func TestGUEEndToEnd(t *testing.T) {
 	needBPF(t)
-	for _, variant := range []struct {
-		name          string
-		fullChecksums bool
-	}{{"checksum offload", false}, {"full checksums", true}} {
-		t.Run(variant.name, func(t *testing.T) {
-			testGUEEndToEnd(t, variant.fullChecksums)
-		})
-	}
+	forEachHook(t, func(t *testing.T, hook Hook) {
+		for _, variant := range []struct {
+			name          string
+			fullChecksums bool
+		}{{"checksum offload", false}, {"full checksums", true}} {
+			if hook != HookTC && !variant.fullChecksums {
+				continue
+			}
+			t.Run(variant.name, func(t *testing.T) {
+				testGUEEndToEnd(t, hook, variant.fullChecksums)
+			})
+		}
+	})
 }
 
-func testGUEEndToEnd(t *testing.T, fullChecksums bool) {
+func testGUEEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 	const port = 6081 // not the default: the set-up and the service must agree on it
 	topo := newDSRTopology(t, fullChecksums)
+	readyForXDP(t, hook, topo.client, topo.backend)
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	opts.MaxServices = 8
 	d := openAt(t, opts)
-	attachIn(t, d, topo.lb, "lb-c", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
 	how := setUpBackendFor(t, topo.backend, "be-0", ForwardingDSRGUE, port, "192.0.2.10:80", "[2001:db8::10]:80")
 	t.Logf("the backend decapsulates with %s", how)
 	// The path to the backend takes the outer headers (IP and UDP), so that

@@ -178,6 +178,32 @@ func setChecksumOffload(link string, tx, rx bool) error {
 	return nil
 }
 
+// readyVethsForXDP turns GRO on and TX checksum offload off on every veth
+// of the namespace (see readyForXDP).
+func readyVethsForXDP() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, l := range links {
+		if l.Type() != "veth" {
+			continue
+		}
+		if err := ethtoolSet(fd, l.Attrs().Name, unix.ETHTOOL_SGRO, true); err != nil {
+			return fmt.Errorf("ethtool gro on %s: %w", l.Attrs().Name, err)
+		}
+		if err := ethtoolSet(fd, l.Attrs().Name, unix.ETHTOOL_STXCSUM, false); err != nil {
+			return fmt.Errorf("ethtool tx off %s: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
 // ifreqData is struct ifreq with its union holding ifr_data.
 type ifreqData struct {
 	name [unix.IFNAMSIZ]byte

@@ -121,9 +121,14 @@ const downloadTimeout = 10 * time.Second
 // its own backend → SNAT packet: the backend then lowers its path MTU.
 func TestPathMTUThroughVIP(t *testing.T) {
 	needBPF(t)
+	forEachHook(t, testPathMTUThroughVIP)
+}
+
+func testPathMTUThroughVIP(t *testing.T, hook Hook) {
 	topo := newPMTUTopology(t)
+	readyForXDP(t, hook, topo.client, topo.router, topo.backend)
 	d := openTest(t)
-	attachIn(t, d, topo.lb, "lb-r", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-r", "lb-b")
 	services := []struct {
 		svc     Service
 		backend netip.AddrPort
@@ -266,9 +271,14 @@ func newNarrowBackendPath(t *testing.T) pmtuTopology {
 // about its own client → VIP packet: the client then lowers its path MTU.
 func TestPathMTUTowardsBackend(t *testing.T) {
 	needBPF(t)
+	forEachHook(t, testPathMTUTowardsBackend)
+}
+
+func testPathMTUTowardsBackend(t *testing.T, hook Hook) {
 	topo := newNarrowBackendPath(t)
+	readyForXDP(t, hook, topo.client, topo.router, topo.backend)
 	d := openTest(t)
-	attachIn(t, d, topo.lb, "lb-c", "lb-r")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-r")
 	services := []struct {
 		svc     Service
 		backend netip.AddrPort

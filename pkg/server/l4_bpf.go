@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -21,6 +22,9 @@ type kernel struct {
 	pinned []dataplane.ServiceState
 	// ids are the service slots claimed by this configuration.
 	ids map[uint32]bool
+	// cfg says which hook each interface gets (bpf.attach, bpf.interfaces).
+	cfg config.BPF
+	log *slog.Logger
 
 	mu       sync.Mutex
 	attached map[string]bool
@@ -58,7 +62,7 @@ func (s *Server) openKernel() (*kernel, error) {
 		s.kernelErr = fmt.Errorf("read the services pinned at %s: %w", s.cfg.BPF.PinPath, err)
 		return nil, s.kernelErr
 	}
-	s.kernel = &kernel{dp: dp, pinned: pinned, ids: map[uint32]bool{}, attached: map[string]bool{}}
+	s.kernel = &kernel{dp: dp, pinned: pinned, ids: map[uint32]bool{}, cfg: b, log: s.log, attached: map[string]bool{}}
 	return s.kernel, nil
 }
 
@@ -121,16 +125,24 @@ func (k *kernel) claimID(vip netip.AddrPort, proto uint8) (uint32, error) {
 	return 0, fmt.Errorf("all %d BPF service slots are in use (weir status lists them)", dataplane.DefaultMaxServices)
 }
 
-// attach hooks the program to ifname's ingress once per server.
+// attach hooks the program to ifname's ingress once per server, at the
+// hook the configuration gives the interface.
 func (k *kernel) attach(ifname string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.attached[ifname] {
 		return nil
 	}
-	if err := k.dp.Attach(ifname); err != nil {
+	want := k.cfg.AttachOn(ifname)
+	hook, err := dataplane.ParseHook(string(want))
+	if err != nil {
 		return fmt.Errorf("attach to interface %s: %w", ifname, err)
 	}
+	a, err := k.dp.AttachHook(ifname, hook)
+	if err != nil {
+		return fmt.Errorf("attach to interface %s at %s: %w", ifname, want, err)
+	}
+	k.log.Info("BPF data plane attached", "interface", ifname, "attach", string(want), "hook", string(a))
 	k.attached[ifname] = true
 	return nil
 }
