@@ -131,12 +131,17 @@ func testGUEEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 // 1500 less the outer IP and UDP headers.
 func TestGUETooBigEndToEnd(t *testing.T) {
 	needBPF(t)
+	forEachHook(t, testGUETooBigEndToEnd)
+}
+
+func testGUETooBigEndToEnd(t *testing.T, hook Hook) {
 	topo := newDSRTopology(t, true)
+	readyForXDP(t, hook, topo.client, topo.backend)
 	if err := inNetns(topo.client, func() error { return noSegmentation("cl-0") }); err != nil {
 		t.Fatal(err)
 	}
 	d := openAt(t, testOptions(filepath.Join(newBPFFS(t), "weir")))
-	attachIn(t, d, topo.lb, "lb-c", "lb-b")
+	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
 	services := []struct {
 		svc       Service
 		backend   netip.Addr
