@@ -41,3 +41,11 @@ func (d *Dataplane) DeleteService(uint32) error { return unsupported() }
 
 // Services always fails with ErrUnsupported.
 func (d *Dataplane) Services() ([]ServiceState, error) { return nil, unsupported() }
+
+// Interfaces always fails with ErrUnsupported.
+func (d *Dataplane) Interfaces() ([]InterfaceState, error) { return nil, unsupported() }
+
+// DetachUnused always fails with ErrUnsupported.
+func (d *Dataplane) DetachUnused(func(string) bool) ([]InterfaceState, error) {
+	return nil, unsupported()
+}

@@ -73,3 +73,29 @@ func (a Attachment) Hook() Hook {
 	}
 	return HookTC
 }
+
+// InterfaceState is how the program hooks one interface, as read back
+// from the kernel: the links pinned under PinPath and weir's tc filters.
+type InterfaceState struct {
+	// Name is the interface's name, after which its pins are named.
+	Name string
+	// Attachment is the hook as AttachHook reports it: tcx or tc filter,
+	// or with an XDP link, xdp native or xdp generic.
+	Attachment Attachment
+	// TC is the tc build's attachment, AttachedTCX or AttachedTCFilter:
+	// with XDP the one behind it. It is empty where only the XDP build
+	// runs, which AttachHook never leaves.
+	TC Attachment
+}
+
+// String says how the interface is hooked: "xdp native, tcx behind".
+func (s InterfaceState) String() string {
+	if s.Attachment.Hook() == HookXDP {
+		tc := s.TC
+		if tc == "" {
+			tc = "no tc"
+		}
+		return fmt.Sprintf("%s, %s behind", s.Attachment, tc)
+	}
+	return string(s.Attachment)
+}
