@@ -163,6 +163,7 @@ func (p *process) fail(err error) int {
 // daemon parent or systemd. It reports false when the old weir called
 // the upgrade off, in which case this one must go.
 func (p *process) announceReady(inh *upgrade.Inheritance) bool {
+	settled := inh == nil
 	if inh != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), p.handoverWait())
 		err := inh.Ready(ctx)
@@ -178,13 +179,31 @@ func (p *process) announceReady(inh *upgrade.Inheritance) bool {
 		default:
 			p.log.Info("took over from the previous weir", "pid", inh.PeerPID())
 			p.countUpgrade(os.Getenv(reloadEnv) == "1", metrics.Succeeded)
+			settled = true
 		}
 	}
 	p.writePIDFile()
 	if err := p.notifier.Ready(); err != nil {
 		p.log.Warn("could not report readiness", "err", err)
 	}
+	p.detachUnused(settled)
 	return true
+}
+
+// detachUnused unhooks the BPF data plane from interfaces this
+// configuration no longer uses, once this weir alone serves (settled): it
+// runs before the process answers any signal, so that it is over before
+// this weir can hand over in turn. A previous weir that did not confirm
+// the hand-over may still serve with its own interfaces: they stay, until
+// the next start or reload.
+func (p *process) detachUnused(settled bool) {
+	if !settled {
+		p.log.Info("not detaching the BPF data plane from interfaces no longer configured: the previous weir may still use them")
+		return
+	}
+	if err := p.srv.DetachUnused(); err != nil {
+		p.log.Error("BPF data plane: some interfaces no longer configured keep weir's hooks", "err", err)
+	}
 }
 
 // writePIDFile records this process as the live weir. A missing default

@@ -48,6 +48,38 @@ type Status struct {
 	// Now is when the snapshot was taken.
 	Now      time.Time       `json:"now"`
 	Services []ServiceStatus `json:"services"`
+	// BPF is the BPF data plane's hooks, nil when no l4 service runs on
+	// it.
+	BPF *BPFStatus `json:"bpf,omitempty"`
+}
+
+// BPFStatus is the BPF data plane: where it is pinned and the interfaces
+// its program hooks.
+type BPFStatus struct {
+	// PinPath is the bpffs directory of its maps and links (bpf.pin_path).
+	PinPath string `json:"pin_path"`
+	// Interfaces are the interfaces the configuration attaches the program
+	// to and those it hooks, by name.
+	Interfaces []InterfaceStatus `json:"interfaces"`
+	// Error says why the hooks could not be read from the kernel; empty
+	// when they were.
+	Error string `json:"error,omitempty"`
+}
+
+// InterfaceStatus is one interface of the BPF data plane.
+type InterfaceStatus struct {
+	Name string `json:"name"`
+	// Attach is the hook the configuration asks for (bpf.attach,
+	// bpf.interfaces): tc, xdp or auto. It is empty on an interface the
+	// configuration does not use, which a previous weir hooked and this
+	// one detaches once its start settles.
+	Attach string `json:"attach,omitempty"`
+	// Hook is what runs there: tcx, tc filter, xdp native or xdp generic;
+	// empty when nothing of weir's does.
+	Hook string `json:"hook,omitempty"`
+	// TC is, with XDP, the tc build's attachment behind it: tcx or tc
+	// filter.
+	TC string `json:"tc,omitempty"`
 }
 
 // ServiceStatus is one configured service.

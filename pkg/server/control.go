@@ -334,7 +334,8 @@ func (s *Server) syncDataPlane(t target) error {
 
 // Status reports every service: its backends' weights, health, drains
 // and checks, request rates (from Options.Metrics; zero without), and for an l4
-// service its data plane, table generation and counters.
+// service its data plane, table generation and counters; and the
+// interfaces the BPF data plane hooks, when it runs.
 func (s *Server) Status() admin.Status {
 	s.ctl.mu.Lock()
 	defer s.ctl.mu.Unlock()
@@ -342,6 +343,9 @@ func (s *Server) Status() admin.Status {
 	l4 := s.readL4()
 	for _, t := range s.targets() {
 		out.Services = append(out.Services, s.serviceStatus(t, l4))
+	}
+	if s.kernel != nil {
+		out.BPF = s.kernel.interfaces()
 	}
 	return out
 }

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
 
+	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
@@ -28,6 +30,10 @@ type kernel struct {
 
 	mu       sync.Mutex
 	attached map[string]bool
+	// draining is set once the server stops serving (a shutdown, or a
+	// hand-over to a new weir): it attaches no further interface, so that
+	// it never moves one the new weir uses to its own configuration's hook.
+	draining bool
 }
 
 // bpfService is an l4 service's part in the kernel data plane.
@@ -133,6 +139,9 @@ func (k *kernel) attach(ifname string) error {
 	if k.attached[ifname] {
 		return nil
 	}
+	if k.draining {
+		return fmt.Errorf("attach to interface %s: this weir is stopping or handing over to a new one, which attaches what its configuration uses", ifname)
+	}
 	want := k.cfg.AttachOn(ifname)
 	hook, err := dataplane.ParseHook(string(want))
 	if err != nil {
@@ -145,6 +154,71 @@ func (k *kernel) attach(ifname string) error {
 	k.log.Info("BPF data plane attached", "interface", ifname, "attach", string(want), "hook", string(a))
 	k.attached[ifname] = true
 	return nil
+}
+
+// drain stops k attaching interfaces (see draining).
+func (k *kernel) drain() {
+	k.mu.Lock()
+	k.draining = true
+	k.mu.Unlock()
+}
+
+// detachUnused unhooks the program from the interfaces weir hooked that
+// this server neither attached nor routes to any of backends through,
+// and logs each.
+func (k *kernel) detachUnused(backends []netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	inUse := maps.Clone(k.attached)
+	for _, a := range backends {
+		// A backend that is down now may be up later: its interface
+		// stays, as its replies arrive there once it is.
+		if _, ifname, err := routeTo(a); err == nil {
+			inUse[ifname] = true
+		}
+	}
+	detached, err := k.dp.DetachUnused(func(ifname string) bool { return inUse[ifname] })
+	for _, st := range detached {
+		if st.Attachment == "" {
+			k.log.Info("BPF data plane: removed the pinned links of an interface that no longer exists", "interface", st.Name)
+			continue
+		}
+		k.log.Info("BPF data plane detached from an interface the configuration no longer uses",
+			"interface", st.Name, "hook", st.String())
+	}
+	if err != nil {
+		return fmt.Errorf("detach the BPF data plane from interfaces no longer in use: %w", err)
+	}
+	return nil
+}
+
+// interfaces reports the interfaces k attached and those the program
+// hooks, with the hook the configuration asks for and the one the
+// kernel runs.
+func (k *kernel) interfaces() *admin.BPFStatus {
+	st := &admin.BPFStatus{PinPath: k.cfg.PinPath, Interfaces: []admin.InterfaceStatus{}}
+	hooked, err := k.dp.Interfaces()
+	if err != nil {
+		st.Error = err.Error()
+	}
+	k.mu.Lock()
+	byName := make(map[string]admin.InterfaceStatus, len(k.attached))
+	for ifname := range k.attached {
+		byName[ifname] = admin.InterfaceStatus{Name: ifname, Attach: string(k.cfg.AttachOn(ifname))}
+	}
+	k.mu.Unlock()
+	for _, h := range hooked {
+		is := byName[h.Name]
+		is.Name, is.Hook = h.Name, string(h.Attachment)
+		if h.Attachment.Hook() == dataplane.HookXDP {
+			is.TC = string(h.TC)
+		}
+		byName[h.Name] = is
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		st.Interfaces = append(st.Interfaces, byName[name])
+	}
+	return st
 }
 
 // retireStale deletes the pinned services this configuration no longer

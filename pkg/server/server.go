@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -295,6 +296,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	stopServing()
+	if s.kernel != nil {
+		s.kernel.drain()
+	}
 	s.Shutdown(s.cfg.GracefulShutdownTimeout)
 	serveWG.Wait()
 	s.shutdownAdmin(adminShutdownTimeout)
@@ -419,6 +423,36 @@ func (s *Server) retireStaleServices(ctx context.Context) {
 	if err := s.kernel.retireStale(); err != nil {
 		s.log.Error("removing services no longer configured from the BPF data plane", "err", err)
 	}
+}
+
+// DetachUnused unhooks the BPF data plane from the interfaces that a
+// previous weir (or this configuration before a reload) attached it to
+// and this configuration no longer uses, tc and XDP alike, and logs each.
+// An interface is in use when a service names it, or when the route to a
+// backend of a service on the BPF data plane, up or down, leaves through
+// it. Hooks that are not weir's are never touched.
+//
+// Call it once the start has settled: Ready, and in an upgrade (or a
+// reload) only once the previous weir has handed over, since until then
+// it may yet serve on with its own configuration. The previous weir never
+// detaches: it shares the pins with this one, which decides alone. With
+// no service on the BPF data plane it does nothing.
+func (s *Server) DetachUnused() error {
+	if s.kernel == nil {
+		return nil
+	}
+	var backends []netip.Addr
+	for _, svc := range s.l4 {
+		if svc.bpf == nil {
+			continue
+		}
+		for _, b := range svc.lb.Status() {
+			if ap, err := netip.ParseAddrPort(b.Backend.Addr); err == nil {
+				backends = append(backends, ap.Addr())
+			}
+		}
+	}
+	return s.kernel.detachUnused(backends)
 }
 
 // Shutdown stops every service gracefully, waiting at most timeout for
