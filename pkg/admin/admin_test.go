@@ -64,6 +64,13 @@ func newFake() *fakeState {
 				Backends: []BackendStatus{{Addr: "127.0.0.1:9", Weight: 1, Enabled: true}},
 			},
 		},
+		BPF: &BPFStatus{PinPath: "/sys/fs/bpf/weir", Interfaces: []InterfaceStatus{
+			{Name: "eth0", Attach: "xdp", Hook: "xdp native", TC: "tcx"},
+			{Name: "eth1", Attach: "auto", Hook: "tcx"},
+			{Name: "eth2", Hook: "tc filter"}, // hooked, no longer configured
+			{Name: "eth3", Attach: "xdp"},     // configured, nothing runs
+			{Name: "eth4", Attach: "xdp", Hook: "xdp generic", TC: "tcx"},
+		}},
 	}}
 }
 
@@ -75,6 +82,11 @@ func (f *fakeState) Status() Status {
 	st.Services = slices.Clone(st.Services)
 	for i := range st.Services {
 		st.Services[i].Backends = slices.Clone(st.Services[i].Backends)
+	}
+	if st.BPF != nil {
+		bpf := *st.BPF
+		bpf.Interfaces = slices.Clone(bpf.Interfaces)
+		st.BPF = &bpf
 	}
 	return st
 }

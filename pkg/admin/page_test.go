@@ -105,6 +105,83 @@ func TestPage(t *testing.T) {
 	}
 }
 
+// TestPageBPF checks the BPF data plane's table: each interface's row
+// says the hook asked for and what runs, marks an interface no longer
+// configured and one where nothing runs, and the table is absent without
+// the BPF data plane.
+func TestPageBPF(t *testing.T) {
+	var log testenv.Buffer
+	e := serve(t, options(&log), &log, true)
+	_, body := e.do(t, "GET", "/", "")
+	want := map[string][]string{
+		"eth0": {"eth0", "xdp", "xdp native", "tcx"},
+		"eth1": {"eth1", "auto", "tcx", "–"},
+		"eth2": {"eth2", "not configured", "tc filter", "–"},
+		"eth3": {"eth3", "xdp", "none", "–"},
+		"eth4": {"eth4", "xdp", "xdp generic", "tcx"},
+	}
+	rows := interfaceRows(t, body)
+	if len(rows) != len(want) {
+		t.Errorf("%d interface rows, want %d", len(rows), len(want))
+	}
+	for name, cells := range want {
+		r, ok := rows[name]
+		if !ok {
+			t.Errorf("no row for interface %s", name)
+			continue
+		}
+		if strings.Join(r.cells, "|") != strings.Join(cells, "|") {
+			t.Errorf("%s: cells %q, want %q", name, r.cells, cells)
+		}
+	}
+	if a := rows["eth0"].attrs; a["data-attach"] != "xdp" || a["data-hook"] != "xdp native" || a["data-tc"] != "tcx" {
+		t.Errorf("eth0: attributes %v", a)
+	}
+	if !strings.Contains(body, `data-pin-path="/sys/fs/bpf/weir"`) {
+		t.Error("the page does not say where the data plane is pinned")
+	}
+	if n := strings.Count(body, `class="bad"`); n != 2 {
+		t.Errorf("%d cells marked bad, want 2 (eth2 not configured, eth3 not hooked)", n)
+	}
+
+	e.state.mu.Lock()
+	e.state.status.BPF = nil
+	e.state.mu.Unlock()
+	if _, body := e.do(t, "GET", "/", ""); strings.Contains(body, "BPF data plane") {
+		t.Error("the page shows a BPF data plane the status lacks")
+	}
+}
+
+// interfaceRows parses a status page's BPF interface rows by name.
+func interfaceRows(t *testing.T, page string) map[string]row {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]row{}
+	for n := range doc.Descendants() {
+		if n.Type != html.ElementNode || n.Data != "tr" {
+			continue
+		}
+		r := row{attrs: map[string]string{}}
+		for _, a := range n.Attr {
+			r.attrs[a.Key] = a.Val
+		}
+		name, ok := r.attrs["data-interface"]
+		if !ok {
+			continue
+		}
+		for c := range n.ChildNodes() {
+			if c.Type == html.ElementNode && c.Data == "td" {
+				r.cells = append(r.cells, strings.TrimSpace(text(c)))
+			}
+		}
+		rows[name] = r
+	}
+	return rows
+}
+
 // TestPageEscapes feeds the page hostile names: a backend's last error
 // (which a health check copies from whatever answered) and a service name
 // are shown as text, and the page has no script but its own.
