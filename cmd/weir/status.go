@@ -1,16 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/weir-lb/weir/pkg/admin"
 	"github.com/weir-lb/weir/pkg/config"
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
@@ -18,8 +22,10 @@ import (
 // runStatus implements "weir status": with -admin (or -c FILE naming an
 // admin endpoint), every service as the running weir reports it, L7 and
 // L4 in one table; then every L4 service in the pinned BPF maps with its
-// table generation, live backends and counters, read straight from the
-// maps so it works while, or after, weir runs.
+// table generation, live backends and counters, and every interface the
+// program hooks with the hook asked for and the one running, read
+// straight from the maps and pinned links so it works while, or after,
+// weir runs.
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("weir status", flag.ContinueOnError)
 	flags.SetOutput(stderr)
@@ -34,9 +40,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
+	pinGiven := false
+	flags.Visit(func(f *flag.Flag) { pinGiven = pinGiven || f.Name == "pin" })
 	names := map[uint32]string{}
+	var cfg *config.Config
 	if *confPath != "" {
-		cfg, err := config.Load(*confPath)
+		var err error
+		cfg, err = config.Load(*confPath)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -56,6 +66,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			*tokenFile = cfg.Admin.TokenFile
 		}
 	}
+	var running *admin.BPFStatus
 	if *adminAddr != "" {
 		st, err := fetchAdminStatus(*adminAddr, *tokenFile)
 		if err != nil {
@@ -64,6 +75,14 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		printAdminStatus(stdout, st)
 		fmt.Fprintln(stdout)
+		running = st.BPF
+		if running != nil && !pinGiven && cfg == nil {
+			// Read the pins of the weir that answered.
+			*pin = running.PinPath
+		}
+		if running != nil && running.PinPath != *pin {
+			running = nil // another data plane than the one read below
+		}
 	}
 	if _, err := os.Stat(*pin); errors.Is(err, fs.ErrNotExist) {
 		// Opening would create the maps: report their absence instead.
@@ -82,7 +101,66 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printStatus(stdout, services, names)
+	hooked, err := dp.Interfaces()
+	if err != nil {
+		fmt.Fprintf(stderr, "weir status: %v\n", err)
+		return 1
+	}
+	printInterfaces(stdout, hooked, askedHooks(cfg, running))
 	return 0
+}
+
+// askedHooks says which hook the configuration asks for on each
+// interface: the running weir's word (from its admin status, including
+// "not configured" for an interface it no longer uses), else the
+// configuration's for the interfaces it names (services' interface:,
+// bpf.interfaces). Other interfaces, such as those towards backends
+// without the admin status, are not in it.
+func askedHooks(cfg *config.Config, running *admin.BPFStatus) map[string]string {
+	asked := map[string]string{}
+	if running != nil {
+		for _, i := range running.Interfaces {
+			asked[i.Name] = cmp.Or(i.Attach, "not configured")
+		}
+		return asked
+	}
+	if cfg == nil {
+		return asked
+	}
+	for name := range cfg.BPF.Interfaces {
+		asked[name] = string(cfg.BPF.AttachOn(name))
+	}
+	for _, sc := range cfg.Services {
+		if sc.Kind == config.KindL4 && sc.L4.Dataplane != config.DataplaneUserspace && sc.L4.Interface != "" {
+			asked[sc.L4.Interface] = string(cfg.BPF.AttachOn(sc.L4.Interface))
+		}
+	}
+	return asked
+}
+
+// printInterfaces prints, per interface, the hook asked for ("-" when
+// unknown) and what the kernel runs, as read from the pinned links and
+// weir's tc filters; an interface asked for where nothing runs shows
+// "hook none".
+func printInterfaces(w io.Writer, hooked []dataplane.InterfaceState, asked map[string]string) {
+	got := map[string]string{}
+	for _, h := range hooked {
+		got[h.Name] = h.String()
+	}
+	for name, a := range asked {
+		if _, ok := got[name]; !ok && a != "not configured" {
+			got[name] = "none"
+		}
+	}
+	if len(got) == 0 {
+		fmt.Fprintln(w, "no interface hooked by the BPF data plane")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	for _, name := range slices.Sorted(maps.Keys(got)) {
+		fmt.Fprintf(tw, "interface %s\tattach %s\thook %s\n", name, cmp.Or(asked[name], "-"), got[name])
+	}
 }
 
 func printStatus(w io.Writer, services []dataplane.ServiceState, names map[uint32]string) {
