@@ -133,4 +133,3 @@ func interfacesIn(t *testing.T, ns, pin string) map[string]dataplane.Attachment 
 	}
 	return out
 }
-
