@@ -84,21 +84,35 @@ func run(obj, name, iface, frameHex string, d time.Duration) (uint64, error) {
 	// One thread sends: the kernel runs the program, and the softirq the
 	// frames raise, on this thread's CPU.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sent, err := send(p, ifi.Index, frame, time.Now().Add(d), runsPerCall)
+	if err != nil {
+		return sent, fmt.Errorf("run %s in live-frames mode on %s: %w", name, iface, err)
+	}
+	return sent, nil
+}
+
+// send runs p in live-frames mode over frame, as received on the
+// interface ifindex, perCall times a call until deadline, and returns how
+// many runs it made.
+func send(p *ebpf.Program, ifindex int, frame []byte, deadline time.Time, perCall uint32) (uint64, error) {
 	opts := ebpf.RunOptions{
 		Data:    frame,
-		Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifi.Index)},
-		Repeat:  runsPerCall,
+		Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
+		Repeat:  perCall,
 		Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 	}
 	var sent uint64
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+	for time.Now().Before(deadline) {
 		if _, err := p.Run(&opts); err != nil {
 			if errors.Is(err, unix.EINVAL) {
-				return sent, fmt.Errorf("run %s in live-frames mode on %s (kernel 5.18 or later, an XDP program): %w", name, iface, err)
+				// What the kernel says when it lacks the mode (before
+				// 5.18) or p is not an XDP program.
+				return sent, fmt.Errorf("live frames (Linux 5.18 or later, XDP programs only): %w", err)
 			}
-			return sent, fmt.Errorf("run %s in live-frames mode on %s: %w", name, iface, err)
+			return sent, err
 		}
-		sent += runsPerCall
+		sent += uint64(perCall)
 	}
 	return sent, nil
 }
