@@ -33,9 +33,8 @@ const maxAcceptBackoff = time.Second
 // For each accepted connection it selects a backend with the client's
 // address and port as key, connects to it (trying other backends, never
 // one twice, when a connection attempt fails), then copies bytes both ways
-// until both sides have finished. Between two TCP sockets the copy is
-// io.Copy, which Linux performs with splice(2): the bytes never enter the
-// process. A side that finishes sending (FIN) is half-closed towards the
+// until both sides have finished. Between two TCP sockets Linux copies
+// with splice(2) through a pipe: the bytes never enter the process. A side that finishes sending (FIN) is half-closed towards the
 // other, so protocols that half-close work. The backend is Acquired for
 // the connection's life, so LeastLoaded and the status report see it.
 //
@@ -71,7 +70,8 @@ type TCPProxy struct {
 	ctx       context.Context // cancelled by Close and an expired Shutdown
 	cancel    context.CancelFunc
 	bufs      *bufferPool
-	workers   *workers // run each connection's two directions
+	pipes     *pipePool // splice pipes between transfers
+	workers   *workers  // run each connection's two directions
 	stats     counters
 	closing   atomic.Bool
 	mu        sync.Mutex // guards listeners and conns
@@ -87,6 +87,7 @@ func (p *TCPProxy) init() {
 		}
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		p.bufs = newBufferPool(copyBufferSize)
+		p.pipes = new(pipePool)
 		p.workers = newWorkers(p.ctx.Done())
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[*tcpConn]struct{}{}
@@ -296,10 +297,12 @@ func (p *TCPProxy) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		p.cancel() // lets the idle workers go
+		p.pipes.close()
 		return nil
 	case <-ctx.Done():
 		p.closeAll()
 		<-done
+		p.pipes.close()
 		return ctx.Err()
 	}
 }
@@ -311,6 +314,7 @@ func (p *TCPProxy) Close() error {
 	p.stopAccepting()
 	p.closeAll()
 	p.wg.Wait()
+	p.pipes.close()
 	return nil
 }
 

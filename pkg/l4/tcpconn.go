@@ -128,14 +128,45 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst so its
-// peer sees the end too. It copies in chunks of copyChunk so that the
-// counters advance while a long transfer runs; between TCP sockets each
-// chunk is one splice(2) loop. An error closes both sides, so the other
-// direction ends as well.
+// peer sees the end too. Between two TCP sockets on Linux the bytes move
+// in the kernel (spliceTCP); otherwise through a buffer. The counters
+// advance with every write, so that they show a long transfer as it
+// runs. An error closes both sides, so the other direction ends as well.
 func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error {
 	// Bytes towards the backend count in its share too.
-	toBackend := conn == &c.in
-	backend := c.counters
+	var backend *atomic.Uint64
+	if conn == &c.in && c.counters != nil {
+		backend = &c.counters.bytes
+	}
+	count := func(n int) {
+		conn.Add(uint64(n))
+		total.Add(uint64(n))
+		if backend != nil {
+			backend.Add(uint64(n))
+		}
+	}
+	handled, err := spliceTCP(c.proxy.pipes, dst, src, count)
+	if !handled {
+		err = c.copyChunks(dst, src, count)
+	}
+	if err != nil {
+		c.abort()
+		return err
+	}
+	if c.ended.Add(1) == 2 {
+		// The other way ended cleanly already, so dst has nothing left
+		// to read either: pipe's close sends the FIN, and a shutdown(2)
+		// first would be one more system call for nothing.
+		return nil
+	}
+	return c.closeWrite(dst)
+}
+
+// copyChunks copies src to dst with io.Copy, in chunks of copyChunk so
+// that count sees a long transfer as it runs. A Unix socket to a TCP
+// socket still splices (TCPConn.ReadFrom); other pairs go through one
+// pooled buffer.
+func (c *tcpConn) copyChunks(dst, src net.Conn, count func(int)) error {
 	var w io.Writer = dst
 	var buf []byte
 	if !spliceable(dst, src) {
@@ -150,24 +181,9 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 	for {
 		chunk.N = copyChunk
 		n, err := io.CopyBuffer(w, &chunk, buf)
-		conn.Add(uint64(n))
-		total.Add(uint64(n))
-		if toBackend && backend != nil {
-			backend.bytes.Add(uint64(n))
-		}
-		if err != nil {
-			c.abort()
+		count(int(n))
+		if err != nil || chunk.N > 0 { // an error, or src reached EOF
 			return err
-		}
-		if chunk.N > 0 { // the chunk ended early: src reached EOF
-			if c.ended.Add(1) == 2 {
-				// The other way ended cleanly already, so dst has
-				// nothing left to read either: pipe's close sends the
-				// FIN, and a shutdown(2) first would be one more
-				// system call for nothing.
-				return nil
-			}
-			return c.closeWrite(dst)
 		}
 	}
 }
