@@ -61,7 +61,7 @@ func proxiedSockets(p *TCPProxy) (client, upstream net.Conn) {
 
 func keepAliveOn(t *testing.T, c net.Conn) bool {
 	t.Helper()
-	raw, err := c.(*net.TCPConn).SyscallConn()
+	raw, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

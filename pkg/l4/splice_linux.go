@@ -132,8 +132,8 @@ type spliceCopy struct {
 // are TCP sockets; handled is false, and nothing was read, otherwise.
 // count is called with the bytes of every splice into dst.
 func spliceTCP(pool *pipePool, dst, src net.Conn, count func(int)) (handled bool, err error) {
-	dt, ok1 := dst.(*net.TCPConn)
-	st, ok2 := src.(*net.TCPConn)
+	dt, ok1 := tcpSocket(dst)
+	st, ok2 := tcpSocket(src)
 	if !ok1 || !ok2 {
 		return false, nil
 	}
@@ -223,4 +223,16 @@ func (sc *spliceCopy) run() error {
 			return os.NewSyscallError("splice", sc.err)
 		}
 	}
+}
+
+// tcpSocket returns c's socket when c is a TCP connection: a client's
+// *net.TCPConn or a backend's *backendConn.
+func tcpSocket(c net.Conn) (syscall.Conn, bool) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *backendConn:
+		return c, true
+	}
+	return nil, false
 }

@@ -243,10 +243,9 @@ func (p *TCPProxy) handle(c *tcpConn) {
 // trying up to MaxRetries other backends when an attempt fails. The
 // backend it returns is Acquired; the caller Releases it.
 func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, error) {
-	d := net.Dialer{Timeout: p.connectTimeout(), KeepAlive: p.keepAlive()}
 	dial := func(b *lb.Backend) (net.Conn, error) {
 		start := time.Now()
-		conn, err := d.DialContext(p.ctx, b.Network(), b.DialAddr())
+		conn, err := p.dial(b, start.Add(p.connectTimeout()))
 		if err != nil || p.ProxyProtocol == 0 {
 			return conn, err
 		}
@@ -257,6 +256,19 @@ func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, 
 		return conn, nil
 	}
 	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// dial connects to b by deadline: with the proxy's own dialer where it
+// has one and b's address is an IP address and port, with net.Dialer
+// otherwise (a host name, a Unix socket).
+func (p *TCPProxy) dial(b *lb.Backend, deadline time.Time) (net.Conn, error) {
+	if b.Network() == "tcp" {
+		if conn, ok, err := dialBackendTCP(p.ctx, b.DialAddr(), deadline, p.keepAlive() == 0); ok {
+			return conn, err
+		}
+	}
+	d := net.Dialer{Deadline: deadline, KeepAlive: p.keepAlive()}
+	return d.DialContext(p.ctx, b.Network(), b.DialAddr())
 }
 
 // keepAlive is the Dialer.KeepAlive of backend connections: none when an
