@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,16 +112,23 @@ func splice(in, out, n int) (int, error) {
 	return int(r), nil
 }
 
-// spliceCopy is one direction's copy between two sockets through a pipe,
-// entirely in the kernel: splice(2) from src into the pipe, then from the
-// pipe into dst. It takes a pipe from the pool only once src has bytes,
-// and gives it back whenever src has no more for now, so an idle
-// connection holds none.
+// spliceCopy is one direction's copy between two TCP sockets. It starts
+// by reading into a pooled buffer and writing from it, which for the few
+// hundred bytes of a request or reply costs the kernel less than moving
+// them through a pipe; once a read fills the buffer (a bulk transfer) it
+// switches for good to splice(2), src into a pipe and the pipe into dst,
+// in the kernel. It takes a buffer or pipe from its pool only once src has
+// bytes, and gives it back whenever src has none for now, so an idle
+// connection holds neither.
 type spliceCopy struct {
-	pool     *pipePool
+	pipes    *pipePool
+	bufs     *bufferPool
 	src, dst syscall.RawConn
-	count    func(n int) // called with the bytes of every splice into dst
-	p        *pipe
+	count    func(n int) // called with the bytes of every write or splice into dst
+	spliced  bool        // a read filled the buffer: splice from now on
+	buf      *[]byte     // the copy mode's buffer, holding buf[off:end]
+	off, end int
+	p        *pipe // the splice mode's pipe
 	err      error // the last system call's error
 	eof      bool
 	// fill and drain are the callbacks of src.Read and dst.Write, made
@@ -130,8 +138,8 @@ type spliceCopy struct {
 
 // spliceTCP copies src to dst until src ends, in the kernel, when both
 // are TCP sockets; handled is false, and nothing was read, otherwise.
-// count is called with the bytes of every splice into dst.
-func spliceTCP(pool *pipePool, dst, src net.Conn, count func(int)) (handled bool, err error) {
+// count is called with the bytes of every write into dst.
+func spliceTCP(pipes *pipePool, bufs *bufferPool, dst, src net.Conn, count func(int)) (handled bool, err error) {
 	dt, ok1 := tcpSocket(dst)
 	st, ok2 := tcpSocket(src)
 	if !ok1 || !ok2 {
@@ -142,51 +150,101 @@ func spliceTCP(pool *pipePool, dst, src net.Conn, count func(int)) (handled bool
 	if err1 != nil || err2 != nil {
 		return false, nil
 	}
-	sc := &spliceCopy{pool: pool, src: s, dst: d, count: count}
+	sc := &spliceCopy{pipes: pipes, bufs: bufs, src: s, dst: d, count: count}
 	sc.fill = sc.tryFill
 	sc.drain = sc.tryDrain
 	return true, sc.run()
 }
 
-// tryFill moves what src has into the (empty) pipe; false means src has
-// nothing now and the caller, src.Read, waits for it. The pipe goes back
-// to the pool for the wait.
+// tryFill moves what src has into the (empty) buffer or pipe; false means
+// src has nothing now and the caller, src.Read, waits for it. The buffer
+// or pipe goes back to its pool for the wait.
 func (sc *spliceCopy) tryFill(fd uintptr) bool {
-	if sc.p == nil {
-		if sc.p, sc.err = sc.pool.get(); sc.err != nil {
-			return true
-		}
+	if sc.spliced {
+		return sc.fillPipe(fd)
+	}
+	if sc.buf == nil {
+		sc.buf = sc.bufs.get()
 	}
 	for {
-		var n int
-		n, sc.err = splice(int(fd), sc.p.w, pipeSize)
-		switch sc.err {
+		b := *sc.buf
+		r, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch errno {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			sc.pool.put(sc.p)
-			sc.p = nil
+			sc.bufs.put(sc.buf)
+			sc.buf = nil
 			return false
-		case nil:
-			sc.p.buffered += n
-			sc.eof = n == 0
+		case 0:
+			sc.off, sc.end = 0, int(r)
+			sc.eof = r == 0
+			sc.spliced = int(r) == len(b)
+		default:
+			sc.err = os.NewSyscallError("read", errno)
 		}
 		return true
 	}
 }
 
-// tryDrain moves the pipe's bytes into dst; false means dst's send
-// buffer is full and the caller, dst.Write, waits for room.
-func (sc *spliceCopy) tryDrain(fd uintptr) bool {
-	for sc.p.buffered > 0 {
-		var n int
-		n, sc.err = splice(sc.p.r, int(fd), sc.p.buffered)
-		switch {
-		case sc.err == unix.EINTR:
+func (sc *spliceCopy) fillPipe(fd uintptr) bool {
+	if sc.p == nil {
+		if sc.p, sc.err = sc.pipes.get(); sc.err != nil {
+			return true
+		}
+	}
+	for {
+		n, err := splice(int(fd), sc.p.w, pipeSize)
+		switch err {
+		case unix.EINTR:
 			continue
-		case sc.err == unix.EAGAIN:
+		case unix.EAGAIN:
+			sc.pipes.put(sc.p)
+			sc.p = nil
 			return false
-		case sc.err != nil:
+		case nil:
+			sc.p.buffered += n
+			sc.eof = n == 0
+		default:
+			sc.err = os.NewSyscallError("splice", err)
+		}
+		return true
+	}
+}
+
+// tryDrain moves the buffer's, then the pipe's, bytes into dst; false
+// means dst's send buffer is full and the caller, dst.Write, waits for
+// room.
+func (sc *spliceCopy) tryDrain(fd uintptr) bool {
+	for sc.off < sc.end {
+		b := (*sc.buf)[sc.off:sc.end]
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		case 0:
+			sc.off += int(r)
+			sc.count(int(r))
+			continue
+		}
+		sc.err = os.NewSyscallError("write", errno)
+		return true
+	}
+	if sc.spliced && sc.buf != nil { // the last buffered bytes are out
+		sc.bufs.put(sc.buf)
+		sc.buf = nil
+	}
+	for sc.p != nil && sc.p.buffered > 0 {
+		n, err := splice(sc.p.r, int(fd), sc.p.buffered)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			sc.err = os.NewSyscallError("splice", err)
 			return true
 		case n == 0:
 			sc.err = errors.New("splice moved no bytes out of a pipe that holds some")
@@ -202,8 +260,12 @@ func (sc *spliceCopy) tryDrain(fd uintptr) bool {
 func (sc *spliceCopy) run() error {
 	defer func() {
 		if sc.p != nil {
-			sc.pool.put(sc.p) // closed if the failure left bytes in it
+			sc.pipes.put(sc.p) // closed if the failure left bytes in it
 			sc.p = nil
+		}
+		if sc.buf != nil {
+			sc.bufs.put(sc.buf)
+			sc.buf = nil
 		}
 	}()
 	for {
@@ -211,7 +273,7 @@ func (sc *spliceCopy) run() error {
 			return err
 		}
 		if sc.err != nil {
-			return os.NewSyscallError("splice", sc.err)
+			return sc.err
 		}
 		if sc.eof {
 			return nil
@@ -220,7 +282,7 @@ func (sc *spliceCopy) run() error {
 			return err
 		}
 		if sc.err != nil {
-			return os.NewSyscallError("splice", sc.err)
+			return sc.err
 		}
 	}
 }

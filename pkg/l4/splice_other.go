@@ -11,6 +11,6 @@ func (*pipePool) close() {}
 
 // spliceTCP never handles a copy where splice(2) does not exist: the
 // caller copies through a buffer.
-func spliceTCP(*pipePool, net.Conn, net.Conn, func(int)) (handled bool, err error) {
+func spliceTCP(*pipePool, *bufferPool, net.Conn, net.Conn, func(int)) (handled bool, err error) {
 	return false, nil
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // copyBufferSize is the buffer of a copy that cannot splice (a side that
-// is not a TCP or Unix socket).
+// is not a TCP or Unix socket), and of a TCP copy's first bytes: a read
+// that fills it switches that copy to splice(2).
 const copyBufferSize = 32 << 10
 
 // idleChecksPerTimeout is how many times per IdleTimeout a connection is
@@ -145,7 +146,7 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 			backend.Add(uint64(n))
 		}
 	}
-	handled, err := spliceTCP(c.proxy.pipes, dst, src, count)
+	handled, err := spliceTCP(c.proxy.pipes, c.proxy.bufs, dst, src, count)
 	if !handled {
 		err = c.copyChunks(dst, src, count)
 	}
