@@ -200,10 +200,10 @@ func (p *TCPProxy) forget(c *tcpConn) {
 	p.wg.Done()
 }
 
-// handle serves one client connection from start to end.
+// handle serves one client connection: it connects to a backend, then
+// copies backend to client until that direction ends. The connection's
+// last direction to end closes it (see tcpConn.serve).
 func (p *TCPProxy) handle(c *tcpConn) {
-	defer p.forget(c)
-	defer c.client.Close()
 	if p.keepAlive() == 0 {
 		// No idle timeout: keep-alive probes are then the only way to
 		// find a vanished client, whatever the listener set.
@@ -211,8 +211,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 		}
 	}
-	client := addrPortOf(c.client.RemoteAddr())
-	key := flowKey(client)
+	key := flowKey(addrPortOf(c.client.RemoteAddr()))
 	b, upstream, err := p.connect(key[:], c.client)
 	if err != nil {
 		p.stats.drops.Add(1)
@@ -223,20 +222,30 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		if p.closing.Load() {
 			level = slog.LevelDebug // cut short by Close, not a fault
 		}
-		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", client.String(), "err", err)
+		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", c.client.RemoteAddr().String(), "err", err)
+		c.client.Close()
+		p.forget(c)
 		return
 	}
-	defer b.Release()
-	if !c.attach(b, upstream) {
-		return // Close came while connecting
+	if !c.attach(b, upstream) { // Close came while connecting
+		b.Release()
+		c.client.Close()
+		p.forget(c)
+		return
 	}
-	err = c.pipe(p.idleTimeout())
-	if !p.Logger.Enabled(p.ctx, slog.LevelDebug) {
-		return // the arguments below would cost a dozen allocations
+	c.serve(p.idleTimeout())
+}
+
+// closed is the end of a connection that was served: the backend is
+// Released, the end logged (Debug), and the connection forgotten.
+func (p *TCPProxy) closed(c *tcpConn, err error) {
+	c.backend.Release()
+	if p.Logger.Enabled(p.ctx, slog.LevelDebug) { // the arguments cost a dozen allocations
+		p.Logger.Debug("l4: connection closed", "client", c.client.RemoteAddr().String(), "backend", c.backend.Addr,
+			"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
+			"duration", time.Since(c.started), "err", err)
 	}
-	p.Logger.Debug("l4: connection closed", "client", client.String(), "backend", b.Addr,
-		"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
-		"duration", time.Since(c.started), "err", err)
+	p.forget(c)
 }
 
 // connect selects a backend for key and connects to it for client,

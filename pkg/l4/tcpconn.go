@@ -32,8 +32,13 @@ type tcpConn struct {
 	// in and out count the bytes copied client→backend and
 	// backend→client, a chunk at a time.
 	in, out atomic.Uint64
-	// ended counts the directions whose source reached its end.
-	ended atomic.Int32
+	// ended counts the directions whose source reached its end, running
+	// those still copying.
+	ended, running atomic.Int32
+	// upErr and downErr are what ended each direction, nil for the end
+	// of its source; each is written by its direction before it counts
+	// itself out of running.
+	upErr, downErr error
 
 	// mu guards the fields below; the idle watchdog and abort take it.
 	mu       sync.Mutex
@@ -43,7 +48,7 @@ type tcpConn struct {
 	// backend, before the copying starts.
 	counters *BackendCounters
 	aborted  bool // abort ran: both sockets are closed
-	finished bool // pipe returned: the watchdog must not re-arm
+	finished bool // both directions ended: the watchdog must not re-arm
 	idle     idleWatch
 }
 
@@ -91,28 +96,41 @@ func (c *tcpConn) abortLocked() {
 	}
 }
 
-// pipe copies both ways until both directions have finished, or one
-// fails, or the connection idles for idle (0: never). It returns what
-// ended it — the idle timeout, or each direction's error — and nil when
-// both sides finished cleanly.
-func (c *tcpConn) pipe(idle time.Duration) error {
+// serve copies both ways: client to backend on a worker, backend to
+// client on the calling goroutine, and returns when the latter ends. The
+// last direction to end, whichever it is, closes the connection and hands
+// it to the proxy's closed with what ended it — the idle timeout (idle, 0
+// for none), or each direction's error, nil when both sides finished
+// cleanly. So neither goroutine waits for the other: a wait would cost a
+// park and a wake-up a connection.
+func (c *tcpConn) serve(idle time.Duration) {
 	c.startIdleWatch(idle)
-	var upErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	c.proxy.workers.run(func() {
-		defer wg.Done()
-		upErr = c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn)
-		if upErr != nil {
-			upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, upErr)
-		}
-	})
-	downErr := c.copyHalf(c.client, c.upstream, &c.out, &c.proxy.stats.bytesOut)
-	if downErr != nil {
-		downErr = fmt.Errorf("backend %s to client: %w", c.backend.Addr, downErr)
-	}
-	wg.Wait()
+	c.running.Store(2)
+	c.proxy.workers.run(c.clientToBackend)
+	c.backendToClient()
+}
 
+func (c *tcpConn) clientToBackend() {
+	if err := c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn); err != nil {
+		c.upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, err)
+	}
+	c.directionEnded()
+}
+
+func (c *tcpConn) backendToClient() {
+	if err := c.copyHalf(c.client, c.upstream, &c.out, &c.proxy.stats.bytesOut); err != nil {
+		c.downErr = fmt.Errorf("backend %s to client: %w", c.backend.Addr, err)
+	}
+	c.directionEnded()
+}
+
+// directionEnded closes the connection when the other direction has
+// ended too. The atomic count orders each direction's error before the
+// last one reads both.
+func (c *tcpConn) directionEnded() {
+	if c.running.Add(-1) > 0 {
+		return
+	}
 	c.mu.Lock()
 	c.finished = true
 	if c.idle.timer != nil {
@@ -121,11 +139,12 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 	expired := c.idle.expired
 	c.abortLocked()
 	c.mu.Unlock()
+	err := errors.Join(c.upErr, c.downErr)
 	if expired {
 		c.proxy.stats.idleTimeouts.Add(1)
-		return fmt.Errorf("closed: no byte moved either way for %v", idle)
+		err = fmt.Errorf("closed: no byte moved either way for %v", c.idle.timeout)
 	}
-	return errors.Join(upErr, downErr)
+	c.proxy.closed(c, err)
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst so its
@@ -156,8 +175,8 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 	}
 	if c.ended.Add(1) == 2 {
 		// The other way ended cleanly already, so dst has nothing left
-		// to read either: pipe's close sends the FIN, and a shutdown(2)
-		// first would be one more system call for nothing.
+		// to read either: the connection's close sends the FIN, and a
+		// shutdown(2) first would be one more system call for nothing.
 		return nil
 	}
 	return c.closeWrite(dst)
