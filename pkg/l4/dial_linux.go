@@ -238,12 +238,6 @@ func (c *backendConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil
 // CloseWrite half-closes the connection: the backend sees the end of the
 // stream, and can still send.
 func (c *backendConn) CloseWrite() error {
-	var serr error
-	if err := c.raw.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
-		return err
-	}
-	if serr != nil {
-		return os.NewSyscallError("shutdown", serr)
-	}
-	return nil
+	_, err := shutdownWrite(c)
+	return err
 }

@@ -298,3 +298,29 @@ func tcpSocket(c net.Conn) (syscall.Conn, bool) {
 	}
 	return nil, false
 }
+
+// shutdownWrite half-closes a TCP socket (shutdown(2), SHUT_WR) with a
+// raw system call: it never blocks, and the kernel sends the FIN, and on
+// a local network processes the peer's side of it, inside the call, where
+// the runtime would only hand the processor to another thread. handled is
+// false for other connections.
+func shutdownWrite(c net.Conn) (handled bool, err error) {
+	s, ok := tcpSocket(c)
+	if !ok {
+		return false, nil
+	}
+	raw, err := s.SyscallConn()
+	if err != nil {
+		return true, err
+	}
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
+	}); err != nil {
+		return true, err
+	}
+	if errno != 0 {
+		return true, os.NewSyscallError("shutdown", errno)
+	}
+	return true, nil
+}

@@ -14,3 +14,6 @@ func (*pipePool) close() {}
 func spliceTCP(*pipePool, *bufferPool, net.Conn, net.Conn, func(int)) (handled bool, err error) {
 	return false, nil
 }
+
+// shutdownWrite leaves half-closing to the connection's CloseWrite.
+func shutdownWrite(net.Conn) (handled bool, err error) { return false, nil }

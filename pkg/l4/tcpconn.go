@@ -225,14 +225,19 @@ func spliceable(dst, src net.Conn) bool {
 // closeWrite tells dst's peer that no more bytes will come. A side that
 // cannot half-close is closed whole, the only way to send the end.
 func (c *tcpConn) closeWrite(dst net.Conn) error {
-	if hc, ok := dst.(interface{ CloseWrite() error }); ok {
-		if err := hc.CloseWrite(); err != nil && !c.wasAborted() {
+	handled, err := shutdownWrite(dst)
+	if !handled {
+		hc, ok := dst.(interface{ CloseWrite() error })
+		if !ok {
 			c.abort()
-			return fmt.Errorf("half-close: %w", err)
+			return nil
 		}
-		return nil
+		err = hc.CloseWrite()
 	}
-	c.abort()
+	if err != nil && !c.wasAborted() {
+		c.abort()
+		return fmt.Errorf("half-close: %w", err)
+	}
 	return nil
 }
 
