@@ -49,6 +49,7 @@ func TestTCPKeepAlive(t *testing.T) {
 // proxiedSockets returns the two sockets of p's only connection; upstream
 // is nil until the backend connection is made.
 func proxiedSockets(p *TCPProxy) (client, upstream net.Conn) {
+	p.init() // orders the proxy's initialisation by Serve before the read
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
