@@ -17,7 +17,7 @@ const copyChunk = 1 << 20
 // even in the middle of a splice. It returns 0 for other sockets, and on
 // kernels before 4.1, which do not report these counters.
 func socketActivity(c net.Conn) uint64 {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := tcpSocket(c)
 	if !ok {
 		return 0
 	}

@@ -60,8 +60,10 @@ func TestBackendCountersUDP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st := backendStats(t, pool, be.LocalAddr().String())
-	if st.Flows != 1 || st.Packets != 4 || st.Bytes != 16 {
-		t.Errorf("backend counters %+v, want 1 flow, 4 packets, 16 bytes", st)
-	}
+	// The proxy counts a datagram after sending it on, so the reply
+	// can come back before the count of the last.
+	eventually(t, "1 flow, 4 packets and 16 bytes counted", func() bool {
+		st := backendStats(t, pool, be.LocalAddr().String())
+		return st.Flows == 1 && st.Packets == 4 && st.Bytes == 16
+	})
 }

@@ -49,6 +49,7 @@ func TestTCPKeepAlive(t *testing.T) {
 // proxiedSockets returns the two sockets of p's only connection; upstream
 // is nil until the backend connection is made.
 func proxiedSockets(p *TCPProxy) (client, upstream net.Conn) {
+	p.init() // orders the proxy's initialisation by Serve before the read
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
@@ -61,7 +62,7 @@ func proxiedSockets(p *TCPProxy) (client, upstream net.Conn) {
 
 func keepAliveOn(t *testing.T, c net.Conn) bool {
 	t.Helper()
-	raw, err := c.(*net.TCPConn).SyscallConn()
+	raw, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

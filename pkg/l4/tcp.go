@@ -33,9 +33,8 @@ const maxAcceptBackoff = time.Second
 // For each accepted connection it selects a backend with the client's
 // address and port as key, connects to it (trying other backends, never
 // one twice, when a connection attempt fails), then copies bytes both ways
-// until both sides have finished. Between two TCP sockets the copy is
-// io.Copy, which Linux performs with splice(2): the bytes never enter the
-// process. A side that finishes sending (FIN) is half-closed towards the
+// until both sides have finished. Between two TCP sockets Linux copies
+// with splice(2) through a pipe: the bytes never enter the process. A side that finishes sending (FIN) is half-closed towards the
 // other, so protocols that half-close work. The backend is Acquired for
 // the connection's life, so LeastLoaded and the status report see it.
 //
@@ -71,7 +70,8 @@ type TCPProxy struct {
 	ctx       context.Context // cancelled by Close and an expired Shutdown
 	cancel    context.CancelFunc
 	bufs      *bufferPool
-	workers   *workers // run each connection's two directions
+	pipes     *pipePool // splice pipes between transfers
+	workers   *workers  // run each connection's two directions
 	stats     counters
 	closing   atomic.Bool
 	mu        sync.Mutex // guards listeners and conns
@@ -87,6 +87,7 @@ func (p *TCPProxy) init() {
 		}
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		p.bufs = newBufferPool(copyBufferSize)
+		p.pipes = new(pipePool)
 		p.workers = newWorkers(p.ctx.Done())
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[*tcpConn]struct{}{}
@@ -199,10 +200,10 @@ func (p *TCPProxy) forget(c *tcpConn) {
 	p.wg.Done()
 }
 
-// handle serves one client connection from start to end.
+// handle serves one client connection: it connects to a backend, then
+// copies backend to client until that direction ends. The connection's
+// last direction to end closes it (see tcpConn.serve).
 func (p *TCPProxy) handle(c *tcpConn) {
-	defer p.forget(c)
-	defer c.client.Close()
 	if p.keepAlive() == 0 {
 		// No idle timeout: keep-alive probes are then the only way to
 		// find a vanished client, whatever the listener set.
@@ -210,8 +211,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 		}
 	}
-	client := addrPortOf(c.client.RemoteAddr())
-	key := flowKey(client)
+	key := flowKey(addrPortOf(c.client.RemoteAddr()))
 	b, upstream, err := p.connect(key[:], c.client)
 	if err != nil {
 		p.stats.drops.Add(1)
@@ -222,30 +222,39 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		if p.closing.Load() {
 			level = slog.LevelDebug // cut short by Close, not a fault
 		}
-		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", client.String(), "err", err)
+		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", c.client.RemoteAddr().String(), "err", err)
+		c.client.Close()
+		p.forget(c)
 		return
 	}
-	defer b.Release()
-	if !c.attach(b, upstream) {
-		return // Close came while connecting
+	if !c.attach(b, upstream) { // Close came while connecting
+		b.Release()
+		c.client.Close()
+		p.forget(c)
+		return
 	}
-	err = c.pipe(p.idleTimeout())
-	if !p.Logger.Enabled(p.ctx, slog.LevelDebug) {
-		return // the arguments below would cost a dozen allocations
+	c.serve(p.idleTimeout())
+}
+
+// closed is the end of a connection that was served: the backend is
+// Released, the end logged (Debug), and the connection forgotten.
+func (p *TCPProxy) closed(c *tcpConn, err error) {
+	c.backend.Release()
+	if p.Logger.Enabled(p.ctx, slog.LevelDebug) { // the arguments cost a dozen allocations
+		p.Logger.Debug("l4: connection closed", "client", c.client.RemoteAddr().String(), "backend", c.backend.Addr,
+			"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
+			"duration", time.Since(c.started), "err", err)
 	}
-	p.Logger.Debug("l4: connection closed", "client", client.String(), "backend", b.Addr,
-		"bytes_in", c.in.Load(), "bytes_out", c.out.Load(),
-		"duration", time.Since(c.started), "err", err)
+	p.forget(c)
 }
 
 // connect selects a backend for key and connects to it for client,
 // trying up to MaxRetries other backends when an attempt fails. The
 // backend it returns is Acquired; the caller Releases it.
 func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, error) {
-	d := net.Dialer{Timeout: p.connectTimeout(), KeepAlive: p.keepAlive()}
 	dial := func(b *lb.Backend) (net.Conn, error) {
 		start := time.Now()
-		conn, err := d.DialContext(p.ctx, b.Network(), b.DialAddr())
+		conn, err := p.dial(b, start.Add(p.connectTimeout()))
 		if err != nil || p.ProxyProtocol == 0 {
 			return conn, err
 		}
@@ -256,6 +265,19 @@ func (p *TCPProxy) connect(key []byte, client net.Conn) (*lb.Backend, net.Conn, 
 		return conn, nil
 	}
 	return dialAny(p.ctx, p.LB, key, 1+max(p.MaxRetries, 0), dial, &p.stats)
+}
+
+// dial connects to b by deadline: with the proxy's own dialer where it
+// has one and b's address is an IP address and port, with net.Dialer
+// otherwise (a host name, a Unix socket).
+func (p *TCPProxy) dial(b *lb.Backend, deadline time.Time) (net.Conn, error) {
+	if b.Network() == "tcp" {
+		if conn, ok, err := dialBackendTCP(p.ctx, b.DialAddr(), deadline, p.keepAlive() == 0); ok {
+			return conn, err
+		}
+	}
+	d := net.Dialer{Deadline: deadline, KeepAlive: p.keepAlive()}
+	return d.DialContext(p.ctx, b.Network(), b.DialAddr())
 }
 
 // keepAlive is the Dialer.KeepAlive of backend connections: none when an
@@ -296,10 +318,12 @@ func (p *TCPProxy) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		p.cancel() // lets the idle workers go
+		p.pipes.close()
 		return nil
 	case <-ctx.Done():
 		p.closeAll()
 		<-done
+		p.pipes.close()
 		return ctx.Err()
 	}
 }
@@ -311,6 +335,7 @@ func (p *TCPProxy) Close() error {
 	p.stopAccepting()
 	p.closeAll()
 	p.wg.Wait()
+	p.pipes.close()
 	return nil
 }
 

@@ -13,7 +13,8 @@ import (
 )
 
 // copyBufferSize is the buffer of a copy that cannot splice (a side that
-// is not a TCP or Unix socket).
+// is not a TCP or Unix socket), and of a TCP copy's first bytes: a read
+// that fills it switches that copy to splice(2).
 const copyBufferSize = 32 << 10
 
 // idleChecksPerTimeout is how many times per IdleTimeout a connection is
@@ -31,8 +32,13 @@ type tcpConn struct {
 	// in and out count the bytes copied client→backend and
 	// backend→client, a chunk at a time.
 	in, out atomic.Uint64
-	// ended counts the directions whose source reached its end.
-	ended atomic.Int32
+	// ended counts the directions whose source reached its end, running
+	// those still copying.
+	ended, running atomic.Int32
+	// upErr and downErr are what ended each direction, nil for the end
+	// of its source; each is written by its direction before it counts
+	// itself out of running.
+	upErr, downErr error
 
 	// mu guards the fields below; the idle watchdog and abort take it.
 	mu       sync.Mutex
@@ -42,7 +48,7 @@ type tcpConn struct {
 	// backend, before the copying starts.
 	counters *BackendCounters
 	aborted  bool // abort ran: both sockets are closed
-	finished bool // pipe returned: the watchdog must not re-arm
+	finished bool // both directions ended: the watchdog must not re-arm
 	idle     idleWatch
 }
 
@@ -90,28 +96,41 @@ func (c *tcpConn) abortLocked() {
 	}
 }
 
-// pipe copies both ways until both directions have finished, or one
-// fails, or the connection idles for idle (0: never). It returns what
-// ended it — the idle timeout, or each direction's error — and nil when
-// both sides finished cleanly.
-func (c *tcpConn) pipe(idle time.Duration) error {
+// serve copies both ways: client to backend on a worker, backend to
+// client on the calling goroutine, and returns when the latter ends. The
+// last direction to end, whichever it is, closes the connection and hands
+// it to the proxy's closed with what ended it — the idle timeout (idle, 0
+// for none), or each direction's error, nil when both sides finished
+// cleanly. So neither goroutine waits for the other: a wait would cost a
+// park and a wake-up a connection.
+func (c *tcpConn) serve(idle time.Duration) {
 	c.startIdleWatch(idle)
-	var upErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	c.proxy.workers.run(func() {
-		defer wg.Done()
-		upErr = c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn)
-		if upErr != nil {
-			upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, upErr)
-		}
-	})
-	downErr := c.copyHalf(c.client, c.upstream, &c.out, &c.proxy.stats.bytesOut)
-	if downErr != nil {
-		downErr = fmt.Errorf("backend %s to client: %w", c.backend.Addr, downErr)
-	}
-	wg.Wait()
+	c.running.Store(2)
+	c.proxy.workers.run(c.clientToBackend)
+	c.backendToClient()
+}
 
+func (c *tcpConn) clientToBackend() {
+	if err := c.copyHalf(c.upstream, c.client, &c.in, &c.proxy.stats.bytesIn); err != nil {
+		c.upErr = fmt.Errorf("client to backend %s: %w", c.backend.Addr, err)
+	}
+	c.directionEnded()
+}
+
+func (c *tcpConn) backendToClient() {
+	if err := c.copyHalf(c.client, c.upstream, &c.out, &c.proxy.stats.bytesOut); err != nil {
+		c.downErr = fmt.Errorf("backend %s to client: %w", c.backend.Addr, err)
+	}
+	c.directionEnded()
+}
+
+// directionEnded closes the connection when the other direction has
+// ended too. The atomic count orders each direction's error before the
+// last one reads both.
+func (c *tcpConn) directionEnded() {
+	if c.running.Add(-1) > 0 {
+		return
+	}
 	c.mu.Lock()
 	c.finished = true
 	if c.idle.timer != nil {
@@ -120,22 +139,54 @@ func (c *tcpConn) pipe(idle time.Duration) error {
 	expired := c.idle.expired
 	c.abortLocked()
 	c.mu.Unlock()
+	err := errors.Join(c.upErr, c.downErr)
 	if expired {
 		c.proxy.stats.idleTimeouts.Add(1)
-		return fmt.Errorf("closed: no byte moved either way for %v", idle)
+		err = fmt.Errorf("closed: no byte moved either way for %v", c.idle.timeout)
 	}
-	return errors.Join(upErr, downErr)
+	c.proxy.closed(c, err)
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst so its
-// peer sees the end too. It copies in chunks of copyChunk so that the
-// counters advance while a long transfer runs; between TCP sockets each
-// chunk is one splice(2) loop. An error closes both sides, so the other
-// direction ends as well.
+// peer sees the end too. Between two TCP sockets on Linux the bytes move
+// in the kernel (spliceTCP); otherwise through a buffer. The counters
+// advance with every write, so that they show a long transfer as it
+// runs. An error closes both sides, so the other direction ends as well.
 func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error {
 	// Bytes towards the backend count in its share too.
-	toBackend := conn == &c.in
-	backend := c.counters
+	var backend *atomic.Uint64
+	if conn == &c.in && c.counters != nil {
+		backend = &c.counters.bytes
+	}
+	count := func(n int) {
+		conn.Add(uint64(n))
+		total.Add(uint64(n))
+		if backend != nil {
+			backend.Add(uint64(n))
+		}
+	}
+	handled, err := spliceTCP(c.proxy.pipes, c.proxy.bufs, dst, src, count)
+	if !handled {
+		err = c.copyChunks(dst, src, count)
+	}
+	if err != nil {
+		c.abort()
+		return err
+	}
+	if c.ended.Add(1) == 2 {
+		// The other way ended cleanly already, so dst has nothing left
+		// to read either: the connection's close sends the FIN, and a
+		// shutdown(2) first would be one more system call for nothing.
+		return nil
+	}
+	return c.closeWrite(dst)
+}
+
+// copyChunks copies src to dst with io.Copy, in chunks of copyChunk so
+// that count sees a long transfer as it runs. A Unix socket to a TCP
+// socket still splices (TCPConn.ReadFrom); other pairs go through one
+// pooled buffer.
+func (c *tcpConn) copyChunks(dst, src net.Conn, count func(int)) error {
 	var w io.Writer = dst
 	var buf []byte
 	if !spliceable(dst, src) {
@@ -150,24 +201,9 @@ func (c *tcpConn) copyHalf(dst, src net.Conn, conn, total *atomic.Uint64) error 
 	for {
 		chunk.N = copyChunk
 		n, err := io.CopyBuffer(w, &chunk, buf)
-		conn.Add(uint64(n))
-		total.Add(uint64(n))
-		if toBackend && backend != nil {
-			backend.bytes.Add(uint64(n))
-		}
-		if err != nil {
-			c.abort()
+		count(int(n))
+		if err != nil || chunk.N > 0 { // an error, or src reached EOF
 			return err
-		}
-		if chunk.N > 0 { // the chunk ended early: src reached EOF
-			if c.ended.Add(1) == 2 {
-				// The other way ended cleanly already, so dst has
-				// nothing left to read either: pipe's close sends the
-				// FIN, and a shutdown(2) first would be one more
-				// system call for nothing.
-				return nil
-			}
-			return c.closeWrite(dst)
 		}
 	}
 }
@@ -189,14 +225,19 @@ func spliceable(dst, src net.Conn) bool {
 // closeWrite tells dst's peer that no more bytes will come. A side that
 // cannot half-close is closed whole, the only way to send the end.
 func (c *tcpConn) closeWrite(dst net.Conn) error {
-	if hc, ok := dst.(interface{ CloseWrite() error }); ok {
-		if err := hc.CloseWrite(); err != nil && !c.wasAborted() {
+	handled, err := shutdownWrite(dst)
+	if !handled {
+		hc, ok := dst.(interface{ CloseWrite() error })
+		if !ok {
 			c.abort()
-			return fmt.Errorf("half-close: %w", err)
+			return nil
 		}
-		return nil
+		err = hc.CloseWrite()
 	}
-	c.abort()
+	if err != nil && !c.wasAborted() {
+		c.abort()
+		return fmt.Errorf("half-close: %w", err)
+	}
 	return nil
 }
 
