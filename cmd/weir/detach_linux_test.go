@@ -5,13 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/dataplane"
@@ -98,37 +95,21 @@ func TestReloadDetachesDroppedInterface(t *testing.T) {
 // plane pinned at pin hooks each interface.
 func interfacesIn(t *testing.T, ns, pin string) map[string]dataplane.Attachment {
 	t.Helper()
-	type result struct {
-		states []dataplane.InterfaceState
-		err    error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromName(ns)
-		if err == nil {
-			defer h.Close()
-			err = netns.Set(h)
-		}
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
+	var states []dataplane.InterfaceState
+	err := onThreadIn(enterNamed(ns), func() error {
 		dp, err := dataplane.Open(dataplane.Options{PinPath: pin})
 		if err != nil {
-			ch <- result{err: err}
-			return
+			return err
 		}
 		defer dp.Close()
-		states, err := dp.Interfaces()
-		ch <- result{states, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("read the hooks in %s: %v", ns, r.err)
+		states, err = dp.Interfaces()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("read the hooks in %s: %v", ns, err)
 	}
 	out := map[string]dataplane.Attachment{}
-	for _, s := range r.states {
+	for _, s := range states {
 		out[s.Name] = s.Attachment
 	}
 	return out

@@ -2,16 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weir-lb/weir/internal/testenv"
@@ -19,24 +18,18 @@ import (
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
 
+// errNoNetns says the test could not create a network namespace.
+var errNoNetns = errors.New("cannot create a network namespace")
+
 // inNewNetns runs f on a thread of its own in a new network namespace,
-// which the thread takes with it when it ends: nothing of the test
-// process's namespace changes.
+// removed when f returns: nothing of the test process's namespace changes.
 func inNewNetns(t *testing.T, f func() error) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		ns, err := netns.New()
-		if err != nil {
-			testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
-			errc <- nil
-			return
-		}
-		defer ns.Close()
-		errc <- f()
-	}()
-	if err := <-errc; err != nil {
+	err := onThreadIn(enterNew, f)
+	if errors.Is(err, errNoNetns) {
+		testenv.SkipOrFail(t, err.Error())
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
