@@ -96,7 +96,7 @@ func TestReloadDetachesDroppedInterface(t *testing.T) {
 func interfacesIn(t *testing.T, ns, pin string) map[string]dataplane.Attachment {
 	t.Helper()
 	var states []dataplane.InterfaceState
-	err := onThreadIn(enterNamed(ns), func() error {
+	err := testenv.OnThreadIn(enterNamed(ns), func() error {
 		dp, err := dataplane.Open(dataplane.Options{PinPath: pin})
 		if err != nil {
 			return err

@@ -25,7 +25,7 @@ var errNoNetns = errors.New("cannot create a network namespace")
 // removed when f returns: nothing of the test process's namespace changes.
 func inNewNetns(t *testing.T, f func() error) {
 	t.Helper()
-	err := onThreadIn(enterNew, f)
+	err := testenv.OnThreadIn(enterNew, f)
 	if errors.Is(err, errNoNetns) {
 		testenv.SkipOrFail(t, err.Error())
 	}

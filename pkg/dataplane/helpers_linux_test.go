@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -73,38 +72,15 @@ func openAt(t testing.TB, opts Options) *Dataplane {
 // test process's own namespace changes.
 func newNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
+	ns, err := testenv.NewNetns()
+	if err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread ends up in the new namespace; it stays locked so that
-		// it exits with this goroutine instead of serving others.
-		runtime.LockOSThread()
-		ns, err := netns.New()
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", r.err))
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	return r.ns
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
 
 // inNetns runs f on a thread inside ns and returns its error.
 func inNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Locked and never unlocked: the thread dies with the goroutine
-		// rather than carry ns back into the scheduler's pool.
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return testenv.InNetns(ns, f)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -156,36 +155,15 @@ func vethPair(a, b string, rx *ebpf.Program) (netlink.Link, error) {
 // newNetns creates a network namespace, closed when t ends.
 func newNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
+	ns, err := testenv.NewNetns()
+	if err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread is left in the new namespace and dies with this
-		// goroutine.
-		runtime.LockOSThread()
-		ns, err := netns.New()
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", r.err))
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	return r.ns
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
 
-// inNetns runs f on a thread inside ns, which dies afterwards.
+// inNetns runs f on a thread inside ns.
 func inNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return testenv.InNetns(ns, f)
 }
