@@ -275,29 +275,8 @@ func testDSREndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 	for _, s := range services {
 		name := fmt.Sprintf("%s/%d", s.svc.VIP, s.svc.Proto)
 		t.Run(name, func(t *testing.T) {
-			reply, err := exchange(topo.client, s.svc.Proto, s.svc.VIP, "hello "+name)
-			if err != nil {
-				t.Fatalf("exchange with %s: %v\n%s", s.svc.VIP, err, dsrDiagnostics(t, d, topo, s.svc.ID))
-			}
-			// The backend's accepted socket (or datagram) names the client itself.
-			seen, msg, _ := strings.Cut(reply, " ")
-			peer, err := netip.ParseAddrPort(seen)
-			if err != nil || msg != "hello "+name {
-				t.Fatalf("reply %q: want \"<peer> hello %s\"", reply, name)
-			}
-			if peer.Addr() != s.client {
-				t.Errorf("backend saw the client as %s, want the client's own address %s", peer, s.client)
-			}
-			st := serviceState(t, d, s.svc.ID)
-			if st.Stats.Packets < 1 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
-				t.Errorf("counters %+v, backend %+v: want the client's packets on one new flow, all to the backend",
-					st.Stats, st.BackendStats[0])
-			}
-			for reason, n := range st.Stats.Drops {
-				if n != 0 {
-					t.Errorf("%d packets dropped as %s", n, reason)
-				}
-			}
+			checkClientSeen(t, d, topo, s.svc, s.client, name)
+			checkOneFlow(t, d, s.svc.ID)
 		})
 	}
 }
@@ -362,4 +341,39 @@ func startCountServer(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) {
 		n, _ := io.Copy(io.Discard, c)
 		fmt.Fprintf(c, "%d", n)
 	})
+}
+
+// checkClientSeen exchanges a message with svc from topo's client and
+// checks that the backend, which prefixes its reply with the peer address
+// its socket names, saw the client's own address.
+func checkClientSeen(t *testing.T, d *Dataplane, topo dsrTopology, svc Service, client netip.Addr, name string) {
+	t.Helper()
+	reply, err := exchange(topo.client, svc.Proto, svc.VIP, "hello "+name)
+	if err != nil {
+		t.Fatalf("exchange with %s: %v\n%s", svc.VIP, err, dsrDiagnostics(t, d, topo, svc.ID))
+	}
+	seen, msg, _ := strings.Cut(reply, " ")
+	peer, err := netip.ParseAddrPort(seen)
+	if err != nil || msg != "hello "+name {
+		t.Fatalf("reply %q: want \"<peer> hello %s\"", reply, name)
+	}
+	if peer.Addr() != client {
+		t.Errorf("backend saw the client as %s, want the client's own address %s", peer, client)
+	}
+}
+
+// checkOneFlow checks that service id counted the client's packets on one
+// new flow, all to its backend, and dropped none.
+func checkOneFlow(t *testing.T, d *Dataplane, id uint32) {
+	t.Helper()
+	st := serviceState(t, d, id)
+	if st.Stats.Packets < 1 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
+		t.Errorf("counters %+v, backend %+v: want the client's packets on one new flow, all to the backend",
+			st.Stats, st.BackendStats[0])
+	}
+	for reason, n := range st.Stats.Drops {
+		if n != 0 {
+			t.Errorf("%d packets dropped as %s", n, reason)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -96,30 +95,9 @@ func testGUEEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 						dsrDiagnostics(t, d, topo, s.svc.ID))
 				}
 			} else {
-				reply, err := exchange(topo.client, s.svc.Proto, s.svc.VIP, "hello "+name)
-				if err != nil {
-					t.Fatalf("exchange with %s: %v\n%s", s.svc.VIP, err, dsrDiagnostics(t, d, topo, s.svc.ID))
-				}
-				// The backend's accepted socket (or datagram) names the client itself.
-				seen, msg, _ := strings.Cut(reply, " ")
-				peer, err := netip.ParseAddrPort(seen)
-				if err != nil || msg != "hello "+name {
-					t.Fatalf("reply %q: want \"<peer> hello %s\"", reply, name)
-				}
-				if peer.Addr() != s.client {
-					t.Errorf("backend saw the client as %s, want the client's own address %s", peer, s.client)
-				}
+				checkClientSeen(t, d, topo, s.svc, s.client, name)
 			}
-			st := serviceState(t, d, s.svc.ID)
-			if st.Stats.Packets < 1 || st.Stats.NewFlows != 1 || st.BackendStats[0].Packets != st.Stats.Packets {
-				t.Errorf("counters %+v, backend %+v: want the client's packets on one new flow, all to the backend",
-					st.Stats, st.BackendStats[0])
-			}
-			for reason, n := range st.Stats.Drops {
-				if n != 0 {
-					t.Errorf("%d packets dropped as %s", n, reason)
-				}
-			}
+			checkOneFlow(t, d, s.svc.ID)
 		})
 	}
 }
