@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"runtime"
+	"testing"
 
 	"github.com/vishvananda/netns"
 )
@@ -64,4 +65,16 @@ func NewNetns() (netns.NsHandle, error) {
 		ns.Close()
 	}
 	return ns, err
+}
+
+// Netns creates a network namespace for t, closed when t ends; it skips t
+// (or fails it, under WEIR_REQUIRE_PRIVILEGED=1) when it cannot.
+func Netns(t testing.TB) netns.NsHandle {
+	t.Helper()
+	ns, err := NewNetns()
+	if err != nil {
+		SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }

@@ -186,19 +186,7 @@ func setUpBackendFor(t *testing.T, ns netns.NsHandle, ifname string, fwd Forward
 // XDP runs with full checksums only, as in TestEndToEnd.
 func TestDSREndToEnd(t *testing.T) {
 	needBPF(t)
-	forEachHook(t, func(t *testing.T, hook Hook) {
-		for _, variant := range []struct {
-			name          string
-			fullChecksums bool
-		}{{"checksum offload", false}, {"full checksums", true}} {
-			if hook != HookTC && !variant.fullChecksums {
-				continue
-			}
-			t.Run(variant.name, func(t *testing.T) {
-				testDSREndToEnd(t, hook, variant.fullChecksums)
-			})
-		}
-	})
+	forEachHookAndChecksum(t, testDSREndToEnd)
 }
 
 func testDSREndToEnd(t *testing.T, hook Hook, fullChecksums bool) {

@@ -21,19 +21,7 @@ import (
 // XDP runs with full checksums only, as in TestEndToEnd.
 func TestGUEEndToEnd(t *testing.T) {
 	needBPF(t)
-	forEachHook(t, func(t *testing.T, hook Hook) {
-		for _, variant := range []struct {
-			name          string
-			fullChecksums bool
-		}{{"checksum offload", false}, {"full checksums", true}} {
-			if hook != HookTC && !variant.fullChecksums {
-				continue
-			}
-			t.Run(variant.name, func(t *testing.T) {
-				testGUEEndToEnd(t, hook, variant.fullChecksums)
-			})
-		}
-	})
+	forEachHookAndChecksum(t, testGUEEndToEnd)
 }
 
 func testGUEEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {

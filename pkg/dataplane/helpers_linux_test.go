@@ -68,17 +68,8 @@ func openAt(t testing.TB, opts Options) *Dataplane {
 	return d
 }
 
-// newNetns creates a network namespace, closed when t ends. Nothing in the
-// test process's own namespace changes.
-func newNetns(t testing.TB) netns.NsHandle {
-	t.Helper()
-	ns, err := testenv.NewNetns()
-	if err != nil {
-		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+// newNetns creates a network namespace, closed when t ends.
+func newNetns(t testing.TB) netns.NsHandle { return testenv.Netns(t) }
 
 // inNetns runs f on a thread inside ns and returns its error.
 func inNetns(ns netns.NsHandle, f func() error) error {

@@ -153,15 +153,7 @@ func vethPair(a, b string, rx *ebpf.Program) (netlink.Link, error) {
 }
 
 // newNetns creates a network namespace, closed when t ends.
-func newNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	ns, err := testenv.NewNetns()
-	if err != nil {
-		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace: %v", err))
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+func newNetns(t testing.TB) netns.NsHandle { return testenv.Netns(t) }
 
 // inNetns runs f on a thread inside ns.
 func inNetns(ns netns.NsHandle, f func() error) error {
