@@ -44,13 +44,15 @@ func TestDSRTooBigEndToEnd(t *testing.T) {
 				continue
 			}
 			t.Run(variant.name, func(t *testing.T) {
-				testDSRTooBigEndToEnd(t, hook, variant.clientOffload, variant.lbOffload)
+				testDSRTooBigEndToEnd(t, hook, ForwardingDSRIPIP, variant.clientOffload, variant.lbOffload)
 			})
 		}
 	})
 }
 
-func testDSRTooBigEndToEnd(t *testing.T, hook Hook, clientOffload, lbOffload bool) {
+// testDSRTooBigEndToEnd runs the uploads through services forwarding fwd
+// (IPIP or GUE), whose outer headers the client's path MTU loses.
+func testDSRTooBigEndToEnd(t *testing.T, hook Hook, fwd Forwarding, clientOffload, lbOffload bool) {
 	topo := newDSRTopology(t, !clientOffload)
 	readyForXDP(t, hook, topo.client, topo.backend)
 	if err := inNetns(topo.client, func() error { return noSegmentation("cl-0") }); err != nil {
@@ -62,17 +64,21 @@ func testDSRTooBigEndToEnd(t *testing.T, hook Hook, clientOffload, lbOffload boo
 	opts := testOptions(filepath.Join(newBPFFS(t), "weir"))
 	d := openAt(t, opts)
 	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
+	udp := 0 // the outer UDP header's length
+	if fwd == ForwardingDSRGUE {
+		udp = 8
+	}
 	services := []struct {
 		svc       Service
 		backend   netip.Addr
 		clientMTU int
 	}{
 		{Service{ID: 0, VIP: netip.MustParseAddrPort("192.0.2.10:81"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"),
-			Forwarding: ForwardingDSRIPIP}, netip.MustParseAddr("203.0.113.11"), 1500 - 20},
+			Forwarding: fwd}, netip.MustParseAddr("203.0.113.11"), 1500 - 20 - udp},
 		{Service{ID: 1, VIP: netip.MustParseAddrPort("[2001:db8::10]:81"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("2001:db8:1::1"),
-			Forwarding: ForwardingDSRIPIP}, netip.MustParseAddr("2001:db8:1::11"), 1500 - 40},
+			Forwarding: fwd}, netip.MustParseAddr("2001:db8:1::11"), 1500 - 40 - udp},
 	}
-	how := setUpDSRBackend(t, topo.backend, "be-0", "192.0.2.10:81", "[2001:db8::10]:81")
+	how := setUpBackendFor(t, topo.backend, "be-0", fwd, DefaultGUEPort, "192.0.2.10:81", "[2001:db8::10]:81")
 	t.Logf("the backend decapsulates with %s", how)
 	for _, s := range services {
 		if _, err := d.SetService(s.svc, []netip.AddrPort{netip.AddrPortFrom(s.backend, 81)}, constantTable(d.opts.TableSize, 0)); err != nil {

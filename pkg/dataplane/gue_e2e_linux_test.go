@@ -97,48 +97,8 @@ func testGUEEndToEnd(t *testing.T, hook Hook, fullChecksums bool) {
 // 1500 less the outer IP and UDP headers.
 func TestGUETooBigEndToEnd(t *testing.T) {
 	needBPF(t)
-	forEachHook(t, testGUETooBigEndToEnd)
+	forEachHook(t, func(t *testing.T, hook Hook) {
+		testDSRTooBigEndToEnd(t, hook, ForwardingDSRGUE, false, false)
+	})
 }
 
-func testGUETooBigEndToEnd(t *testing.T, hook Hook) {
-	topo := newDSRTopology(t, true)
-	readyForXDP(t, hook, topo.client, topo.backend)
-	if err := inNetns(topo.client, func() error { return noSegmentation("cl-0") }); err != nil {
-		t.Fatal(err)
-	}
-	d := openAt(t, testOptions(filepath.Join(newBPFFS(t), "weir")))
-	attachIn(t, d, hook, topo.lb, "lb-c", "lb-b")
-	services := []struct {
-		svc       Service
-		backend   netip.Addr
-		clientMTU int
-	}{
-		{Service{ID: 0, VIP: netip.MustParseAddrPort("192.0.2.10:81"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("203.0.113.1"),
-			Forwarding: ForwardingDSRGUE}, netip.MustParseAddr("203.0.113.11"), 1500 - 20 - 8},
-		{Service{ID: 1, VIP: netip.MustParseAddrPort("[2001:db8::10]:81"), Proto: ProtoTCP, SNAT: netip.MustParseAddr("2001:db8:1::1"),
-			Forwarding: ForwardingDSRGUE}, netip.MustParseAddr("2001:db8:1::11"), 1500 - 40 - 8},
-	}
-	how := setUpBackendFor(t, topo.backend, "be-0", ForwardingDSRGUE, DefaultGUEPort, "192.0.2.10:81", "[2001:db8::10]:81")
-	t.Logf("the backend decapsulates with %s", how)
-	for _, s := range services {
-		if _, err := d.SetService(s.svc, []netip.AddrPort{netip.AddrPortFrom(s.backend, 81)}, constantTable(d.opts.TableSize, 0)); err != nil {
-			t.Fatalf("SetService: %v", err)
-		}
-		startCountServer(t, topo.backend, s.svc.VIP)
-	}
-	for _, s := range services {
-		t.Run(s.svc.VIP.String(), func(t *testing.T) {
-			got, err := upload(topo.client, s.svc.VIP, make([]byte, bulkSize))
-			if err != nil || got != bulkSize {
-				t.Fatalf("upload through %s: the backend counted %d, %v; want %d\n%s", s.svc.VIP, got, err, bulkSize,
-					dsrDiagnostics(t, d, topo, s.svc.ID))
-			}
-			if n := serviceState(t, d, s.svc.ID).Stats.Drops[DropDSRTooBig]; n == 0 {
-				t.Errorf("no packet counted as %s: the test did not test the MTU answer", DropDSRTooBig)
-			}
-			if mtu, err := pathMTU(topo.client, s.svc.VIP.Addr()); err != nil || mtu != s.clientMTU {
-				t.Errorf("client's path MTU towards %s: %d (%v), want %d", s.svc.VIP.Addr(), mtu, err, s.clientMTU)
-			}
-		})
-	}
-}
