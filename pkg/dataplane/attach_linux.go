@@ -342,12 +342,12 @@ func detachLegacy(ifname string, ifindex int) error {
 
 // linkPin is where the tcx link of ifname is pinned.
 func (d *Dataplane) linkPin(ifname string) string {
-	return filepath.Join(d.opts.PinPath, "link_ingress_"+ifname)
+	return filepath.Join(d.opts.PinPath, tcxPinPrefix+ifname)
 }
 
 // xdpPin is where the XDP link of ifname is pinned.
 func (d *Dataplane) xdpPin(ifname string) string {
-	return filepath.Join(d.opts.PinPath, "link_xdp_"+ifname)
+	return filepath.Join(d.opts.PinPath, xdpPinPrefix+ifname)
 }
 
 func interfaceIndex(ifname string) (int, error) {
