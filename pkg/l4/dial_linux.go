@@ -84,20 +84,23 @@ func connectTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time, keep
 
 // rawSockaddr returns ap as a socket address for connect(2).
 func rawSockaddr(ap netip.AddrPort) (family int, sa unix.RawSockaddrInet6, salen int) {
-	port := ap.Port()
 	if a := ap.Addr().Unmap(); a.Is4() {
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
 		sa4.Family = unix.AF_INET
 		sa4.Addr = a.As4()
-		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
+		putPort(&sa4.Port, ap.Port())
 		return unix.AF_INET, sa, unix.SizeofSockaddrInet4
 	}
 	sa.Family = unix.AF_INET6
 	sa.Addr = ap.Addr().As16()
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(port>>8), byte(port)
+	putPort(&sa.Port, ap.Port())
 	return unix.AF_INET6, sa, unix.SizeofSockaddrInet6
+}
+
+// putPort stores port in network byte order into a sockaddr's port field.
+func putPort(field *uint16, port uint16) {
+	p := (*[2]byte)(unsafe.Pointer(field))
+	p[0], p[1] = byte(port>>8), byte(port)
 }
 
 // setSocketOptions sets what net.Dialer sets on a TCP connection:
