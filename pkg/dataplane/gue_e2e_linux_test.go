@@ -101,4 +101,3 @@ func TestGUETooBigEndToEnd(t *testing.T) {
 		testDSRTooBigEndToEnd(t, hook, ForwardingDSRGUE, false, false)
 	})
 }
-
