@@ -24,54 +24,66 @@ func TestTCPKeepAlive(t *testing.T) {
 		{name: "idle timeout set", idle: time.Minute, want: false},
 		{name: "no idle timeout", idle: -1, want: true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			backend := startTCPBackend(t, "127.0.0.1", func(c net.Conn) { io.Copy(io.Discard, c) })
-			proxy := &TCPProxy{LB: newPool(t, nil, []string{backend.addr}), IdleTimeout: tt.idle}
-			c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
-			if _, err := c.Write([]byte("x")); err != nil {
-				t.Fatal(err)
-			}
-			var client, upstream net.Conn
-			eventually(t, "the backend connection", func() bool {
-				client, upstream = proxiedSockets(proxy)
-				return upstream != nil
-			})
-			for side, conn := range map[string]net.Conn{"client": client, "backend": upstream} {
-				if got := keepAliveOn(t, conn); got != tt.want {
-					t.Errorf("SO_KEEPALIVE on the %s side = %v, want %v", side, got, tt.want)
+	forEachEngine(t, func(t *testing.T, portable bool) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				backend := startTCPBackend(t, "127.0.0.1", func(c net.Conn) { io.Copy(io.Discard, c) })
+				proxy := &TCPProxy{LB: newPool(t, nil, []string{backend.addr}), IdleTimeout: tt.idle, portable: portable}
+				c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
+				if _, err := c.Write([]byte("x")); err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
-	}
+				var client, upstream int
+				eventually(t, "the backend connection", func() bool {
+					var ok bool
+					client, upstream, ok = proxiedFds(proxy)
+					return ok
+				})
+				for side, fd := range map[string]int{"client": client, "backend": upstream} {
+					if got := keepAliveOn(t, fd); got != tt.want {
+						t.Errorf("SO_KEEPALIVE on the %s side = %v, want %v", side, got, tt.want)
+					}
+				}
+			})
+		}
+	})
 }
 
-// proxiedSockets returns the two sockets of p's only connection; upstream
-// is nil until the backend connection is made.
-func proxiedSockets(p *TCPProxy) (client, upstream net.Conn) {
+// proxiedFds returns the descriptors of p's only connection, once its
+// backend side is up, whichever path serves it.
+func proxiedFds(p *TCPProxy) (client, upstream int, ok bool) {
+	if client, upstream, ok = loopFds(p); ok {
+		return client, upstream, true
+	}
 	p.init() // orders the proxy's initialisation by Serve before the read
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		c.mu.Lock()
-		client, upstream = c.client, c.upstream
+		if c.upstream != nil {
+			client, upstream, ok = fdOf(c.client), fdOf(c.upstream), true
+		}
 		c.mu.Unlock()
 	}
-	return client, upstream
+	return client, upstream, ok
 }
 
-func keepAliveOn(t *testing.T, c net.Conn) bool {
-	t.Helper()
+// fdOf returns c's descriptor, valid while c is open.
+func fdOf(c net.Conn) int {
 	raw, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
-		t.Fatal(err)
+		return -1
 	}
-	var on int
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		on, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
-	}); err != nil || serr != nil {
-		t.Fatalf("read SO_KEEPALIVE: %v, %v", err, serr)
+	fd := -1
+	raw.Control(func(s uintptr) { fd = int(s) })
+	return fd
+}
+
+func keepAliveOn(t *testing.T, fd int) bool {
+	t.Helper()
+	on, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	if err != nil {
+		t.Fatalf("read SO_KEEPALIVE: %v", err)
 	}
 	return on != 0
 }

@@ -66,8 +66,13 @@ func dialAny(ctx context.Context, sel Selector, key []byte, attempts int,
 	if len(failures) == 0 {
 		return nil, nil, ErrNoBackend
 	}
-	return nil, nil, fmt.Errorf("%w (tried %s): %w",
-		ErrConnect, strings.Join(tried, ", "), errors.Join(failures...))
+	return nil, nil, connectError(tried, failures)
+}
+
+// connectError is the failure of a connection every attempt of which
+// failed: ErrConnect, naming the backends tried and what each did.
+func connectError(tried []string, failures []error) error {
+	return fmt.Errorf("%w (tried %s): %w", ErrConnect, strings.Join(tried, ", "), errors.Join(failures...))
 }
 
 // flowKeyLen is the length of a selection key: a 16-byte address and a

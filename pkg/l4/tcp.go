@@ -78,6 +78,14 @@ type TCPProxy struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*tcpConn]struct{}
 	wg        sync.WaitGroup // one per connection
+	// stopAccept is closed when the proxy starts closing.
+	stopAccept chan struct{}
+	// loops are the event loops serving TCP listeners on Linux, started
+	// by the first such Serve; guarded by mu.
+	loops *loopSet
+	// portable serves every listener with a goroutine per connection,
+	// as on other systems: for tests of that path.
+	portable bool
 }
 
 func (p *TCPProxy) init() {
@@ -91,6 +99,7 @@ func (p *TCPProxy) init() {
 		p.workers = newWorkers(p.ctx.Done())
 		p.listeners = map[net.Listener]struct{}{}
 		p.conns = map[*tcpConn]struct{}{}
+		p.stopAccept = make(chan struct{})
 	})
 }
 
@@ -119,6 +128,9 @@ func (p *TCPProxy) Serve(l net.Listener) error {
 	p.init()
 	if p.LB == nil {
 		return ErrNoSelector
+	}
+	if handled, err := p.serveOnLoops(l); handled {
+		return err
 	}
 	if !p.track(l) {
 		return ErrProxyClosed
@@ -318,11 +330,13 @@ func (p *TCPProxy) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		p.cancel() // lets the idle workers go
+		p.stopLoops()
 		p.pipes.close()
 		return nil
 	case <-ctx.Done():
 		p.closeAll()
 		<-done
+		p.stopLoops()
 		p.pipes.close()
 		return ctx.Err()
 	}
@@ -335,6 +349,7 @@ func (p *TCPProxy) Close() error {
 	p.stopAccepting()
 	p.closeAll()
 	p.wg.Wait()
+	p.stopLoops()
 	p.pipes.close()
 	return nil
 }
@@ -342,13 +357,18 @@ func (p *TCPProxy) Close() error {
 // Stats returns a snapshot of the proxy's counters.
 func (p *TCPProxy) Stats() Stats { return p.stats.Snapshot() }
 
+// stopAccepting closes the listeners; when it returns, no connection
+// will be accepted any more.
 func (p *TCPProxy) stopAccepting() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closing.Store(true)
+	if !p.closing.Swap(true) {
+		close(p.stopAccept)
+	}
 	for l := range p.listeners {
 		l.Close()
 	}
+	p.mu.Unlock()
+	p.stopLoopListeners()
 }
 
 // closeAll cancels connection attempts and cuts every connection.
@@ -363,4 +383,5 @@ func (p *TCPProxy) closeAll() {
 	for _, c := range conns {
 		c.abort()
 	}
+	p.abortLoopFlows()
 }
