@@ -25,10 +25,7 @@ func BenchmarkTCPThroughput(b *testing.B) {
 		}
 		received <- total
 	})
-	proxy := &TCPProxy{LB: newPool(b, nil, []string{sink.addr})}
-	proxied := serveTCP(b, proxy, "127.0.0.1")
-
-	for _, bm := range []struct{ name, addr string }{{"direct", sink.addr}, {"proxy", proxied}} {
+	for _, bm := range append([]benchPath{{"direct", sink.addr}}, proxiedPaths(b, sink.addr)...) {
 		b.Run(bm.name, func(b *testing.B) {
 			c := dialTCP(b, bm.addr)
 			c.SetDeadline(noDeadline)
@@ -48,6 +45,20 @@ func BenchmarkTCPThroughput(b *testing.B) {
 			c.Close()
 		})
 	}
+}
+
+// benchPath is an address to benchmark a path to a backend by.
+type benchPath struct{ name, addr string }
+
+// proxiedPaths serves a proxy to backend once per engine, named
+// proxy/ENGINE.
+func proxiedPaths(b *testing.B, backend string) []benchPath {
+	var paths []benchPath
+	for _, e := range engines {
+		proxy := &TCPProxy{LB: newPool(b, nil, []string{backend}), portable: e.portable}
+		paths = append(paths, benchPath{"proxy/" + e.name, serveTCP(b, proxy, "127.0.0.1")})
+	}
+	return paths
 }
 
 // BenchmarkUDPEcho measures one datagram's round trip to an echo backend
@@ -93,10 +104,7 @@ func BenchmarkTCPConnection(b *testing.B) {
 		}
 		c.Write(response)
 	})
-	proxy := &TCPProxy{LB: newPool(b, nil, []string{backend.addr})}
-	proxied := serveTCP(b, proxy, "127.0.0.1")
-
-	for _, bm := range []struct{ name, addr string }{{"direct", backend.addr}, {"proxy", proxied}} {
+	for _, bm := range append([]benchPath{{"direct", backend.addr}}, proxiedPaths(b, backend.addr)...) {
 		b.Run(bm.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(4) // 8 clients on 2 CPUs
