@@ -107,25 +107,13 @@ func putPort(field *uint16, port uint16) {
 // TCP_NODELAY, so that bytes leave as they arrive, and keep-alive probes
 // when asked.
 func setSocketOptions(fd int, keepAlive bool) error {
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		return os.NewSyscallError("setsockopt TCP_NODELAY", err)
+	if err := setNoDelay(fd); err != nil {
+		return err
 	}
 	if !keepAlive {
 		return nil
 	}
-	for _, o := range []struct {
-		level, name, value int
-	}{
-		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
-	} {
-		if err := unix.SetsockoptInt(fd, o.level, o.name, o.value); err != nil {
-			return os.NewSyscallError("setsockopt keep-alive", err)
-		}
-	}
-	return nil
+	return setKeepAlive(fd)
 }
 
 // awaitConnected returns once the connection attempt has succeeded, or

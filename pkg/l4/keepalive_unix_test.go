@@ -43,6 +43,10 @@ func TestTCPKeepAlive(t *testing.T) {
 					if got := keepAliveOn(t, fd); got != tt.want {
 						t.Errorf("SO_KEEPALIVE on the %s side = %v, want %v", side, got, tt.want)
 					}
+					// Bytes leave as they arrive, whatever the idle timeout.
+					if nodelay, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || nodelay == 0 {
+						t.Errorf("TCP_NODELAY on the %s side = %d (%v), want on", side, nodelay, err)
+					}
 				}
 			})
 		}

@@ -112,8 +112,12 @@ type loopListener struct {
 // listenerState is one loop's view of a listener: whether it is in the
 // epoll set, and its back-off after running out of descriptors.
 type listenerState struct {
-	ln      *loopListener
-	armed   bool
+	ln    *loopListener
+	armed bool
+	// settled: an accept found the queue empty, so every connection
+	// accepted since was made after the listener got TCP_NODELAY, and
+	// inherited it; before, each gets it set.
+	settled bool
 	backoff time.Duration
 	until   time.Time
 }
@@ -156,11 +160,14 @@ func (l *eventLoop) closeFds() {
 }
 
 // ctl adds, modifies or removes fd in the loop's epoll set, with a token
-// of slot, generation and kind.
+// of slot, generation and kind. A raw system call: epoll_ctl never
+// blocks.
 func (l *eventLoop) ctl(op, fd int, events uint32, slot int32, tag uint32) error {
 	ev := unix.EpollEvent{Events: events, Fd: slot, Pad: int32(tag)}
-	if err := unix.EpollCtl(l.epfd, op, fd, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if errno != 0 {
+		return os.NewSyscallError("epoll_ctl", errno)
 	}
 	return nil
 }
@@ -477,9 +484,16 @@ func (l *eventLoop) accept(token int32) {
 		switch errno {
 		case 0:
 			s.backoff = 0
+			if !s.settled {
+				if err := setNoDelay(int(r)); err != nil {
+					closeFd(int(r))
+					continue
+				}
+			}
 			l.start(int(r), rawToAddrPort(&rsa))
 			continue
 		case unix.EAGAIN:
+			s.settled = true
 			return
 		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO:
 			continue // this connection is gone; others may wait
@@ -585,6 +599,13 @@ func (p *TCPProxy) serveOnLoops(ln net.Listener) (handled bool, err error) {
 		return false, nil
 	}
 	if err != nil {
+		return true, fmt.Errorf("l4: serve %s: %w", ln.Addr(), err)
+	}
+	// Accepted sockets inherit TCP_NODELAY from the listener: one
+	// setsockopt(2) here instead of one a connection, but for those
+	// already queued (see listenerState.settled).
+	if err := setNoDelay(fd); err != nil {
+		unix.Close(fd)
 		return true, fmt.Errorf("l4: serve %s: %w", ln.Addr(), err)
 	}
 	set, err := p.eventLoops()

@@ -58,8 +58,13 @@ type direction struct {
 	off, end int
 	pipe     *pipe
 	spliced  bool
-	eof      bool // the source ended; the destination is shut once all is out
-	done     bool // all is out and the destination was told
+	// srcClosing: an event said the source's peer has closed or
+	// half-closed. Until then a read shorter than asked means the
+	// source is drained, and the next byte or the end will raise an
+	// event; after, only a read that returns the end or EAGAIN does.
+	srcClosing bool
+	eof        bool // the source ended; the destination is shut once all is out
+	done       bool // all is out and the destination was told
 }
 
 // start takes a new client connection on fd and begins connecting it to
@@ -74,12 +79,14 @@ func (l *eventLoop) start(fd int, peer netip.AddrPort) {
 	p.wg.Add(1)
 	p.stats.connections.Add(1)
 	p.stats.activeConnections.Add(1)
-	// Bytes leave as they arrive, as for every socket Go's net package
-	// accepts; and with no idle timeout, keep-alive probes are the only
-	// way to find a vanished client.
-	if err := setSocketOptions(fd, p.keepAlive() == 0); err != nil {
-		f.unservable(err)
-		return
+	// TCP_NODELAY comes from the listener (see serveOnLoops). With no
+	// idle timeout, keep-alive probes are the only way to find a
+	// vanished client.
+	if p.keepAlive() == 0 {
+		if err := setKeepAlive(fd); err != nil {
+			f.unservable(err)
+			return
+		}
 	}
 	f.connectNext()
 }
@@ -104,9 +111,12 @@ func (f *tcpFlow) connectNext() {
 		f.tried = append(f.tried, b.Addr)
 		b.Acquire()
 		f.b, f.connecting = b, true
-		err := f.dial(b)
+		up, err := f.dial(b)
 		if err == nil {
-			return // under way
+			if up {
+				f.connected(0)
+			}
+			return // under way, or up
 		}
 		f.attemptFailed(err)
 	}
@@ -130,7 +140,7 @@ func (f *tcpFlow) untried(b *lb.Backend) bool {
 // backend Released, and the failure counted.
 func (f *tcpFlow) attemptFailed(err error) {
 	if f.backend >= 0 {
-		unix.Close(f.backend)
+		closeFd(f.backend)
 		f.backend = -1
 	}
 	f.b.Release()
@@ -145,41 +155,61 @@ func (f *tcpFlow) connectFailed(err error) {
 	f.connectNext()
 }
 
-// dial starts connecting to b. An IP address and port is connected here,
-// without waiting; anything else (a host name to resolve, a Unix socket)
-// is dialled on a goroutine, which hands the socket back to the loop.
-func (f *tcpFlow) dial(b *lb.Backend) error {
+// dial starts connecting to b; up reports the connection made already.
+// An IP address and port is connected here, without waiting; anything
+// else (a host name to resolve, a Unix socket) is dialled on a goroutine,
+// which hands the socket back to the loop.
+func (f *tcpFlow) dial(b *lb.Backend) (up bool, err error) {
 	if b.Network() == "tcp" {
 		if ap, err := netip.ParseAddrPort(b.DialAddr()); err == nil && ap.Addr().Zone() == "" {
 			return f.dialRaw(ap)
 		}
 	}
 	f.dialElsewhere(b)
-	return nil
+	return false, nil
 }
 
-// dialRaw starts a non-blocking connection to ap; the loop hears of its
-// outcome when the socket becomes writable or fails.
-func (f *tcpFlow) dialRaw(ap netip.AddrPort) error {
+// dialRaw starts a non-blocking connection to ap. up reports it made
+// already: on a local network the handshake often completes inside
+// connect(2), and the loop then starts the copy at once. Otherwise the
+// loop hears of the outcome when the socket becomes writable or fails.
+func (f *tcpFlow) dialRaw(ap netip.AddrPort) (up bool, err error) {
 	l, p := f.loop, f.loop.proxy
 	family, sa, salen := rawSockaddr(ap)
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", ap, os.NewSyscallError("socket", err))
+	r, _, errno := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if errno != 0 {
+		return false, fmt.Errorf("connect to %s: %w", ap, os.NewSyscallError("socket", errno))
 	}
+	fd := int(r)
 	f.backend = fd
-	if err := setSocketOptions(fd, p.keepAlive() == 0); err != nil {
-		return fmt.Errorf("connect to %s: %w", ap, err)
+	if err := setNoDelay(fd); err != nil {
+		return false, fmt.Errorf("connect to %s: %w", ap, err)
 	}
-	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(salen))
+	if p.keepAlive() == 0 {
+		if err := setKeepAlive(fd); err != nil {
+			return false, fmt.Errorf("connect to %s: %w", ap, err)
+		}
+	}
+	_, _, errno = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(salen))
 	if errno != 0 && errno != unix.EINPROGRESS && errno != unix.EINTR {
-		return fmt.Errorf("connect to %s: %w", ap, os.NewSyscallError("connect", errno))
+		return false, fmt.Errorf("connect to %s: %w", ap, os.NewSyscallError("connect", errno))
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, socketEvents, f.slot, f.gen<<kindBits|kindBackend); err != nil {
-		return fmt.Errorf("connect to %s: %w", ap, err)
+		return false, fmt.Errorf("connect to %s: %w", ap, err)
+	}
+	if errno == 0 || peerConnected(fd) {
+		return true, nil
 	}
 	l.connecting = append(l.connecting, connectDeadline{f: f, attempt: f.attempt, at: l.now.Add(p.connectTimeout())})
-	return nil
+	return false, nil
+}
+
+// peerConnected reports whether a socket's connection is up.
+func peerConnected(fd int) bool {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unsafe.Sizeof(rsa))
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+	return errno == 0
 }
 
 // dialElsewhere connects to b on a goroutine with net.Dialer, which
@@ -200,7 +230,7 @@ func (f *tcpFlow) dialElsewhere(b *lb.Backend) {
 		}
 		posted := l.post(func() { f.dialed(gen, attempt, fd, err) })
 		if !posted && fd >= 0 {
-			unix.Close(fd)
+			closeFd(fd)
 		}
 	})
 }
@@ -231,7 +261,7 @@ func detachFd(conn net.Conn) (int, error) {
 func (f *tcpFlow) dialed(gen uint32, attempt, fd int, err error) {
 	if f.closed || f.gen != gen || f.attempt != attempt || !f.connecting {
 		if fd >= 0 {
-			unix.Close(fd)
+			closeFd(fd)
 		}
 		return
 	}
@@ -244,7 +274,7 @@ func (f *tcpFlow) dialed(gen uint32, attempt, fd int, err error) {
 		f.connectFailed(err)
 		return
 	}
-	f.connected(false)
+	f.connected(0)
 }
 
 // event serves an epoll event on the client's socket (client) or the
@@ -262,14 +292,36 @@ func (f *tcpFlow) event(client bool, events uint32) {
 	}
 	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
 	writable := events&(unix.EPOLLOUT|unix.EPOLLHUP) != 0
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		f.reading(client).srcClosing = true
+	}
 	// The client's socket reads into the up direction and writes out of
 	// the down one; the backend's the other way round.
 	if readable {
 		f.pump(client)
 	}
-	if writable && !f.closed {
+	// Writable matters only to a direction holding bytes its
+	// destination did not take: reading is driven by the source's own
+	// events, and edge-triggered epoll reports writable with every event
+	// on a socket that has room.
+	if w := f.reading(!client); writable && !f.closed && w.holds() {
 		f.pump(!client)
 	}
+}
+
+// holds reports whether the direction has bytes waiting for its
+// destination.
+func (d *direction) holds() bool {
+	return d.off < d.end || d.pipe != nil && d.pipe.buffered > 0
+}
+
+// reading returns the direction that reads from the client's socket
+// (client) or the backend's.
+func (f *tcpFlow) reading(client bool) *direction {
+	if client {
+		return &f.up
+	}
+	return &f.down
 }
 
 // connectEvent is the outcome of a non-blocking connect: writable means
@@ -284,14 +336,15 @@ func (f *tcpFlow) connectEvent(events uint32) {
 		return
 	}
 	if events&unix.EPOLLOUT != 0 {
-		f.connected(events&unix.EPOLLIN != 0)
+		f.connected(events)
 	}
 }
 
 // connected starts the copy once the backend's socket is up: the PROXY
 // protocol header first where asked, then the client's bytes, most often
-// already waiting. backendReadable says the backend has spoken too.
-func (f *tcpFlow) connected(backendReadable bool) {
+// already waiting; events are the backend socket's, which may say it has
+// spoken too.
+func (f *tcpFlow) connected(events uint32) {
 	l, p := f.loop, f.loop.proxy
 	f.connecting = false
 	f.counters = countersOf(f.b)
@@ -313,7 +366,10 @@ func (f *tcpFlow) connected(backendReadable bool) {
 		f.abort(err)
 		return
 	}
-	if backendReadable {
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		f.down.srcClosing = true
+	}
+	if events&unix.EPOLLIN != 0 {
 		f.pump(false)
 	}
 }
@@ -366,6 +422,7 @@ func (f *tcpFlow) pump(up bool) {
 		return
 	}
 	l := f.loop
+	drained := false
 	for moved := 0; moved < pumpBudget; {
 		if d.off < d.end {
 			n, errno := send(dst, (*d.buf)[d.off:d.end])
@@ -404,10 +461,14 @@ func (f *tcpFlow) pump(up bool) {
 			f.finish(up)
 			return
 		}
-		n, ok := f.fill(d, src, dst, up)
+		if drained {
+			return
+		}
+		n, more, ok := f.fill(d, src, dst, up)
 		if !ok {
 			return
 		}
+		drained = !more
 		moved += n
 	}
 	l.again = append(l.again, pumpRef{f: f, gen: f.gen, up: up})
@@ -415,16 +476,17 @@ func (f *tcpFlow) pump(up bool) {
 
 // fill reads what src has: into the pipe once the direction splices,
 // otherwise into the loop's scratch buffer and straight on to dst, keeping
-// what dst does not take. ok is false when src has nothing now or the
-// flow failed.
-func (f *tcpFlow) fill(d *direction, src, dst int, up bool) (n int, ok bool) {
+// what dst does not take. more is false when the read shows src drained
+// (see srcClosing), which saves the read that would return EAGAIN; ok is
+// false when src has nothing now or the flow failed.
+func (f *tcpFlow) fill(d *direction, src, dst int, up bool) (n int, more, ok bool) {
 	l := f.loop
 	if d.spliced {
 		if d.pipe == nil {
 			p, err := l.proxy.pipes.get()
 			if err != nil {
 				f.abort(f.directionError(up, err))
-				return 0, false
+				return 0, false, false
 			}
 			d.pipe = p
 		}
@@ -433,25 +495,27 @@ func (f *tcpFlow) fill(d *direction, src, dst int, up bool) (n int, ok bool) {
 		case err == unix.EAGAIN:
 			l.proxy.pipes.put(d.pipe) // empty: give it back for the wait
 			d.pipe = nil
-			return 0, false
+			return 0, false, false
 		case err != nil:
 			f.fail(up, "splice", err)
-			return 0, false
+			return 0, false, false
 		}
 		d.pipe.buffered += n
 		d.eof = n == 0
-		return n, true
+		// A pipe fills by slots as well as bytes, so a short splice does
+		// not show src drained: read on to EAGAIN.
+		return n, true, true
 	}
 	r, errno := read(src, l.scratch)
 	switch {
 	case errno == unix.EAGAIN:
-		return 0, false
+		return 0, false, false
 	case errno != 0:
 		f.fail(up, "read", errno)
-		return 0, false
+		return 0, false, false
 	case r == 0:
 		d.eof = true
-		return 0, true
+		return 0, true, true
 	}
 	// A read that fills the buffer is a bulk transfer: splice from now on.
 	d.spliced = r == len(l.scratch)
@@ -461,13 +525,13 @@ func (f *tcpFlow) fill(d *direction, src, dst int, up bool) (n int, ok bool) {
 		w = 0
 	case errno != 0:
 		f.fail(up, "write", errno)
-		return 0, false
+		return 0, false, false
 	}
 	f.count(up, w)
 	if w < r {
 		f.hold(d, l.scratch[w:r])
 	}
-	return r, true
+	return r, d.spliced || d.srcClosing, true
 }
 
 // count adds n bytes moved one way to the counters, and marks the flow
@@ -555,8 +619,8 @@ func (f *tcpFlow) abort(err error) {
 // Released, the end logged (Debug).
 func (f *tcpFlow) end(err error) {
 	l, p := f.loop, f.loop.proxy
-	unix.Close(f.client)
-	unix.Close(f.backend)
+	closeFd(f.client)
+	closeFd(f.backend)
 	f.release(&f.up)
 	f.release(&f.down)
 	f.b.Release()
@@ -579,7 +643,7 @@ func (f *tcpFlow) unservable(err error) {
 		level = slog.LevelDebug // cut short by Close, not a fault
 	}
 	p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", f.peer.String(), "err", err)
-	unix.Close(f.client)
+	closeFd(f.client)
 	f.forget()
 }
 
@@ -616,6 +680,38 @@ func fdActivity(fd int) uint64 {
 		return 0
 	}
 	return info.Bytes_received + info.Bytes_acked
+}
+
+// setNoDelay turns Nagle's algorithm off: bytes leave as they arrive.
+func setNoDelay(fd int) error {
+	one := int32(1)
+	_, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+	if errno != 0 {
+		return os.NewSyscallError("setsockopt TCP_NODELAY", errno)
+	}
+	return nil
+}
+
+// setKeepAlive turns keep-alive probes on, with Go's default timing.
+func setKeepAlive(fd int) error {
+	for _, o := range []struct{ level, name, value int }{
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.name, o.value); err != nil {
+			return os.NewSyscallError("setsockopt keep-alive", err)
+		}
+	}
+	return nil
+}
+
+// closeFd closes a socket the loop owns, in a raw system call: closing a
+// non-blocking socket does not wait (no SO_LINGER is set).
+func closeFd(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
 
 // read, send: raw system calls on non-blocking sockets, which never wait.
