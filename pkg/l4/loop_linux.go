@@ -79,6 +79,8 @@ type eventLoop struct {
 	nextSweep  time.Time // the next idle check; zero without idle timeout
 	now        time.Time // when the last epoll_wait returned
 	gen        uint32 // the last flow's generation
+	// noKernelWait: the kernel has no epoll_pwait2 (see waitInKernel).
+	noKernelWait bool
 	stopped    bool
 	events     [loopEvents]unix.EpollEvent
 }
@@ -220,15 +222,18 @@ func (l *eventLoop) run() {
 
 // wait returns the number of events ready. It looks without blocking,
 // in a raw system call that costs the runtime nothing; when nothing is
-// ready and no direction waits for another turn, the goroutine parks on
-// the runtime's poller until the epoll descriptor is readable or the next
-// deadline passes. Parking, unlike a blocking epoll_wait, gives the
+// ready and no direction waits for another turn, it waits briefly in the
+// kernel (waitInKernel), then parks the goroutine on the runtime's poller
+// until the epoll descriptor is readable or the next deadline passes. Parking, unlike a blocking epoll_wait, gives the
 // goroutine's processor back at once: a system call would hold it until
 // the runtime's monitor took it back, 20 µs to 10 ms later, while the
 // goroutines of the rest of the process waited.
 func (l *eventLoop) wait() int {
 	n := l.poll()
 	if n > 0 || len(l.again) > 0 {
+		return n
+	}
+	if n = l.waitInKernel(); n > 0 {
 		return n
 	}
 	l.setDeadline()
@@ -241,6 +246,37 @@ func (l *eventLoop) wait() int {
 		l.ep.SetReadDeadline(time.Time{})
 	}
 	return n
+}
+
+// kernelWait is how long a loop with nothing to do waits for its next
+// event in the kernel before it parks on the runtime's poller.
+const kernelWait = 300 * time.Microsecond
+
+// waitInKernel waits up to kernelWait for events in epoll_pwait2 itself, a
+// raw system call, holding the loop's processor as HAProxy's threads hold
+// theirs. Under load the next event comes within it and the kernel wakes
+// the loop's own thread directly; parking at once costs a wake-up through
+// the runtime's poller and scheduler for nearly every event, which left
+// the lab's two processors 7-9 % idle and cost 5-8 % of the connections a
+// second (BENCHMARKS.md). The wait is short, so that the processor goes
+// back to the process's other goroutines (BenchmarkTCPConnection, whose
+// clients share the process, is unchanged), and a garbage collection's
+// pause is held up by no more, once the loop is quiet. Kernels before
+// 5.11 have no epoll_pwait2: their loops park at once.
+func (l *eventLoop) waitInKernel() int {
+	if l.noKernelWait {
+		return 0
+	}
+	ts := unix.NsecToTimespec(int64(kernelWait))
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd),
+		uintptr(unsafe.Pointer(&l.events[0])), loopEvents, uintptr(unsafe.Pointer(&ts)), 0, 0)
+	switch errno {
+	case 0:
+		return int(r)
+	case unix.ENOSYS:
+		l.noKernelWait = true
+	}
+	return 0
 }
 
 // poll returns the events ready now.
