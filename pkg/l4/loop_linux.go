@@ -67,22 +67,22 @@ type eventLoop struct {
 	closed bool // the loop has ended: nothing more runs on it
 
 	flows   []*tcpFlow // by slot; nil for a free slot
-	free    []int32 // free slots
+	free    []int32    // free slots
 	nflows  int
 	scratch []byte // a read's bytes on their way to the other socket
 
 	listeners []*listenerState // the listeners this loop accepts on, by token
-	again     []pumpRef       // directions that used their budget
+	again     []pumpRef        // directions that used their budget
 	// connecting holds connection attempts in the order they started,
 	// which with one connect timeout for all is the order they expire.
 	connecting []connectDeadline
 	nextSweep  time.Time // the next idle check; zero without idle timeout
 	now        time.Time // when the last epoll_wait returned
-	gen        uint32 // the last flow's generation
+	gen        uint32    // the last flow's generation
 	// noKernelWait: the kernel has no epoll_pwait2 (see waitInKernel).
 	noKernelWait bool
-	stopped    bool
-	events     [loopEvents]unix.EpollEvent
+	stopped      bool
+	events       [loopEvents]unix.EpollEvent
 }
 
 // pumpRef names one direction of a flow: up is client to backend.

@@ -9,6 +9,6 @@ import "net"
 type loopSet struct{}
 
 func (p *TCPProxy) serveOnLoops(net.Listener) (handled bool, err error) { return false, nil }
-func (p *TCPProxy) stopLoopListeners()                                   {}
-func (p *TCPProxy) abortLoopFlows()                                      {}
-func (p *TCPProxy) stopLoops()                                           {}
+func (p *TCPProxy) stopLoopListeners()                                  {}
+func (p *TCPProxy) abortLoopFlows()                                     {}
+func (p *TCPProxy) stopLoops()                                          {}
