@@ -23,24 +23,26 @@ func backendStats(t testing.TB, pool *lb.LoadBalancer[lb.Maglev], addr string) B
 // TestBackendCountersTCP: each connection counts as a flow of the backend
 // that served it, with the bytes sent to it.
 func TestBackendCountersTCP(t *testing.T) {
-	be := startTCPBackend(t, "127.0.0.1", echo)
-	pool := newPool(t, nil, []string{be.addr})
-	addr := serveTCP(t, &TCPProxy{LB: pool}, "127.0.0.1")
-	for range 3 {
-		c := dialTCP(t, addr)
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("hello")); err != nil {
-			t.Fatal(err)
+	forEachEngine(t, func(t *testing.T, portable bool) {
+		be := startTCPBackend(t, "127.0.0.1", echo)
+		pool := newPool(t, nil, []string{be.addr})
+		addr := serveTCP(t, &TCPProxy{portable: portable, LB: pool}, "127.0.0.1")
+		for range 3 {
+			c := dialTCP(t, addr)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			c.CloseWrite()
+			if got, err := io.ReadAll(c); err != nil || string(got) != "hello" {
+				t.Fatalf("echo: %q %v", got, err)
+			}
+			c.Close()
 		}
-		c.CloseWrite()
-		if got, err := io.ReadAll(c); err != nil || string(got) != "hello" {
-			t.Fatalf("echo: %q %v", got, err)
-		}
-		c.Close()
-	}
-	eventually(t, "3 flows and 15 bytes counted", func() bool {
-		st := backendStats(t, pool, be.addr)
-		return st.Flows == 3 && st.Bytes == 15
+		eventually(t, "3 flows and 15 bytes counted", func() bool {
+			st := backendStats(t, pool, be.addr)
+			return st.Flows == 3 && st.Bytes == 15
+		})
 	})
 }
 

@@ -64,9 +64,11 @@ type eventLoop struct {
 
 	mu     sync.Mutex // guards cmds, closed and the eventfd's life
 	cmds   []func()
-	closed bool // the loop has ended: nothing more runs on it
+	closed bool          // the loop has ended: nothing more runs on it
+	done   chan struct{} // closed when the loop's goroutine returns
 
 	flows   []*tcpFlow // by slot; nil for a free slot
+	spare   []*tcpFlow // ended flows, for reuse
 	free    []int32    // free slots
 	nflows  int
 	scratch []byte // a read's bytes on their way to the other socket
@@ -92,9 +94,11 @@ type pumpRef struct {
 	up  bool
 }
 
-// connectDeadline is when one connection attempt of f times out.
+// connectDeadline is when one connection attempt of f times out; gen
+// tells f from a later flow that reuses its memory.
 type connectDeadline struct {
 	f       *tcpFlow
+	gen     uint32
 	attempt int
 	at      time.Time
 }
@@ -145,7 +149,8 @@ func newEventLoop(p *TCPProxy) (*eventLoop, error) {
 		ep.Close()
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	l := &eventLoop{proxy: p, epfd: epfd, ep: ep, epRaw: epRaw, wake: wake, scratch: make([]byte, copyBufferSize)}
+	l := &eventLoop{proxy: p, epfd: epfd, ep: ep, epRaw: epRaw, wake: wake,
+		scratch: make([]byte, copyBufferSize), done: make(chan struct{})}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wake, unix.EPOLLIN, 0, kindWake); err != nil {
 		l.closeFds()
 		return nil, err
@@ -218,6 +223,7 @@ func (l *eventLoop) run() {
 	l.closed = true
 	l.closeFds()
 	l.mu.Unlock()
+	close(l.done)
 }
 
 // wait returns the number of events ready. It looks without blocking,
@@ -383,6 +389,31 @@ func (l *eventLoop) newSlot(f *tcpFlow) {
 	l.nflows++
 }
 
+// maxSpareFlows bounds the ended flows a loop keeps for reuse.
+const maxSpareFlows = 1024
+
+// newFlow returns a flow's memory: an ended flow's, or new. A loop
+// reuses its flows, so that a connection allocates nothing. Whatever may
+// still point at an ended flow (a queued event, a connect deadline, a
+// direction's next turn, a dial under way elsewhere) checks its
+// generation first.
+func (l *eventLoop) newFlow() *tcpFlow {
+	if n := len(l.spare); n > 0 {
+		f := l.spare[n-1]
+		l.spare[n-1] = nil
+		l.spare = l.spare[:n-1]
+		return f
+	}
+	return new(tcpFlow)
+}
+
+// spareFlow keeps an ended flow for reuse.
+func (l *eventLoop) spareFlow(f *tcpFlow) {
+	if len(l.spare) < maxSpareFlows {
+		l.spare = append(l.spare, f)
+	}
+}
+
 // freeSlot empties f's slot; the next flow in it has another generation,
 // so events still queued for f find nothing.
 func (l *eventLoop) freeSlot(f *tcpFlow) {
@@ -400,7 +431,7 @@ func (l *eventLoop) expireConnects() {
 		}
 		l.connecting[0] = connectDeadline{}
 		l.connecting = l.connecting[1:]
-		if d.f.connecting && d.f.attempt == d.attempt && !d.f.closed {
+		if d.f.gen == d.gen && d.f.connecting && d.f.attempt == d.attempt && !d.f.closed {
 			d.f.connectFailed(fmt.Errorf("connect to %s: %w", d.f.b.Addr, os.ErrDeadlineExceeded))
 		}
 	}
@@ -749,7 +780,8 @@ func (p *TCPProxy) abortLoopFlows() {
 	}
 }
 
-// stopLoops ends the loops, once no connection is left on them.
+// stopLoops ends the loops, once no connection is left on them, and
+// returns when their goroutines have.
 func (p *TCPProxy) stopLoops() {
 	p.mu.Lock()
 	set := p.loops
@@ -758,6 +790,8 @@ func (p *TCPProxy) stopLoops() {
 		return
 	}
 	for _, l := range set.loops {
-		l.call(l.stop)
+		if l.post(l.stop) {
+			<-l.done
+		}
 	}
 }

@@ -89,40 +89,42 @@ func TestPipePoolBound(t *testing.T) {
 // until it can; the pipes all come back to the pool when the transfer
 // ends, none holding bytes.
 func TestTCPSpliceSlowReader(t *testing.T) {
-	const size = 8 << 20
-	got := make(chan [sha256.Size]byte, 1)
-	backend := startTCPBackend(t, "127.0.0.1", func(c net.Conn) {
-		// Small reads, far slower than the proxy's splices: its sends
-		// to the backend block again and again.
+	forEachEngine(t, func(t *testing.T, portable bool) {
+		const size = 8 << 20
+		got := make(chan [sha256.Size]byte, 1)
+		backend := startTCPBackend(t, "127.0.0.1", func(c net.Conn) {
+			// Small reads, far slower than the proxy's splices: its sends
+			// to the backend block again and again.
+			h := sha256.New()
+			io.CopyBuffer(h, struct{ io.Reader }{c}, make([]byte, 1<<10))
+			got <- [sha256.Size]byte(h.Sum(nil))
+		})
+		proxy := &TCPProxy{portable: portable, LB: newPool(t, nil, []string{backend.addr})}
+		c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
+		c.SetDeadline(time.Now().Add(testTimeout))
 		h := sha256.New()
-		io.CopyBuffer(h, struct{ io.Reader }{c}, make([]byte, 1<<10))
-		got <- [sha256.Size]byte(h.Sum(nil))
+		if _, err := io.CopyN(io.MultiWriter(c, h), rand.NewChaCha8([32]byte{2}), size); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		c.CloseWrite()
+		select {
+		case sum := <-got:
+			if sum != [sha256.Size]byte(h.Sum(nil)) {
+				t.Fatal("the backend received other bytes than sent")
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("the backend did not see the end of the transfer")
+		}
+		eventually(t, "the connection to end", func() bool { return proxy.Stats().ActiveConnections == 0 })
+		proxy.pipes.mu.Lock()
+		defer proxy.pipes.mu.Unlock()
+		if len(proxy.pipes.free) == 0 {
+			t.Error("no pipe came back to the pool")
+		}
+		for _, p := range proxy.pipes.free {
+			if p.buffered != 0 {
+				t.Errorf("a pipe back in the pool holds %d bytes", p.buffered)
+			}
+		}
 	})
-	proxy := &TCPProxy{LB: newPool(t, nil, []string{backend.addr})}
-	c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
-	c.SetDeadline(time.Now().Add(testTimeout))
-	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(c, h), rand.NewChaCha8([32]byte{2}), size); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	c.CloseWrite()
-	select {
-	case sum := <-got:
-		if sum != [sha256.Size]byte(h.Sum(nil)) {
-			t.Fatal("the backend received other bytes than sent")
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("the backend did not see the end of the transfer")
-	}
-	eventually(t, "the connection to end", func() bool { return proxy.Stats().ActiveConnections == 0 })
-	proxy.pipes.mu.Lock()
-	defer proxy.pipes.mu.Unlock()
-	if len(proxy.pipes.free) == 0 {
-		t.Error("no pipe came back to the pool")
-	}
-	for _, p := range proxy.pipes.free {
-		if p.buffered != 0 {
-			t.Errorf("a pipe back in the pool holds %d bytes", p.buffered)
-		}
-	}
 }

@@ -72,7 +72,8 @@ type direction struct {
 func (l *eventLoop) start(fd int, peer netip.AddrPort) {
 	p := l.proxy
 	l.gen = (l.gen + 1) & (1<<(32-kindBits) - 1)
-	f := &tcpFlow{loop: l, gen: l.gen, client: fd, backend: -1, peer: peer,
+	f := l.newFlow()
+	*f = tcpFlow{loop: l, gen: l.gen, client: fd, backend: -1, peer: peer,
 		started: l.now, lastActive: l.now, activity: notRead}
 	f.tried = f.triedBuf[:0]
 	l.newSlot(f)
@@ -200,7 +201,7 @@ func (f *tcpFlow) dialRaw(ap netip.AddrPort) (up bool, err error) {
 	if errno == 0 || peerConnected(fd) {
 		return true, nil
 	}
-	l.connecting = append(l.connecting, connectDeadline{f: f, attempt: f.attempt, at: l.now.Add(p.connectTimeout())})
+	l.connecting = append(l.connecting, connectDeadline{f: f, gen: f.gen, attempt: f.attempt, at: l.now.Add(p.connectTimeout())})
 	return false, nil
 }
 
@@ -648,10 +649,12 @@ func (f *tcpFlow) unservable(err error) {
 }
 
 func (f *tcpFlow) forget() {
+	l := f.loop
 	f.closed = true
-	f.loop.freeSlot(f)
-	decrement(&f.loop.proxy.stats.activeConnections)
-	f.loop.proxy.wg.Done()
+	l.freeSlot(f)
+	decrement(&l.proxy.stats.activeConnections)
+	l.proxy.wg.Done()
+	l.spareFlow(f)
 }
 
 // release gives a direction's buffer and pipe back to their pools; a pipe
