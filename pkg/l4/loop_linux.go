@@ -766,16 +766,21 @@ func (p *TCPProxy) stopLoopListeners() {
 	}
 }
 
+// runningLoops returns the proxy's loops, none before the first Serve
+// of a TCP listener.
+func (p *TCPProxy) runningLoops() []*eventLoop {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.loops == nil {
+		return nil
+	}
+	return p.loops.loops
+}
+
 // abortLoopFlows cuts every connection on the loops and returns when they
 // are closed.
 func (p *TCPProxy) abortLoopFlows() {
-	p.mu.Lock()
-	set := p.loops
-	p.mu.Unlock()
-	if set == nil {
-		return
-	}
-	for _, l := range set.loops {
+	for _, l := range p.runningLoops() {
 		l.call(l.abortAll)
 	}
 }
@@ -783,13 +788,7 @@ func (p *TCPProxy) abortLoopFlows() {
 // stopLoops ends the loops, once no connection is left on them, and
 // returns when their goroutines have.
 func (p *TCPProxy) stopLoops() {
-	p.mu.Lock()
-	set := p.loops
-	p.mu.Unlock()
-	if set == nil {
-		return
-	}
-	for _, l := range set.loops {
+	for _, l := range p.runningLoops() {
 		if l.post(l.stop) {
 			<-l.done
 		}

@@ -62,49 +62,11 @@ func TestLoopsDialElsewhere(t *testing.T) {
 	}
 }
 
-// silentBackend returns the address of a listener whose accept queue is
-// full and never drained: the kernel drops further SYNs, so a connection
-// attempt to it waits until its timeout, on loopback.
-func silentBackend(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", itoa(sa.(*unix.SockaddrInet4).Port))
-	// Fill the queue: with a backlog of 0 it holds one connection; a
-	// second attempt then hangs, which shows it is full.
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			if i == 0 {
-				t.Fatalf("fill the accept queue: %v", err)
-			}
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-		if i > 8 {
-			t.Fatal("the accept queue never filled")
-		}
-	}
-}
-
 // A connection attempt that gets no answer fails at the connect timeout,
 // is counted and logged, and the client's connection is closed.
 func TestLoopsConnectTimeout(t *testing.T) {
 	var logs testenv.Buffer
-	proxy := &TCPProxy{LB: newPool(t, nil, []string{silentBackend(t)}), ConnectTimeout: 150 * time.Millisecond,
+	proxy := &TCPProxy{LB: newPool(t, nil, []string{fullListener(t)}), ConnectTimeout: 150 * time.Millisecond,
 		Logger: newTestLogger(&logs)}
 	c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
 	start := time.Now()
@@ -126,7 +88,7 @@ func TestLoopsConnectTimeout(t *testing.T) {
 // Close cuts connections still connecting at once, without waiting for
 // their connect timeout.
 func TestLoopsCloseCutsConnecting(t *testing.T) {
-	proxy := &TCPProxy{LB: newPool(t, nil, []string{silentBackend(t)}), ConnectTimeout: time.Minute}
+	proxy := &TCPProxy{LB: newPool(t, nil, []string{fullListener(t)}), ConnectTimeout: time.Minute}
 	c := dialTCP(t, serveTCP(t, proxy, "127.0.0.1"))
 	eventually(t, "the connection attempt", func() bool { return proxy.Stats().Connections == 1 })
 	start := time.Now()

@@ -226,15 +226,7 @@ func (p *TCPProxy) handle(c *tcpConn) {
 	key := flowKey(addrPortOf(c.client.RemoteAddr()))
 	b, upstream, err := p.connect(key[:], c.client)
 	if err != nil {
-		p.stats.drops.Add(1)
-		if errors.Is(err, ErrNoBackend) {
-			p.stats.noBackend.Add(1)
-		}
-		level := slog.LevelWarn
-		if p.closing.Load() {
-			level = slog.LevelDebug // cut short by Close, not a fault
-		}
-		p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", c.client.RemoteAddr().String(), "err", err)
+		p.unservable(c.client.RemoteAddr().String(), err)
 		c.client.Close()
 		p.forget(c)
 		return
@@ -246,6 +238,20 @@ func (p *TCPProxy) handle(c *tcpConn) {
 		return
 	}
 	c.serve(p.idleTimeout())
+}
+
+// unservable counts and logs a connection no backend took: Warn, or
+// Debug when Close cut it short, which is no fault.
+func (p *TCPProxy) unservable(client string, err error) {
+	p.stats.drops.Add(1)
+	if errors.Is(err, ErrNoBackend) {
+		p.stats.noBackend.Add(1)
+	}
+	level := slog.LevelWarn
+	if p.closing.Load() {
+		level = slog.LevelDebug
+	}
+	p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", client, "err", err)
 }
 
 // closed is the end of a connection that was served: the backend is

@@ -634,16 +634,7 @@ func (f *tcpFlow) end(err error) {
 
 // unservable drops a connection no backend took.
 func (f *tcpFlow) unservable(err error) {
-	p := f.loop.proxy
-	p.stats.drops.Add(1)
-	if errors.Is(err, ErrNoBackend) {
-		p.stats.noBackend.Add(1)
-	}
-	level := slog.LevelWarn
-	if p.closing.Load() {
-		level = slog.LevelDebug // cut short by Close, not a fault
-	}
-	p.Logger.Log(p.ctx, level, "l4: cannot serve connection", "client", f.peer.String(), "err", err)
+	f.loop.proxy.unservable(f.peer.String(), err)
 	closeFd(f.client)
 	f.forget()
 }
