@@ -1,10 +1,6 @@
 package l4
 
-import (
-	"net"
-
-	"golang.org/x/sys/unix"
-)
+import "net"
 
 // copyChunk is how much one copy call may move before the byte counters
 // are updated: Go's largest splice(2) request, so a chunk costs no extra
@@ -26,11 +22,6 @@ func socketActivity(c net.Conn) uint64 {
 		return 0
 	}
 	var total uint64
-	_ = raw.Control(func(fd uintptr) {
-		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-		if err == nil {
-			total = info.Bytes_received + info.Bytes_acked
-		}
-	})
+	_ = raw.Control(func(fd uintptr) { total = fdActivity(int(fd)) })
 	return total
 }

@@ -668,6 +668,8 @@ func (f *tcpFlow) kernelActivity() uint64 {
 	return fdActivity(f.client) + fdActivity(f.backend)
 }
 
+// fdActivity returns a TCP socket's bytes received plus those its peer
+// acknowledged, 0 when the kernel does not say (see socketActivity).
 func fdActivity(fd int) uint64 {
 	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
