@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 )
 
 // DefaultMaglevTableSize is the Maglev lookup table size used when
@@ -66,13 +68,13 @@ func (m Maglev) Build(backends []Backend) (Selector, error) {
 	if size == 0 {
 		size = DefaultMaglevTableSize
 	}
-	table, err := MaglevTable(backends, size)
+	table, order, err := maglevBuild(backends, size)
 	if err != nil {
 		return nil, err
 	}
 	n := uint64(len(backends))
 	walk := min(uint64(size)-1, 2*n)
-	return &maglevSelector{table: table, backends: n, walk: walk}, nil
+	return &maglevSelector{table: table, order: order, backends: n, walk: walk}, nil
 }
 
 // MaglevTable returns the Maglev lookup table for backends: size entries,
@@ -89,6 +91,13 @@ func (m Maglev) Build(backends []Backend) (Selector, error) {
 // so a mirror must replace both arrays together (for example by swapping
 // the inner maps of a BPF_MAP_TYPE_ARRAY_OF_MAPS), not patch entries.
 //
+// The table is a function of the backends' addresses and weights alone,
+// not of their order: the list is filled in canonical order (see
+// maglevOrder) and only the indexes written are the caller's. Balancer
+// nodes that build from the same backends, however discovery or health
+// checks ordered them, send every key to the same address, so a flow that
+// ECMP moves from one node to another keeps its backend.
+//
 // Each backend owns its exact share of the entries, size × weight / total
 // weight, rounded down or up (the entries left after rounding down go to
 // the largest remainders), so shares are exact to one entry; a backend
@@ -98,18 +107,84 @@ func (m Maglev) Build(backends []Backend) (Selector, error) {
 // there is nothing for entries to point at, and a mirror must treat the
 // service as having no backends.
 func MaglevTable(backends []Backend, size uint32) ([]uint32, error) {
+	table, _, err := maglevBuild(backends, size)
+	return table, err
+}
+
+// maglevBuild returns MaglevTable's table and the canonical order it was
+// filled in: order[r] is the index in backends of the backend of rank r.
+func maglevBuild(backends []Backend, size uint32) (table, order []uint32, err error) {
 	if err := checkMaglevTableSize(size, len(backends)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	weights, err := hashWeights(backends)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(backends) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	quotas := apportion(weights, uint64(size))
-	return fillMaglevTable(backends, quotas, size), nil
+	order = maglevOrder(backends)
+	ranked := make([]Backend, len(backends))
+	rankedWeights := make([]uint64, len(backends))
+	for r, i := range order {
+		ranked[r], rankedWeights[r] = backends[i], weights[i]
+	}
+	quotas := apportion(rankedWeights, uint64(size))
+	table = fillMaglevTable(ranked, quotas, size)
+	if !isIdentity(order) {
+		for j, r := range table {
+			table[j] = order[r]
+		}
+	}
+	return table, order, nil
+}
+
+// maglevOrder returns the positions of backends in the canonical order the
+// table is filled in: IP addresses first, by address then port (as
+// netip.AddrPort compares them, so a list sorted that way, like pkg/maps'
+// mirror, is already canonical and its table's entries are its ranks),
+// then host names and sockets by their text, ties by weight, then by
+// position. Filling breaks ties between backends by rank (apportion, the
+// turn queue); ranking by what the backends are rather than where they
+// stand in the list makes the table the same on every node.
+func maglevOrder(backends []Backend) []uint32 {
+	type ranked struct {
+		ap     netip.AddrPort
+		isAddr bool
+	}
+	keys := make([]ranked, len(backends))
+	order := make([]uint32, len(backends))
+	for i := range backends {
+		ap, err := netip.ParseAddrPort(backends[i].Addr)
+		keys[i] = ranked{ap: ap, isAddr: err == nil}
+		order[i] = uint32(i)
+	}
+	slices.SortStableFunc(order, func(a, b uint32) int {
+		ka, kb := keys[a], keys[b]
+		var c int
+		switch {
+		case ka.isAddr && kb.isAddr:
+			c = ka.ap.Compare(kb.ap)
+		case ka.isAddr:
+			return -1
+		case kb.isAddr:
+			return 1
+		}
+		return cmp.Or(c, strings.Compare(backends[a].Addr, backends[b].Addr),
+			cmp.Compare(backends[a].Weight, backends[b].Weight))
+	})
+	return order
+}
+
+// isIdentity reports whether order leaves every backend where it is.
+func isIdentity(order []uint32) bool {
+	for r, i := range order {
+		if uint32(r) != i {
+			return false
+		}
+	}
+	return true
 }
 
 // checkMaglevTableSize enforces what makes every permutation visit every
@@ -252,13 +327,16 @@ func maglevKeyHash(key []byte) uint64 {
 // after the key's entry it walks the next walk entries (2 per backend, or
 // the whole table if smaller), which are in the table's pseudo-random,
 // weight-proportional order so a dead backend's keys spread over the
-// others; then it sweeps every backend once by index, starting at a point
-// chosen by the key, so that backends owning no entry, or missed by the
-// walk, are still reached. A selection ends within 1 + walk + N steps
-// (at most 3N + 1), where walking all M entries would cost 65,537 steps per
-// request once most backends are down.
+// others; then it sweeps every backend once in canonical order (order),
+// starting at a point chosen by the key, so that backends owning no entry,
+// or missed by the walk, are still reached. A selection ends within
+// 1 + walk + N steps (at most 3N + 1), where walking all M entries would
+// cost 65,537 steps per request once most backends are down. Every
+// candidate, the sweep's included, depends on the backends and not on
+// their order in the list, so nodes agree on the fallback too.
 type maglevSelector struct {
 	table    []uint32
+	order    []uint32
 	backends uint64
 	walk     uint64
 }
@@ -283,7 +361,7 @@ func (s *maglevSelector) Next(c Cursor) (int, Cursor, bool) {
 	case step <= s.walk:
 		index = uint64(s.table[(c.Pos+step)%uint64(len(s.table))])
 	case step <= s.walk+s.backends:
-		index = (c.Hash%s.backends + step - s.walk - 1) % s.backends
+		index = uint64(s.order[(c.Hash%s.backends+step-s.walk-1)%s.backends])
 	default:
 		return 0, c, false
 	}
