@@ -299,3 +299,101 @@ func expectedTable(t *testing.T, pool []nodeBackend, size uint32) []uint32 {
 	}
 	return table
 }
+
+// lastWrite is a maps.Writer that keeps the last table published.
+type lastWrite struct {
+	backends []netip.AddrPort
+	table    []uint32
+	n        uint32
+}
+
+func (w *lastWrite) Write(backends []netip.AddrPort, table []uint32) (uint32, error) {
+	w.backends, w.table = slices.Clone(backends), slices.Clone(table)
+	w.n++
+	return w.n, nil
+}
+
+// simFlows returns the table entry each of n pseudo-random TCP flows to
+// vip hashes to, as the program hashes them (flow_hash, seed "weir"),
+// the same for the same seed.
+func simFlows(n int, vip netip.AddrPort, size uint32, seed uint64) []uint32 {
+	r := rand.New(rand.NewPCG(seed, 0xf10e))
+	entries := make([]uint32, n)
+	for i := range entries {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], r.Uint32())
+		client := netip.AddrPortFrom(netip.AddrFrom4(a), uint16(1024+r.IntN(64512)))
+		entries[i] = murmur3(flowBytes(client, vip, ProtoTCP), seedFlow) % size
+	}
+	return entries
+}
+
+// assign returns the backend each flow goes to under w's table.
+func assign(w *lastWrite, flows []uint32) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(flows))
+	for i, e := range flows {
+		out[i] = w.backends[w.table[e]]
+	}
+	return out
+}
+
+// TestMaglevRemapOnEveryNode simulates 100,000 flows through three nodes'
+// tables, each node learning the pool in its own order, and changes one
+// backend: every node must move the same flows, to the same backends, and
+// no more than 1/N + 1% of them.
+func TestMaglevRemapOnEveryNode(t *testing.T) {
+	const flowCount = 100000
+	size := uint32(lb.DefaultMaglevTableSize)
+	flows := simFlows(flowCount, vip4TCP, size, 24)
+	for _, n := range []int{3, 5, 10} {
+		for _, change := range []string{"remove one", "add one"} {
+			t.Run(fmt.Sprintf("%d backends/%s", n, change), func(t *testing.T) {
+				pool := nodePool(n+1, 8080, nil)
+				before, spare := pool[:n], pool[n]
+				gone := pool[n/2]
+				var want []netip.AddrPort // node 0's flows after the change
+				var wantBefore []netip.AddrPort
+				for node := range 3 {
+					w := &lastWrite{}
+					sn := newSimNode(t, w, size, uint64(10*n+node))
+					sn.learn(before, node == 0)
+					was := assign(w, flows)
+					switch {
+					case change == "add one":
+						sn.observe(lb.Added, spare, true, true)
+					case node == 1: // a failed health check takes it out as surely
+						sn.observe(lb.HealthChanged, gone, false, true)
+					default:
+						sn.observe(lb.Removed, gone, false, true)
+					}
+					now := assign(w, flows)
+					if node == 0 {
+						wantBefore, want = was, now
+						continue
+					}
+					for i := range flows {
+						if was[i] != wantBefore[i] || now[i] != want[i] {
+							t.Fatalf("node %d: flow %d goes to %s, then %s; node 0 sends it to %s, then %s",
+								node, i, was[i], now[i], wantBefore[i], want[i])
+						}
+					}
+				}
+				moved, forced := 0, 0
+				for i := range flows {
+					if wantBefore[i] != want[i] {
+						moved++
+					}
+					if wantBefore[i] == gone.ap && change == "remove one" || want[i] == spare.ap && change == "add one" {
+						forced++ // the flows that had to move
+					}
+				}
+				frac, bound := float64(moved)/flowCount, 1/float64(n)+0.01
+				t.Logf("N=%d, %s: %d of %d flows moved (%.4f; %d had to: %.4f), bound %.4f, identical on 3 nodes",
+					n, change, moved, flowCount, frac, forced, float64(forced)/flowCount, bound)
+				if frac > bound {
+					t.Errorf("%d of %d flows moved (%.4f), want at most 1/N + 1%% = %.4f", moved, flowCount, frac, bound)
+				}
+			})
+		}
+	}
+}
