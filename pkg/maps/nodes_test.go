@@ -38,7 +38,12 @@ func nodePool(n int, v6 bool, weight func(i int) int) []nodeBackend {
 
 func equalWeights(int) int   { return 1 }
 func mixedWeights(i int) int { return 1 + i*7%5 }
-func heavyFirst(i int) int   { return map[bool]int{true: 200, false: 1}[i == 0] }
+func heavyFirst(i int) int {
+	if i == 0 {
+		return 200
+	}
+	return 1
+}
 func withBackups(pool []nodeBackend) []nodeBackend {
 	for i := range pool {
 		pool[i].backup = i >= len(pool)-2
