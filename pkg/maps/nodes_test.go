@@ -36,14 +36,19 @@ func nodePool(n int, v6 bool, weight func(i int) int) []nodeBackend {
 	return pool
 }
 
+// Weights of the test pools' backends by position.
 func equalWeights(int) int   { return 1 }
 func mixedWeights(i int) int { return 1 + i*7%5 }
+
+// heavyFirst gives the first backend 200 times the others' weight.
 func heavyFirst(i int) int {
 	if i == 0 {
 		return 200
 	}
 	return 1
 }
+
+// withBackups makes the last two backends of pool backups.
 func withBackups(pool []nodeBackend) []nodeBackend {
 	for i := range pool {
 		pool[i].backup = i >= len(pool)-2
