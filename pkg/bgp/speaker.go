@@ -111,12 +111,12 @@ type Speaker struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	state   speakerState
-	server  *server.BgpServer
-	routes  map[netip.Prefix][]Community
-	counts  counters
-	cancel  context.CancelFunc // ends the peer-state watch
+	mu     sync.Mutex
+	state  speakerState
+	server *server.BgpServer
+	routes map[netip.Prefix][]Community
+	counts counters
+	cancel context.CancelFunc // ends the peer-state watch
 }
 
 type speakerState int
