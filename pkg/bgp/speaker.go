@@ -206,11 +206,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 	case stateDraining, stateStopped:
 		return ErrStopped
 	}
-	// GoBGP logs through the same logger, but only its warnings: its own
-	// Info messages repeat the state changes this package logs.
-	level := new(slog.LevelVar)
-	level.Set(slog.LevelWarn)
-	srv := server.NewBgpServer(server.LoggerOption(s.log.With("component", "gobgp"), level))
+	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(s.log)))
 	go srv.Serve()
 	if err := s.start(ctx, srv); err != nil {
 		srv.Stop()
