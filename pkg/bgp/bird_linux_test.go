@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -329,11 +330,6 @@ func TestAnnounceAndWithdrawReachBIRD(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitEstablished()
-	for _, p := range s.Peers() {
-		if p.State != StateEstablished || p.ASN != birdASN {
-			t.Errorf("Peers() has %+v, want AS %d established", p, birdASN)
-		}
-	}
 
 	want := []struct {
 		prefix             netip.Prefix
@@ -349,6 +345,19 @@ func TestAnnounceAndWithdrawReachBIRD(t *testing.T) {
 			return strings.Contains(r, w.via) && strings.Contains(r, w.nextHop) && strings.Contains(r, w.community) &&
 				strings.Contains(r, "BGP.as_path: 64497"), r
 		})
+	}
+
+	// Each peer has been sent the route of its family.
+	peers := s.Peers()
+	for i, want := range []PeerStatus{
+		{Address: birdV4, ASN: birdASN, State: StateEstablished, Announced: []netip.Prefix{vip4}},
+		{Address: birdV6, ASN: birdASN, State: StateEstablished, Announced: []netip.Prefix{vip6}},
+	} {
+		got := peers[i]
+		got.Uptime = 0
+		if got.Address != want.Address || got.ASN != want.ASN || got.State != want.State || !slices.Equal(got.Announced, want.Announced) || peers[i].Uptime < 0 {
+			t.Errorf("Peers()[%d] = %+v, want %+v", i, peers[i], want)
+		}
 	}
 
 	// Repeats are idempotent and not counted.
@@ -379,6 +388,11 @@ func TestAnnounceAndWithdrawReachBIRD(t *testing.T) {
 	st := s.Stats()
 	if st.Withdraws != 2 || st.Announced != 0 || len(st.Peers) != 2 {
 		t.Errorf("Stats() after withdrawing both = %+v, want 2 withdraws, none announced, 2 peers", st)
+	}
+	for _, p := range st.Peers {
+		if p.State != StateEstablished || len(p.Announced) != 0 {
+			t.Errorf("Stats().Peers after withdrawing both has %+v, want established with nothing announced", p)
+		}
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // SessionState is a BGP session's state in the RFC 4271 finite state
@@ -80,6 +82,10 @@ type PeerStatus struct {
 	// Uptime is how long the session has been established (zero unless
 	// State is StateEstablished; whole seconds).
 	Uptime time.Duration
+	// Announced are the prefixes this peer has been sent and not sent a
+	// withdraw for (GoBGP's Adj-RIB-Out), sorted: empty unless the
+	// session is established, and only prefixes of the session's family.
+	Announced []netip.Prefix
 }
 
 // Stats is a snapshot of the speaker's counters and sessions, for a
@@ -127,6 +133,29 @@ func (s *Speaker) Peers() []PeerStatus {
 			out[i].Uptime = max(now.Sub(up.AsTime()).Truncate(time.Second), 0)
 		}
 	})
+	for i := range out {
+		if out[i].State == StateEstablished {
+			out[i].Announced = adjRIBOut(srv, out[i].Address.Unmap())
+		}
+	}
+	return out
+}
+
+// adjRIBOut lists the prefixes GoBGP has sent peer and not withdrawn.
+func adjRIBOut(srv *server.BgpServer, peer netip.Addr) []netip.Prefix {
+	family := bgp.RF_IPv4_UC
+	if peer.Is6() {
+		family = bgp.RF_IPv6_UC
+	}
+	var out []netip.Prefix
+	req := apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_OUT, Name: peer.String(), Family: family}
+	// An error means the session has just gone down: nothing is sent.
+	_ = srv.ListPath(req, func(nlri bgp.NLRI, _ []*apiutil.Path) {
+		if p, ok := nlri.(*bgp.IPAddrPrefix); ok {
+			out = append(out, p.Prefix)
+		}
+	})
+	slices.SortFunc(out, comparePrefix)
 	return out
 }
 
