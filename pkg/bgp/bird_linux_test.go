@@ -457,10 +457,11 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 	}
 
 	// BIRD's log: each protocol's "removed" comes before its session
-	// leaves Established.
+	// leaves Established, by the converge time.
+	lines := logLines(t, b.log)
 	for _, proto := range []string{"v4", "v6"} {
 		removed, down := -1, -1
-		for i, line := range logLines(t, b.log) {
+		for i, line := range lines {
 			if !strings.Contains(line, "<TRACE> "+proto+":") && !strings.Contains(line, "<TRACE> "+proto+".") {
 				continue
 			}
@@ -473,8 +474,28 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 		}
 		if removed < 0 || down < 0 || removed > down {
 			t.Errorf("BIRD's log for %s: withdraw at line %d, session down at line %d; want the withdraw first", proto, removed, down)
+			continue
+		}
+		// The speaker starts its wait before BIRD logs the withdraw;
+		// allow for that delivery.
+		if held := logTime(t, lines[down]).Sub(logTime(t, lines[removed])); held < converge*9/10 {
+			t.Errorf("BIRD's log for %s: session down %v after the withdraw, want about the converge time %v", proto, held, converge)
 		}
 	}
+}
+
+// logTime reads the time of a BIRD log line (timeformat log "%F %T.%3f").
+func logTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		t.Fatalf("BIRD log line without a time: %q", line)
+	}
+	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
+	if err != nil {
+		t.Fatalf("BIRD log line %q: %v", line, err)
+	}
+	return ts
 }
 
 func logLines(t *testing.T, path string) []string {
