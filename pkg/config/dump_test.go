@@ -51,6 +51,7 @@ var (
 		reflect.TypeFor[route.ValueKind]():     func(v reflect.Value) string { return valueKinds[v.Interface().(route.ValueKind)] },
 		reflect.TypeFor[compress.Encoding]():   func(v reflect.Value) string { return v.Interface().(compress.Encoding).String() },
 		reflect.TypeFor[netip.Addr]():          func(v reflect.Value) string { return v.Interface().(netip.Addr).String() },
+		reflect.TypeFor[netip.AddrPort]():      func(v reflect.Value) string { return v.Interface().(netip.AddrPort).String() },
 		reflect.TypeFor[dataplane.PortRange](): func(v reflect.Value) string { return v.Interface().(dataplane.PortRange).String() },
 		reflect.TypeFor[limit.Rate]():          func(v reflect.Value) string { return v.Interface().(limit.Rate).String() },
 		reflect.TypeFor[retry.Policy]():        func(v reflect.Value) string { return formatRetry(v.Addr().Interface().(*retry.Policy)) },
@@ -135,7 +136,7 @@ func writeValue(b *bytes.Buffer, v reflect.Value, depth int) {
 		writeArray(b, v, depth)
 	case reflect.String:
 		writeJSON(b, v.String())
-	case reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint16:
+	case reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint16, reflect.Uint32:
 		fmt.Fprint(b, v.Interface())
 	default:
 		panic("dump: unhandled kind " + v.Kind().String())

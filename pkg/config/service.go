@@ -21,14 +21,14 @@ var serviceKeys = []string{
 	"status", "body", "headers",
 	"protocol", "vip", "interface", "dataplane",
 	"access_log", "request_id", "limits", "snat",
-	"forwarding", "encap", "gue_port",
+	"forwarding", "encap", "gue_port", "announce",
 }
 
 // kindKeys are the keys each kind of service accepts.
 var kindKeys = map[Kind][]string{
 	KindRespond:   {"name", "kind", "listen", "status", "body", "headers", "access_log", "request_id", "limits"},
 	KindHTTPProxy: {"name", "kind", "listen", "upstream", "routes", "access_log", "request_id", "limits"},
-	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat", "forwarding", "encap", "gue_port"},
+	KindL4:        {"name", "kind", "protocol", "vip", "interface", "dataplane", "upstream", "snat", "forwarding", "encap", "gue_port", "announce"},
 }
 
 // validServiceName is the form of a service name: it appears in metric
@@ -391,6 +391,7 @@ func (p *parser) l4(m *mapping, service string) *L4 {
 	}
 	p.l4SNAT(m, l)
 	p.l4Forwarding(m, l)
+	l.Announce = p.announce(m)
 	return l
 }
 

@@ -14,7 +14,7 @@ var topKeys = []string{
 	"version", "threads", "daemon", "pid_file", "error_log", "upgrade_sock",
 	"user", "group", "grace_period_seconds", "graceful_shutdown_timeout_seconds",
 	"upstream_keepalive_pool_size", "max_retries", "ca_file", "bpf", "admin",
-	"upstreams", "services",
+	"bgp", "upstreams", "services",
 }
 
 // maxUnixSocketPath is the longest path a Unix socket address holds on
@@ -71,6 +71,10 @@ func (p *parser) config(root *yaml.Node) *Config {
 		// After the services, whose addresses the admin ones must avoid.
 		cfg.Admin = p.admin(n, cfg.UpgradeSock)
 	}
+	if n := m.get("bgp"); n != nil {
+		cfg.BGP = p.bgp(n)
+	}
+	p.checkAnnounce(cfg)
 	return cfg
 }
 

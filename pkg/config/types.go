@@ -146,6 +146,9 @@ type Config struct {
 	// Admin is the admin endpoint (key admin); nil when not configured,
 	// and then no metrics are counted.
 	Admin *Admin
+	// BGP is the BGP speaker that announces the VIPs of the l4 services
+	// with announce (key bgp); nil when not configured.
+	BGP *BGP
 	// Upstreams are the named pools of key upstreams, by name; services
 	// and routes refer to them with upstream: NAME.
 	Upstreams map[string]*Upstream
@@ -405,6 +408,10 @@ type L4 struct {
 	// GUEPort is the UDP port the backends take GUE on (key gue_port,
 	// default DefaultGUEPort) with encap: gue; zero otherwise.
 	GUEPort int
+	// Announce, when not nil, announces the vip's address by BGP while
+	// the service has enough usable backends (key announce; needs the
+	// top-level bgp block).
+	Announce *Announce
 }
 
 // Selection names a load-balancing algorithm.
