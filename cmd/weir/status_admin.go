@@ -103,6 +103,34 @@ func printAdminStatus(w io.Writer, st admin.Status) {
 			fmt.Fprintf(tw, "\t\t  %s\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", backendName(be), be.Weight, backendState(be), backendInFlight(be), be.RequestRate, be.ErrorRate, p, b, f, lastCheck(be))
 		}
 	}
+	if st.BGP != nil {
+		tw.Flush()
+		printBGPStatus(w, st.BGP)
+	}
+}
+
+// printBGPStatus prints the BGP sessions and the VIPs' announcements.
+func printBGPStatus(w io.Writer, st *admin.BGPStatus) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "BGP PEER\tASN\tSESSION\tUP")
+	for _, p := range st.Peers {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", p.Address, p.ASN, p.State, time.Duration(p.Uptime)*time.Second)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "VIP\tROUTE\tSERVICES (USABLE/MIN)\tCOMMUNITIES\tANNOUNCED\tWITHDRAWN")
+	for _, v := range st.VIPs {
+		route := "withdrawn"
+		if v.Announced {
+			route = "announced"
+		}
+		communities := strings.Join(v.Communities, " ")
+		if communities == "" {
+			communities = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", v.VIP, route, v.Services, communities, v.Announcements, v.Withdrawals)
+	}
 }
 
 // retryCell is a target's STATE cell: its retries and the retries its

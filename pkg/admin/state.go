@@ -51,6 +51,40 @@ type Status struct {
 	// BPF is the BPF data plane's hooks, nil when no l4 service runs on
 	// it.
 	BPF *BPFStatus `json:"bpf,omitempty"`
+	// BGP is the BGP speaker's sessions and VIPs, nil without a bgp
+	// block.
+	BGP *BGPStatus `json:"bgp,omitempty"`
+}
+
+// BGPStatus is the BGP speaker: its sessions and the VIPs it announces.
+type BGPStatus struct {
+	Peers []BGPPeerStatus `json:"peers"`
+	VIPs  []BGPVIPStatus  `json:"vips"`
+}
+
+// BGPPeerStatus is one BGP session.
+type BGPPeerStatus struct {
+	Address string `json:"address"`
+	ASN     uint32 `json:"asn"`
+	// State is idle, connect, active, opensent, openconfirm or
+	// established.
+	State string `json:"state"`
+	// Uptime is how long the session has been established, in seconds.
+	Uptime float64 `json:"uptime_seconds"`
+}
+
+// BGPVIPStatus is one VIP address: the host route of the l4 services with
+// announce whose vip is on it.
+type BGPVIPStatus struct {
+	VIP         string   `json:"vip"`
+	Announced   bool     `json:"announced"`
+	Communities []string `json:"communities,omitempty"`
+	// Services say, for each service on the address, its usable backends
+	// and its min_backends, as "web 2/1": the route is announced while
+	// one of them has enough.
+	Services      string `json:"services"`
+	Announcements uint64 `json:"announcements"`
+	Withdrawals   uint64 `json:"withdrawals"`
 }
 
 // BPFStatus is the BPF data plane: where it is pinned and the interfaces

@@ -74,8 +74,8 @@ func collectL4(ch chan<- prometheus.Metric, sources []L4Source) {
 	}
 }
 
-// scrapeCollector reads the scrape-time sources: backend state and L4
-// counters.
+// scrapeCollector reads the scrape-time sources: backend state, L4
+// counters and the BGP speaker's state.
 type scrapeCollector struct{ m *Metrics }
 
 var _ prometheus.Collector = (*scrapeCollector)(nil)
@@ -85,7 +85,8 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	f := &c.m.backend
 	for _, d := range []*prometheus.Desc{f.up, f.enabled, f.weight, f.inFlight, f.ejected, f.ejections, f.backup,
 		l4Descs.packets, l4Descs.bytes, l4Descs.flows, l4Descs.drops, l4Descs.generation, l4Descs.dataPlane,
-		c.m.slots.maxConns} {
+		c.m.slots.maxConns,
+		bgpDescs.announced, bgpDescs.announcements, bgpDescs.withdrawals, bgpDescs.peerUp, bgpDescs.peerState} {
 		ch <- d
 	}
 }
@@ -95,7 +96,9 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
 	balancers := append([]balancerSource(nil), c.m.balancers...)
 	l4 := append([]L4Source(nil), c.m.l4...)
+	bgp := append([]BGPSource(nil), c.m.bgp...)
 	c.m.mu.Unlock()
 	c.m.collectBalancers(ch, balancers)
 	collectL4(ch, l4)
+	collectBGP(ch, bgp)
 }

@@ -37,6 +37,7 @@ type Metrics struct {
 	// sources report backend state and L4 counters at scrape time.
 	balancers []balancerSource
 	l4        []L4Source
+	bgp       []BGPSource
 	// limits are the HTTP services' overload protection (limits.go),
 	// whose collector registers with the first.
 	limitsOnce sync.Once

@@ -335,7 +335,8 @@ func (s *Server) syncDataPlane(t target) error {
 // Status reports every service: its backends' weights, health, drains
 // and checks, request rates (from Options.Metrics; zero without), and for an l4
 // service its data plane, table generation and counters; and the
-// interfaces the BPF data plane hooks, when it runs.
+// interfaces the BPF data plane hooks, when it runs; and the BGP
+// speaker's sessions and VIPs, when configured.
 func (s *Server) Status() admin.Status {
 	s.ctl.mu.Lock()
 	defer s.ctl.mu.Unlock()
@@ -346,6 +347,9 @@ func (s *Server) Status() admin.Status {
 	}
 	if s.kernel != nil {
 		out.BPF = s.kernel.interfaces()
+	}
+	if s.bgp != nil {
+		out.BGP = s.bgp.status()
 	}
 	return out
 }

@@ -48,6 +48,13 @@ func (s *Server) buildL4(sc *config.Service) (*l4Service, error) {
 	// through it; in userspace it stays idle.
 	svc.mirror = maps.New(maps.WriterFunc(svc.writeBPF), 0, svc.log)
 	opts.Observers = append(opts.Observers, svc.mirror)
+	if sc.L4.Announce != nil && s.bgp != nil {
+		o, err := s.bgp.add(sc, vip)
+		if err != nil {
+			return nil, err
+		}
+		opts.Observers = append(opts.Observers, o)
+	}
 	// The userspace proxy counts each backend's share into these (the
 	// BPF data plane counts in its maps).
 	opts.Attach = l4.NewBackendCounters

@@ -64,6 +64,7 @@ type Server struct {
 	metrics    *metrics.Metrics   // nil: nothing counted
 	accessLogs *accesslog.Writers // nil: no access logs
 	admin      *adminEndpoint     // nil: no admin endpoint configured
+	bgp        *announcer         // nil: no bgp block configured
 	version    string
 
 	ctl control // runtime control (control.go)
@@ -120,6 +121,11 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 		metrics: o.Metrics, accessLogs: o.AccessLogs, version: o.Version, clock: o.clock,
 		pools: map[*config.Upstream]*pool{}}
 	var errs []error
+	bgpAnnouncer, err := newAnnouncer(cfg, log)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.bgp = bgpAnnouncer
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		if sc.Kind == config.KindL4 {
@@ -140,6 +146,9 @@ func NewWith(cfg *config.Config, o Options) (*Server, error) {
 	}
 	if s.metrics != nil && len(s.l4) > 0 {
 		s.metrics.WatchL4(s.L4Stats)
+	}
+	if s.metrics != nil && s.bgp != nil {
+		s.metrics.WatchBGP(s.bgp.metrics)
 	}
 	if cfg.Admin != nil {
 		a, err := s.newAdmin(cfg.Admin)
@@ -281,6 +290,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	// The admin endpoint serves at once: its status page shows the
 	// services that still wait for their first round.
 	s.serveAdmin(errc)
+	if s.bgp != nil {
+		// The sessions open now; the VIPs are announced once every
+		// service serves (Ready).
+		if err := s.bgp.speaker.Start(ctx); err != nil {
+			report(errc, err)
+		}
+		bgWG.Go(func() { s.bgp.run(bg, s.ready) })
+	}
 	started := s.startedCounter(len(s.services) + len(s.l4))
 	var serveWG sync.WaitGroup
 	for _, svc := range s.services {
@@ -294,6 +311,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	}
+	if s.bgp != nil {
+		// Routers move the VIPs' traffic to other nodes before this
+		// one stops serving: no flow is sent to a node that is leaving.
+		s.bgp.shutdown(context.Background())
 	}
 	stopServing()
 	if s.kernel != nil {
@@ -483,6 +505,10 @@ func (s *Server) Close() {
 	}
 	for _, svc := range s.services {
 		svc.http.Close()
+	}
+	if s.bgp != nil {
+		// Closing the sessions makes the routers drop the VIPs at once.
+		s.bgp.speaker.Stop()
 	}
 	for _, svc := range s.l4 {
 		svc.close()
