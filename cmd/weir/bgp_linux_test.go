@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weir-lb/weir/internal/testenv"
+	"github.com/weir-lb/weir/pkg/bgp"
 )
 
 // The BGP lab: weir in one network namespace, BIRD in another, joined by
@@ -77,13 +79,19 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-// TestBGPAnnouncesVIPToBIRD runs weir with an l4 VIP announced by BGP to a
-// real BIRD 2: the /32 reaches BIRD's table with the configured
-// communities once weir serves; it is withdrawn when the backends fail
-// their health checks and comes back when they recover; weir status and
-// the metrics say so; and SIGTERM withdraws it while the session is still
-// up, then weir exits once the converge time has passed.
-func TestBGPAnnouncesVIPToBIRD(t *testing.T) {
+// bgpLab is the BGP lab with weir running in it.
+type bgpLab struct {
+	bird      *testenv.BIRD
+	backends  []*bgpBackend
+	adminSock string
+	pidFile   string
+	logs      weirLog
+	weir      *weirProc
+}
+
+// startBGPLab builds the BGP lab, starts BIRD and the backends, and runs
+// weir with the vip announced.
+func startBGPLab(t *testing.T) *bgpLab {
 	testenv.NeedRoot(t)
 	weirNS, birdNS := testNetns(t), testNetns(t)
 	ipCmd(t, "link", "add", "weir0", "netns", weirNS, "type", "veth", "peer", "name", "bird0", "netns", birdNS)
@@ -144,22 +152,41 @@ services:
 	}
 	logs := logFile(t)
 	w := runWeir(t, exec.Command("ip", "netns", "exec", weirNS, os.Args[0], "-c", conf), logs)
+	return &bgpLab{bird: bird, backends: backends, adminSock: adminSock, pidFile: filepath.Join(dir, "weir.pid"), logs: logs, weir: w}
+}
 
-	announced := func(what string, within time.Duration) {
-		t.Helper()
-		bird.Eventually(within, what, func() (bool, string) {
-			r := bird.Route(bgpVIPRoute)
-			return strings.Contains(r, "via "+bgpWeirAddr+" on bird0") && strings.Contains(r, "BGP.community: (64497,100) (65535,65281)") &&
-				strings.Contains(r, "BGP.as_path: 64497"), r
-		})
-	}
-	withdrawn := func(what string, within time.Duration) {
-		t.Helper()
-		bird.Eventually(within, what, func() (bool, string) {
-			r := bird.Route(bgpVIPRoute)
-			return r == "", r
-		})
-	}
+// announced waits until BIRD has the vip's /32 from weir with the
+// configured communities.
+func (l *bgpLab) announced(t *testing.T, what string, within time.Duration) {
+	t.Helper()
+	l.bird.Eventually(within, what, func() (bool, string) {
+		r := l.bird.Route(bgpVIPRoute)
+		return strings.Contains(r, "via "+bgpWeirAddr+" on bird0") && strings.Contains(r, "BGP.community: (64497,100) (65535,65281)") &&
+			strings.Contains(r, "BGP.as_path: 64497"), r
+	})
+}
+
+// withdrawn waits until BIRD has no route to the vip.
+func (l *bgpLab) withdrawn(t *testing.T, what string, within time.Duration) {
+	t.Helper()
+	l.bird.Eventually(within, what, func() (bool, string) {
+		r := l.bird.Route(bgpVIPRoute)
+		return r == "", r
+	})
+}
+
+// TestBGPAnnouncesVIPToBIRD runs weir with an l4 VIP announced by BGP to a
+// real BIRD 2: the /32 reaches BIRD's table with the configured
+// communities once weir serves; it is withdrawn when the backends fail
+// their health checks and comes back when they recover; weir status and
+// the metrics say so; and SIGTERM withdraws it while the session is still
+// up, then weir exits once the converge time has passed.
+func TestBGPAnnouncesVIPToBIRD(t *testing.T) {
+	l := startBGPLab(t)
+	bird, backends, adminSock, logs, w := l.bird, l.backends, l.adminSock, l.logs, l.weir
+
+	announced := func(what string, within time.Duration) { t.Helper(); l.announced(t, what, within) }
+	withdrawn := func(what string, within time.Duration) { t.Helper(); l.withdrawn(t, what, within) }
 	// The first attempt comes within 2 s of the start, and the route
 	// once weir serves.
 	announced("the vip's /32 in BIRD's table with the communities", 15*time.Second)
@@ -266,4 +293,62 @@ func hasFieldsLine(s, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestBGPReloadReopensSessions reloads weir (SIGHUP: a new process takes
+// the sockets over) and measures what the routers see: the old process
+// withdraws the vip and closes its session after the converge time; the
+// new one opens its own session, whose first attempts the router refuses
+// while the old session is up, and announces the vip again. The gap is
+// what README.md, "Announcing VIPs by BGP", documents.
+func TestBGPReloadReopensSessions(t *testing.T) {
+	l := startBGPLab(t)
+	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
+	old := l.weir.cmd.Process.Pid
+	began := time.Now()
+	l.weir.signal(t, syscall.SIGHUP)
+	t.Cleanup(func() {
+		if pid := readPID(l.pidFile); pid != 0 && pid != old {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	var gone, back time.Duration
+	deadline := time.Now().Add(30 * time.Second)
+	for back == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the vip was not announced again within 30s of SIGHUP (gone after %v)", gone)
+		}
+		r := l.bird.Route(bgpVIPRoute)
+		switch {
+		case r == "" && gone == 0:
+			gone = time.Since(began)
+		case r != "" && gone != 0:
+			back = time.Since(began)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := l.weir.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the old weir exited with %v", err)
+	}
+	if pid := readPID(l.pidFile); pid == old || pid == 0 {
+		t.Fatalf("pid file names %d after the reload, want the new weir", pid)
+	}
+	l.announced(t, "the vip announced by the new weir", time.Second)
+	t.Logf("after SIGHUP the vip was withdrawn at %v and announced again at %v: %v without a route from this node", gone, back, back-gone)
+	// The documented bound: the old weir's converge time, then the new
+	// weir's next attempt (every bgp.DefaultConnectRetry), with a second
+	// for the handshake and the update.
+	if limit := bgpConverge + bgp.DefaultConnectRetry + time.Second; back-gone > limit {
+		t.Errorf("the vip was without a route from this node for %v, want at most %v", back-gone, limit)
+	}
+}
+
+// readPID reads a pid file; 0 when there is none.
+func readPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
