@@ -34,7 +34,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	adminAddr := flags.String("admin", "", "admin endpoint `address` to read the running weir's status from: host:port or unix:/path (default: the configuration's admin.listen)")
 	tokenFile := flags.String("token-file", "", "`file` holding the admin endpoint's bearer token (default: the configuration's admin.token_file)")
 	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "usage: weir status [-admin ADDR] [-token-file FILE] [-pin DIR] [-c FILE]\n\nPrint the running weir's services (from its admin endpoint) and the L4 services and interface hooks of the BPF data plane.\n\nFlags:\n")
+		fmt.Fprintf(flags.Output(), "usage: weir status [-admin ADDR] [-token-file FILE] [-pin DIR] [-c FILE]\n\nPrint the running weir's services and BGP sessions and VIPs (from its admin endpoint), and the L4 services and interface hooks of the BPF data plane.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {

@@ -3,6 +3,7 @@ package admin
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -152,8 +153,67 @@ func TestPageBPF(t *testing.T) {
 	}
 }
 
+// TestPageBGP checks the BGP tables: each session's row with its state
+// (marked bad unless established) and each VIP's with its announcement
+// (marked bad while withdrawn); no BGP section without a bgp block.
+func TestPageBGP(t *testing.T) {
+	var log testenv.Buffer
+	e := serve(t, options(&log), &log, true)
+	if _, body := e.do(t, "GET", "/", ""); strings.Contains(body, "<h2>BGP</h2>") {
+		t.Fatal("the page shows BGP the status lacks")
+	}
+	e.state.mu.Lock()
+	e.state.status.BGP = &BGPStatus{
+		Peers: []BGPPeerStatus{
+			{Address: "198.51.100.1", ASN: 64500, State: "established", Uptime: 134},
+			{Address: "2001:db8::1", ASN: 64500, State: "active"},
+		},
+		VIPs: []BGPVIPStatus{
+			{VIP: "192.0.2.10", Announced: true, Communities: []string{"64512:100", "no-export"}, Services: "web 2/1, web-tls 2/1", Announcements: 1},
+			{VIP: "2001:db8::10", Services: "dns 0/1", Announcements: 2, Withdrawals: 2},
+		},
+	}
+	e.state.mu.Unlock()
+	_, body := e.do(t, "GET", "/", "")
+	want := map[string][]string{
+		"198.51.100.1": {"198.51.100.1", "64500", "established", "134 s"},
+		"2001:db8::1":  {"2001:db8::1", "64500", "active", "0 s"},
+		"192.0.2.10":   {"192.0.2.10", "announced", "web 2/1, web-tls 2/1", "64512:100 no-export", "1 / 0"},
+		"2001:db8::10": {"2001:db8::10", "withdrawn", "dns 0/1", "–", "2 / 2"},
+	}
+	rows := rowsBy(t, body, "data-peer")
+	maps.Copy(rows, rowsBy(t, body, "data-vip"))
+	for key, cells := range want {
+		r, ok := rows[key]
+		if !ok {
+			t.Errorf("no row for %s", key)
+			continue
+		}
+		if strings.Join(r.cells, "|") != strings.Join(cells, "|") {
+			t.Errorf("%s: cells %q, want %q", key, r.cells, cells)
+		}
+	}
+	if a := rows["2001:db8::1"].attrs; a["data-state"] != "active" {
+		t.Errorf("peer 2001:db8::1: attributes %v", a)
+	}
+	if a := rows["192.0.2.10"].attrs; a["data-announced"] != "true" {
+		t.Errorf("vip 192.0.2.10: attributes %v", a)
+	}
+	_, section, _ := strings.Cut(body, `<section class="bgp">`)
+	if n := strings.Count(section, `class="bad"`); n != 2 {
+		t.Errorf("%d BGP cells marked bad, want 2 (the active session, the withdrawn vip)", n)
+	}
+}
+
 // interfaceRows parses a status page's BPF interface rows by name.
 func interfaceRows(t *testing.T, page string) map[string]row {
+	t.Helper()
+	return rowsBy(t, page, "data-interface")
+}
+
+// rowsBy parses a status page's table rows that have attribute key, by
+// its value.
+func rowsBy(t *testing.T, page, key string) map[string]row {
 	t.Helper()
 	doc, err := html.Parse(strings.NewReader(page))
 	if err != nil {
@@ -168,7 +228,7 @@ func interfaceRows(t *testing.T, page string) map[string]row {
 		for _, a := range n.Attr {
 			r.attrs[a.Key] = a.Val
 		}
-		name, ok := r.attrs["data-interface"]
+		name, ok := r.attrs[key]
 		if !ok {
 			continue
 		}
