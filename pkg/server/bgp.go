@@ -28,8 +28,12 @@ type announcer struct {
 	converge time.Duration
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	vips []*announcedVIP // by address
+	// speak serialises the changes sent to the speaker (update,
+	// shutdown); mu guards the state below, and is never held while the
+	// speaker is called.
+	speak sync.Mutex
+	mu    sync.Mutex
+	vips  []*announcedVIP // by address
 	// serving is set once the server serves: nothing is announced
 	// before every service has done its first health round.
 	serving bool
@@ -162,36 +166,56 @@ func (a *announcer) run(ctx context.Context, ready <-chan struct{}) {
 }
 
 // update announces each VIP that qualifies and withdraws each that no
-// longer does, logging which services decided it.
+// longer does, logging which services decided it. The speaker is called
+// without mu held, so that the health checker, whose observer takes mu,
+// never waits for BGP.
 func (a *announcer) update() {
+	a.speak.Lock()
+	defer a.speak.Unlock()
+	type change struct {
+		v    *announcedVIP
+		want bool
+		why  string
+	}
+	var changes []change
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if !a.serving {
+		a.mu.Unlock()
 		return
 	}
 	for _, v := range a.vips {
-		want, why := v.qualifies()
-		switch {
-		case want && !v.announced:
-			if err := a.speaker.Announce(v.prefix, v.communities); err != nil {
-				if !errors.Is(err, bgp.ErrStopped) {
-					a.log.Error("announcing vip", "vip", v.prefix.Addr(), "services", why, "err", err)
-				}
-				continue
-			}
-			v.announced = true
+		if want, why := v.qualifies(); want != v.announced {
+			changes = append(changes, change{v, want, why})
+		}
+	}
+	a.mu.Unlock()
+	for _, c := range changes {
+		v := c.v
+		var err error
+		if c.want {
+			err = a.speaker.Announce(v.prefix, v.communities)
+		} else {
+			err = a.speaker.Withdraw(v.prefix)
+		}
+		if errors.Is(err, bgp.ErrStopped) {
+			return // stopped at once (Close): nothing is announced any more
+		}
+		if err != nil {
+			a.log.Error("changing the vip's BGP announcement", "vip", v.prefix.Addr(), "announce", c.want, "services", c.why, "err", err)
+			continue
+		}
+		a.mu.Lock()
+		v.announced = c.want
+		if c.want {
 			v.announces++
-			a.log.Info("vip announced by BGP", "vip", v.prefix.Addr(), "services", why)
-		case !want && v.announced:
-			if err := a.speaker.Withdraw(v.prefix); err != nil {
-				if !errors.Is(err, bgp.ErrStopped) {
-					a.log.Error("withdrawing vip", "vip", v.prefix.Addr(), "services", why, "err", err)
-				}
-				continue
-			}
-			v.announced = false
+		} else {
 			v.withdraws++
-			a.log.Warn("vip withdrawn from BGP: too few usable backends", "vip", v.prefix.Addr(), "services", why)
+		}
+		a.mu.Unlock()
+		if c.want {
+			a.log.Info("vip announced by BGP", "vip", v.prefix.Addr(), "services", c.why)
+		} else {
+			a.log.Warn("vip withdrawn from BGP: too few usable backends", "vip", v.prefix.Addr(), "services", c.why)
 		}
 	}
 }
@@ -213,6 +237,8 @@ func (v *announcedVIP) qualifies() (bool, string) {
 // their traffic to other nodes while this one still serves, and closes
 // the sessions. ctx bounds the wait.
 func (a *announcer) shutdown(ctx context.Context) {
+	a.speak.Lock()
+	defer a.speak.Unlock()
 	a.mu.Lock()
 	a.serving = false
 	var names []string
