@@ -101,7 +101,12 @@ func startBGPLab(t *testing.T) *bgpLab {
 	ipCmd(t, "-n", birdNS, "addr", "add", bgpBIRDAddr+"/24", "dev", "bird0")
 	ipCmd(t, "-n", birdNS, "link", "set", "bird0", "up")
 
-	bird := testenv.StartBIRD(t, birdNS, fmt.Sprintf(`router id %s;
+	birdHandle, err := netns.GetFromName(birdNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { birdHandle.Close() })
+	bird := testenv.StartBIRD(t, birdHandle, fmt.Sprintf(`router id %s;
 debug protocols { states, routes, events };
 protocol device { }
 protocol bgp weir {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // BIRD is a BIRD 2 daemon (Debian bird2) a test started, with a control
@@ -23,14 +25,14 @@ type BIRD struct {
 }
 
 // StartBIRD runs bird with config (the body of bird.conf, to which the
-// log file's "log" line is prepended) in the named network namespace
-// netns (ip netns), until the test ends. It skips or fails t without
-// bird, birdc or ip.
-func StartBIRD(t testing.TB, netns, config string) *BIRD {
+// log file's "log" line and a log time format with milliseconds are
+// prepended) in the network namespace ns, until the test ends. It skips
+// or fails t without bird and birdc.
+func StartBIRD(t testing.TB, ns netns.NsHandle, config string) *BIRD {
 	t.Helper()
-	for _, tool := range []string{"bird", "birdc", "ip"} {
+	for _, tool := range []string{"bird", "birdc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			SkipOrFail(t, fmt.Sprintf("test needs %s (Debian packages bird2 and iproute2; scripts/provision installs them): %v", tool, err))
+			SkipOrFail(t, fmt.Sprintf("test needs %s (Debian package bird2; scripts/provision installs it): %v", tool, err))
 		}
 	}
 	dir := t.TempDir()
@@ -45,9 +47,10 @@ func StartBIRD(t testing.TB, netns, config string) *BIRD {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command("ip", "netns", "exec", netns, "bird", "-f", "-c", conf, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
+	cmd := exec.Command("bird", "-f", "-c", conf, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	// The child inherits the namespace of the thread that forks it.
+	if err := InNetns(ns, cmd.Start); err != nil {
 		t.Fatalf("start bird: %v", err)
 	}
 	t.Cleanup(func() {

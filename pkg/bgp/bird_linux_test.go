@@ -8,10 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -115,17 +113,13 @@ type birdOptions struct {
 	gracefulRestart bool   // "graceful restart on" (else BIRD's default, aware)
 }
 
-// bird is a BIRD 2 daemon in its own namespace, peering passively (it
+// bird is BIRD 2 in the lab's second namespace, peering passively (it
 // never dials) with the Speaker at weirV4 and weirV6 as "v4" and "v6".
-type bird struct {
-	t    *testing.T
-	sock string
-	log  string
-}
+type bird struct{ *testenv.BIRD }
 
 // startBIRD builds the lab's second namespace and veth pair and runs BIRD
-// there with a configuration, control socket and log of its own.
-func startBIRD(t *testing.T, opts birdOptions) *bird {
+// there.
+func startBIRD(t *testing.T, opts birdOptions) bird {
 	t.Helper()
 	ns := testenv.Netns(t)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "weir0"}, PeerName: "bird0"}
@@ -151,47 +145,10 @@ func startBIRD(t *testing.T, opts birdOptions) *bird {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	dir := t.TempDir()
-	b := &bird{t: t, sock: filepath.Join(dir, "bird.ctl"), log: filepath.Join(dir, "bird.log")}
-	conf := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(conf, []byte(birdConfig(b.log, opts)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bird", "-f", "-c", conf, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
-	out, err := os.Create(filepath.Join(dir, "bird.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	// The child inherits the namespace of the thread that forks it.
-	if err := testenv.InNetns(ns, cmd.Start); err != nil {
-		t.Fatalf("start bird: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			logs, _ := os.ReadFile(b.log)
-			t.Logf("BIRD's log:\n%s", logs)
-		}
-	})
-	b.eventually(5*time.Second, "BIRD answers on its control socket", func() (bool, string) {
-		s, err := b.birdc("show status")
-		return err == nil && strings.Contains(s, "Daemon is up and running"), s
-	})
-	return b
+	return bird{testenv.StartBIRD(t, ns, birdConfig(opts))}
 }
 
-func birdConfig(logPath string, opts birdOptions) string {
+func birdConfig(opts birdOptions) string {
 	var session strings.Builder
 	session.WriteString("\tpassive on;\n\thold time 9;\n\tconnect retry time 1;\n")
 	if opts.password != "" {
@@ -200,9 +157,7 @@ func birdConfig(logPath string, opts birdOptions) string {
 	if opts.gracefulRestart {
 		session.WriteString("\tgraceful restart on;\n")
 	}
-	return fmt.Sprintf(`log %q all;
-timeformat log "%%F %%T.%%3f";
-router id %s;
+	return fmt.Sprintf(`router id %s;
 debug protocols { states, routes, events };
 protocol device { }
 protocol bgp v4 {
@@ -215,66 +170,15 @@ protocol bgp v6 {
 	neighbor %s as %d;
 %s	ipv6 { import all; export none; };
 }
-`, logPath, birdV4, birdV4, birdASN, weirV4, weirASN, session.String(),
+`, birdV4, birdV4, birdASN, weirV4, weirASN, session.String(),
 		birdV6, birdASN, weirV6, weirASN, session.String())
 }
 
-// birdc runs one BIRD command and returns its output.
-func (b *bird) birdc(command string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "birdc", append([]string{"-s", b.sock}, strings.Fields(command)...)...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("birdc %s: %w: %s", command, err, out)
-	}
-	return string(out), nil
-}
-
-// eventually polls cond every 20 ms until it holds, failing the test
-// with what and cond's last description after timeout.
-func (b *bird) eventually(timeout time.Duration, what string, cond func() (bool, string)) {
-	b.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("not within %v: %s; last seen:\n%s", timeout, what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// established reports whether BIRD's protocol name is Established.
-func (b *bird) established(name string) (bool, string) {
-	s, err := b.birdc("show protocols " + name)
-	return err == nil && strings.Contains(s, "Established"), s
-}
-
-// route returns BIRD's entry for prefix ("" if it has none).
-func (b *bird) route(prefix netip.Prefix) string {
-	b.t.Helper()
-	s, err := b.birdc("show route " + prefix.String() + " all")
-	if strings.Contains(s, "Network not found") {
-		return ""
-	}
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	if !strings.Contains(s, prefix.String()) {
-		return ""
-	}
-	return s
-}
-
 // waitEstablished waits until both of BIRD's sessions are up.
-func (b *bird) waitEstablished() {
-	b.t.Helper()
+func (b bird) waitEstablished() {
 	for _, p := range []string{"v4", "v6"} {
 		// The speaker's first attempt comes within 2 s of Start.
-		b.eventually(10*time.Second, "BIRD's session "+p+" Established", func() (bool, string) { return b.established(p) })
+		b.Eventually(10*time.Second, "BIRD's session "+p+" Established", func() (bool, string) { return b.Established(p) })
 	}
 }
 
@@ -340,8 +244,8 @@ func TestAnnounceAndWithdrawReachBIRD(t *testing.T) {
 		{vip6, "via 2001:db8::1 on bird0", "BGP.next_hop: 2001:db8::1", "BGP.community: (64497,100)"},
 	}
 	for _, w := range want {
-		b.eventually(5*time.Second, w.prefix.String()+" in BIRD's table", func() (bool, string) {
-			r := b.route(w.prefix)
+		b.Eventually(5*time.Second, w.prefix.String()+" in BIRD's table", func() (bool, string) {
+			r := b.Route(w.prefix)
 			return strings.Contains(r, w.via) && strings.Contains(r, w.nextHop) && strings.Contains(r, w.community) &&
 				strings.Contains(r, "BGP.as_path: 64497"), r
 		})
@@ -380,8 +284,8 @@ func TestAnnounceAndWithdrawReachBIRD(t *testing.T) {
 		if err := s.Withdraw(p); err != nil {
 			t.Fatal(err)
 		}
-		b.eventually(time.Second, p.String()+" gone from BIRD's table", func() (bool, string) {
-			r := b.route(p)
+		b.Eventually(time.Second, p.String()+" gone from BIRD's table", func() (bool, string) {
+			r := b.Route(p)
 			return r == "", r
 		})
 	}
@@ -414,8 +318,8 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 	}
 	b.waitEstablished()
 	for _, p := range []netip.Prefix{vip4, vip6} {
-		b.eventually(5*time.Second, p.String()+" in BIRD's table", func() (bool, string) {
-			r := b.route(p)
+		b.Eventually(5*time.Second, p.String()+" in BIRD's table", func() (bool, string) {
+			r := b.Route(p)
 			return r != "", r
 		})
 	}
@@ -429,10 +333,10 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 		done <- s.Shutdown(ctx, converge)
 	}()
 	// Both routes gone while both sessions are still up.
-	b.eventually(time.Second, "routes withdrawn with the sessions still up", func() (bool, string) {
-		r4, r6 := b.route(vip4), b.route(vip6)
-		up4, s4 := b.established("v4")
-		up6, s6 := b.established("v6")
+	b.Eventually(time.Second, "routes withdrawn with the sessions still up", func() (bool, string) {
+		r4, r6 := b.Route(vip4), b.Route(vip6)
+		up4, s4 := b.Established("v4")
+		up6, s6 := b.Established("v6")
 		return r4 == "" && r6 == "" && up4 && up6, r4 + r6 + s4 + s6
 	})
 	if err := <-done; err != nil {
@@ -442,8 +346,8 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 		t.Errorf("Shutdown returned after %v, before the converge time %v", took, converge)
 	}
 	for _, p := range []string{"v4", "v6"} {
-		b.eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
-			up, s := b.established(p)
+		b.Eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
+			up, s := b.Established(p)
 			return !up, s
 		})
 	}
@@ -458,7 +362,7 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 
 	// BIRD's log: each protocol's "removed" comes before its session
 	// leaves Established, by the converge time.
-	lines := logLines(t, b.log)
+	lines := logLines(t, b.Log)
 	for _, proto := range []string{"v4", "v6"} {
 		removed, down := -1, -1
 		for i, line := range lines {
@@ -535,8 +439,8 @@ func TestMD5PasswordSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitEstablished()
-	b.eventually(5*time.Second, vip4.String()+" in BIRD's table", func() (bool, string) {
-		r := b.route(vip4)
+	b.Eventually(5*time.Second, vip4.String()+" in BIRD's table", func() (bool, string) {
+		r := b.Route(vip4)
 		return r != "", r
 	})
 }
@@ -583,8 +487,8 @@ func TestListenOrNot(t *testing.T) {
 			}
 			s.Stop()
 			for _, p := range []string{"v4", "v6"} {
-				b.eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
-					up, s := b.established(p)
+				b.Eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
+					up, s := b.Established(p)
 					return !up, s
 				})
 			}
@@ -638,7 +542,7 @@ func TestGracefulRestartCapability(t *testing.T) {
 			start(t, s)
 			b.waitEstablished()
 			for _, proto := range []string{"v4", "v6"} {
-				out, err := b.birdc("show protocols all " + proto)
+				out, err := b.Birdc("show protocols all " + proto)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -652,8 +556,8 @@ func TestGracefulRestartCapability(t *testing.T) {
 			}
 			s.Stop()
 			for _, p := range []string{"v4", "v6"} {
-				b.eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
-					up, s := b.established(p)
+				b.Eventually(5*time.Second, "BIRD's session "+p+" down", func() (bool, string) {
+					up, s := b.Established(p)
 					return !up, s
 				})
 			}
