@@ -87,26 +87,6 @@ func linkUp(name string) error {
 	return nil
 }
 
-// configureLink adds prefixes (without duplicate address detection, so
-// that IPv6 addresses work at once) to link name and sets it up.
-func configureLink(name string, prefixes ...string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	for _, p := range prefixes {
-		addr, err := netlink.ParseAddr(p)
-		if err != nil {
-			return err
-		}
-		addr.Flags = unix.IFA_F_NODAD
-		if err := netlink.AddrAdd(l, addr); err != nil {
-			return fmt.Errorf("add %s to %s: %w", p, name, err)
-		}
-	}
-	return linkUp(name)
-}
-
 // birdOptions vary BIRD's configuration.
 type birdOptions struct {
 	password        string // TCP MD5 password of both sessions
@@ -133,14 +113,14 @@ func startBIRD(t *testing.T, opts birdOptions) bird {
 	if err != nil {
 		t.Fatalf("move bird0 into BIRD's namespace: %v", err)
 	}
-	if err := configureLink("weir0", weirV4.String()+"/24", weirV6.String()+"/64"); err != nil {
+	if err := testenv.ConfigureLink("weir0", weirV4.String()+"/24", weirV6.String()+"/64"); err != nil {
 		t.Fatal(err)
 	}
 	err = testenv.InNetns(ns, func() error {
 		if err := linkUp("lo"); err != nil {
 			return err
 		}
-		return configureLink("bird0", birdV4.String()+"/24", birdV6.String()+"/64")
+		return testenv.ConfigureLink("bird0", birdV4.String()+"/24", birdV6.String()+"/64")
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // BenchmarkProgram measures the program per packet with Program.Benchmark
@@ -120,7 +121,7 @@ func benchmarkProgramSteady(b *testing.B, h hook) {
 		b.Fatalf("no client address in 198.51.100.0/24 is a fixed point for %s", vip)
 	}
 	err := inNetns(ns, func() error {
-		return errors.Join(configureLink("weir-d0", "192.0.2.1/24"),
+		return errors.Join(testenv.ConfigureLink("weir-d0", "192.0.2.1/24"),
 			addNeighbour("weir-d0", vip.Addr(), net.HardwareAddr{0x02, 0, 0, 0, 3, 1}),
 			addNeighbour("weir-d1", client.Addr(), net.HardwareAddr{0x02, 0, 0, 0, 3, 2}))
 	})
@@ -291,10 +292,10 @@ func forwardingNamespace(backends []netip.AddrPort) error {
 	if err := addVeth("weir-d0", "weir-d1"); err != nil {
 		return err
 	}
-	if err := configureLink("weir-d1", "198.51.100.1/24"); err != nil {
+	if err := testenv.ConfigureLink("weir-d1", "198.51.100.1/24"); err != nil {
 		return err
 	}
-	if err := configureLink("weir-d0", "203.0.113.1/24"); err != nil {
+	if err := testenv.ConfigureLink("weir-d0", "203.0.113.1/24"); err != nil {
 		return err
 	}
 	if err := enableForwarding(); err != nil {

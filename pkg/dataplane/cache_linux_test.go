@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // These tests cover what conntrack entries cache: the forwarding decision
@@ -62,10 +63,10 @@ func newRoutedFixture(t *testing.T, h hook, ttl time.Duration) *routedFixture {
 		if err := addVeth(backendLink, clientLink); err != nil {
 			return err
 		}
-		if err := configureLink(backendLink, "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
+		if err := testenv.ConfigureLink(backendLink, "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
 			return err
 		}
-		if err := configureLink(clientLink, "198.51.100.1/24", "2001:db8:c::1/64"); err != nil {
+		if err := testenv.ConfigureLink(clientLink, "198.51.100.1/24", "2001:db8:c::1/64"); err != nil {
 			return err
 		}
 		if err := enableForwarding(); err != nil {
@@ -326,10 +327,10 @@ func TestStaleForwardingIsLookedUpAgain(t *testing.T) {
 			if err := addVeth(backendLink, clientLink); err != nil {
 				return err
 			}
-			if err := configureLink(backendLink, "203.0.113.1/24"); err != nil {
+			if err := testenv.ConfigureLink(backendLink, "203.0.113.1/24"); err != nil {
 				return err
 			}
-			if err := configureLink(clientLink, "198.51.100.1/24"); err != nil {
+			if err := testenv.ConfigureLink(clientLink, "198.51.100.1/24"); err != nil {
 				return err
 			}
 			if err := addNeighbour(backendLink, backends4[0].Addr(), moved); err != nil {

@@ -51,10 +51,10 @@ func newDSRTopology(t *testing.T, fullChecksums bool) dsrTopology {
 			if err := moveLink("cl-b", topo.client); err != nil {
 				return err
 			}
-			return configureLink("be-c")
+			return testenv.ConfigureLink("be-c")
 		}},
 		{topo.client, func() error {
-			if err := configureLink("cl-b"); err != nil {
+			if err := testenv.ConfigureLink("cl-b"); err != nil {
 				return err
 			}
 			var err error

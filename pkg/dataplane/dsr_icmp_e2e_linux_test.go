@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // TestDSRTooBigEndToEnd uploads 1 MiB through DSR services, IPv4 and
@@ -126,13 +128,13 @@ func newDSRPMTUTopology(t *testing.T) pmtuTopology {
 	steps := []nsStep{
 		{topo.router, func() error {
 			return errors.Join(addVeth("rt-b", "be-r"), moveLink("be-r", topo.backend),
-				configureLink("rt-b", "192.0.2.129/25", "2001:db8:e::1/64"),
+				testenv.ConfigureLink("rt-b", "192.0.2.129/25", "2001:db8:e::1/64"),
 				// Backend packets come from the VIPs, which the router
 				// routes towards the balancer.
 				writeSysctl("ipv4/conf/all/rp_filter", "0"), writeSysctl("ipv4/conf/rt-b/rp_filter", "0"))
 		}},
 		{topo.backend, func() error {
-			return errors.Join(configureLink("be-r", "192.0.2.130/25", "2001:db8:e::2/64"),
+			return errors.Join(testenv.ConfigureLink("be-r", "192.0.2.130/25", "2001:db8:e::2/64"),
 				offload("be-r", true, false),
 				addRoute("198.51.100.0/25", gw("192.0.2.129")),
 				addRoute("2001:db8:c::/64", gw("2001:db8:e::1")))

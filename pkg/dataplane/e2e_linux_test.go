@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // ioTimeout bounds every network wait of the end-to-end test.
@@ -49,23 +51,23 @@ func newE2ETopology(t *testing.T, fullChecksums bool) e2eTopology {
 			if err := moveLink("be-0", topo.backend); err != nil {
 				return err
 			}
-			if err := configureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"); err != nil {
+			if err := testenv.ConfigureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"); err != nil {
 				return err
 			}
-			if err := configureLink("lb-b", "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
+			if err := testenv.ConfigureLink("lb-b", "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
 				return err
 			}
 			return errors.Join(enableForwarding(), offload("lb-c", false, true), offload("lb-b", false, true))
 		}},
 		{topo.client, func() error {
-			if err := configureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"); err != nil {
+			if err := testenv.ConfigureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"); err != nil {
 				return err
 			}
 			return errors.Join(offload("cl-0", !fullChecksums, false),
 				addDefaultRoutes(netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:c::1")))
 		}},
 		{topo.backend, func() error {
-			if err := configureLink("be-0", "203.0.113.11/24", "2001:db8:1::11/64"); err != nil {
+			if err := testenv.ConfigureLink("be-0", "203.0.113.11/24", "2001:db8:1::11/64"); err != nil {
 				return err
 			}
 			return offload("be-0", !fullChecksums, false)

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // TestForwardThroughFIB runs translated packets through bpf_fib_lookup in a
@@ -29,10 +30,10 @@ func TestForwardThroughFIB(t *testing.T) {
 			if err := addVeth("weir-d0", "weir-d1"); err != nil {
 				return err
 			}
-			if err := configureLink("weir-d1"); err != nil {
+			if err := testenv.ConfigureLink("weir-d1"); err != nil {
 				return err
 			}
-			if err := configureLink("weir-d0", "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
+			if err := testenv.ConfigureLink("weir-d0", "203.0.113.1/24", "2001:db8:1::1/64"); err != nil {
 				return err
 			}
 			if err := enableForwarding(); err != nil {

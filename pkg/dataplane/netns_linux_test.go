@@ -38,29 +38,6 @@ func moveLink(name string, ns netns.NsHandle) error {
 	return nil
 }
 
-// configureLink adds prefixes (without duplicate address detection, so that
-// IPv6 addresses work at once) and sets the link up.
-func configureLink(name string, prefixes ...string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	for _, p := range prefixes {
-		addr, err := netlink.ParseAddr(p)
-		if err != nil {
-			return err
-		}
-		addr.Flags = unix.IFA_F_NODAD
-		if err := netlink.AddrAdd(l, addr); err != nil {
-			return fmt.Errorf("add %s to %s: %w", p, name, err)
-		}
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("set %s up: %w", name, err)
-	}
-	return nil
-}
-
 // addDefaultRoutes routes everything through gateways (one per family).
 func addDefaultRoutes(gateways ...netip.Addr) error {
 	for _, gw := range gateways {

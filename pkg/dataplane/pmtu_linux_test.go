@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // pmtuTopology is the classic path MTU black hole: a router between the
@@ -46,15 +48,15 @@ func newPMTUTopology(t *testing.T) pmtuTopology {
 			return errors.Join(addVeth("rt-c", "cl-0"), moveLink("cl-0", topo.client),
 				addVeth("rt-l", "lb-r"), moveLink("lb-r", topo.lb),
 				setMTU("rt-c", pmtuLinkMTU),
-				configureLink("rt-c", "198.51.100.1/25", "2001:db8:c::1/64"),
-				configureLink("rt-l", "198.51.100.129/25", "2001:db8:d::1/64"),
+				testenv.ConfigureLink("rt-c", "198.51.100.1/25", "2001:db8:c::1/64"),
+				testenv.ConfigureLink("rt-l", "198.51.100.129/25", "2001:db8:d::1/64"),
 				enableForwarding(),
 				addDefaultRoutes(gw("198.51.100.130"), gw("2001:db8:d::2")))
 		}},
 		{topo.lb, func() error {
 			return errors.Join(addVeth("lb-b", "be-0"), moveLink("be-0", topo.backend),
-				configureLink("lb-r", "198.51.100.130/25", "2001:db8:d::2/64"),
-				configureLink("lb-b", "203.0.113.1/24", "2001:db8:1::1/64"),
+				testenv.ConfigureLink("lb-r", "198.51.100.130/25", "2001:db8:d::2/64"),
+				testenv.ConfigureLink("lb-b", "203.0.113.1/24", "2001:db8:1::1/64"),
 				addRoute("198.51.100.0/25", gw("198.51.100.129")),
 				addRoute("2001:db8:c::/64", gw("2001:db8:d::1")),
 				enableForwarding(),
@@ -63,12 +65,12 @@ func newPMTUTopology(t *testing.T) pmtuTopology {
 				offload("lb-r", false, false), offload("lb-b", false, false))
 		}},
 		{topo.client, func() error {
-			return errors.Join(configureLink("cl-0", "198.51.100.2/25", "2001:db8:c::2/64"),
+			return errors.Join(testenv.ConfigureLink("cl-0", "198.51.100.2/25", "2001:db8:c::2/64"),
 				offload("cl-0", true, false),
 				addDefaultRoutes(gw("198.51.100.1"), gw("2001:db8:c::1")))
 		}},
 		{topo.backend, func() error {
-			return errors.Join(configureLink("be-0", "203.0.113.11/24", "2001:db8:1::11/64"),
+			return errors.Join(testenv.ConfigureLink("be-0", "203.0.113.11/24", "2001:db8:1::11/64"),
 				offload("be-0", true, false))
 		}},
 	}
@@ -235,27 +237,27 @@ func newNarrowBackendPath(t *testing.T) pmtuTopology {
 			return errors.Join(addVeth("rt-b", "be-0"), moveLink("be-0", topo.backend),
 				addVeth("rt-l", "lb-r"), moveLink("lb-r", topo.lb),
 				setMTU("rt-b", pmtuLinkMTU),
-				configureLink("rt-b", "203.0.113.129/25", "2001:db8:2::1/64"),
-				configureLink("rt-l", "203.0.113.2/25", "2001:db8:1::2/64"),
+				testenv.ConfigureLink("rt-b", "203.0.113.129/25", "2001:db8:2::1/64"),
+				testenv.ConfigureLink("rt-l", "203.0.113.2/25", "2001:db8:1::2/64"),
 				enableForwarding(),
 				addDefaultRoutes(gw("203.0.113.1"), gw("2001:db8:1::1")))
 		}},
 		{topo.lb, func() error {
 			return errors.Join(addVeth("lb-c", "cl-0"), moveLink("cl-0", topo.client),
-				configureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"),
-				configureLink("lb-r", "203.0.113.1/25", "2001:db8:1::1/64"),
+				testenv.ConfigureLink("lb-c", "198.51.100.1/24", "2001:db8:c::1/64"),
+				testenv.ConfigureLink("lb-r", "203.0.113.1/25", "2001:db8:1::1/64"),
 				addRoute("203.0.113.128/25", gw("203.0.113.2")),
 				addRoute("2001:db8:2::/64", gw("2001:db8:1::2")),
 				enableForwarding(),
 				offload("lb-c", false, false), offload("lb-r", false, false))
 		}},
 		{topo.client, func() error {
-			return errors.Join(configureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"),
+			return errors.Join(testenv.ConfigureLink("cl-0", "198.51.100.2/24", "2001:db8:c::2/64"),
 				offload("cl-0", true, false),
 				addDefaultRoutes(gw("198.51.100.1"), gw("2001:db8:c::1")))
 		}},
 		{topo.backend, func() error {
-			return errors.Join(configureLink("be-0", "203.0.113.130/25", "2001:db8:2::2/64"),
+			return errors.Join(testenv.ConfigureLink("be-0", "203.0.113.130/25", "2001:db8:2::2/64"),
 				offload("be-0", true, false),
 				addDefaultRoutes(gw("203.0.113.129"), gw("2001:db8:2::1")))
 		}},

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/weir-lb/weir/bpf"
+	"github.com/weir-lb/weir/internal/testenv"
 )
 
 // outsidePorts is a SNAT range away from the default one, as a service
@@ -226,7 +227,7 @@ func TestCheckHostSNATPortsInNetns(t *testing.T) {
 		if err := addVeth("weir-snat0", "weir-snat1"); err != nil {
 			return err
 		}
-		return configureLink("weir-snat0", host.String()+"/24")
+		return testenv.ConfigureLink("weir-snat0", host.String()+"/24")
 	})
 	if err != nil {
 		t.Fatalf("set up namespace: %v", err)
