@@ -24,30 +24,9 @@ type row struct {
 // returns its backend rows by "service backend".
 func pageRows(t testing.TB, page string) map[string]row {
 	t.Helper()
-	doc, err := html.Parse(strings.NewReader(page))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := map[string]row{}
-	for n := range doc.Descendants() {
-		if n.Type != html.ElementNode || n.Data != "tr" {
-			continue
-		}
-		r := row{attrs: map[string]string{}}
-		for _, a := range n.Attr {
-			r.attrs[a.Key] = a.Val
-		}
-		if _, ok := r.attrs["data-backend"]; !ok {
-			continue
-		}
-		for c := range n.ChildNodes() {
-			if c.Type == html.ElementNode && c.Data == "td" {
-				r.cells = append(r.cells, strings.TrimSpace(text(c)))
-			}
-		}
-		rows[r.attrs["data-service"]+" "+r.attrs["data-backend"]] = r
-	}
-	return rows
+	return tableRows(t, page, "data-backend", func(attrs map[string]string) string {
+		return attrs["data-service"] + " " + attrs["data-backend"]
+	})
 }
 
 // text returns the text under n.
@@ -213,7 +192,14 @@ func interfaceRows(t *testing.T, page string) map[string]row {
 
 // rowsBy parses a status page's table rows that have attribute key, by
 // its value.
-func rowsBy(t *testing.T, page, key string) map[string]row {
+func rowsBy(t testing.TB, page, key string) map[string]row {
+	t.Helper()
+	return tableRows(t, page, key, func(attrs map[string]string) string { return attrs[key] })
+}
+
+// tableRows parses a status page's table rows that have attribute has,
+// by the name key gives each.
+func tableRows(t testing.TB, page, has string, key func(attrs map[string]string) string) map[string]row {
 	t.Helper()
 	doc, err := html.Parse(strings.NewReader(page))
 	if err != nil {
@@ -228,8 +214,7 @@ func rowsBy(t *testing.T, page, key string) map[string]row {
 		for _, a := range n.Attr {
 			r.attrs[a.Key] = a.Val
 		}
-		name, ok := r.attrs[key]
-		if !ok {
+		if _, ok := r.attrs[has]; !ok {
 			continue
 		}
 		for c := range n.ChildNodes() {
@@ -237,7 +222,7 @@ func rowsBy(t *testing.T, page, key string) map[string]row {
 				r.cells = append(r.cells, strings.TrimSpace(text(c)))
 			}
 		}
-		rows[name] = r
+		rows[key(r.attrs)] = r
 	}
 	return rows
 }
