@@ -438,6 +438,13 @@ func TestRetryAfterAnEarlyAnswer(t *testing.T) {
 				w.WriteHeader(503)
 				w.(http.Flusher).Flush()
 				close(answered)
+				// Answered without reading: now take the rest, or its
+				// end, before returning. A full-duplex handler that
+				// leaves its body unread has net/http read it to its
+				// end after the handler, which panics with "invalid
+				// concurrent Body.Read call" when it waits for the next
+				// request (golang/go#68560).
+				io.Copy(io.Discard, r.Body)
 			}
 			bad := startOriginTLS(t, early, nil, up.configure...)
 			good := startOriginTLS(t, bodyEcho, nil, up.configure...)

@@ -194,12 +194,16 @@ func TestSlotFreedOnConnectRetry(t *testing.T) {
 	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	bal, pool := limitedBalanced(t, []string{refused, o.addr}, 1, 0, time.Second, Peer{}, nil)
 	addr := startProxy(t, &Server{Proxy: bal, MaxRetries: 1})
-	for range 4 {
+	for i := range 4 {
 		if out, _ := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(out, "HTTP/1.1 200") {
-			t.Fatalf("response %q", out)
+			t.Fatalf("request %d: response %q", i+1, out)
 		}
+		// The slot on the backend that served is freed just after the
+		// response (and its FIN) reached the client: without a queue,
+		// the next request would be refused if it came first. Every
+		// slot, the refused backend's included, is free before it.
+		waitFreed(t, pool)
 	}
-	waitFreed(t, pool)
 }
 
 // TestQueuedStreamResetLeavesTheQueue: an HTTP/2 client that resets its
