@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,41 @@ type proxied struct {
 	addr string
 	lb   *lb.LoadBalancer[*lb.RoundRobin]
 	svc  *metrics.HTTPService
+	obs  *doneCounter
+}
+
+// doneCounter is the service's l7.Observer, counting the requests it was
+// told were done. A request is counted in RequestDone, which runs after
+// its response was sent (the whole of it, its outcome known), as
+// HAProxy's and NGINX's logs are written: a client can read a response
+// before it is counted, so a test waits for RequestDone (waitDone)
+// before it reads the metrics.
+type doneCounter struct {
+	l7.Observer
+	done   atomic.Int64
+	notify chan struct{} // a token after each RequestDone, never blocking it
+}
+
+func (c *doneCounter) RequestDone(s *l7.Session, err error) {
+	c.Observer.RequestDone(s, err)
+	c.done.Add(1)
+	select {
+	case c.notify <- struct{}{}:
+	default: // a token is waiting already
+	}
+}
+
+// waitDone waits, bounded, until n requests in all were counted.
+func (p *proxied) waitDone(t testing.TB, n int64) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for p.obs.done.Load() < n {
+		select {
+		case <-p.obs.notify:
+		case <-timeout:
+			t.Fatalf("%d requests counted, want %d", p.obs.done.Load(), n)
+		}
+	}
 }
 
 func startProxy(t testing.TB, m *metrics.Metrics, backends ...string) *proxied {
@@ -65,10 +101,11 @@ func startProxy(t testing.TB, m *metrics.Metrics, backends ...string) *proxied {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &l7.Server{Name: "web", Proxy: &l7.Balanced{LB: bal}, Observer: svc, RequestID: true}
+	obs := &doneCounter{Observer: svc, notify: make(chan struct{}, 1)}
+	srv := &l7.Server{Name: "web", Proxy: &l7.Balanced{LB: bal}, Observer: obs, RequestID: true}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return &proxied{addr: l.Addr().String(), lb: bal, svc: svc}
+	return &proxied{addr: l.Addr().String(), lb: bal, svc: svc, obs: obs}
 }
 
 // get sends n GET requests, on one connection for as long as the proxy
@@ -166,6 +203,7 @@ func TestRequestsCountedByBackendAndClass(t *testing.T) {
 	if seen["200 a"]+seen["200 b"] != n || seen["200 a"] == 0 || seen["200 b"] == 0 {
 		t.Fatalf("responses %v, want %d split over both backends", seen, n)
 	}
+	p.waitDone(t, n)
 	for backend, body := range map[string]string{a: "a", b: "b"} {
 		labels := map[string]string{"service": "web", "backend": backend}
 		if got, want := value(t, m, "weir_http_requests_total", with(labels, "code", "2xx")), float64(seen["200 "+body]); got != want {
@@ -200,6 +238,7 @@ func TestRequestsCountedByBackendAndClass(t *testing.T) {
 	if got := get(t, p.addr, 3); got["503 "] != 3 {
 		t.Fatalf("responses with every backend drained: %v, want 3 × 503", got)
 	}
+	p.waitDone(t, n+3)
 	if got := value(t, m, "weir_http_requests_total", map[string]string{"backend": "", "code": "5xx"}); got != 3 {
 		t.Errorf("requests_total{backend=\"\",code=5xx} = %v, want 3", got)
 	}
@@ -236,23 +275,12 @@ func TestClientFaultsAreTheClients(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
-	waitFor(t, func() bool {
-		return value(t, m, "weir_http_requests_total", map[string]string{"code": "4xx"}) == 1
-	}, "one 4xx request counted")
+	p.waitDone(t, 1)
+	if got := value(t, m, "weir_http_requests_total", map[string]string{"code": "4xx"}); got != 1 {
+		t.Errorf("4xx requests after a client's malformed request = %v, want 1", got)
+	}
 	if got := value(t, m, "weir_http_upstream_errors_total", nil); got != 0 {
 		t.Errorf("upstream errors after a client's malformed request = %v, want 0", got)
-	}
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -269,6 +297,7 @@ func TestUpstreamErrorsByReason(t *testing.T) {
 	if got := get(t, p.addr, 2); got["502 "] != 2 {
 		t.Fatalf("responses %v, want 2 × 502", got)
 	}
+	p.waitDone(t, 2)
 	if got := value(t, m, "weir_http_upstream_errors_total", map[string]string{"backend": dead, "reason": "refused"}); got != 2 {
 		t.Errorf("upstream_errors_total{reason=refused} = %v, want 2", got)
 	}
