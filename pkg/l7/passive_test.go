@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
 )
 
@@ -31,12 +32,7 @@ func TestPassiveHealthOutcomes(t *testing.T) {
 		s.Protocols = new(http.Protocols)
 		s.Protocols.SetUnencryptedHTTP2(true)
 	}
-	refused := func() string {
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		a := l.Addr().String()
-		l.Close()
-		return a
-	}()
+	refused := testenv.RefusedAddr(t)
 	reset := rawOrigin(t, func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) })
 	stall := rawOrigin(t, func(c net.Conn) { time.Sleep(time.Second) })
 	cutOff := rawOrigin(t, func(c net.Conn) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/l7/h1"
 	"github.com/weir-lb/weir/pkg/lb"
 )
@@ -333,12 +334,7 @@ func TestHopByHopResponseFieldsStayUpstream(t *testing.T) {
 }
 
 func TestStatusOnUpstreamFailures(t *testing.T) {
-	refused := func() string {
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		a := l.Addr().String()
-		l.Close()
-		return a
-	}
+	refused := testenv.RefusedAddr(t)
 	garbage := rawOrigin(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n")) })
 	stall := rawOrigin(t, func(c net.Conn) { time.Sleep(2 * time.Second) })
 	reset := rawOrigin(t, func(c net.Conn) {
@@ -352,7 +348,7 @@ func TestStatusOnUpstreamFailures(t *testing.T) {
 		want    int
 		cutOff  bool // the head was sent; the client sees a truncated body
 	}{
-		{"connection refused", refused(), 0, 502, false},
+		{"connection refused", refused, 0, 502, false},
 		{"garbage", garbage, 0, 502, false},
 		{"stall", stall, 300 * time.Millisecond, 504, false},
 		{"reset mid-response", reset, 0, 200, true},
@@ -420,9 +416,7 @@ func TestNoHealthyBackendIs503(t *testing.T) {
 }
 
 func TestConnectFailureRetriesAnotherBackend(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.RefusedAddr(t)
 	live := startOrigin(t, hello("live"))
 	pool := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, dead, live.addr)
 	addr := startProxy(t, &Server{Proxy: &Balanced{LB: pool}, MaxRetries: 1})

@@ -2,7 +2,6 @@ package l7
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"testing"
 
@@ -20,9 +19,7 @@ import (
 // UNAVAILABLE) and the call is not sent again.
 func TestRetryGRPC(t *testing.T) {
 	real, _, _ := testenv.GRPCBackend(t, nil, testenv.NewGRPCService(), false)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.RefusedAddr(t)
 	unavailable := startOriginTLS(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, nil, h2cServer)
 	for _, tc := range []struct {
 		name  string

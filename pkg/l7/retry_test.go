@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/retry"
 )
@@ -342,9 +343,7 @@ func (o *retryObserver) RequestDone(s *Session, err error) {
 // as it says (here: not at all, connect not being named), whatever
 // MaxRetries says.
 func TestRetryConnectByPolicy(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.RefusedAddr(t)
 	live := startOrigin(t, hello("live"))
 	for _, tc := range []struct {
 		name string

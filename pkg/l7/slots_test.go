@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/lb"
 	"github.com/weir-lb/weir/pkg/retry"
 	"golang.org/x/net/http2"
@@ -188,9 +189,7 @@ func TestQueueTimeoutIsNotABackendFailure(t *testing.T) {
 // connection frees that backend's slot before it takes one on the next,
 // and the next serves it.
 func TestSlotFreedOnConnectRetry(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	refused := l.Addr().String()
-	l.Close()
+	refused := testenv.RefusedAddr(t)
 	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	bal, pool := limitedBalanced(t, []string{refused, o.addr}, 1, 0, time.Second, Peer{}, nil)
 	addr := startProxy(t, &Server{Proxy: bal, MaxRetries: 1})

@@ -172,12 +172,7 @@ func TestStickySessions(t *testing.T) {
 	t.Run("backend refuses connections", func(t *testing.T) {
 		// Still healthy and enabled as far as the pool knows, but gone:
 		// the retry may not go back to it, and moves the client.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dead := ln.Addr().String()
-		ln.Close()
+		dead := testenv.RefusedAddr(t)
 		p := balancedPool(t, &lb.RoundRobin{}, lb.Options{}, dead, backends["a"].Addr)
 		dsc := stickyClient{c: newClient(), addr: startProxy(t, &Server{Proxy: &Balanced{LB: p, Sticky: sticky}, MaxRetries: 1})}
 		deadID := appendStickyID(nil, sticky.id(dead))

@@ -287,12 +287,7 @@ func TestClientFaultsAreTheClients(t *testing.T) {
 func TestUpstreamErrorsByReason(t *testing.T) {
 	m := metrics.New(metrics.Build{})
 	// A port nobody listens on: connections are refused.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.RefusedAddr(t)
 	p := startProxy(t, m, dead)
 	if got := get(t, p.addr, 2); got["502 "] != 2 {
 		t.Fatalf("responses %v, want 2 × 502", got)
