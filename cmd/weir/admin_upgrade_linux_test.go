@@ -135,6 +135,7 @@ func TestAdminEndpointSurvivesUpgrades(t *testing.T) {
 	defer held.Close()
 	lab.write(t, 2, fmt.Sprintf("  - {name: vip, kind: l4, protocol: tcp, vip: %q, dataplane: userspace, upstream: {backends: [%q]}}\n%s",
 		held.Addr().String(), lab.backends[0], adminYAML))
+	t.Logf("the successor started next must fail: its VIP %s is held by this test (bind: address already in use)", held.Addr())
 	failing := lab.start(t, logs, "-u", "-c", lab.conf)
 	cur.signal(t, syscall.SIGQUIT)
 	if err := failing.waitExit(t, 20*time.Second); err == nil {

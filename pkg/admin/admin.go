@@ -73,8 +73,19 @@ type Handler struct {
 	timeouts timeouts
 
 	mu      sync.Mutex
-	servers map[*http.Server]struct{}
+	servers map[*http.Server]*serving
 	closed  bool
+	// conns counts the connections every server accepted and has not
+	// closed (nor hijacked): Shutdown waits for them.
+	conns sync.WaitGroup
+}
+
+// serving is one Serve call: its listener, which Shutdown closes, and
+// done, closed once its accept loop returned, after which every
+// connection it accepted is counted in conns.
+type serving struct {
+	ln   net.Listener
+	done chan struct{}
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -102,7 +113,7 @@ func New(opts Options) (*Handler, error) {
 		page:     page,
 		assets:   assets,
 		timeouts: defaultTimeouts,
-		servers:  make(map[*http.Server]struct{}),
+		servers:  make(map[*http.Server]*serving),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -185,11 +196,18 @@ func (h *Handler) Serve(l net.Listener, loopback bool) error {
 		return err
 	}
 	srv := h.newServer(loopback)
-	if !h.track(srv) {
+	sv := &serving{ln: l, done: make(chan struct{})}
+	if !h.track(srv, sv) {
 		l.Close()
 		return http.ErrServerClosed
 	}
-	return srv.Serve(l)
+	err := srv.Serve(l)
+	close(sv.done)
+	if h.isClosed() && errors.Is(err, net.ErrClosed) {
+		// Shutdown closed the listener itself.
+		return http.ErrServerClosed
+	}
+	return err
 }
 
 // checkListener refuses the two configurations that would expose the
@@ -222,45 +240,99 @@ func (h *Handler) newServer(loopback bool) *http.Server {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
+		ConnState: h.countConn,
 	}
 }
 
-// track adds srv to the servers Shutdown stops, unless it already ran.
-func (h *Handler) track(srv *http.Server) bool {
+// countConn keeps conns: the server reports StateNew in its accept loop,
+// before Serve can return, and StateClosed or StateHijacked once for
+// every connection.
+func (h *Handler) countConn(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		h.conns.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		h.conns.Done()
+	}
+}
+
+// track adds srv, serving sv, to the servers Shutdown stops, unless it
+// already ran.
+func (h *Handler) track(srv *http.Server, sv *serving) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return false
 	}
-	h.servers[srv] = struct{}{}
+	h.servers[srv] = sv
 	return true
 }
 
-// stopAll marks the Handler closed and applies stop to every server.
-func (h *Handler) stopAll(stop func(*http.Server) error) error {
+func (h *Handler) isClosed() bool {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// closeAll marks the Handler closed and returns its servers.
+func (h *Handler) closeAll() map[*http.Server]*serving {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.closed = true
-	servers := make([]*http.Server, 0, len(h.servers))
-	for srv := range h.servers {
-		servers = append(servers, srv)
+	servers := make(map[*http.Server]*serving, len(h.servers))
+	for srv, sv := range h.servers {
+		servers[srv] = sv
 	}
-	h.mu.Unlock()
+	return servers
+}
+
+// Shutdown stops every listener and waits, until ctx is done, for the
+// connections already accepted: each is answered the request it carries,
+// or sends next, with Connection: close, and an idle one is closed. Later
+// Serve calls return http.ErrServerClosed.
+//
+// http.Server.Shutdown alone would not do: a connection it accepted
+// whose request it reads only once shutting down is closed unanswered,
+// and its client reads EOF. In an upgrade, when the successor accepts on
+// the same listening socket, that is the connection a client opened just
+// before the old weir let go, and it expects an answer.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	servers := h.closeAll()
+	for srv, sv := range servers {
+		// Closes the idle connections; the others close after their
+		// current response.
+		srv.SetKeepAlivesEnabled(false)
+		sv.ln.Close()
+	}
+	for _, sv := range servers {
+		select {
+		case <-sv.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// Every connection accepted is counted: wait for them to close.
+	drained := make(chan struct{})
+	go func() { h.conns.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	var errs []error
-	for _, srv := range servers {
-		errs = append(errs, stop(srv))
+	for srv := range servers {
+		errs = append(errs, srv.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
 }
 
-// Shutdown stops every listener and waits, until ctx is done, for the
-// requests in progress; later Serve calls return http.ErrServerClosed.
-func (h *Handler) Shutdown(ctx context.Context) error {
-	return h.stopAll(func(srv *http.Server) error { return srv.Shutdown(ctx) })
-}
-
 // Close stops every listener and connection at once.
 func (h *Handler) Close() error {
-	return h.stopAll((*http.Server).Close)
+	var errs []error
+	for srv := range h.closeAll() {
+		errs = append(errs, srv.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // promLogger hands promhttp's errors to slog.

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -157,5 +158,109 @@ func TestSlowClients(t *testing.T) {
 	resp, _ := raw(t, e.addr, "GET /status HTTP/1.1\r\nHost: localhost\r\nX-Big: "+strings.Repeat("x", 2*maxHeaderBytes)+"\r\n\r\n")
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("a %d-byte head: status %d, want 431", 2*maxHeaderBytes, resp.StatusCode)
+	}
+}
+
+// acceptSignal is a listener that reports each connection it accepted.
+type acceptSignal struct {
+	net.Listener
+	accepted chan net.Conn
+}
+
+func (l acceptSignal) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- c
+	}
+	return c, err
+}
+
+// TestShutdownAnswersAcceptedConnections checks that Shutdown, which a
+// draining weir runs while its successor accepts on the same handed-over
+// socket, answers every connection it had already accepted: one whose
+// request arrives only once Shutdown has begun is answered (with
+// Connection: close), not closed unanswered, which its client would see
+// as EOF; a keep-alive connection idle between requests is closed, and
+// Shutdown does not wait for it.
+func TestShutdownAnswersAcceptedConnections(t *testing.T) {
+	const request = "GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	tests := []struct {
+		name string
+		// before is what the client sends before Shutdown: nothing, or
+		// a whole request, which leaves the connection idle.
+		before   string
+		after    string // sent once Shutdown has begun
+		wantCode int    // of the response to after; 0: none, the connection closes
+	}{
+		{"accepted, request once Shutdown began", "", request, http.StatusOK},
+		{"idle keep-alive connection", request, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := New(Options{State: newFake(), Logger: options(io.Discard).Logger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := acceptSignal{Listener: ln, accepted: make(chan net.Conn, 1)}
+			served := make(chan error, 1)
+			go func() { served <- h.Serve(l, true) }()
+			c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			if tt.before != "" {
+				readResponse(t, c, br, tt.before, http.StatusOK, false)
+			}
+			select {
+			case <-l.accepted:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the server did not accept the connection")
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- h.Shutdown(ctx) }()
+			// Serve returns once Shutdown stopped accepting.
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				t.Fatalf("Serve: %v, want http.ErrServerClosed", err)
+			}
+			if tt.wantCode != 0 {
+				readResponse(t, c, br, tt.after, tt.wantCode, true)
+			}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if n, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after Shutdown the connection reads %q, %v; want it closed (EOF)", n, err)
+			}
+		})
+	}
+}
+
+// readResponse sends req on c and reads the response from br, checking
+// its status and whether it announces that the connection closes.
+func readResponse(t *testing.T, c net.Conn, br *bufio.Reader, req string, wantCode int, wantClose bool) {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no response to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != wantCode || resp.Close != wantClose {
+		t.Fatalf("response to %q: %d with close=%v, want %d with close=%v", req, resp.StatusCode, resp.Close, wantCode, wantClose)
 	}
 }
