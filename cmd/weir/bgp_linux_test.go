@@ -111,6 +111,11 @@ const bgpRestartTime = 30 * time.Second
 type bgpLabOptions struct {
 	gracefulRestart bool          // on at both BIRD and weir
 	interval        time.Duration // the health checks' (0: bgpInterval)
+	// failures is the health checks' consecutive_failure, and timeout
+	// their timeout (0: 1 and 100ms, quick to find a real loss; a lab
+	// under load needs more, or a check starved of CPU fails).
+	failures int
+	timeout  time.Duration
 }
 
 // startBGPLab builds the BGP lab, starts BIRD and the backends, and runs
@@ -118,6 +123,12 @@ type bgpLabOptions struct {
 func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
 	if opts.interval == 0 {
 		opts.interval = bgpInterval
+	}
+	if opts.failures == 0 {
+		opts.failures = 1
+	}
+	if opts.timeout == 0 {
+		opts.timeout = 100 * time.Millisecond
 	}
 	testenv.NeedRoot(t)
 	weirNS, birdNS := testNetns(t), testNetns(t)
@@ -182,9 +193,9 @@ services:
     announce: {communities: ["64497:100", no-export]}
     upstream:
       backends: ["127.0.0.1:9001", "127.0.0.1:9002"]
-      health_check: {type: tcp, interval: %v, timeout: 100ms, consecutive_failure: 1, consecutive_success: 1}
+      health_check: {type: tcp, interval: %v, timeout: %v, consecutive_failure: %d, consecutive_success: 1}
 `, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), adminSock, bgpWeirAddr, bgpConverge, weirGR,
-		bgpBIRDAddr, bgpWeirAddr, bgpVIP, opts.interval)), 0o644)
+		bgpBIRDAddr, bgpWeirAddr, bgpVIP, opts.interval, opts.timeout, opts.failures)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +533,8 @@ func (l *vipLoad) fail(err error) {
 // returns; SIGTERM withdraws it with the session up, as without
 // graceful restart.
 func TestBGPUpgradesKeepTheRoute(t *testing.T) {
-	l := startBGPLab(t, bgpLabOptions{gracefulRestart: true})
+	const failures, interval = 3, 500 * time.Millisecond
+	l := startBGPLab(t, bgpLabOptions{gracefulRestart: true, interval: interval, failures: failures, timeout: interval})
 	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
 	logStart := len(birdLogLines(t, l.bird))
 	cur := l.weir
@@ -615,11 +627,11 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 	for _, b := range l.backends {
 		b.stop()
 	}
-	l.withdrawn(t, "the vip withdrawn once its backends fail, after the upgrades", time.Second+bgpInterval+500*time.Millisecond)
+	l.withdrawn(t, "the vip withdrawn once its backends fail, after the upgrades", time.Second+failures*interval+500*time.Millisecond)
 	for _, b := range l.backends {
 		b.start()
 	}
-	l.announced(t, "the vip announced again once its backends recover", time.Second+bgpInterval+500*time.Millisecond)
+	l.announced(t, "the vip announced again once its backends recover", time.Second+interval+500*time.Millisecond)
 	cur.signal(t, syscall.SIGTERM)
 	l.bird.Eventually(time.Second, "SIGTERM: the vip withdrawn with the session still up", func() (bool, string) {
 		r := l.bird.Route(bgpVIPRoute)

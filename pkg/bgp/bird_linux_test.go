@@ -620,7 +620,21 @@ func TestReleaseAndResumeKeepRoutes(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
 	}
-	b := startBIRD(t, birdOptions{gracefulRestart: true})
+	testReleaseAndResume(t, birdOptions{gracefulRestart: true})
+}
+
+// TestReleaseAndResumeKeepRoutesBIRDAware is the same hand-over with
+// BIRD's default, "graceful restart aware": BIRD helps a restarting peer
+// without restarting gracefully itself, which is all weir needs.
+func TestReleaseAndResumeKeepRoutesBIRDAware(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	testReleaseAndResume(t, birdOptions{})
+}
+
+func testReleaseAndResume(t *testing.T, opts birdOptions) {
+	b := startBIRD(t, opts)
 	gr := func(c *Config) { c.GracefulRestart = 30 * time.Second }
 	old := labSpeaker(t, gr)
 	for _, p := range []netip.Prefix{vip4, vip6} {
