@@ -170,6 +170,11 @@ func (a *announcer) run(ctx context.Context, ready <-chan struct{}) {
 		}
 	}
 	a.mu.Lock()
+	if a.released {
+		// Handed over in turn before the sessions were resumed.
+		a.mu.Unlock()
+		return
+	}
 	a.serving = true
 	a.mu.Unlock()
 	if a.resume != nil {
