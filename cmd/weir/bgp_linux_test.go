@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +42,8 @@ const (
 var bgpVIPRoute = netip.MustParsePrefix(bgpVIP + "/32")
 
 // bgpBackend is a TCP backend in a namespace that can be stopped and
-// started again on the same address.
+// started again on the same address. It greets each connection with a
+// line naming itself, then echoes what it reads until the client closes.
 type bgpBackend struct {
 	t    *testing.T
 	ns   netns.NsHandle
@@ -63,8 +69,12 @@ func (b *bgpBackend) start() {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, "hello from "+b.addr+"\n")
-			c.Close()
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c, "hello from "+b.addr+"\n")
+				io.Copy(c, c)
+			}()
 		}
 	}()
 }
@@ -85,13 +95,41 @@ type bgpLab struct {
 	backends  []*bgpBackend
 	adminSock string
 	pidFile   string
+	conf      string
+	weirNS    string         // its name, for ip netns exec
+	ns        netns.NsHandle // the same namespace, for testenv.InNetns
 	logs      weirLog
 	weir      *weirProc
 }
 
+// bgpRestartTime is the graceful restart time of the lab with graceful
+// restart: weir's graceful_restart, which BIRD's "graceful restart on"
+// honours.
+const bgpRestartTime = 30 * time.Second
+
+// bgpLabOptions vary the BGP lab.
+type bgpLabOptions struct {
+	gracefulRestart bool          // on at both BIRD and weir
+	interval        time.Duration // the health checks' (0: bgpInterval)
+	// failures is the health checks' consecutive_failure, and timeout
+	// their timeout (0: 1 and 100ms, quick to find a real loss; a lab
+	// under load needs more, or a check starved of CPU fails).
+	failures int
+	timeout  time.Duration
+}
+
 // startBGPLab builds the BGP lab, starts BIRD and the backends, and runs
 // weir with the vip announced.
-func startBGPLab(t *testing.T) *bgpLab {
+func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
+	if opts.interval == 0 {
+		opts.interval = bgpInterval
+	}
+	if opts.failures == 0 {
+		opts.failures = 1
+	}
+	if opts.timeout == 0 {
+		opts.timeout = 100 * time.Millisecond
+	}
 	testenv.NeedRoot(t)
 	weirNS, birdNS := testNetns(t), testNetns(t)
 	ipCmd(t, "link", "add", "weir0", "netns", weirNS, "type", "veth", "peer", "name", "bird0", "netns", birdNS)
@@ -106,6 +144,10 @@ func startBGPLab(t *testing.T) *bgpLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { birdHandle.Close() })
+	birdGR, weirGR := "", ""
+	if opts.gracefulRestart {
+		birdGR, weirGR = "graceful restart on;", fmt.Sprintf("graceful_restart: %v", bgpRestartTime)
+	}
 	bird := testenv.StartBIRD(t, birdHandle, fmt.Sprintf(`router id %s;
 debug protocols { states, routes, events };
 protocol device { }
@@ -114,9 +156,10 @@ protocol bgp weir {
 	neighbor %s as 64497;
 	passive on;
 	hold time 9;
+	%s
 	ipv4 { import all; export none; };
 }
-`, bgpBIRDAddr, bgpBIRDAddr, bgpWeirAddr))
+`, bgpBIRDAddr, bgpBIRDAddr, bgpWeirAddr, birdGR))
 
 	ns, err := netns.GetFromName(weirNS)
 	if err != nil {
@@ -139,6 +182,7 @@ bgp:
   asn: 64497
   router_id: %s
   converge: %v
+  %s
   peers: [{address: %s, asn: 64496, hold_time: 9s, local_address: %s}]
 services:
   - name: web
@@ -149,15 +193,16 @@ services:
     announce: {communities: ["64497:100", no-export]}
     upstream:
       backends: ["127.0.0.1:9001", "127.0.0.1:9002"]
-      health_check: {type: tcp, interval: %v, timeout: 100ms, consecutive_failure: 1, consecutive_success: 1}
-`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), adminSock, bgpWeirAddr, bgpConverge,
-		bgpBIRDAddr, bgpWeirAddr, bgpVIP, bgpInterval)), 0o644)
+      health_check: {type: tcp, interval: %v, timeout: %v, consecutive_failure: %d, consecutive_success: 1}
+`, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), adminSock, bgpWeirAddr, bgpConverge, weirGR,
+		bgpBIRDAddr, bgpWeirAddr, bgpVIP, opts.interval, opts.timeout, opts.failures)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := logFile(t)
 	w := runWeir(t, exec.Command("ip", "netns", "exec", weirNS, os.Args[0], "-c", conf), logs)
-	return &bgpLab{bird: bird, backends: backends, adminSock: adminSock, pidFile: filepath.Join(dir, "weir.pid"), logs: logs, weir: w}
+	return &bgpLab{bird: bird, backends: backends, adminSock: adminSock, pidFile: filepath.Join(dir, "weir.pid"), conf: conf,
+		weirNS: weirNS, ns: ns, logs: logs, weir: w}
 }
 
 // announced waits until BIRD has the vip's /32 from weir with the
@@ -187,7 +232,7 @@ func (l *bgpLab) withdrawn(t *testing.T, what string, within time.Duration) {
 // the metrics say so; and SIGTERM withdraws it while the session is still
 // up, then weir exits once the converge time has passed.
 func TestBGPAnnouncesVIPToBIRD(t *testing.T) {
-	l := startBGPLab(t)
+	l := startBGPLab(t, bgpLabOptions{})
 	bird, backends, adminSock, logs, w := l.bird, l.backends, l.adminSock, l.logs, l.weir
 
 	announced := func(what string, within time.Duration) { t.Helper(); l.announced(t, what, within) }
@@ -300,14 +345,16 @@ func hasFieldsLine(s, want string) bool {
 	return false
 }
 
-// TestBGPReloadReopensSessions reloads weir (SIGHUP: a new process takes
-// the sockets over) and measures what the routers see: the old process
-// withdraws the vip and closes its session after the converge time; the
-// new one opens its own session, whose first attempts the router refuses
-// while the old session is up, and announces the vip again. The gap is
-// what README.md, "Announcing VIPs by BGP", documents.
-func TestBGPReloadReopensSessions(t *testing.T) {
-	l := startBGPLab(t)
+// TestBGPReloadWithoutGracefulRestartReopensSessions reloads weir
+// without graceful_restart (SIGHUP: a new process takes the sockets over)
+// and measures what the routers see: the old process withdraws the vip
+// and closes its session after the converge time; the new one opens its
+// own session, whose first attempts the router refuses while the old
+// session is up, and announces the vip again. The gap is what README.md,
+// "Announcing VIPs by BGP", documents; graceful_restart closes it
+// (TestBGPUpgradesKeepTheRoute).
+func TestBGPReloadWithoutGracefulRestartReopensSessions(t *testing.T) {
+	l := startBGPLab(t, bgpLabOptions{})
 	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
 	old := l.weir.cmd.Process.Pid
 	began := time.Now()
@@ -356,4 +403,341 @@ func readPID(path string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// bgpRouteWatch polls BIRD's table for the vip every 20 ms, from its
+// start until stop (at most two minutes), and counts the polls that
+// found no route.
+type bgpRouteWatch struct {
+	bird    *testenv.BIRD
+	done    chan struct{}
+	stopped chan struct{}
+
+	polls, missing int
+	firstMissing   time.Time
+	errs           []error
+}
+
+func watchVIPRoute(bird *testenv.BIRD) *bgpRouteWatch {
+	w := &bgpRouteWatch{bird: bird, done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(w.stopped)
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+			select {
+			case <-w.done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			out, err := bird.Birdc("show route " + bgpVIPRoute.String())
+			switch {
+			case err != nil && !strings.Contains(out, "Network not found"):
+				w.errs = append(w.errs, err)
+			case !strings.Contains(out, bgpVIPRoute.String()):
+				if w.missing == 0 {
+					w.firstMissing = time.Now()
+				}
+				w.missing++
+				w.polls++
+			default:
+				w.polls++
+			}
+		}
+	}()
+	return w
+}
+
+func (w *bgpRouteWatch) stop() {
+	close(w.done)
+	<-w.stopped
+}
+
+// vipLoad is a bounded client loop: workers, in weir's namespace, each
+// open a TCP connection to the vip after the other through weir's
+// userspace L4, and check that the backend's greeting and the echo of a
+// line come back, until stop (at most two minutes or 200,000
+// connections).
+type vipLoad struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []error // the first few failures
+	wg         sync.WaitGroup
+}
+
+func startVIPLoad(ns netns.NsHandle, workers int, stop <-chan struct{}) *vipLoad {
+	l := &vipLoad{}
+	for w := range workers {
+		l.wg.Go(func() {
+			err := testenv.InNetns(ns, func() error {
+				deadline := time.Now().Add(2 * time.Minute)
+				for i := 0; i < 200_000/workers && time.Now().Before(deadline); i++ {
+					select {
+					case <-stop:
+						return nil
+					default:
+					}
+					if err := l.exchange(fmt.Sprintf("worker %d connection %d", w, i)); err != nil {
+						l.fail(err)
+					} else {
+						l.ok.Add(1)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				l.fail(err)
+			}
+		})
+	}
+	return l
+}
+
+func (l *vipLoad) exchange(line string) error {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(bgpVIP, "80"), 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		return fmt.Errorf("%s: write: %w", line, err)
+	}
+	br := bufio.NewReader(c)
+	hello, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(hello, "hello from 127.0.0.1:900") {
+		return fmt.Errorf("%s: greeting %q: %v", line, hello, err)
+	}
+	echo, err := br.ReadString('\n')
+	if err != nil || echo != line+"\n" {
+		return fmt.Errorf("%s: echo %q: %v", line, echo, err)
+	}
+	return nil
+}
+
+func (l *vipLoad) fail(err error) {
+	l.failed.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) < 10 {
+		l.errs = append(l.errs, err)
+	}
+}
+
+// TestBGPUpgradesKeepTheRoute is the issue's promise for upgrades: with
+// graceful restart on at weir and at BIRD, 5 upgrades of a loaded weir
+// (SIGQUIT upgrades in both orders and SIGHUP reloads) never take the
+// vip's route out of BIRD's table (polled every 20 ms), BIRD's log shows
+// 5 graceful restarts, each ended by the new weir's End-of-RIB, and no
+// removal of the vip, and not one of the connections made through the
+// vip all along fails. Afterwards a real loss still withdraws the vip:
+// its backends fail and BIRD drops the route; they recover and it
+// returns; SIGTERM withdraws it with the session up, as without
+// graceful restart.
+func TestBGPUpgradesKeepTheRoute(t *testing.T) {
+	const failures, interval = 3, 500 * time.Millisecond
+	l := startBGPLab(t, bgpLabOptions{gracefulRestart: true, interval: interval, failures: failures, timeout: interval})
+	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
+	logStart := len(birdLogLines(t, l.bird))
+	cur := l.weir
+	cleanupPID := func() {
+		if pid := readPID(l.pidFile); pid != 0 && pid != l.weir.cmd.Process.Pid {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	t.Cleanup(cleanupPID)
+
+	watch := watchVIPRoute(l.bird)
+	stop := make(chan struct{})
+	load := startVIPLoad(l.ns, 2, stop)
+	began := time.Now()
+	steps := []string{"SIGQUIT, new weir first", "SIGHUP", "SIGQUIT first", "SIGHUP", "SIGQUIT, new weir first"}
+	for i, step := range steps {
+		old := cur
+		before := load.ok.Load()
+		switch step {
+		case "SIGHUP":
+			old.signal(t, syscall.SIGHUP)
+		case "SIGQUIT, new weir first":
+			cur = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+			old.signal(t, syscall.SIGQUIT)
+		case "SIGQUIT first":
+			old.signal(t, syscall.SIGQUIT)
+			cur = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+		}
+		if err := old.waitExit(t, 20*time.Second); err != nil {
+			t.Fatalf("step %d (%s): the old weir exited with %v\n%s", i, step, err, l.logs)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for pid := readPID(l.pidFile); pid == 0 || pid == old.cmd.Process.Pid; pid = readPID(l.pidFile) {
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d (%s): the pid file still names %d\n%s", i, step, pid, l.logs)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if step == "SIGHUP" {
+			adopted, err := adoptProcess(readPID(l.pidFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = adopted
+		}
+		// The new weir's End-of-RIB ends BIRD's graceful restart; the next
+		// upgrade comes after it, and after the new weir has served.
+		l.bird.Eventually(15*time.Second, fmt.Sprintf("step %d (%s): BIRD's graceful restart done", i, step), func() (bool, string) {
+			n := countBIRDLog(birdLogLines(t, l.bird)[logStart:], "Neighbor graceful restart done")
+			return n == i+1, fmt.Sprintf("%d done", n)
+		})
+		for until, deadline := before+50, time.Now().Add(10*time.Second); load.ok.Load() < until; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d (%s): fewer than 50 connections through the vip within 10s", i, step)
+			}
+		}
+	}
+	close(stop)
+	load.wg.Wait()
+	watch.stop()
+	elapsed := time.Since(began)
+	if len(watch.errs) > 0 {
+		t.Fatalf("polling BIRD: %v", errors.Join(watch.errs...))
+	}
+	if watch.missing > 0 || watch.polls < 100 {
+		t.Errorf("the vip's route was missing from BIRD's table in %d of %d polls (first at %v), want 0 (of at least 100)",
+			watch.missing, watch.polls, watch.firstMissing.Sub(began))
+	}
+	if n := load.failed.Load(); n > 0 || load.ok.Load() == 0 {
+		t.Errorf("%d of %d connections through the vip failed across the upgrades, want 0: %v", n, n+load.ok.Load(), errors.Join(load.errs...))
+	}
+	lines := birdLogLines(t, l.bird)[logStart:]
+	removed := 0
+	for _, line := range lines {
+		if strings.Contains(line, bgpVIPRoute.String()) && strings.Contains(line, "removed") {
+			removed++
+		}
+	}
+	detected, done := countBIRDLog(lines, "Neighbor graceful restart detected"), countBIRDLog(lines, "Neighbor graceful restart done")
+	if removed != 0 || detected != len(steps) || done != len(steps) {
+		t.Errorf("BIRD's log across the upgrades: the vip removed %d times (want 0), %d graceful restarts detected and %d done (want %d):\n%s",
+			removed, detected, done, len(steps), strings.Join(lines, "\n"))
+	}
+	gaps := restartGaps(t, lines)
+	t.Logf("%d upgrades in %v: the vip's route in BIRD's table in %d of %d polls (%.1f%%); %d connections through the vip, %d failed; "+
+		"session closed to End-of-RIB: %v (median %v)", len(steps), elapsed.Round(time.Millisecond), watch.polls-watch.missing, watch.polls,
+		100*float64(watch.polls-watch.missing)/float64(max(watch.polls, 1)), load.ok.Load(), load.failed.Load(), gaps, median(gaps))
+
+	// A real loss after the upgrades still withdraws the vip.
+	for _, b := range l.backends {
+		b.stop()
+	}
+	l.withdrawn(t, "the vip withdrawn once its backends fail, after the upgrades", time.Second+failures*interval+500*time.Millisecond)
+	for _, b := range l.backends {
+		b.start()
+	}
+	l.announced(t, "the vip announced again once its backends recover", time.Second+interval+500*time.Millisecond)
+	cur.signal(t, syscall.SIGTERM)
+	l.bird.Eventually(time.Second, "SIGTERM: the vip withdrawn with the session still up", func() (bool, string) {
+		r := l.bird.Route(bgpVIPRoute)
+		up, s := l.bird.Established("weir")
+		return r == "" && up, r + s
+	})
+	if err := cur.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the last weir exited with %v", err)
+	}
+}
+
+// TestBGPUpgradeWithdrawsALostVIP upgrades weir just after every backend
+// of the vip went down, before the old weir noticed (its next health
+// check is 30 s away): the old weir hands the route over as announced,
+// and the new one, whose first health round finds no backend, leaves it
+// out of its End-of-RIB, so BIRD drops it: a real loss is withdrawn
+// across an upgrade too, not kept for the restart time.
+func TestBGPUpgradeWithdrawsALostVIP(t *testing.T) {
+	l := startBGPLab(t, bgpLabOptions{gracefulRestart: true, interval: 30 * time.Second})
+	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
+	t.Cleanup(func() {
+		if pid := readPID(l.pidFile); pid != 0 && pid != l.weir.cmd.Process.Pid {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	logStart := len(birdLogLines(t, l.bird))
+	for _, b := range l.backends {
+		b.stop()
+	}
+	next := runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+	l.weir.signal(t, syscall.SIGQUIT)
+	if err := l.weir.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the old weir exited with %v\n%s", err, l.logs)
+	}
+	if out := l.logs.String(); !strings.Contains(out, `nothing withdrawn; the routers keep the vips while the new weir re-opens the sessions" vips=[192.0.2.10]`) {
+		t.Fatalf("the old weir did not hand the announced vip over:\n%s", out)
+	}
+	l.withdrawn(t, "the vip withdrawn at the new weir's End-of-RIB", 15*time.Second)
+	lines := birdLogLines(t, l.bird)[logStart:]
+	if countBIRDLog(lines, "Neighbor graceful restart done") != 1 || countBIRDLog(lines, "removed") == 0 {
+		t.Errorf("BIRD's log: want the graceful restart done and the vip removed:\n%s", strings.Join(lines, "\n"))
+	}
+	next.signal(t, syscall.SIGTERM)
+	if err := next.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("the new weir exited with %v", err)
+	}
+}
+
+func birdLogLines(t *testing.T, b *testenv.BIRD) []string {
+	t.Helper()
+	data, err := os.ReadFile(b.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+}
+
+func countBIRDLog(lines []string, text string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, text) {
+			n++
+		}
+	}
+	return n
+}
+
+// restartGaps returns, for each graceful restart in BIRD's log, the time
+// from the old session's close ("Neighbor graceful restart detected") to
+// the new session's End-of-RIB ("Neighbor graceful restart done").
+func restartGaps(t *testing.T, lines []string) []time.Duration {
+	t.Helper()
+	var gaps []time.Duration
+	var detected time.Time
+	for _, line := range lines {
+		switch {
+		case strings.Contains(line, "Neighbor graceful restart detected"):
+			detected = birdLogTime(t, line)
+		case strings.Contains(line, "Neighbor graceful restart done") && !detected.IsZero():
+			gaps = append(gaps, birdLogTime(t, line).Sub(detected))
+			detected = time.Time{}
+		}
+	}
+	return gaps
+}
+
+// birdLogTime reads the time of a BIRD log line (timeformat log "%F
+// %T.%3f", as testenv.StartBIRD configures).
+func birdLogTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		t.Fatalf("BIRD log line without a time: %q", line)
+	}
+	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
+	if err != nil {
+		t.Fatalf("BIRD log line %q: %v", line, err)
+	}
+	return ts
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -38,6 +38,11 @@ type process struct {
 	accessLogs *accesslog.Writers // reopened on SIGUSR1
 	errorLog   *errorLogFile      // likewise
 
+	// bgpHandedOver is closed, in the new weir of an upgrade, once the
+	// old one has let go of its BGP sessions (it has acknowledged ready):
+	// the speaker then resumes them (server.ResumeBGP).
+	bgpHandedOver chan struct{}
+
 	mu         sync.Mutex
 	upgrading  bool // an outgoing upgrade is in progress
 	handedOver bool // a successor serves: the pid file is its own
@@ -136,6 +141,10 @@ func (p *process) bind() (*upgrade.Inheritance, error) {
 	if err := p.srv.Restore(inh.State()); err != nil {
 		return inh, fmt.Errorf("take over the running weir's runtime state: %w", err)
 	}
+	// The running weir closes its BGP sessions for a graceful restart
+	// once this one is ready; this one re-opens them after that.
+	p.bgpHandedOver = make(chan struct{})
+	p.srv.ResumeBGP(p.bgpHandedOver)
 	if err := p.srv.ListenWith(inherited{inh}); err != nil {
 		return inh, err
 	}
@@ -176,10 +185,12 @@ func (p *process) announceReady(inh *upgrade.Inheritance) bool {
 		case err != nil:
 			// The old weir may have stopped: serving on is safer.
 			p.log.Warn("the running weir did not confirm the hand-over; serving anyway", "err", err)
+			close(p.bgpHandedOver)
 		default:
 			p.log.Info("took over from the previous weir", "pid", inh.PeerPID())
 			p.countUpgrade(os.Getenv(reloadEnv) == "1", metrics.Succeeded)
 			settled = true
+			close(p.bgpHandedOver)
 		}
 	}
 	p.writePIDFile()
@@ -316,6 +327,10 @@ func (p *process) upgradeTo(successor *exec.Cmd) {
 		p.mu.Lock()
 		p.handedOver = true
 		p.mu.Unlock()
+		// With graceful restart, the routers keep the VIPs while the
+		// new weir re-opens the sessions; without, the graceful stop
+		// withdraws them, waits converge and closes, as on SIGTERM.
+		p.srv.ReleaseBGP()
 		p.stop() // graceful: finish what is in flight, then exit
 		return
 	}

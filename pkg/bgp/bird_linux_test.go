@@ -558,3 +558,164 @@ func neighborCaps(out string) string {
 	}
 	return after
 }
+
+// routeWatch polls BIRD's table for a set of prefixes every 20 ms, from
+// start until stop (bounded by a minute), and counts the polls in which
+// each was missing.
+type routeWatch struct {
+	b        bird
+	prefixes []netip.Prefix
+	done     chan struct{}
+	stopped  chan struct{}
+
+	polls   int
+	missing map[netip.Prefix]int
+	errs    []error
+}
+
+func watchRoutes(b bird, prefixes ...netip.Prefix) *routeWatch {
+	w := &routeWatch{b: b, prefixes: prefixes, done: make(chan struct{}), stopped: make(chan struct{}), missing: map[netip.Prefix]int{}}
+	go w.run()
+	return w
+}
+
+func (w *routeWatch) run() {
+	defer close(w.stopped)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-w.done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		w.polls++
+		for _, p := range w.prefixes {
+			out, err := w.b.Birdc("show route " + p.String())
+			if err != nil && !strings.Contains(out, "Network not found") {
+				w.errs = append(w.errs, err)
+				continue
+			}
+			if !strings.Contains(out, p.String()) {
+				w.missing[p]++
+			}
+		}
+	}
+}
+
+// stop ends the watch and returns the number of polls.
+func (w *routeWatch) stop() int {
+	close(w.done)
+	<-w.stopped
+	return w.polls
+}
+
+// TestReleaseAndResumeKeepRoutes hands the routes from one speaker to its
+// successor as weir's upgrades do: the first closes its sessions with
+// Release, the second re-opens them with Resume, having announced the
+// IPv4 VIP again but not the IPv6 one. With graceful restart on at BIRD,
+// the IPv4 route never leaves BIRD's table (polled every 20 ms) and BIRD
+// never logs its removal; the IPv6 route, which the successor did not
+// announce, is withdrawn once the successor's End-of-RIB arrives.
+func TestReleaseAndResumeKeepRoutes(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	testReleaseAndResume(t, birdOptions{gracefulRestart: true})
+}
+
+// TestReleaseAndResumeKeepRoutesBIRDAware is the same hand-over with
+// BIRD's default, "graceful restart aware": BIRD helps a restarting peer
+// without restarting gracefully itself, which is all weir needs.
+func TestReleaseAndResumeKeepRoutesBIRDAware(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	testReleaseAndResume(t, birdOptions{})
+}
+
+func testReleaseAndResume(t *testing.T, opts birdOptions) {
+	b := startBIRD(t, opts)
+	gr := func(c *Config) { c.GracefulRestart = 30 * time.Second }
+	old := labSpeaker(t, gr)
+	for _, p := range []netip.Prefix{vip4, vip6} {
+		if err := old.Announce(p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, old)
+	b.waitEstablished()
+	for _, p := range []netip.Prefix{vip4, vip6} {
+		b.Eventually(5*time.Second, p.String()+" in BIRD's table", func() (bool, string) {
+			r := b.Route(p)
+			return r != "", r
+		})
+	}
+	logStart := len(logLines(t, b.Log))
+
+	w := watchRoutes(b, vip4)
+	released := time.Now()
+	old.Release()
+	if err := old.Announce(vip4, nil); !errors.Is(err, ErrStopped) {
+		t.Errorf("Announce after Release: %v, want ErrStopped", err)
+	}
+	// BIRD saw the sessions close and keeps the routes, stale.
+	for _, p := range []string{"v4", "v6"} {
+		b.Eventually(5*time.Second, "BIRD's session "+p+" down after Release", func() (bool, string) {
+			up, s := b.Established(p)
+			return !up, s
+		})
+	}
+	for _, p := range []netip.Prefix{vip4, vip6} {
+		if r := b.Route(p); r == "" {
+			t.Errorf("%v left BIRD's table when the sessions closed by Release", p)
+		}
+	}
+
+	successor := labSpeaker(t, gr)
+	if err := successor.Announce(vip4, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := successor.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEstablished()
+	b.Eventually(5*time.Second, vip6.String()+", not announced again, withdrawn after the End-of-RIB", func() (bool, string) {
+		r := b.Route(vip6)
+		return r == "", r
+	})
+	resumed := time.Since(released)
+	polls := w.stop()
+	if len(w.errs) > 0 {
+		t.Fatalf("polling BIRD: %v", errors.Join(w.errs...))
+	}
+	if polls < 10 || w.missing[vip4] > 0 {
+		t.Errorf("%v missing from BIRD's table in %d of %d polls across the hand-over, want 0 (of at least 10)", vip4, w.missing[vip4], polls)
+	}
+	if r := b.Route(vip4); !strings.Contains(r, "via 198.51.100.1 on bird0") {
+		t.Errorf("%v after the hand-over: %s", vip4, r)
+	}
+	// BIRD's log since the hand-over began: the IPv4 route is never
+	// removed, the IPv6 route is, and both sessions were taken as
+	// graceful restarts, ended by the successor's End-of-RIB.
+	lines := logLines(t, b.Log)[logStart:]
+	var removed4, removed6, restarts, done int
+	for _, line := range lines {
+		switch {
+		case strings.Contains(line, vip4.String()) && strings.Contains(line, "removed"):
+			removed4++
+		case strings.Contains(line, vip6.String()) && strings.Contains(line, "removed"):
+			removed6++
+		case strings.Contains(line, "Neighbor graceful restart detected"):
+			restarts++
+		case strings.Contains(line, "Neighbor graceful restart done"): // the End-of-RIB
+			done++
+		}
+	}
+	if removed4 != 0 || removed6 == 0 || restarts != 2 || done != 2 {
+		t.Errorf("BIRD's log across the hand-over: %v removed %d times (want 0), %v removed %d times (want > 0), %d graceful restarts detected and %d done (want 2 and 2):\n%s",
+			vip4, removed4, vip6, removed6, restarts, done, strings.Join(lines, "\n"))
+	}
+	t.Logf("%v present in all %d polls; release to the successor's End-of-RIB: %v", vip4, polls, resumed)
+}

@@ -70,3 +70,47 @@ func ExampleParseCommunity() {
 	// no-export = 0xffffff01
 	// community "65536:1": AS part is not a number from 0 to 65535
 }
+
+// An upgrade hands the routes from the old process's speaker to the new
+// one's without the routers withdrawing them: the old one releases its
+// sessions (no withdraw, no NOTIFICATION: a graceful restart for the
+// routers), and the new one, within the restart time, announces what it
+// decided and resumes the sessions as a restarting speaker. Both are in
+// one process here, without peers, so it runs anywhere.
+func ExampleSpeaker_Resume() {
+	cfg := bgp.Config{
+		ASN:             64497,
+		RouterID:        netip.MustParseAddr("192.0.2.1"),
+		GracefulRestart: 120 * time.Second, // Release and Resume need it
+	}
+	vip := netip.MustParsePrefix("203.0.113.10/32")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	old, _ := bgp.New(cfg)
+	if err := old.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = old.Announce(vip, nil)
+	// The new process reported ready: let go of the sessions.
+	old.Release()
+	fmt.Println("old: withdraws", old.Stats().Withdraws, "after release:", old.Announce(vip, nil))
+
+	// The new process, once its first health round has decided: the
+	// routes first, so that the End-of-RIB after them drops nothing it
+	// keeps.
+	successor, _ := bgp.New(cfg)
+	_ = successor.Announce(vip, nil)
+	if err := successor.Resume(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer successor.Stop()
+	for _, r := range successor.Announced() {
+		fmt.Println("successor: announced", r.Prefix)
+	}
+	// Output:
+	// old: withdraws 0 after release: bgp: announce 203.0.113.10/32: bgp: speaker stopped
+	// successor: announced 203.0.113.10/32
+}

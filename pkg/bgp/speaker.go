@@ -8,6 +8,9 @@
 // family per session, no listener unless asked for, graceful restart as
 // an option), keeps the routes announced, logs and counts every change,
 // and stops gracefully: withdraw, let the routers converge, then close.
+// With graceful restart, a process handing over to its successor closes
+// its sessions with Release and the successor re-opens them with Resume:
+// the routers keep the routes across the hand-over (RFC 4724).
 package bgp
 
 import (
@@ -48,8 +51,8 @@ const DefaultHoldTime = 90 * time.Second
 // until the next one.
 const DefaultConnectRetry = 5 * time.Second
 
-// ErrStopped is returned by Start, Announce and Withdraw after Stop or
-// Shutdown.
+// ErrStopped is returned by Start, Resume, Announce and Withdraw after
+// Stop, Shutdown or Release.
 var ErrStopped = errors.New("bgp: speaker stopped")
 
 // Config configures a Speaker.
@@ -67,7 +70,8 @@ type Config struct {
 	// capability (RFC 4724) for every session's address family, with this
 	// restart time (at most 4095 s): a peer that supports it keeps the
 	// routes this speaker announced while a restarted speaker re-opens
-	// its sessions within that time.
+	// its sessions within that time. It is what Release and Resume need
+	// to hand the routes over from one process to the next.
 	GracefulRestart time.Duration
 	// Peers are the routers to open sessions with.
 	Peers []PeerConfig
@@ -114,9 +118,13 @@ type Speaker struct {
 	mu     sync.Mutex
 	state  speakerState
 	server *server.BgpServer
-	routes map[netip.Prefix][]Community
-	counts counters
-	cancel context.CancelFunc // ends the peer-state watch
+	// gobgpLevel is the least level of GoBGP's messages that are logged.
+	gobgpLevel *slog.LevelVar
+	// restarting: started by Resume, as a restarting speaker.
+	restarting bool
+	routes     map[netip.Prefix][]Community
+	counts     counters
+	cancel     context.CancelFunc // ends the peer-state watch
 }
 
 type speakerState int
@@ -196,8 +204,40 @@ func (p *PeerConfig) validate() error {
 
 // Start starts GoBGP, opens the sessions (and the listener, if
 // configured) and sends the routes announced so far. ctx bounds the
-// start only; the speaker runs until Stop or Shutdown.
+// start only; the speaker runs until Stop, Shutdown or Release.
 func (s *Speaker) Start(ctx context.Context) error {
+	return s.start(ctx, false)
+}
+
+// Resume starts the speaker as the successor of one that closed the same
+// sessions with Release, within the restart time: a restarting speaker
+// (RFC 4724). Each session opens with the Restart State bit and, for its
+// address family, the Forwarding State bit set (the node kept forwarding
+// across the hand-over), so a router that negotiated graceful restart
+// keeps the routes it holds from the predecessor, marked stale. Once a
+// session is up the speaker sends the routes announced so far, and those
+// announced meanwhile, followed by End-of-RIB, once the router has sent
+// its own End-of-RIB or at most DeferralTime later; the router then
+// drops the stale routes that were not announced again, so a route that
+// stays announced is never withdrawn, and one that is not is withdrawn
+// then. Announce the routes the node should have before Resume: an
+// End-of-RIB sent before they are known withdraws them.
+//
+// Without Config.GracefulRestart, Resume is Start.
+func (s *Speaker) Resume(ctx context.Context) error {
+	return s.start(ctx, s.cfg.GracefulRestart > 0)
+}
+
+// DeferralTime bounds how long a speaker started by Resume waits, on a
+// session that is up, for the End-of-RIB of every peer before it sends
+// its routes and its own End-of-RIB. RFC 4724 has a restarting speaker
+// wait for its peers' routes to select its own; a weir node learns no
+// routes, so it waits only long enough for a router's End-of-RIB, which
+// follows the OPEN at once, not to send updates while the router is
+// still sending its own. GoBGP counts it in whole seconds.
+const DeferralTime = time.Second
+
+func (s *Speaker) start(ctx context.Context, restarting bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
@@ -206,24 +246,30 @@ func (s *Speaker) Start(ctx context.Context) error {
 	case stateDraining, stateStopped:
 		return ErrStopped
 	}
-	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(s.log)))
+	logger, level := gobgpLogger(s.log)
+	srv := server.NewBgpServer(server.LoggerOption(logger, level))
 	go srv.Serve()
-	if err := s.start(ctx, srv); err != nil {
+	s.server = srv
+	s.gobgpLevel = level
+	s.restarting = restarting
+	if err := s.startServer(ctx); err != nil {
+		s.server = nil
 		srv.Stop()
 		return err
 	}
-	s.server = srv
 	s.state = stateRunning
-	for _, p := range slices.SortedFunc(maps.Keys(s.routes), comparePrefix) {
-		if err := s.addPath(p, s.routes[p]); err != nil {
-			s.stopLocked()
-			return fmt.Errorf("bgp: announce %v: %w", p, err)
-		}
+	if restarting {
+		s.log.Info("bgp speaker resumed: sessions open as a restarting speaker (RFC 4724), the routers keep the routes they hold",
+			"restart_time", s.cfg.GracefulRestart, "routes", len(s.routes))
 	}
 	return nil
 }
 
-func (s *Speaker) start(ctx context.Context, srv *server.BgpServer) error {
+// startServer starts BGP, puts the routes announced so far in GoBGP's
+// table and only then adds the peers: a session that comes up finds every
+// route there, and its first updates and End-of-RIB carry them all.
+func (s *Speaker) startServer(ctx context.Context) error {
+	srv := s.server
 	global := &api.Global{
 		Asn:        s.cfg.ASN,
 		RouterId:   s.cfg.RouterID.String(),
@@ -242,6 +288,12 @@ func (s *Speaker) start(ctx context.Context, srv *server.BgpServer) error {
 		return fmt.Errorf("bgp: watch session states: %w", err)
 	}
 	s.cancel = cancel
+	for _, p := range slices.SortedFunc(maps.Keys(s.routes), comparePrefix) {
+		if err := s.addPath(p, s.routes[p]); err != nil {
+			cancel()
+			return fmt.Errorf("bgp: announce %v: %w", p, err)
+		}
+	}
 	for _, p := range s.cfg.Peers {
 		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 			cancel()
@@ -287,7 +339,12 @@ func (s *Speaker) apiPeer(p PeerConfig) *api.Peer {
 		peer.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}
 	}
 	if gr := s.cfg.GracefulRestart; gr > 0 {
-		peer.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(max(gr/time.Second, 1))}
+		peer.GracefulRestart = &api.GracefulRestart{
+			Enabled:         true,
+			RestartTime:     uint32(max(gr/time.Second, 1)),
+			DeferralTime:    uint32(DeferralTime / time.Second),
+			LocalRestarting: s.restarting,
+		}
 		afiSafi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}
 	return peer
@@ -455,6 +512,36 @@ func (s *Speaker) stopLocked() {
 		s.log.Info("bgp speaker stopped", "routes", len(s.routes))
 	}
 	s.state = stateStopped
+}
+
+// Release closes every session at once without withdrawing and without a
+// NOTIFICATION, the way a restarting speaker's sessions end (RFC 4724): a
+// router that negotiated graceful restart keeps this speaker's routes,
+// marked stale, for the restart time, and forwards to them meanwhile.
+// The successor, started with Resume within that time, re-opens the
+// sessions and confirms or withdraws each route. A router without
+// graceful restart drops the routes when the session closes, as after
+// Stop. Without Config.GracefulRestart, Release is Stop. Release is
+// idempotent; after it the speaker is stopped.
+func (s *Speaker) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server == nil || s.cfg.GracefulRestart == 0 {
+		s.stopLocked()
+		return
+	}
+	s.cancel()
+	if err := s.server.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
+		s.log.Warn("bgp: closing the sessions for a graceful restart", "err", err)
+	}
+	// GoBGP's Stop ends what StopBgp leaves running (its BFD loop), and
+	// repeats StopBgp, whose error ("not running") is expected here.
+	s.gobgpLevel.Set(slog.LevelError + 1)
+	s.server.Stop()
+	s.server = nil
+	s.state = stateStopped
+	s.log.Info("bgp speaker released: sessions closed without withdrawing; routers with graceful restart keep the routes for the restart time",
+		"routes", len(s.routes), "restart_time", s.cfg.GracefulRestart)
 }
 
 // Shutdown leaves gracefully: it withdraws every route, waits converge

@@ -174,3 +174,45 @@ func TestSessionStateString(t *testing.T) {
 		t.Errorf("SessionState(99) = %q", got)
 	}
 }
+
+// TestEndings checks each way a speaker ends, before it ever started:
+// afterwards nothing starts or changes, and only Shutdown withdraws (and
+// counts) the routes; Release and Stop leave them to the routers.
+func TestEndings(t *testing.T) {
+	a := netip.MustParsePrefix("203.0.113.1/32")
+	tests := []struct {
+		name      string
+		end       func(*Speaker)
+		withdraws uint64
+	}{
+		{"Stop", (*Speaker).Stop, 0},
+		{"Release", (*Speaker).Release, 0},
+		{"Shutdown", func(s *Speaker) { s.Shutdown(context.Background(), time.Hour) }, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(Config{ASN: 64497, RouterID: netip.MustParseAddr("192.0.2.1"), GracefulRestart: time.Minute, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Announce(a, nil); err != nil {
+				t.Fatal(err)
+			}
+			tt.end(s)
+			tt.end(s) // idempotent
+			if st := s.Stats(); st.Withdraws != tt.withdraws {
+				t.Errorf("Stats() after %s = %+v, want %d withdraws", tt.name, st, tt.withdraws)
+			}
+			for name, do := range map[string]func() error{
+				"Start":    func() error { return s.Start(context.Background()) },
+				"Resume":   func() error { return s.Resume(context.Background()) },
+				"Announce": func() error { return s.Announce(a, nil) },
+				"Withdraw": func() error { return s.Withdraw(a) },
+			} {
+				if err := do(); !errors.Is(err, ErrStopped) {
+					t.Errorf("%s after %s: %v, want ErrStopped", name, tt.name, err)
+				}
+			}
+		})
+	}
+}

@@ -26,7 +26,12 @@ import (
 type announcer struct {
 	speaker  *bgp.Speaker
 	converge time.Duration
+	restart  time.Duration // graceful restart time; 0: off
 	log      *slog.Logger
+	// resume, when not nil, makes the speaker start late and as a
+	// restarting speaker: it is closed once the predecessor of an
+	// upgrade has let go of the sessions (see Server.ResumeBGP).
+	resume <-chan struct{}
 
 	// speak serialises the changes sent to the speaker (update,
 	// shutdown); mu guards the state below, and is never held while the
@@ -37,7 +42,10 @@ type announcer struct {
 	// serving is set once the server serves: nothing is announced
 	// before every service has done its first health round.
 	serving bool
-	wake    chan struct{} // capacity 1: a pending re-evaluation
+	// released is set once the sessions were handed over (release): the
+	// routers keep the VIPs for the successor, nothing is withdrawn.
+	released bool
+	wake     chan struct{} // capacity 1: a pending re-evaluation
 }
 
 // announcedVIP is one VIP address, shared by the services whose vip is on
@@ -86,7 +94,7 @@ func newAnnouncer(cfg *config.Config, log *slog.Logger) (*announcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bgp (%s): %w", b.Pos, err)
 	}
-	return &announcer{speaker: sp, converge: b.Converge, log: log, wake: make(chan struct{}, 1)}, nil
+	return &announcer{speaker: sp, converge: b.Converge, restart: b.GracefulRestart, log: log, wake: make(chan struct{}, 1)}, nil
 }
 
 // add registers an l4 service with announce and returns the observer that
@@ -143,18 +151,41 @@ func (a *announcer) poke() {
 	}
 }
 
-// run starts the speaker, announces what qualifies once ready is closed
-// (the server serves), and then follows every change until ctx ends. It
-// does not stop the speaker: shutdown does.
+// run announces what qualifies once ready is closed (the server serves),
+// and then follows every change until ctx ends. The speaker was started
+// with the server, unless it resumes an upgrade's sessions: then run
+// starts it, once ready and resume are closed and the VIPs are decided,
+// as a restarting speaker. run does not stop the speaker: shutdown does.
 func (a *announcer) run(ctx context.Context, ready <-chan struct{}) {
 	select {
 	case <-ctx.Done():
 		return
 	case <-ready:
 	}
+	if a.resume != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.resume:
+		}
+	}
 	a.mu.Lock()
+	if a.released {
+		// Handed over in turn before the sessions were resumed.
+		a.mu.Unlock()
+		return
+	}
 	a.serving = true
 	a.mu.Unlock()
+	if a.resume != nil {
+		// The routers hold the predecessor's routes as stale until the
+		// End-of-RIB that follows the first updates: those carry the VIPs
+		// as this process's first health round decided them.
+		a.update()
+		if !a.resumeSpeaker(ctx) {
+			return
+		}
+	}
 	for {
 		a.update()
 		select {
@@ -162,6 +193,33 @@ func (a *announcer) run(ctx context.Context, ready <-chan struct{}) {
 			return
 		case <-a.wake:
 		}
+	}
+}
+
+// resumeSpeaker starts the speaker as a restarting speaker, trying again
+// while it fails (a listening port the predecessor still holds) until ctx
+// ends. It reports whether the speaker started.
+func (a *announcer) resumeSpeaker(ctx context.Context) bool {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := a.speaker.Resume(ctx)
+		if err == nil {
+			a.log.Info("BGP sessions resumed from the previous weir (graceful restart): the routers keep its routes until this weir's End-of-RIB",
+				"restart_time", a.restart)
+			return true
+		}
+		if errors.Is(err, bgp.ErrStopped) {
+			return false // stopped at once (Close)
+		}
+		a.log.Warn("resuming the BGP sessions failed; trying again", "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
@@ -233,13 +291,44 @@ func (v *announcedVIP) qualifies() (bool, string) {
 	return ok, strings.Join(parts, ", ")
 }
 
+// release hands the sessions over to an upgrade's successor: with
+// graceful restart on, it closes them without withdrawing (bgp's
+// Release), and the routers keep the VIPs for the restart time while the
+// successor re-opens them. It reports false, changing nothing, when
+// graceful restart is off.
+func (a *announcer) release() bool {
+	if a.restart == 0 {
+		return false
+	}
+	a.speak.Lock()
+	defer a.speak.Unlock()
+	a.mu.Lock()
+	a.serving = false
+	a.released = true
+	var names []string
+	for _, v := range a.vips {
+		if v.announced {
+			names = append(names, v.prefix.Addr().String())
+		}
+	}
+	a.mu.Unlock()
+	a.speaker.Release()
+	a.log.Info("handing over: BGP sessions closed for a graceful restart, nothing withdrawn; the routers keep the vips while the new weir re-opens the sessions",
+		"vips", names, "restart_time", a.restart)
+	return true
+}
+
 // shutdown withdraws every VIP, waits converge for the routers to move
 // their traffic to other nodes while this one still serves, and closes
-// the sessions. ctx bounds the wait.
+// the sessions. ctx bounds the wait. After release it does nothing.
 func (a *announcer) shutdown(ctx context.Context) {
 	a.speak.Lock()
 	defer a.speak.Unlock()
 	a.mu.Lock()
+	if a.released {
+		a.mu.Unlock()
+		return
+	}
 	a.serving = false
 	var names []string
 	for _, v := range a.vips {

@@ -218,3 +218,114 @@ func bgpMetric(t *testing.T, m *metrics.Metrics, name, label, value string) floa
 	t.Fatalf("no series %s{%s=%q}", name, label, value)
 	return 0
 }
+
+// TestResumeAndReleaseBGP runs the BGP side of an upgrade on one server,
+// as the new process (ResumeBGP) and then as the old one (ReleaseBGP),
+// with one peer that never answers. With graceful restart the speaker
+// starts only once the server is ready and the predecessor has let go,
+// and a release withdraws nothing; without, both change nothing: the
+// VIP is announced at Ready and withdrawn by the graceful stop.
+func TestResumeAndReleaseBGP(t *testing.T) {
+	tests := []struct {
+		name     string
+		restart  string
+		resumes  bool
+		released bool
+	}{
+		{"graceful restart", "graceful_restart: 30s", true, true},
+		{"no graceful restart", "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := freePorts(t, 2)
+			backends := tcpBackends(t, 1)
+			yaml := fmt.Sprintf(`version: 1
+bgp:
+  asn: 64497
+  router_id: 192.0.2.1
+  converge: 100ms
+  %s
+  peers: [{address: 127.0.0.1, asn: 64496, port: %d}]
+services:
+  - name: web
+    kind: l4
+    protocol: tcp
+    vip: "127.0.0.1:%d"
+    dataplane: userspace
+    announce: {}
+    upstream: {backends: [%q]}
+`, tt.restart, p[0], p[1], backends[0])
+			cfg, err := config.Parse("test.yaml", []byte(yaml))
+			if err != nil {
+				t.Fatalf("config:\n%v", err)
+			}
+			var logs syncBuffer
+			m := metrics.New(metrics.Build{Version: "test"})
+			srv, err := NewWith(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			handedOver := make(chan struct{})
+			srv.ResumeBGP(handedOver)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			select {
+			case <-srv.Ready():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the server was not ready within 10s")
+			}
+			announced := func() bool {
+				st := srv.Status().BGP
+				return len(st.VIPs) == 1 && st.VIPs[0].Announced && len(srv.bgp.speaker.Announced()) == 1
+			}
+			waitFor := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(5 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						t.Fatalf("not within 5s: %s; log:\n%s", what, logs.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			if tt.resumes {
+				// The announcer waits for the hand-over: nothing decided,
+				// nothing started, although the server is ready.
+				if announced() || strings.Contains(logs.String(), "resumed") {
+					t.Errorf("the VIP was announced or the sessions resumed before the predecessor let go:\n%s", logs.String())
+				}
+				close(handedOver)
+				waitFor("the sessions resumed", func() bool { return strings.Contains(logs.String(), "BGP sessions resumed from the previous weir") })
+			}
+			waitFor("the VIP announced", announced)
+
+			if got := srv.ReleaseBGP(); got != tt.released {
+				t.Errorf("ReleaseBGP() = %v, want %v", got, tt.released)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+			done <- nil // for the cleanup
+			wantWithdrawals := 1.0
+			if tt.released {
+				wantWithdrawals = 0
+			}
+			if got := bgpMetric(t, m, "weir_bgp_withdrawals_total", "vip", "127.0.0.1"); got != wantWithdrawals {
+				t.Errorf("withdrawals = %v, want %v; log:\n%s", got, wantWithdrawals, logs.String())
+			}
+			out := logs.String()
+			if handed := strings.Contains(out, "handing over: BGP sessions closed for a graceful restart"); handed != tt.released {
+				t.Errorf("hand-over logged = %v, want %v:\n%s", handed, tt.released, out)
+			}
+			if stopped := strings.Contains(out, "stopping: every vip was withdrawn"); stopped == tt.released {
+				t.Errorf("graceful stop's withdrawal logged = %v, want %v:\n%s", stopped, !tt.released, out)
+			}
+		})
+	}
+}

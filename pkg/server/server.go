@@ -292,9 +292,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.serveAdmin(errc)
 	if s.bgp != nil {
 		// The sessions open now; the VIPs are announced once every
-		// service serves (Ready).
-		if err := s.bgp.speaker.Start(ctx); err != nil {
-			report(errc, err)
+		// service serves (Ready). Resuming an upgrade's sessions, they
+		// open only then (announcer.run).
+		if s.bgp.resume == nil {
+			if err := s.bgp.speaker.Start(ctx); err != nil {
+				report(errc, err)
+			}
 		}
 		bgWG.Go(func() { s.bgp.run(bg, s.ready) })
 	}
@@ -396,6 +399,35 @@ func (s *Server) serveL4(ctx context.Context, svc *l4Service, started func(), er
 	if err := svc.serve(); err != nil {
 		report(errc, fmt.Errorf("service %q: %w", svc.cfg.Name, err))
 	}
+}
+
+// ResumeBGP makes this server, the new process of an upgrade, take over
+// the BGP sessions its predecessor hands over with ReleaseBGP; call it
+// before Serve. With graceful restart configured, the speaker does not
+// open its sessions when Serve starts but once the server is ready (every
+// service has done its first health round, from the inherited health
+// verdicts) and handedOver is closed (the predecessor has let go), as a
+// restarting speaker (RFC 4724): the routers keep the predecessor's
+// routes until this process's End-of-RIB, which follows the VIPs this
+// process decided to announce, so a VIP that stays announced is never
+// withdrawn and one whose backends are gone is. Without a bgp block or
+// without graceful restart it does nothing: the sessions open with Serve.
+func (s *Server) ResumeBGP(handedOver <-chan struct{}) {
+	if s.bgp != nil && s.bgp.restart > 0 {
+		s.bgp.resume = handedOver
+	}
+}
+
+// ReleaseBGP hands the BGP sessions over to the successor of an upgrade,
+// which has reported ready: with graceful restart configured, it closes
+// them at once without withdrawing and without a NOTIFICATION, so the
+// routers keep the VIPs, marked stale, for the restart time while the
+// successor (ResumeBGP) re-opens them; Serve's graceful stop then
+// withdraws nothing. It reports false, changing nothing, without a bgp
+// block or without graceful restart: Serve's graceful stop then
+// withdraws the VIPs, waits converge and closes, as on any stop.
+func (s *Server) ReleaseBGP() bool {
+	return s.bgp != nil && s.bgp.release()
 }
 
 // Ready is closed once Serve accepts on every listener: every service's
