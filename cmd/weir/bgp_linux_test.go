@@ -29,8 +29,9 @@ import (
 )
 
 // The BGP lab: weir in one network namespace, BIRD in another, joined by
-// a veth pair on 198.51.100.0/24; the VIP 192.0.2.10 is on weir's
-// loopback, its backends listen on loopback in weir's namespace.
+// a veth pair on 198.51.100.0/24 (and 2001:db8::/64 for IPv6); the VIP
+// 192.0.2.10 (2001:db8:ffff::10) is on weir's loopback, its backends
+// listen on loopback in weir's namespace.
 const (
 	bgpWeirAddr = "198.51.100.1"
 	bgpBIRDAddr = "198.51.100.2"
@@ -41,14 +42,39 @@ const (
 
 var bgpVIPRoute = netip.MustParsePrefix(bgpVIP + "/32")
 
+// bgpFamily is one address family of the BGP lab: the veth pair's
+// addresses, BIRD's session of that family, and an l4 service announced
+// over it, whose vip is on weir's loopback and whose backends are its
+// own. A lab has one or both; nothing changes them.
+type bgpFamily struct {
+	session            string // BIRD's BGP protocol
+	channel            string // BIRD's channel: ipv4 or ipv6
+	weirAddr, birdAddr string
+	bits               int // the veth pair's prefix length
+	vip                netip.Prefix
+	service            string
+	backends           []string
+}
+
+var (
+	bgpV4 = &bgpFamily{session: "weir", channel: "ipv4", weirAddr: bgpWeirAddr, birdAddr: bgpBIRDAddr, bits: 24,
+		vip: bgpVIPRoute, service: "web", backends: []string{"127.0.0.1:9001", "127.0.0.1:9002"}}
+	bgpV6 = &bgpFamily{session: "weir6", channel: "ipv6", weirAddr: "2001:db8::1", birdAddr: "2001:db8::2", bits: 64,
+		vip: netip.MustParsePrefix("2001:db8:ffff::10/128"), service: "web6", backends: []string{"[::1]:9011", "[::1]:9012"}}
+)
+
+// vipAddr is the service's address, port 80 of the vip.
+func (f *bgpFamily) vipAddr() string { return net.JoinHostPort(f.vip.Addr().String(), "80") }
+
 // bgpBackend is a TCP backend in a namespace that can be stopped and
 // started again on the same address. It greets each connection with a
 // line naming itself, then echoes what it reads until the client closes.
 type bgpBackend struct {
-	t    *testing.T
-	ns   netns.NsHandle
-	addr string
-	ln   net.Listener
+	t      *testing.T
+	ns     netns.NsHandle
+	family *bgpFamily
+	addr   string
+	ln     net.Listener
 }
 
 func (b *bgpBackend) start() {
@@ -98,8 +124,13 @@ type bgpLab struct {
 	conf      string
 	weirNS    string         // its name, for ip netns exec
 	ns        netns.NsHandle // the same namespace, for testenv.InNetns
-	logs      weirLog
-	weir      *weirProc
+	// birdNS is BIRD's namespace, where BIRD installs the routes it
+	// learns: a client there reaches the vips by them, through weir0.
+	birdNSName string
+	birdNS     netns.NsHandle
+	families   []*bgpFamily
+	logs       weirLog
+	weir       *weirProc
 }
 
 // bgpRestartTime is the graceful restart time of the lab with graceful
@@ -116,11 +147,18 @@ type bgpLabOptions struct {
 	// under load needs more, or a check starved of CPU fails).
 	failures int
 	timeout  time.Duration
+	// families are the lab's sessions and services (nil: bgpV4 alone).
+	families []*bgpFamily
 }
 
 // startBGPLab builds the BGP lab, starts BIRD and the backends, and runs
-// weir with the vip announced.
+// weir with the vip of each family announced to BIRD over a session of
+// that family. BIRD exports what it learns to its namespace's kernel
+// table.
 func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
+	if opts.families == nil {
+		opts.families = []*bgpFamily{bgpV4}
+	}
 	if opts.interval == 0 {
 		opts.interval = bgpInterval
 	}
@@ -133,10 +171,16 @@ func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
 	testenv.NeedRoot(t)
 	weirNS, birdNS := testNetns(t), testNetns(t)
 	ipCmd(t, "link", "add", "weir0", "netns", weirNS, "type", "veth", "peer", "name", "bird0", "netns", birdNS)
-	ipCmd(t, "-n", weirNS, "addr", "add", bgpWeirAddr+"/24", "dev", "weir0")
+	for _, f := range opts.families {
+		var nodad []string // IPv6 addresses usable at once, without duplicate address detection
+		if f.vip.Addr().Is6() {
+			nodad = []string{"nodad"}
+		}
+		ipCmd(t, append([]string{"-n", weirNS, "addr", "add", fmt.Sprintf("%s/%d", f.weirAddr, f.bits), "dev", "weir0"}, nodad...)...)
+		ipCmd(t, "-n", weirNS, "addr", "add", f.vip.String(), "dev", "lo")
+		ipCmd(t, append([]string{"-n", birdNS, "addr", "add", fmt.Sprintf("%s/%d", f.birdAddr, f.bits), "dev", "bird0"}, nodad...)...)
+	}
 	ipCmd(t, "-n", weirNS, "link", "set", "weir0", "up")
-	ipCmd(t, "-n", weirNS, "addr", "add", bgpVIP+"/32", "dev", "lo")
-	ipCmd(t, "-n", birdNS, "addr", "add", bgpBIRDAddr+"/24", "dev", "bird0")
 	ipCmd(t, "-n", birdNS, "link", "set", "bird0", "up")
 
 	birdHandle, err := netns.GetFromName(birdNS)
@@ -148,27 +192,51 @@ func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
 	if opts.gracefulRestart {
 		birdGR, weirGR = "graceful restart on;", fmt.Sprintf("graceful_restart: %v", bgpRestartTime)
 	}
-	bird := testenv.StartBIRD(t, birdHandle, fmt.Sprintf(`router id %s;
-debug protocols { states, routes, events };
-protocol device { }
-protocol bgp weir {
+	var protocols strings.Builder
+	for _, f := range opts.families {
+		fmt.Fprintf(&protocols, `protocol kernel {
+	%s { export all; };
+}
+protocol bgp %s {
 	local %s as 64496;
 	neighbor %s as 64497;
 	passive on;
 	hold time 9;
 	%s
-	ipv4 { import all; export none; };
+	%s { import all; export none; };
 }
-`, bgpBIRDAddr, bgpBIRDAddr, bgpWeirAddr, birdGR))
+`, f.channel, f.session, f.birdAddr, f.weirAddr, birdGR, f.channel)
+	}
+	bird := testenv.StartBIRD(t, birdHandle, fmt.Sprintf(`router id %s;
+debug protocols { states, routes, events };
+protocol device { }
+%s`, bgpBIRDAddr, protocols.String()))
 
 	ns, err := netns.GetFromName(weirNS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	backends := []*bgpBackend{{t: t, ns: ns, addr: "127.0.0.1:9001"}, {t: t, ns: ns, addr: "127.0.0.1:9002"}}
-	for _, b := range backends {
-		b.start()
+	var backends []*bgpBackend
+	var peers, services strings.Builder
+	for _, f := range opts.families {
+		for _, addr := range f.backends {
+			b := &bgpBackend{t: t, ns: ns, family: f, addr: addr}
+			b.start()
+			backends = append(backends, b)
+		}
+		fmt.Fprintf(&peers, "\n    - {address: %q, asn: 64496, hold_time: 9s, local_address: %q}", f.birdAddr, f.weirAddr)
+		fmt.Fprintf(&services, `
+  - name: %s
+    kind: l4
+    protocol: tcp
+    vip: %q
+    dataplane: userspace
+    announce: {communities: ["64497:100", no-export]}
+    upstream:
+      backends: ["%s"]
+      health_check: {type: tcp, interval: %v, timeout: %v, consecutive_failure: %d, consecutive_success: 1}`,
+			f.service, f.vipAddr(), strings.Join(f.backends, `", "`), opts.interval, opts.timeout, opts.failures)
 	}
 
 	dir := t.TempDir()
@@ -183,45 +251,53 @@ bgp:
   router_id: %s
   converge: %v
   %s
-  peers: [{address: %s, asn: 64496, hold_time: 9s, local_address: %s}]
-services:
-  - name: web
-    kind: l4
-    protocol: tcp
-    vip: "%s:80"
-    dataplane: userspace
-    announce: {communities: ["64497:100", no-export]}
-    upstream:
-      backends: ["127.0.0.1:9001", "127.0.0.1:9002"]
-      health_check: {type: tcp, interval: %v, timeout: %v, consecutive_failure: %d, consecutive_success: 1}
+  peers:%s
+services:%s
 `, filepath.Join(dir, "weir.pid"), filepath.Join(dir, "upgrade.sock"), adminSock, bgpWeirAddr, bgpConverge, weirGR,
-		bgpBIRDAddr, bgpWeirAddr, bgpVIP, opts.interval, opts.timeout, opts.failures)), 0o644)
+		peers.String(), services.String())), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := logFile(t)
 	w := runWeir(t, exec.Command("ip", "netns", "exec", weirNS, os.Args[0], "-c", conf), logs)
 	return &bgpLab{bird: bird, backends: backends, adminSock: adminSock, pidFile: filepath.Join(dir, "weir.pid"), conf: conf,
-		weirNS: weirNS, ns: ns, logs: logs, weir: w}
+		weirNS: weirNS, ns: ns, birdNSName: birdNS, birdNS: birdHandle, families: opts.families, logs: logs, weir: w}
 }
 
-// announced waits until BIRD has the vip's /32 from weir with the
-// configured communities.
-func (l *bgpLab) announced(t *testing.T, what string, within time.Duration) {
+// announced waits until BIRD has the vip of each of families (nil: the
+// lab's) from weir, its host route with weir's address on the session as
+// next hop and the configured communities.
+func (l *bgpLab) announced(t *testing.T, what string, within time.Duration, families ...*bgpFamily) {
 	t.Helper()
+	if families == nil {
+		families = l.families
+	}
 	l.bird.Eventually(within, what, func() (bool, string) {
-		r := l.bird.Route(bgpVIPRoute)
-		return strings.Contains(r, "via "+bgpWeirAddr+" on bird0") && strings.Contains(r, "BGP.community: (64497,100) (65535,65281)") &&
-			strings.Contains(r, "BGP.as_path: 64497"), r
+		for _, f := range families {
+			r := l.bird.Route(f.vip)
+			if !strings.Contains(r, "via "+f.weirAddr+" on bird0") || !strings.Contains(r, "BGP.next_hop: "+f.weirAddr) ||
+				!strings.Contains(r, "BGP.community: (64497,100) (65535,65281)") || !strings.Contains(r, "BGP.as_path: 64497") {
+				return false, f.vip.String() + ": " + r
+			}
+		}
+		return true, ""
 	})
 }
 
-// withdrawn waits until BIRD has no route to the vip.
-func (l *bgpLab) withdrawn(t *testing.T, what string, within time.Duration) {
+// withdrawn waits until BIRD has no route to the vip of each of families
+// (nil: the lab's).
+func (l *bgpLab) withdrawn(t *testing.T, what string, within time.Duration, families ...*bgpFamily) {
 	t.Helper()
+	if families == nil {
+		families = l.families
+	}
 	l.bird.Eventually(within, what, func() (bool, string) {
-		r := l.bird.Route(bgpVIPRoute)
-		return r == "", r
+		for _, f := range families {
+			if r := l.bird.Route(f.vip); r != "" {
+				return false, r
+			}
+		}
+		return true, ""
 	})
 }
 
@@ -405,11 +481,12 @@ func readPID(path string) int {
 	return pid
 }
 
-// bgpRouteWatch polls BIRD's table for the vip every 20 ms, from its
+// bgpRouteWatch polls BIRD's table for a vip every 20 ms, from its
 // start until stop (at most two minutes), and counts the polls that
 // found no route.
 type bgpRouteWatch struct {
 	bird    *testenv.BIRD
+	vip     netip.Prefix
 	done    chan struct{}
 	stopped chan struct{}
 
@@ -418,8 +495,8 @@ type bgpRouteWatch struct {
 	errs           []error
 }
 
-func watchVIPRoute(bird *testenv.BIRD) *bgpRouteWatch {
-	w := &bgpRouteWatch{bird: bird, done: make(chan struct{}), stopped: make(chan struct{})}
+func watchVIPRoute(bird *testenv.BIRD, vip netip.Prefix) *bgpRouteWatch {
+	w := &bgpRouteWatch{bird: bird, vip: vip, done: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
 		defer close(w.stopped)
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
@@ -428,11 +505,11 @@ func watchVIPRoute(bird *testenv.BIRD) *bgpRouteWatch {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			out, err := bird.Birdc("show route " + bgpVIPRoute.String())
+			out, err := bird.Birdc("show route " + vip.String())
 			switch {
 			case err != nil && !strings.Contains(out, "Network not found"):
 				w.errs = append(w.errs, err)
-			case !strings.Contains(out, bgpVIPRoute.String()):
+			case !strings.Contains(out, vip.String()):
 				if w.missing == 0 {
 					w.firstMissing = time.Now()
 				}
@@ -451,20 +528,21 @@ func (w *bgpRouteWatch) stop() {
 	<-w.stopped
 }
 
-// vipLoad is a bounded client loop: workers, in weir's namespace, each
-// open a TCP connection to the vip after the other through weir's
-// userspace L4, and check that the backend's greeting and the echo of a
-// line come back, until stop (at most two minutes or 200,000
-// connections).
+// vipLoad is a bounded client loop: workers, in the namespace ns (weir's,
+// or BIRD's to follow BIRD's route), each open a TCP connection to the
+// family's vip after the other through weir's userspace L4, and check
+// that the greeting of one of its backends and the echo of a line come
+// back, until stop (at most two minutes or 200,000 connections).
 type vipLoad struct {
+	family     *bgpFamily
 	ok, failed atomic.Int64
 	mu         sync.Mutex
 	errs       []error // the first few failures
 	wg         sync.WaitGroup
 }
 
-func startVIPLoad(ns netns.NsHandle, workers int, stop <-chan struct{}) *vipLoad {
-	l := &vipLoad{}
+func startVIPLoad(ns netns.NsHandle, f *bgpFamily, workers int, stop <-chan struct{}) *vipLoad {
+	l := &vipLoad{family: f}
 	for w := range workers {
 		l.wg.Go(func() {
 			err := testenv.InNetns(ns, func() error {
@@ -492,7 +570,7 @@ func startVIPLoad(ns netns.NsHandle, workers int, stop <-chan struct{}) *vipLoad
 }
 
 func (l *vipLoad) exchange(line string) error {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(bgpVIP, "80"), 3*time.Second)
+	c, err := net.DialTimeout("tcp", l.family.vipAddr(), 3*time.Second)
 	if err != nil {
 		return err
 	}
@@ -503,7 +581,7 @@ func (l *vipLoad) exchange(line string) error {
 	}
 	br := bufio.NewReader(c)
 	hello, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(hello, "hello from 127.0.0.1:900") {
+	if err != nil || !slices.Contains(l.family.backends, strings.TrimSuffix(strings.TrimPrefix(hello, "hello from "), "\n")) {
 		return fmt.Errorf("%s: greeting %q: %v", line, hello, err)
 	}
 	echo, err := br.ReadString('\n')
@@ -545,41 +623,14 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 	}
 	t.Cleanup(cleanupPID)
 
-	watch := watchVIPRoute(l.bird)
+	watch := watchVIPRoute(l.bird, bgpVIPRoute)
 	stop := make(chan struct{})
-	load := startVIPLoad(l.ns, 2, stop)
+	load := startVIPLoad(l.ns, bgpV4, 2, stop)
 	began := time.Now()
 	steps := []string{"SIGQUIT, new weir first", "SIGHUP", "SIGQUIT first", "SIGHUP", "SIGQUIT, new weir first"}
 	for i, step := range steps {
-		old := cur
 		before := load.ok.Load()
-		switch step {
-		case "SIGHUP":
-			old.signal(t, syscall.SIGHUP)
-		case "SIGQUIT, new weir first":
-			cur = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
-			old.signal(t, syscall.SIGQUIT)
-		case "SIGQUIT first":
-			old.signal(t, syscall.SIGQUIT)
-			cur = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
-		}
-		if err := old.waitExit(t, 20*time.Second); err != nil {
-			t.Fatalf("step %d (%s): the old weir exited with %v\n%s", i, step, err, l.logs)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for pid := readPID(l.pidFile); pid == 0 || pid == old.cmd.Process.Pid; pid = readPID(l.pidFile) {
-			if time.Now().After(deadline) {
-				t.Fatalf("step %d (%s): the pid file still names %d\n%s", i, step, pid, l.logs)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if step == "SIGHUP" {
-			adopted, err := adoptProcess(readPID(l.pidFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = adopted
-		}
+		cur = l.upgrade(t, fmt.Sprintf("step %d (%s)", i, step), cur, step)
 		// The new weir's End-of-RIB ends BIRD's graceful restart; the next
 		// upgrade comes after it, and after the new weir has served.
 		l.bird.Eventually(15*time.Second, fmt.Sprintf("step %d (%s): BIRD's graceful restart done", i, step), func() (bool, string) {
@@ -641,6 +692,45 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 	if err := cur.waitExit(t, 20*time.Second); err != nil {
 		t.Fatalf("the last weir exited with %v", err)
 	}
+}
+
+// upgrade replaces the running weir, old, by a new one: a SIGHUP reload,
+// or a SIGQUIT upgrade with the new weir started before ("SIGQUIT, new
+// weir first") or after ("SIGQUIT first") the signal. It waits until old
+// has exited and the pid file names its successor, and returns it.
+func (l *bgpLab) upgrade(t *testing.T, what string, old *weirProc, how string) *weirProc {
+	t.Helper()
+	var next *weirProc
+	switch how {
+	case "SIGHUP":
+		old.signal(t, syscall.SIGHUP)
+	case "SIGQUIT, new weir first":
+		next = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+		old.signal(t, syscall.SIGQUIT)
+	case "SIGQUIT first":
+		old.signal(t, syscall.SIGQUIT)
+		next = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+	default:
+		t.Fatalf("%s: no upgrade %q", what, how)
+	}
+	if err := old.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("%s: the old weir exited with %v\n%s", what, err, l.logs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pid := readPID(l.pidFile); pid == 0 || pid == old.cmd.Process.Pid; pid = readPID(l.pidFile) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the pid file still names %d\n%s", what, pid, l.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if next == nil {
+		adopted, err := adoptProcess(readPID(l.pidFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = adopted
+	}
+	return next
 }
 
 // TestBGPUpgradeWithdrawsALostVIP upgrades weir just after every backend
@@ -740,4 +830,150 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestBGPIPv6 runs weir with an IPv6 l4 vip announced to BIRD 2 over an
+// IPv6 session, alone and beside an IPv4 vip on an IPv4 session (dual
+// stack: pkg/bgp gives each session one address family), with graceful
+// restart on. Each vip's host route reaches BIRD with weir's address on
+// its session as next hop and the communities; clients in BIRD's
+// namespace reach each vip through weir by the route BIRD installed; the
+// IPv6 vip is withdrawn when its backends fail, alone, and announced
+// again when they recover; an upgrade (SIGQUIT) under load through every
+// vip never takes a route out of BIRD's table (polled every 20 ms) and
+// fails no connection; SIGTERM withdraws every vip with the sessions up.
+func TestBGPIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		families []*bgpFamily
+	}{
+		{"ipv6", []*bgpFamily{bgpV6}},
+		{"dual stack", []*bgpFamily{bgpV4, bgpV6}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const failures, interval = 3, 500 * time.Millisecond
+			l := startBGPLab(t, bgpLabOptions{gracefulRestart: true, interval: interval, failures: failures, timeout: interval, families: tc.families})
+			l.announced(t, "every vip's host route in BIRD's table with the communities", 15*time.Second)
+			t.Cleanup(func() {
+				if pid := readPID(l.pidFile); pid != 0 && pid != l.weir.cmd.Process.Pid {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+
+			status := weirStatus(t, l.adminSock)
+			for _, f := range tc.families {
+				for _, want := range []string{
+					f.birdAddr + " 64496 established",
+					fmt.Sprintf("%s announced %s 2/1 64497:100 no-export 1 0", f.vip.Addr(), f.service),
+				} {
+					if !hasFieldsLine(status, want) {
+						t.Errorf("weir status lacks a line %q:\n%s", want, status)
+					}
+				}
+				// BIRD's namespace routes the vip by what BIRD learnt, to weir's
+				// address on the session; a client there reaches the vip.
+				out, err := exec.Command("ip", "-n", l.birdNSName, "route", "get", f.vip.Addr().String()).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "via "+f.weirAddr+" dev bird0") {
+					t.Errorf("ip route get %s in BIRD's namespace: %v:\n%s", f.vip.Addr(), err, out)
+				}
+				load := &vipLoad{family: f}
+				err = testenv.InNetns(l.birdNS, func() error {
+					for i := range 20 {
+						if err := load.exchange(fmt.Sprintf("connection %d", i)); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("a client in BIRD's namespace to %s: %v", f.vipAddr(), err)
+				}
+			}
+
+			// The IPv6 vip's backends fail: its route goes, alone.
+			for _, b := range l.backends {
+				if b.family == bgpV6 {
+					b.stop()
+				}
+			}
+			l.withdrawn(t, "the IPv6 vip withdrawn once its backends fail", time.Second+failures*interval+500*time.Millisecond, bgpV6)
+			if slices.Contains(tc.families, bgpV4) {
+				l.announced(t, "the IPv4 vip still announced", 0, bgpV4)
+			}
+			for _, b := range l.backends {
+				if b.family == bgpV6 {
+					b.start()
+				}
+			}
+			l.announced(t, "the IPv6 vip announced again once its backends recover", time.Second+interval+500*time.Millisecond, bgpV6)
+
+			// One upgrade under load through every vip, from BIRD's namespace.
+			logStart := len(birdLogLines(t, l.bird))
+			stop := make(chan struct{})
+			var watches []*bgpRouteWatch
+			var loads []*vipLoad
+			for _, f := range tc.families {
+				watches = append(watches, watchVIPRoute(l.bird, f.vip))
+				loads = append(loads, startVIPLoad(l.birdNS, f, 1, stop))
+			}
+			before := make([]int64, len(loads))
+			for i, load := range loads {
+				before[i] = load.ok.Load()
+			}
+			cur := l.upgrade(t, "upgrade", l.weir, "SIGQUIT, new weir first")
+			l.bird.Eventually(15*time.Second, "BIRD's graceful restart of every session done", func() (bool, string) {
+				n := countBIRDLog(birdLogLines(t, l.bird)[logStart:], "Neighbor graceful restart done")
+				return n == len(tc.families), fmt.Sprintf("%d done", n)
+			})
+			for i, load := range loads {
+				for until, deadline := before[i]+50, time.Now().Add(10*time.Second); load.ok.Load() < until; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("fewer than 50 connections through %s within 10s of the upgrade", load.family.vipAddr())
+					}
+				}
+			}
+			close(stop)
+			for i, f := range tc.families {
+				loads[i].wg.Wait()
+				watches[i].stop()
+				w, load := watches[i], loads[i]
+				if len(w.errs) > 0 {
+					t.Fatalf("polling BIRD: %v", errors.Join(w.errs...))
+				}
+				if w.missing > 0 || w.polls < 20 {
+					t.Errorf("%s was missing from BIRD's table in %d of %d polls across the upgrade, want 0 (of at least 20)", f.vip, w.missing, w.polls)
+				}
+				if n := load.failed.Load(); n > 0 || load.ok.Load() == 0 {
+					t.Errorf("%d of %d connections to %s failed across the upgrade, want 0: %v", n, n+load.ok.Load(), f.vipAddr(), errors.Join(load.errs...))
+				}
+				t.Logf("%s across the upgrade: in BIRD's table in %d of %d polls; %d connections, %d failed", f.vip, w.polls-w.missing, w.polls, load.ok.Load(), load.failed.Load())
+			}
+			lines := birdLogLines(t, l.bird)[logStart:]
+			for _, line := range lines {
+				for _, f := range tc.families {
+					if strings.Contains(line, f.vip.String()) && strings.Contains(line, "removed") {
+						t.Errorf("BIRD removed %s across the upgrade:\n%s", f.vip, strings.Join(lines, "\n"))
+					}
+				}
+			}
+			l.announced(t, "every vip announced by the new weir", time.Second)
+
+			cur.signal(t, syscall.SIGTERM)
+			l.bird.Eventually(time.Second, "SIGTERM: every vip withdrawn with the sessions still up", func() (bool, string) {
+				var seen strings.Builder
+				for _, f := range tc.families {
+					r := l.bird.Route(f.vip)
+					up, s := l.bird.Established(f.session)
+					if r != "" || !up {
+						return false, r + s
+					}
+					seen.WriteString(s)
+				}
+				return true, seen.String()
+			})
+			if err := cur.waitExit(t, 20*time.Second); err != nil {
+				t.Fatalf("the new weir exited with %v", err)
+			}
+		})
+	}
 }
