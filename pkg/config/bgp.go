@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -143,6 +144,9 @@ func (p *parser) bgpPeers(m *mapping) []BGPPeer {
 		if !pm.has("address") {
 			pm.missing("address", "give the router's address, as in address: 198.51.100.1")
 		} else if pm.addr("address", &peer.Address) {
+			if peer.Address.IsLinkLocalUnicast() {
+				p.errorf(pm.get("address"), pm.at("address"), "%s is link-local, which needs an interface to reach; peer with the router's global or unique local address", peer.Address)
+			}
 			if first, dup := seen[peer.Address]; dup {
 				p.errorf(pm.get("address"), pm.at("address"), "%s is already the peer at %s; list each router once", peer.Address, first)
 			}
@@ -159,8 +163,13 @@ func (p *parser) bgpPeers(m *mapping) []BGPPeer {
 			p.errorf(pm.get("hold_time"), pm.at("hold_time"), "%v is out of range; a hold time is 3s to 65535s", peer.HoldTime)
 		}
 		pm.integer("multihop", &peer.Multihop, 0, 255)
-		if pm.addr("local_address", &peer.LocalAddress) && peer.Address.IsValid() && peer.LocalAddress.Is4() != peer.Address.Is4() {
-			p.errorf(pm.get("local_address"), pm.at("local_address"), "%s and the peer's address %s are of different IP versions; a session has one", peer.LocalAddress, peer.Address)
+		if pm.addr("local_address", &peer.LocalAddress) {
+			switch {
+			case peer.LocalAddress.IsLinkLocalUnicast():
+				p.errorf(pm.get("local_address"), pm.at("local_address"), "%s is link-local, which needs an interface to reach; use one of the node's global or unique local addresses", peer.LocalAddress)
+			case peer.Address.IsValid() && peer.LocalAddress.Is4() != peer.Address.Is4():
+				p.errorf(pm.get("local_address"), pm.at("local_address"), "%s and the peer's address %s are of different IP versions; a session has one", peer.LocalAddress, peer.Address)
+			}
 		}
 		pm.integer("port", &peer.Port, 1, 65535)
 		out = append(out, peer)
@@ -221,15 +230,32 @@ func (p *parser) announce(m *mapping) *Announce {
 }
 
 // checkAnnounce reports every announce of a configuration without a bgp
-// block, which would have nothing to announce it with.
+// block, which would have nothing to announce it with, and every announce
+// of a vip of an address family no peer has: a session carries the routes
+// of its own family only, so no router would learn that vip.
 func (p *parser) checkAnnounce(cfg *Config) {
-	if cfg.BGP != nil {
-		return
-	}
 	for _, s := range cfg.Services {
-		if s.L4 != nil && s.L4.Announce != nil {
-			p.errorAt(s.L4.Announce.Pos, fmt.Sprintf("service %s: announce", quote(s.Name)),
+		if s.L4 == nil || s.L4.Announce == nil {
+			continue
+		}
+		at := fmt.Sprintf("service %s: announce", quote(s.Name))
+		if cfg.BGP == nil {
+			p.errorAt(s.L4.Announce.Pos, at,
 				"there is no bgp block to announce the vip with; add one (asn, router_id, peers) at the top level, or remove announce")
+			continue
+		}
+		vip, err := netip.ParseAddrPort(s.L4.VIP)
+		if err != nil || len(cfg.BGP.Peers) == 0 {
+			continue // reported with the vip, or with the peers
+		}
+		is4 := vip.Addr().Unmap().Is4()
+		if !slices.ContainsFunc(cfg.BGP.Peers, func(peer BGPPeer) bool { return !peer.Address.IsValid() || peer.Address.Is4() == is4 }) {
+			family := "IPv6"
+			if is4 {
+				family = "IPv4"
+			}
+			p.errorAt(s.L4.Announce.Pos, at, "the vip %s is %s and no bgp peer is: a session carries its own address family only; add an %s peer, or remove announce",
+				vip.Addr().Unmap(), family, family)
 		}
 	}
 }
