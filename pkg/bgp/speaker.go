@@ -82,9 +82,9 @@ type Config struct {
 
 // PeerConfig configures one BGP session.
 type PeerConfig struct {
-	// Address is the peer's address. The session carries the unicast
-	// routes of this address's family: an IPv4 peer receives the /32
-	// routes, an IPv6 peer the /128 routes.
+	// Address is the peer's address (link-local only with a zone). The
+	// session carries the unicast routes of this address's family: an
+	// IPv4 peer receives the /32 routes, an IPv6 peer the /128 routes.
 	Address netip.Addr
 	// ASN is the peer's AS number; equal to Config.ASN makes the session
 	// internal (iBGP).
@@ -101,9 +101,10 @@ type PeerConfig struct {
 	// MultihopTTL, when not zero, allows an external peer that many hops
 	// away; zero requires it directly connected (TTL 1).
 	MultihopTTL uint8
-	// LocalAddress, if valid, is the address the session is dialled from,
-	// and so the next hop of the routes sent to this peer. Otherwise the
-	// kernel chooses the source address by its routes.
+	// LocalAddress, if valid, is the address the session is dialled from
+	// (link-local only with a zone), and so the next hop of the routes
+	// sent to this peer. Otherwise the kernel chooses the source address
+	// by its routes.
 	LocalAddress netip.Addr
 	// Port is the peer's TCP port (0: 179).
 	Port uint16
@@ -189,6 +190,14 @@ func (p *PeerConfig) validate() error {
 	}
 	if p.ASN == 0 {
 		return fmt.Errorf("peer %v: ASN is required", p.Address)
+	}
+	// Without a zone (its interface) a link-local address cannot be
+	// dialled or bound: the session would never open.
+	if p.Address.IsLinkLocalUnicast() && p.Address.Zone() == "" {
+		return fmt.Errorf("peer %v: a link-local address needs its interface as zone; better, peer with the router's global or unique local address", p.Address)
+	}
+	if p.LocalAddress.IsLinkLocalUnicast() && p.LocalAddress.Zone() == "" {
+		return fmt.Errorf("peer %v: local address %v is link-local without its interface as zone; use a global or unique local address", p.Address, p.LocalAddress)
 	}
 	if p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
 		return fmt.Errorf("peer %v: hold time %v is out of range (3s to 65535s)", p.Address, p.HoldTime)

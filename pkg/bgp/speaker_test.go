@@ -73,6 +73,11 @@ func TestConfigValidate(t *testing.T) {
 		{"hold time 1s", func(c *Config) { c.Peers[0].HoldTime = time.Second }, "hold time"},
 		{"local address family", func(c *Config) { c.Peers[0].LocalAddress = netip.MustParseAddr("2001:db8::1") }, "another address family"},
 		{"duplicate peer", func(c *Config) { c.Peers = append(c.Peers, c.Peers[0]) }, "listed twice"},
+		{"ipv6 peer", func(c *Config) { c.Peers[0].Address = netip.MustParseAddr("2001:db8::2") }, ""},
+		{"link-local peer", func(c *Config) { c.Peers[0].Address = netip.MustParseAddr("fe80::2") }, "link-local"},
+		{"link-local local address", func(c *Config) {
+			c.Peers[0].Address, c.Peers[0].LocalAddress = netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("fe80::1")
+		}, "link-local"},
 	}
 	for _, tt := range tests {
 		cfg := good()
