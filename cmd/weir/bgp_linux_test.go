@@ -860,7 +860,7 @@ func TestBGPIPv6(t *testing.T) {
 				}
 			})
 
-			status := weirStatus(t, l.adminSock)
+			status, metrics := weirStatus(t, l.adminSock), adminMetrics(t, l.adminSock)
 			for _, f := range tc.families {
 				for _, want := range []string{
 					f.birdAddr + " 64496 established",
@@ -868,6 +868,14 @@ func TestBGPIPv6(t *testing.T) {
 				} {
 					if !hasFieldsLine(status, want) {
 						t.Errorf("weir status lacks a line %q:\n%s", want, status)
+					}
+				}
+				for _, want := range []string{
+					fmt.Sprintf(`weir_bgp_vip_announced{vip="%s"} 1`, f.vip.Addr()),
+					fmt.Sprintf(`weir_bgp_peer_up{peer="%s"} 1`, f.birdAddr),
+				} {
+					if !strings.Contains(metrics, want) {
+						t.Errorf("metrics lack %s:\n%s", want, strings.Join(grepLines(metrics, "weir_bgp_"), "\n"))
 					}
 				}
 				// BIRD's namespace routes the vip by what BIRD learnt, to weir's
@@ -922,8 +930,9 @@ func TestBGPIPv6(t *testing.T) {
 			}
 			cur := l.upgrade(t, "upgrade", l.weir, "SIGQUIT, new weir first")
 			l.bird.Eventually(15*time.Second, "BIRD's graceful restart of every session done", func() (bool, string) {
-				n := countBIRDLog(birdLogLines(t, l.bird)[logStart:], "Neighbor graceful restart done")
-				return n == len(tc.families), fmt.Sprintf("%d done", n)
+				lines := birdLogLines(t, l.bird)[logStart:]
+				detected, done := countBIRDLog(lines, "Neighbor graceful restart detected"), countBIRDLog(lines, "Neighbor graceful restart done")
+				return detected == len(tc.families) && done == len(tc.families), fmt.Sprintf("%d detected, %d done", detected, done)
 			})
 			for i, load := range loads {
 				for until, deadline := before[i]+50, time.Now().Add(10*time.Second); load.ok.Load() < until; time.Sleep(time.Millisecond) {
