@@ -31,6 +31,7 @@ var (
 
 // clusterLab is a cluster lab with a weir running on each node.
 type clusterLab struct {
+	t     *testing.T // the test that started the lab: its weirs live as long
 	l     *lab.Lab
 	n     int
 	gr    time.Duration
@@ -68,7 +69,7 @@ func startCluster(t *testing.T, n int, gr time.Duration) *clusterLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clusterLab{l: l, n: n, gr: gr}
+	c := &clusterLab{t: t, l: l, n: n, gr: gr}
 	for k := 1; k <= n; k++ {
 		dir := t.TempDir()
 		conf := strings.NewReplacer(
@@ -84,16 +85,17 @@ func startCluster(t *testing.T, n int, gr time.Duration) *clusterLab {
 		}
 		node := &clusterNode{k: k, conf: path, log: logFile(t)}
 		c.nodes = append(c.nodes, node)
-		c.start(t, node)
+		c.start(node)
 	}
 	c.waitHops(t, "every node's route in the router's ECMP route", 30*time.Second, c.all()...)
 	return c
 }
 
-// start runs a weir on node.
-func (c *clusterLab) start(t *testing.T, node *clusterNode) {
-	t.Helper()
-	node.proc = runWeir(t, c.l.Command(lab.Node(node.k), os.Args[0], "-c", node.conf), node.log)
+// start runs a weir on node until the lab's test ends (a subtest that
+// starts one must not have it killed when it ends).
+func (c *clusterLab) start(node *clusterNode) {
+	c.t.Helper()
+	node.proc = runWeir(c.t, c.l.Command(lab.Node(node.k), os.Args[0], "-c", node.conf), node.log)
 }
 
 // all is every node, 1 to n.
@@ -538,7 +540,11 @@ func TestClusterLabNodeLossKeepsConnections(t *testing.T) {
 		name   string
 		leave  func(t *testing.T)
 		within time.Duration // the route's worst time to move
-		back   func(t *testing.T)
+		// kept is how long at least the router must keep the route: after
+		// kill -9, the graceful restart time less a margin, during which
+		// node 1's pinned data plane serves on without its weir.
+		kept time.Duration
+		back func(t *testing.T)
 	}{{
 		name:   "SIGTERM",
 		leave:  func(t *testing.T) { c.nodes[0].proc.signal(t, syscall.SIGTERM) },
@@ -547,15 +553,16 @@ func TestClusterLabNodeLossKeepsConnections(t *testing.T) {
 			if err := c.nodes[0].proc.waitExit(t, 10*time.Second); err != nil {
 				t.Errorf("node 1's weir exited with %v after SIGTERM, want status 0", err)
 			}
-			c.start(t, c.nodes[0])
+			c.start(c.nodes[0])
 		},
 	}, {
 		name:   "kill -9",
 		leave:  func(t *testing.T) { c.nodes[0].proc.signal(t, syscall.SIGKILL) },
 		within: gr + 3*time.Second,
+		kept:   gr / 2,
 		back: func(t *testing.T) {
 			c.nodes[0].proc.waitExit(t, 5*time.Second)
-			c.start(t, c.nodes[0])
+			c.start(c.nodes[0])
 		},
 	}, {
 		name: "front link down",
@@ -587,6 +594,9 @@ func TestClusterLabNodeLossKeepsConnections(t *testing.T) {
 			}
 			tc.leave(t)
 			took := c.waitHops(t, "node 1's nexthop gone", tc.within, 2, 3)
+			if took < tc.kept {
+				t.Errorf("the router dropped node 1's route %v after it left, want it kept (graceful restart) for at least %v", took, tc.kept)
+			}
 			mark := marks(conns)
 			kept := checkConns(t, "after the route moved", conns, keptGoing(conns, mark, 10, 30*time.Second))
 			t.Logf("%s: node 1 had %d of %d connections (per node %v); its nexthop left the route after %v; %d of %d connections kept going to their backend",
@@ -627,4 +637,3 @@ func TestClusterLabNodeWithoutBackendsWithdraws(t *testing.T) {
 	}
 	c.waitHops(t, "node 1 announcing again with its backends back", 10*time.Second, 1, 2, 3)
 }
-
