@@ -321,7 +321,9 @@ func (c *clusterLab) openLong(id int, kind string, stop <-chan struct{}, wg *syn
 	go func() {
 		defer wg.Done()
 		defer conn.Close()
-		go func() { <-stop; conn.SetDeadline(time.Now()) }()
+		// Closing (not a deadline, which the loops push back) ends a
+		// read or write in progress.
+		go func() { <-stop; conn.Close() }()
 		if kind == "echo" {
 			lc.echo(conn, r, stop)
 		} else {
