@@ -397,6 +397,12 @@ func (lc *longConn) stream(conn net.Conn, r *bufio.Reader, stop <-chan struct{})
 // their Maglev shares.
 func TestClusterLabSpreadsFlows(t *testing.T) {
 	c := startCluster(t, 3, 10*time.Second)
+	bird, err := c.l.Birdc("show", "route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, route := c.hops(t)
+	t.Logf("the router's view: birdc show route:\n%s\nip route show %s:\n%s", bird, clusterRoute, route)
 	const flows = 300
 	perNode, perBackend := c.newFlowsThrough(t, flows)
 	t.Logf("%d new flows: per node %v, per backend %v", flows, perNode, perBackend)
