@@ -31,7 +31,7 @@ var (
 
 // clusterLab is a cluster lab with a weir running on each node.
 type clusterLab struct {
-	t     *testing.T // the test that started the lab: its weirs live as long
+	t     testing.TB // the test that started the lab: its weirs live as long
 	l     *lab.Lab
 	n     int
 	gr    time.Duration
@@ -51,7 +51,7 @@ type clusterNode struct {
 // examples/lab-cluster.yaml made fit for a test: health checks every
 // 200 ms that give up after one failure, and graceful_restart gr. It
 // returns once the router has an ECMP route through every node.
-func startCluster(t *testing.T, n int, gr time.Duration) *clusterLab {
+func startCluster(t testing.TB, n int, gr time.Duration) *clusterLab {
 	t.Helper()
 	l := lab.UpCluster(t, n)
 	for i, role := range lab.Backends {
@@ -112,7 +112,7 @@ var nextHop = regexp.MustCompile(`via (\S+)`)
 // hops returns the next hops of the router's kernel route to the VIP (the
 // one BIRD installs: a nexthop per announcing node), as node numbers,
 // sorted, with ip's words for it.
-func (c *clusterLab) hops(t *testing.T) ([]int, string) {
+func (c *clusterLab) hops(t testing.TB) ([]int, string) {
 	t.Helper()
 	out, err := c.l.Exec(lab.Router, "ip", "-4", "route", "show", "exact", clusterRoute)
 	if err != nil {
@@ -133,7 +133,7 @@ func (c *clusterLab) hops(t *testing.T) ([]int, string) {
 // waitHops polls (every 10 ms) until the router's route to the VIP goes
 // through exactly the nodes want, failing after within, and returns how
 // long that took.
-func (c *clusterLab) waitHops(t *testing.T, what string, within time.Duration, want ...int) time.Duration {
+func (c *clusterLab) waitHops(t testing.TB, what string, within time.Duration, want ...int) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -151,7 +151,7 @@ func (c *clusterLab) waitHops(t *testing.T, what string, within time.Duration, w
 
 // newFlows reads node k's count of new flows of the VIP's service from
 // its pinned data plane.
-func (c *clusterLab) newFlows(t *testing.T, k int) uint64 {
+func (c *clusterLab) newFlows(t testing.TB, k int) uint64 {
 	t.Helper()
 	pin := c.l.NodePinPath(k)
 	if _, err := os.Stat(pin); err != nil {
@@ -176,7 +176,7 @@ func (c *clusterLab) newFlows(t *testing.T, k int) uint64 {
 }
 
 // flowCounts reads every node's new flow count, indexed by node - 1.
-func (c *clusterLab) flowCounts(t *testing.T) []uint64 {
+func (c *clusterLab) flowCounts(t testing.TB) []uint64 {
 	t.Helper()
 	var counts []uint64
 	for k := 1; k <= c.n; k++ {
@@ -203,7 +203,7 @@ func (c *clusterLab) greet() (string, error) {
 // newFlowsThrough opens n connections one after another, failing t at
 // the first that does not greet, and returns how many each node forwarded
 // (from its counters) and each backend answered.
-func (c *clusterLab) newFlowsThrough(t *testing.T, n int) ([]uint64, map[string]int) {
+func (c *clusterLab) newFlowsThrough(t testing.TB, n int) ([]uint64, map[string]int) {
 	t.Helper()
 	before := c.flowCounts(t)
 	backends := map[string]int{}
@@ -227,7 +227,7 @@ func (c *clusterLab) newFlowsThrough(t *testing.T, n int) ([]uint64, map[string]
 // "stream" writes the lines "name 00000000", "name 00000001", ... one
 // every 20 ms until the client goes. Anything else, or nothing (a health
 // check), closes.
-func serveCluster(t *testing.T, ln net.Listener, name string) {
+func serveCluster(t testing.TB, ln net.Listener, name string) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
