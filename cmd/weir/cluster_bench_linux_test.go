@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +17,8 @@ import (
 
 // BenchmarkClusterLab measures the cluster lab of three nodes (run it
 // once: -benchtime 1x; scripts/bench-cluster does): new connections per
-// second through the VIP with one node announcing it and with all three;
+// second through the VIP with one node announcing it and with all three,
+// and to a backend directly (the lab's floor);
 // and how long the router goes on choosing a node after its weir gets
 // SIGTERM, or kill -9 with and without graceful restart (the median of
 // repeated runs each, in ms). Every node, the router, the backends and the
@@ -29,14 +31,17 @@ func BenchmarkClusterLab(b *testing.B) {
 		b.Fatal(err)
 	}
 	const window = 3 * time.Second
-	b.ReportMetric(c.connRate(b, window), "conn/s-3nodes")
+	b.ReportMetric(c.connRate(b, clusterVIP.String(), window), "conn/s-3nodes")
+	// The lab's floor: the same connections to backend b1's own address,
+	// routed by the router, no node on the way.
+	b.ReportMetric(c.connRate(b, netip.AddrPortFrom(lab.BackendAddr4(0), 80).String(), window), "conn/s-direct")
 
 	// One node: the other two withdraw (SIGTERM) and come back after.
 	for _, k := range []int{2, 3} {
 		c.nodes[k-1].proc.signal(b, syscall.SIGTERM)
 	}
 	c.waitHops(b, "nodes 2 and 3 withdrawn", 5*time.Second, 1)
-	b.ReportMetric(c.connRate(b, window), "conn/s-1node")
+	b.ReportMetric(c.connRate(b, clusterVIP.String(), window), "conn/s-1node")
 	for _, k := range []int{2, 3} {
 		c.nodes[k-1].proc.waitExit(b, 10*time.Second)
 		c.start(c.nodes[k-1])
@@ -56,8 +61,8 @@ func BenchmarkClusterLab(b *testing.B) {
 		b.Logf("%s: node 1's nexthop left the router's route after %v (sorted)", what, took)
 		return took[len(took)/2]
 	}
-	b.ReportMetric(float64(leave("SIGTERM", 5, syscall.SIGTERM, 5*time.Second).Milliseconds()), "ms-SIGTERM")
-	b.ReportMetric(float64(leave("kill -9, graceful_restart 10s", 3, syscall.SIGKILL, gr+5*time.Second).Milliseconds()), "ms-kill9-gr10s")
+	b.ReportMetric(float64(leave("SIGTERM", 5, syscall.SIGTERM, 5*time.Second))/1e6, "ms-SIGTERM")
+	b.ReportMetric(float64(leave("kill -9, graceful_restart 10s", 3, syscall.SIGKILL, gr+5*time.Second))/1e6, "ms-kill9-gr10s")
 	// The same without graceful restart: node 1's configuration turns it
 	// off, and the router drops the routes when the session's TCP
 	// connection closes.
@@ -74,13 +79,13 @@ func BenchmarkClusterLab(b *testing.B) {
 	n1.proc.signal(b, syscall.SIGTERM)
 	n1.proc.waitExit(b, 10*time.Second)
 	c.start(n1)
-	b.ReportMetric(float64(leave("kill -9, no graceful restart", 5, syscall.SIGKILL, 5*time.Second).Milliseconds()), "ms-kill9-nogr")
+	b.ReportMetric(float64(leave("kill -9, no graceful restart", 5, syscall.SIGKILL, 5*time.Second))/1e6, "ms-kill9-nogr")
 }
 
-// connRate opens connections to the VIP from the client, 32 at a time,
-// for window, each read its backend's greeting and closed, and returns
-// how many per second succeeded; a failure fails b.
-func (c *clusterLab) connRate(b testing.TB, window time.Duration) float64 {
+// connRate opens connections to addr (the VIP, or a backend) from the
+// client, 32 at a time, for window, each read its backend's greeting and
+// closed, and returns how many per second succeeded; a failure fails b.
+func (c *clusterLab) connRate(b testing.TB, addr string, window time.Duration) float64 {
 	b.Helper()
 	const workers = 32
 	var ok, failed atomic.Int64
@@ -96,7 +101,7 @@ func (c *clusterLab) connRate(b testing.TB, window time.Duration) float64 {
 			c.l.Do(lab.Client, func() error {
 				buf := make([]byte, 16)
 				for time.Now().Before(deadline) {
-					conn, err := net.DialTimeout("tcp4", clusterVIP.String(), 3*time.Second)
+					conn, err := net.DialTimeout("tcp4", addr, 3*time.Second)
 					if err != nil {
 						failed.Add(1)
 						continue
