@@ -17,13 +17,21 @@ import (
 // only way there (no default route); the router hashes ECMP routes on
 // L4 ports while the host's sysctl stays as it was; BIRD runs in the
 // router with a passive session per node; and down leaves no namespace,
-// state directory or BIRD behind.
+// pinned directory, state directory or BIRD behind.
 func TestClusterLabTopology(t *testing.T) {
 	hostPolicy, _ := os.ReadFile("/proc/sys/net/ipv4/fib_multipath_hash_policy")
 	var name string
+	var pins []string
 	t.Run("up", func(t *testing.T) {
 		l := UpCluster(t, 3)
 		name = l.Name()
+		// What a node's weir pins: down removes it.
+		for k := 1; k <= 3; k++ {
+			pins = append(pins, l.NodePinPath(k))
+			if err := os.MkdirAll(l.NodePinPath(k)+"/weir_v1_test", 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
 		from := []string{Client, Node(1), Node(2), Node(3)}
 		for i, role := range Backends {
 			ap := netip.AddrPortFrom(BackendAddr4(i), 7).String()
@@ -92,6 +100,11 @@ func TestClusterLabTopology(t *testing.T) {
 	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
 	if err != nil || strings.Contains(string(out), name) {
 		t.Errorf("namespaces of lab %s remain (%v):\n%s", name, err, out)
+	}
+	for _, pin := range pins {
+		if _, err := os.Stat(pin); !os.IsNotExist(err) {
+			t.Errorf("a node's pin directory %s remains: %v", pin, err)
+		}
 	}
 	if _, err := os.Stat("/run/weir-lab/" + name); !os.IsNotExist(err) {
 		t.Errorf("lab %s's state directory remains: %v", name, err)
