@@ -54,7 +54,7 @@ func (b *backendLog) String() string {
 // ipip and ip6tnl devices or no fou (the development VM's is built without
 // them) it uses --decap none and puts testenv's decapsulator (which takes
 // GUE on the default port) on the backend's interface in their place.
-func setUpDSRBackend(t *testing.T, l *lab.Lab, role string, opts ...string) {
+func setUpDSRBackend(t testing.TB, l *lab.Lab, role string, opts ...string) {
 	t.Helper()
 	script := filepath.Join(filepath.Dir(lab.Script()), "dsr-backend")
 	vips := append(opts, lab.DSRVIP4.String(), lab.DSRVIP6.String())

@@ -18,6 +18,7 @@ import (
 type Lab struct {
 	name   string
 	attach string
+	nodes  int // the cluster lab's node count; 0 for the one-balancer lab
 }
 
 // Up creates a lab named after t and removes it when t ends. It skips (or
@@ -46,9 +47,55 @@ func UpFor(t testing.TB, attach string) *Lab {
 	return l
 }
 
+// UpCluster creates the cluster lab of n nodes (2 to MaxNodes; scripts/lab
+// up --nodes n) named after t, with BIRD running in the router, and
+// removes it when t ends. Its roles are Client, Router, Node(1)..Node(n)
+// and B1..B3. It skips (or fails, in CI) when not root or without BIRD.
+func UpCluster(t testing.TB, n int) *Lab {
+	t.Helper()
+	testenv.NeedRoot(t)
+	for _, tool := range []string{"bird", "birdc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.SkipOrFail(t, fmt.Sprintf("the cluster lab needs %s (Debian package bird2; scripts/provision installs it): %v", tool, err))
+		}
+	}
+	if n < 2 || n > MaxNodes {
+		t.Fatalf("lab.UpCluster: %d nodes, want 2 to %d", n, MaxNodes)
+	}
+	l := &Lab{name: Name(t.Name()), attach: "tc", nodes: n}
+	l.script("down")
+	if out, err := l.script("up"); err != nil {
+		t.Fatalf("scripts/lab up --nodes %d: %v\n%s", n, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := l.script("down"); err != nil {
+			t.Errorf("scripts/lab down: %v\n%s", err, out)
+		}
+	})
+	return l
+}
+
 func (l *Lab) script(cmd string) (string, error) {
-	out, err := exec.Command("bash", Script(), cmd, "--name", l.name, "--attach", l.attach).CombinedOutput()
+	args := []string{Script(), cmd, "--name", l.name, "--attach", l.attach}
+	if l.nodes > 0 && cmd == "up" {
+		args = append(args, "--nodes", fmt.Sprint(l.nodes))
+	}
+	out, err := exec.Command("bash", args...).CombinedOutput()
 	return string(out), err
+}
+
+// Nodes is the cluster lab's node count, 0 in the one-balancer lab.
+func (l *Lab) Nodes() int { return l.nodes }
+
+// NodePinPath is the bpffs directory node k's weir should pin under;
+// scripts/lab down removes it.
+func (l *Lab) NodePinPath(k int) string { return fmt.Sprintf("/sys/fs/bpf/%s-n%d", l.name, k) }
+
+// Birdc runs a command of the cluster lab's BIRD (birdc with the lab's
+// control socket, as scripts/lab exec router birdc does) and returns its
+// output.
+func (l *Lab) Birdc(args ...string) (string, error) {
+	return l.Exec(Router, "birdc", append([]string{"-s", "/run/weir-lab/" + l.name + "/bird.ctl"}, args...)...)
 }
 
 // Attach is the hook the lab was built for: "tc", "xdp" or "auto".
@@ -137,10 +184,11 @@ func (l *Lab) Dial(ctx context.Context, role, network, addr string) (net.Conn, e
 }
 
 // Command returns a command that runs inside role's network namespace.
-// The balancer's keeps the host's mount namespace (nsenter), so that a
-// weir there sees the host's bpffs; the others use ip netns exec.
+// The balancer's and the cluster nodes' keep the host's mount namespace
+// (nsenter), so that a weir there sees the host's bpffs; the others use
+// ip netns exec.
 func (l *Lab) Command(role string, name string, args ...string) *exec.Cmd {
-	if role == Balancer {
+	if role == Balancer || isNode(role) {
 		return exec.Command("nsenter", append([]string{"--net=/run/netns/" + l.NS(role), name}, args...)...)
 	}
 	return exec.Command("ip", append([]string{"netns", "exec", l.NS(role), name}, args...)...)
@@ -153,4 +201,9 @@ func (l *Lab) Exec(role string, name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), l.NS(role), err, out)
 	}
 	return string(out), nil
+}
+
+// isNode reports whether role is a cluster node's, n1 to n9.
+func isNode(role string) bool {
+	return len(role) == 2 && role[0] == 'n' && role[1] >= '1' && role[1] <= '9'
 }

@@ -24,6 +24,18 @@ func Up(t testing.TB) *Lab {
 // UpFor skips (or fails, in CI), as Up does.
 func UpFor(t testing.TB, _ string) *Lab { return Up(t) }
 
+// UpCluster skips (or fails, in CI), as Up does.
+func UpCluster(t testing.TB, _ int) *Lab { return Up(t) }
+
+// Nodes is the cluster lab's node count.
+func (l *Lab) Nodes() int { return 0 }
+
+// NodePinPath is node k's bpffs directory.
+func (l *Lab) NodePinPath(int) string { return "" }
+
+// Birdc runs a command of the cluster lab's BIRD.
+func (l *Lab) Birdc(...string) (string, error) { return "", errUnsupported }
+
 // Attach is the hook the lab was built for.
 func (l *Lab) Attach() string { return "" }
 
