@@ -177,7 +177,7 @@ func startBGPLab(t *testing.T, opts bgpLabOptions) *bgpLab {
 			nodad = []string{"nodad"}
 		}
 		ipCmd(t, append([]string{"-n", weirNS, "addr", "add", fmt.Sprintf("%s/%d", f.weirAddr, f.bits), "dev", "weir0"}, nodad...)...)
-		ipCmd(t, "-n", weirNS, "addr", "add", f.vip.String(), "dev", "lo")
+		ipCmd(t, append([]string{"-n", weirNS, "addr", "add", f.vip.String(), "dev", "lo"}, nodad...)...)
 		ipCmd(t, append([]string{"-n", birdNS, "addr", "add", fmt.Sprintf("%s/%d", f.birdAddr, f.bits), "dev", "bird0"}, nodad...)...)
 	}
 	ipCmd(t, "-n", weirNS, "link", "set", "weir0", "up")
