@@ -799,28 +799,13 @@ func restartGaps(t *testing.T, lines []string) []time.Duration {
 	for _, line := range lines {
 		switch {
 		case strings.Contains(line, "Neighbor graceful restart detected"):
-			detected = birdLogTime(t, line)
+			detected = testenv.BIRDLogTime(t, line)
 		case strings.Contains(line, "Neighbor graceful restart done") && !detected.IsZero():
-			gaps = append(gaps, birdLogTime(t, line).Sub(detected))
+			gaps = append(gaps, testenv.BIRDLogTime(t, line).Sub(detected))
 			detected = time.Time{}
 		}
 	}
 	return gaps
-}
-
-// birdLogTime reads the time of a BIRD log line (timeformat log "%F
-// %T.%3f", as testenv.StartBIRD configures).
-func birdLogTime(t *testing.T, line string) time.Time {
-	t.Helper()
-	f := strings.Fields(line)
-	if len(f) < 2 {
-		t.Fatalf("BIRD log line without a time: %q", line)
-	}
-	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
-	if err != nil {
-		t.Fatalf("BIRD log line %q: %v", line, err)
-	}
-	return ts
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -38,7 +38,7 @@ func StartBIRD(t testing.TB, ns netns.NsHandle, config string) *BIRD {
 	dir := t.TempDir()
 	b := &BIRD{t: t, sock: filepath.Join(dir, "bird.ctl"), Log: filepath.Join(dir, "bird.log")}
 	conf := filepath.Join(dir, "bird.conf")
-	full := fmt.Sprintf("log %q all;\ntimeformat log \"%%F %%T.%%3f\";\n%s", b.Log, config)
+	full := fmt.Sprintf("log %q all;\ntimeformat log \"%%F %%T.%%3f\";\n%s", b.Log, config) // BIRDLogTime reads that format
 	if err := os.WriteFile(conf, []byte(full), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -125,4 +125,19 @@ func (b *BIRD) Route(prefix netip.Prefix) string {
 		return ""
 	}
 	return s
+}
+
+// BIRDLogTime reads the time of a line of a log StartBIRD configured
+// (timeformat log "%F %T.%3f"), failing t if the line has none.
+func BIRDLogTime(t testing.TB, line string) time.Time {
+	t.Helper()
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		t.Fatalf("BIRD log line without a time: %q", line)
+	}
+	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
+	if err != nil {
+		t.Fatalf("BIRD log line %q: %v", line, err)
+	}
+	return ts
 }

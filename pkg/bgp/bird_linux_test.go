@@ -362,24 +362,10 @@ func TestShutdownWithdrawsThenWaitsThenCloses(t *testing.T) {
 		}
 		// The speaker starts its wait before BIRD logs the withdraw;
 		// allow for that delivery.
-		if held := logTime(t, lines[down]).Sub(logTime(t, lines[removed])); held < converge*9/10 {
+		if held := testenv.BIRDLogTime(t, lines[down]).Sub(testenv.BIRDLogTime(t, lines[removed])); held < converge*9/10 {
 			t.Errorf("BIRD's log for %s: session down %v after the withdraw, want about the converge time %v", proto, held, converge)
 		}
 	}
-}
-
-// logTime reads the time of a BIRD log line (timeformat log "%F %T.%3f").
-func logTime(t *testing.T, line string) time.Time {
-	t.Helper()
-	f := strings.Fields(line)
-	if len(f) < 2 {
-		t.Fatalf("BIRD log line without a time: %q", line)
-	}
-	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
-	if err != nil {
-		t.Fatalf("BIRD log line %q: %v", line, err)
-	}
-	return ts
 }
 
 func logLines(t *testing.T, path string) []string {
