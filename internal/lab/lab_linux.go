@@ -95,8 +95,17 @@ func (l *Lab) NodePinPath(k int) string { return fmt.Sprintf("/sys/fs/bpf/%s-n%d
 // control socket, as scripts/lab exec router birdc does) and returns its
 // output.
 func (l *Lab) Birdc(args ...string) (string, error) {
-	return l.Exec(Router, "birdc", append([]string{"-s", "/run/weir-lab/" + l.name + "/bird.ctl"}, args...)...)
+	return l.Exec(Router, "birdc", append([]string{"-s", l.stateDir() + "/bird.ctl"}, args...)...)
 }
+
+// BirdLog is the path of the cluster lab's BIRD log: every session's
+// state changes, graceful restarts and route changes, each line stamped
+// with the local time to the millisecond ("2006-01-02 15:04:05.000").
+func (l *Lab) BirdLog() string { return l.stateDir() + "/bird.log" }
+
+// stateDir holds BIRD's configuration, control socket and log (scripts/lab's
+// state_dir).
+func (l *Lab) stateDir() string { return "/run/weir-lab/" + l.name }
 
 // Attach is the hook the lab was built for: "tc", "xdp" or "auto".
 func (l *Lab) Attach() string { return l.attach }
