@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
 	"github.com/weir-lb/weir/internal/lab"
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
@@ -732,57 +735,102 @@ func (c *clusterLab) startLoad(workers int, stop <-chan struct{}) *vipLoad {
 
 // clusterRouteWatch polls the router every 20 ms, from its start until
 // stop (at most three minutes), for node k's route to the VIP: a nexthop
-// through the node in the kernel's ECMP route (what forwards the packets)
-// and a route via the node in BIRD's table. It counts the polls, and
-// those that found either missing.
+// through the node in the kernel's ECMP route (what forwards the packets;
+// by netlink, in the router's namespace) and, in a poller of its own, a
+// route via the node in BIRD's table (by birdc, which takes longer). Each
+// counts its polls and those that found the route missing.
 type clusterRouteWatch struct {
-	done, stopped chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
 
-	polls, kernelMissing, birdMissing int
-	firstMissing                      string // what the first poll that missed it saw
-	errs                              []error
+	kernel, bird routePolls
 }
 
-func (c *clusterLab) watchRoute(k int) *clusterRouteWatch {
-	w := &clusterRouteWatch{done: make(chan struct{}), stopped: make(chan struct{})}
-	via := "via " + lab.NodeFront4(k).String() + " "
-	go func() {
-		defer close(w.stopped)
+// routePolls is one poller's count.
+type routePolls struct {
+	polls, missing int
+	firstMissing   string // what the first poll that missed it saw, and when
+	errs           []error
+}
+
+func (c *clusterLab) watchRoute(t testing.TB, k int) *clusterRouteWatch {
+	t.Helper()
+	ns, err := netns.GetFromName(c.l.NS(lab.Router))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("netlink in %s: %v", c.l.NS(lab.Router), err)
+	}
+	w := &clusterRouteWatch{done: make(chan struct{})}
+	gw := lab.NodeFront4(k)
+	dst := &net.IPNet{IP: net.IP(clusterVIP.Addr().AsSlice()), Mask: net.CIDRMask(32, 32)}
+	w.poll(&w.kernel, func() (bool, string, error) {
+		routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+		if err != nil {
+			return false, "", fmt.Errorf("list the router's routes to %s: %w", clusterRoute, err)
+		}
+		// One nexthop is the route's gateway, several its multipath.
+		for _, r := range routes {
+			if net.IP(gw.AsSlice()).Equal(r.Gw) {
+				return true, "", nil
+			}
+			for _, nh := range r.MultiPath {
+				if net.IP(gw.AsSlice()).Equal(nh.Gw) {
+					return true, "", nil
+				}
+			}
+		}
+		return false, fmt.Sprint(routes), nil
+	})
+	via := "via " + gw.String() + " "
+	w.poll(&w.bird, func() (bool, string, error) {
+		out, err := c.l.Birdc("show", "route", clusterRoute)
+		if err != nil && !strings.Contains(out, "Network not found") {
+			return false, "", err
+		}
+		return strings.Contains(out, via), out, nil
+	})
+	go func() { w.wg.Wait(); h.Close() }()
+	return w
+}
+
+// poll runs check every 20 ms (or as soon as the last one ended, if it
+// took longer) until stop, counting in p.
+func (w *clusterRouteWatch) poll(p *routePolls, check func() (found bool, saw string, err error)) {
+	w.wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 			select {
 			case <-w.done:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-tick.C:
 			}
-			hops, kernel, err := c.routeHops()
-			if err != nil {
-				w.errs = append(w.errs, err)
-				continue
-			}
-			bird, err := c.l.Birdc("show", "route", clusterRoute)
-			if err != nil && !strings.Contains(bird, "Network not found") {
-				w.errs = append(w.errs, err)
-				continue
-			}
-			w.polls++
-			inKernel, inBIRD := slices.Contains(hops, k), strings.Contains(bird, via)
-			if !inKernel {
-				w.kernelMissing++
-			}
-			if !inBIRD {
-				w.birdMissing++
-			}
-			if (!inKernel || !inBIRD) && w.firstMissing == "" {
-				w.firstMissing = fmt.Sprintf("at %s: ip route:\n%s\nbirdc show route:\n%s", time.Now().Format("15:04:05.000"), kernel, bird)
+			found, saw, err := check()
+			switch {
+			case err != nil:
+				if len(p.errs) < 10 {
+					p.errs = append(p.errs, err)
+				}
+			case !found:
+				if p.missing == 0 {
+					p.firstMissing = fmt.Sprintf("at %s:\n%s", time.Now().Format("15:04:05.000"), saw)
+				}
+				p.missing++
+				p.polls++
+			default:
+				p.polls++
 			}
 		}
-	}()
-	return w
+	})
 }
 
 func (w *clusterRouteWatch) stop() {
 	close(w.done)
-	<-w.stopped
+	w.wg.Wait()
 }
 
 // upgrade replaces node's weir by a new one as upgradeWeir does (how: a
@@ -841,7 +889,7 @@ func TestClusterLabUpgradesKeepTheRoute(t *testing.T) {
 		t.FailNow()
 	}
 
-	watch := c.watchRoute(1)
+	watch := c.watchRoute(t, 1)
 	stopLoad := make(chan struct{})
 	load := c.startLoad(2, stopLoad)
 	flowsBefore := c.flowCounts(t)
@@ -885,12 +933,17 @@ func TestClusterLabUpgradesKeepTheRoute(t *testing.T) {
 		flowsDuring[i] -= flowsBefore[i]
 	}
 
-	if len(watch.errs) > 0 {
-		t.Fatalf("polling the router: %v", errors.Join(watch.errs...))
-	}
-	if watch.kernelMissing > 0 || watch.birdMissing > 0 || watch.polls < 100 {
-		t.Errorf("node 1's route was missing in %d (kernel) and %d (BIRD) of %d polls across the upgrades, want 0 of at least 100; the first:\n%s",
-			watch.kernelMissing, watch.birdMissing, watch.polls, watch.firstMissing)
+	for _, p := range []struct {
+		what string
+		*routePolls
+	}{{"the router's kernel route", &watch.kernel}, {"BIRD's table", &watch.bird}} {
+		if len(p.errs) > 0 {
+			t.Fatalf("polling %s: %v", p.what, errors.Join(p.errs...))
+		}
+		if p.missing > 0 || p.polls < 100 {
+			t.Errorf("node 1's route was missing from %s in %d of %d polls across the upgrades, want 0 of at least 100; the first %s",
+				p.what, p.missing, p.polls, p.firstMissing)
+		}
 	}
 	if n := load.failed.Load(); n > 0 || load.ok.Load() == 0 {
 		t.Errorf("%d of %d new connections through the VIP failed across the upgrades, want 0: %v", n, n+load.ok.Load(), errors.Join(load.errs...))
@@ -898,9 +951,7 @@ func TestClusterLabUpgradesKeepTheRoute(t *testing.T) {
 	kept := checkConns(t, "after the upgrades", conns, keptGoing(conns, marks(conns), 5, 15*time.Second))
 
 	lines = birdLogLines(t, c.l.BirdLog())[logStart:]
-	removed := slices.ContainsFunc(lines, func(l string) bool {
-		return strings.Contains(l, clusterRoute) && (strings.Contains(l, "removed") || strings.Contains(l, "withdrawn"))
-	})
+	removed := slices.ContainsFunc(lines, routeRemoved)
 	detected := len(grepBIRDLog(lines, "n1: Neighbor graceful restart detected"))
 	done := len(grepBIRDLog(lines, "n1: Neighbor graceful restart done"))
 	if removed || detected != len(steps) || done != len(steps) {
@@ -914,9 +965,30 @@ func TestClusterLabUpgradesKeepTheRoute(t *testing.T) {
 	if want := uint64(300 / c.n); perNode[0] < want/2 || perNode[0] > want*3/2 {
 		t.Errorf("after the upgrades node 1 forwarded %d of 300 new flows, want %d ± 50%% (all: %v)", perNode[0], want, perNode)
 	}
-	t.Logf("%d upgrades of node 1 in %v: its nexthop in the router's route in %d of %d polls (kernel) and %d of %d (BIRD); "+
+	t.Logf("%d upgrades of node 1 in %v: its nexthop in the router's kernel route in %d of %d polls and its route in BIRD's table in %d of %d; "+
 		"%d new connections through the VIP (per node %v), %d failed; %d of %d long-lived connections (%d through node 1) kept going; "+
 		"step start to End-of-RIB %v (median %v), session closed to End-of-RIB %v; then 300 new flows per node %v, per backend %v",
-		len(steps), elapsed.Round(time.Millisecond), watch.polls-watch.kernelMissing, watch.polls, watch.polls-watch.birdMissing, watch.polls,
+		len(steps), elapsed.Round(time.Millisecond), watch.kernel.polls-watch.kernel.missing, watch.kernel.polls, watch.bird.polls-watch.bird.missing, watch.bird.polls,
 		load.ok.Load(), flowsDuring, load.failed.Load(), kept, len(conns), longPerNode[0], toEOR, median(toEOR), gaps, perNode, perBackend)
+
+	// A real withdrawal is in the log, as the check above looks for it:
+	// SIGTERM to node 1's last weir.
+	logStart += len(lines)
+	node.proc.signal(t, syscall.SIGTERM)
+	c.waitHops(t, "node 1's nexthop gone after SIGTERM", 5*time.Second, 2, 3)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		lines = birdLogLines(t, c.l.BirdLog())[logStart:]
+		if slices.ContainsFunc(lines, routeRemoved) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD's log shows no removal of node 1's route after SIGTERM withdrew it:\n%s", strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// routeRemoved reports whether a line of BIRD's log traces the removal
+// of a node's route to the VIP.
+func routeRemoved(line string) bool {
+	return strings.Contains(line, clusterRoute) && (strings.Contains(line, "removed") || strings.Contains(line, "withdrawn"))
 }
