@@ -528,11 +528,12 @@ func (w *bgpRouteWatch) stop() {
 	<-w.stopped
 }
 
-// vipLoad is a bounded client loop: workers, in the namespace ns (weir's,
-// or BIRD's to follow BIRD's route), each open a TCP connection to the
-// family's vip after the other through weir's userspace L4, and check
-// that the greeting of one of its backends and the echo of a line come
-// back, until stop (at most two minutes or 200,000 connections).
+// vipLoad is a bounded client loop (see run) and its count. The BGP lab's
+// (startVIPLoad): workers, in the namespace ns (weir's, or BIRD's to
+// follow BIRD's route), each open a TCP connection to the family's vip
+// after the other through weir's userspace L4, and check that the
+// greeting of one of its backends and the echo of a line come back, until
+// stop (at most two minutes or 200,000 connections).
 type vipLoad struct {
 	family     *bgpFamily
 	ok, failed atomic.Int64
@@ -543,17 +544,25 @@ type vipLoad struct {
 
 func startVIPLoad(ns netns.NsHandle, f *bgpFamily, workers int, stop <-chan struct{}) *vipLoad {
 	l := &vipLoad{family: f}
+	l.run(workers, 200_000, 0, stop, func(loop func() error) error { return testenv.InNetns(ns, loop) }, l.exchange)
+	return l
+}
+
+// run is the loop: workers each make connections by exchange (its
+// argument names the connection), one after the other with pause between,
+// inside in (the namespace to run a worker's loop in, or none), until
+// stop, two minutes or max connections in all, counting in l.
+func (l *vipLoad) run(workers, max int, pause time.Duration, stop <-chan struct{}, in func(loop func() error) error, exchange func(string) error) {
 	for w := range workers {
 		l.wg.Go(func() {
-			err := testenv.InNetns(ns, func() error {
+			err := in(func() error {
 				deadline := time.Now().Add(2 * time.Minute)
-				for i := 0; i < 200_000/workers && time.Now().Before(deadline); i++ {
-					select {
-					case <-stop:
+				for i := 0; i < max/workers && time.Now().Before(deadline); i++ {
+					if stopped(stop) {
 						return nil
-					default:
 					}
-					if err := l.exchange(fmt.Sprintf("worker %d connection %d", w, i)); err != nil {
+					time.Sleep(pause)
+					if err := exchange(fmt.Sprintf("worker %d connection %d", w, i)); err != nil {
 						l.fail(err)
 					} else {
 						l.ok.Add(1)
@@ -566,7 +575,6 @@ func startVIPLoad(ns netns.NsHandle, f *bgpFamily, workers int, stop <-chan stru
 			}
 		})
 	}
-	return l
 }
 
 func (l *vipLoad) exchange(line string) error {
@@ -614,7 +622,7 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 	const failures, interval = 3, 500 * time.Millisecond
 	l := startBGPLab(t, bgpLabOptions{gracefulRestart: true, interval: interval, failures: failures, timeout: interval})
 	l.announced(t, "the vip's /32 in BIRD's table", 15*time.Second)
-	logStart := len(birdLogLines(t, l.bird))
+	logStart := len(birdLogLines(t, l.bird.Log))
 	cur := l.weir
 	cleanupPID := func() {
 		if pid := readPID(l.pidFile); pid != 0 && pid != l.weir.cmd.Process.Pid {
@@ -634,7 +642,7 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 		// The new weir's End-of-RIB ends BIRD's graceful restart; the next
 		// upgrade comes after it, and after the new weir has served.
 		l.bird.Eventually(15*time.Second, fmt.Sprintf("step %d (%s): BIRD's graceful restart done", i, step), func() (bool, string) {
-			n := countBIRDLog(birdLogLines(t, l.bird)[logStart:], "Neighbor graceful restart done")
+			n := countBIRDLog(birdLogLines(t, l.bird.Log)[logStart:], "Neighbor graceful restart done")
 			return n == i+1, fmt.Sprintf("%d done", n)
 		})
 		for until, deadline := before+50, time.Now().Add(10*time.Second); load.ok.Load() < until; time.Sleep(time.Millisecond) {
@@ -657,7 +665,7 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 	if n := load.failed.Load(); n > 0 || load.ok.Load() == 0 {
 		t.Errorf("%d of %d connections through the vip failed across the upgrades, want 0: %v", n, n+load.ok.Load(), errors.Join(load.errs...))
 	}
-	lines := birdLogLines(t, l.bird)[logStart:]
+	lines := birdLogLines(t, l.bird.Log)[logStart:]
 	removed := 0
 	for _, line := range lines {
 		if strings.Contains(line, bgpVIPRoute.String()) && strings.Contains(line, "removed") {
@@ -700,31 +708,40 @@ func TestBGPUpgradesKeepTheRoute(t *testing.T) {
 // has exited and the pid file names its successor, and returns it.
 func (l *bgpLab) upgrade(t *testing.T, what string, old *weirProc, how string) *weirProc {
 	t.Helper()
+	return upgradeWeir(t, what, old, how, l.pidFile, l.logs, func() *weirProc {
+		return runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+	})
+}
+
+// upgradeWeir is upgrade for any weir: successor starts its new weir (with
+// -u, where old runs), and pidFile is their configuration's pid_file.
+func upgradeWeir(t testing.TB, what string, old *weirProc, how, pidFile string, logs weirLog, successor func() *weirProc) *weirProc {
+	t.Helper()
 	var next *weirProc
 	switch how {
 	case "SIGHUP":
 		old.signal(t, syscall.SIGHUP)
 	case "SIGQUIT, new weir first":
-		next = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+		next = successor()
 		old.signal(t, syscall.SIGQUIT)
 	case "SIGQUIT first":
 		old.signal(t, syscall.SIGQUIT)
-		next = runWeir(t, exec.Command("ip", "netns", "exec", l.weirNS, os.Args[0], "-u", "-c", l.conf), l.logs)
+		next = successor()
 	default:
 		t.Fatalf("%s: no upgrade %q", what, how)
 	}
 	if err := old.waitExit(t, 20*time.Second); err != nil {
-		t.Fatalf("%s: the old weir exited with %v\n%s", what, err, l.logs)
+		t.Fatalf("%s: the old weir exited with %v\n%s", what, err, logs)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for pid := readPID(l.pidFile); pid == 0 || pid == old.cmd.Process.Pid; pid = readPID(l.pidFile) {
+	for pid := readPID(pidFile); pid == 0 || pid == old.cmd.Process.Pid; pid = readPID(pidFile) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: the pid file still names %d\n%s", what, pid, l.logs)
+			t.Fatalf("%s: the pid file still names %d\n%s", what, pid, logs)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if next == nil {
-		adopted, err := adoptProcess(readPID(l.pidFile))
+		adopted, err := adoptProcess(readPID(pidFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -747,7 +764,7 @@ func TestBGPUpgradeWithdrawsALostVIP(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	logStart := len(birdLogLines(t, l.bird))
+	logStart := len(birdLogLines(t, l.bird.Log))
 	for _, b := range l.backends {
 		b.stop()
 	}
@@ -760,7 +777,7 @@ func TestBGPUpgradeWithdrawsALostVIP(t *testing.T) {
 		t.Fatalf("the old weir did not hand the announced vip over:\n%s", out)
 	}
 	l.withdrawn(t, "the vip withdrawn at the new weir's End-of-RIB", 15*time.Second)
-	lines := birdLogLines(t, l.bird)[logStart:]
+	lines := birdLogLines(t, l.bird.Log)[logStart:]
 	if countBIRDLog(lines, "Neighbor graceful restart done") != 1 || countBIRDLog(lines, "removed") == 0 {
 		t.Errorf("BIRD's log: want the graceful restart done and the vip removed:\n%s", strings.Join(lines, "\n"))
 	}
@@ -770,29 +787,33 @@ func TestBGPUpgradeWithdrawsALostVIP(t *testing.T) {
 	}
 }
 
-func birdLogLines(t *testing.T, b *testenv.BIRD) []string {
+// birdLogLines reads the lines of a BIRD log file.
+func birdLogLines(t testing.TB, path string) []string {
 	t.Helper()
-	data, err := os.ReadFile(b.Log)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 }
 
-func countBIRDLog(lines []string, text string) int {
-	n := 0
+func countBIRDLog(lines []string, text string) int { return len(grepBIRDLog(lines, text)) }
+
+// grepBIRDLog returns the lines holding text.
+func grepBIRDLog(lines []string, text string) []string {
+	var found []string
 	for _, l := range lines {
 		if strings.Contains(l, text) {
-			n++
+			found = append(found, l)
 		}
 	}
-	return n
+	return found
 }
 
 // restartGaps returns, for each graceful restart in BIRD's log, the time
 // from the old session's close ("Neighbor graceful restart detected") to
 // the new session's End-of-RIB ("Neighbor graceful restart done").
-func restartGaps(t *testing.T, lines []string) []time.Duration {
+func restartGaps(t testing.TB, lines []string) []time.Duration {
 	t.Helper()
 	var gaps []time.Duration
 	var detected time.Time
@@ -901,7 +922,7 @@ func TestBGPIPv6(t *testing.T) {
 			l.announced(t, "the IPv6 vip announced again once its backends recover", time.Second+interval+500*time.Millisecond, bgpV6)
 
 			// One upgrade under load through every vip, from BIRD's namespace.
-			logStart := len(birdLogLines(t, l.bird))
+			logStart := len(birdLogLines(t, l.bird.Log))
 			stop := make(chan struct{})
 			var watches []*bgpRouteWatch
 			var loads []*vipLoad
@@ -915,7 +936,7 @@ func TestBGPIPv6(t *testing.T) {
 			}
 			cur := l.upgrade(t, "upgrade", l.weir, "SIGQUIT, new weir first")
 			l.bird.Eventually(15*time.Second, "BIRD's graceful restart of every session done", func() (bool, string) {
-				lines := birdLogLines(t, l.bird)[logStart:]
+				lines := birdLogLines(t, l.bird.Log)[logStart:]
 				detected, done := countBIRDLog(lines, "Neighbor graceful restart detected"), countBIRDLog(lines, "Neighbor graceful restart done")
 				return detected == len(tc.families) && done == len(tc.families), fmt.Sprintf("%d detected, %d done", detected, done)
 			})
@@ -942,7 +963,7 @@ func TestBGPIPv6(t *testing.T) {
 				}
 				t.Logf("%s across the upgrade: in BIRD's table in %d of %d polls; %d connections, %d failed", f.vip, w.polls-w.missing, w.polls, load.ok.Load(), load.failed.Load())
 			}
-			lines := birdLogLines(t, l.bird)[logStart:]
+			lines := birdLogLines(t, l.bird.Log)[logStart:]
 			for _, line := range lines {
 				for _, f := range tc.families {
 					if strings.Contains(line, f.vip.String()) && strings.Contains(line, "removed") {

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,7 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
 	"github.com/weir-lb/weir/internal/lab"
+	"github.com/weir-lb/weir/internal/testenv"
 	"github.com/weir-lb/weir/pkg/dataplane"
 )
 
@@ -37,12 +43,25 @@ type clusterLab struct {
 	nodes []*clusterNode // nodes[k-1] is node k
 }
 
-// clusterNode is node k's weir: its configuration, log and process.
+// clusterNode is node k's weir: its configuration, pid file, log and
+// process.
 type clusterNode struct {
-	k    int
-	conf string
-	log  weirLog
-	proc *weirProc
+	k       int
+	conf    string
+	pidFile string
+	log     weirLog
+	proc    *weirProc
+}
+
+// clusterOptions make examples/lab-cluster.yaml fit for a test.
+type clusterOptions struct {
+	gracefulRestart time.Duration // bgp.graceful_restart
+	// The health checks': every interval, each given timeout, a backend
+	// down after failures in a row (0: 200 ms, 100 ms and 1, quick to find
+	// a real loss; a lab under load needs more, or a check starved of CPU
+	// fails and the node withdraws).
+	interval, timeout time.Duration
+	failures          int
 }
 
 // startCluster builds the cluster lab of n nodes, sets the backends up
@@ -52,6 +71,15 @@ type clusterNode struct {
 // returns once the router has an ECMP route through every node.
 func startCluster(t testing.TB, n int, gr time.Duration) *clusterLab {
 	t.Helper()
+	return startClusterWith(t, n, clusterOptions{gracefulRestart: gr})
+}
+
+// startClusterWith is startCluster with opts.
+func startClusterWith(t testing.TB, n int, opts clusterOptions) *clusterLab {
+	t.Helper()
+	if opts.interval == 0 {
+		opts.interval, opts.timeout, opts.failures = 200*time.Millisecond, 100*time.Millisecond, 1
+	}
 	l := lab.UpCluster(t, n)
 	for i, role := range lab.Backends {
 		setUpDSRBackend(t, l, role, "--encap", "ipip")
@@ -75,14 +103,16 @@ func startCluster(t testing.TB, n int, gr time.Duration) *clusterLab {
 			"198.51.100.130", lab.NodeFront4(k).String(),
 			"/sys/fs/bpf/weir-n1", l.NodePinPath(k),
 			"/run/weir/lab-n1", filepath.Join(dir, "n"),
-			"graceful_restart: 10s", fmt.Sprintf("graceful_restart: %v", gr),
-			"interval: 1s}", "interval: 200ms, timeout: 100ms, consecutive_failure: 1, consecutive_success: 1}",
+			"graceful_restart: 10s", fmt.Sprintf("graceful_restart: %v", opts.gracefulRestart),
+			"interval: 1s}", fmt.Sprintf("interval: %v, timeout: %v, consecutive_failure: %d, consecutive_success: 1}",
+				opts.interval, opts.timeout, opts.failures),
 		).Replace(string(template))
 		path := filepath.Join(dir, "weir.yaml")
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		node := &clusterNode{k: k, conf: path, log: logFile(t)}
+		// The template's pid_file, /run/weir/lab-n1.pid, made dir/n.pid.
+		node := &clusterNode{k: k, conf: path, pidFile: filepath.Join(dir, "n.pid"), log: logFile(t)}
 		c.nodes = append(c.nodes, node)
 		c.start(node)
 	}
@@ -113,9 +143,21 @@ var nextHop = regexp.MustCompile(`via (\S+)`)
 // sorted, with ip's words for it.
 func (c *clusterLab) hops(t testing.TB) ([]int, string) {
 	t.Helper()
-	out, err := c.l.Exec(lab.Router, "ip", "-4", "route", "show", "exact", clusterRoute)
+	ks, out, err := c.routeHops()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return ks, out
+}
+
+// routeHops is hops for a goroutine other than the test's: it returns the
+// error. ip -n enters the router's namespace itself, without ip netns
+// exec's remount of /sys: the cheaper for polling.
+func (c *clusterLab) routeHops() ([]int, string, error) {
+	b, err := exec.Command("ip", "-n", c.l.NS(lab.Router), "-4", "route", "show", "exact", clusterRoute).CombinedOutput()
+	out := string(b)
+	if err != nil {
+		return nil, out, fmt.Errorf("ip route show %s in %s: %w: %s", clusterRoute, c.l.NS(lab.Router), err, out)
 	}
 	var ks []int
 	for _, m := range nextHop.FindAllStringSubmatch(out, -1) {
@@ -126,7 +168,7 @@ func (c *clusterLab) hops(t testing.TB) ([]int, string) {
 		}
 	}
 	slices.Sort(ks)
-	return ks, out
+	return ks, out, nil
 }
 
 // waitHops polls (every 10 ms) until the router's route to the VIP goes
@@ -653,4 +695,301 @@ func TestClusterLabNodeWithoutBackendsWithdraws(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitHops(t, "node 1 announcing again with its backends back", 10*time.Second, 1, 2, 3)
+}
+
+// exchange makes one new connection through the VIP from the client and
+// checks it end to end: a backend's greeting, then the echo of line by the
+// same backend.
+func (c *clusterLab) exchange(line string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := c.l.Dial(ctx, lab.Client, "tcp4", clusterVIP.String())
+	if err != nil {
+		return fmt.Errorf("%s: %w", line, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(conn)
+	greeting, err := r.ReadString('\n')
+	name := strings.TrimSuffix(greeting, "\n")
+	if err != nil || !slices.Contains(lab.Backends[:], name) {
+		return fmt.Errorf("%s: greeting %q: %v", line, greeting, err)
+	}
+	if _, err := io.WriteString(conn, "echo\n"+line+"\n"); err != nil {
+		return fmt.Errorf("%s: write to %s: %w", line, name, err)
+	}
+	if answer, err := r.ReadString('\n'); err != nil || answer != name+" "+line+"\n" {
+		return fmt.Errorf("%s: answer %q from %s: %v", line, answer, name, err)
+	}
+	return nil
+}
+
+// startLoad runs vipLoad's bounded loop against the VIP: workers each
+// make exchanges one after the other, 10 ms apart (a pace that keeps the
+// client's ports, held in TIME_WAIT for a minute, well within its range),
+// until stop, two minutes or 20,000 connections.
+func (c *clusterLab) startLoad(workers int, stop <-chan struct{}) *vipLoad {
+	l := &vipLoad{}
+	l.run(workers, 20_000, 10*time.Millisecond, stop, func(loop func() error) error { return loop() }, c.exchange)
+	return l
+}
+
+// clusterRouteWatch polls the router every 20 ms, from its start until
+// stop (at most three minutes), for node k's route to the VIP: a nexthop
+// through the node in the kernel's ECMP route (what forwards the packets;
+// by netlink, in the router's namespace) and, in a poller of its own, a
+// route via the node in BIRD's table (by birdc, which takes longer). Each
+// counts its polls and those that found the route missing.
+type clusterRouteWatch struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	kernel, bird routePolls
+}
+
+// routePolls is one poller's count.
+type routePolls struct {
+	polls, missing int
+	firstMissing   string // what the first poll that missed it saw, and when
+	errs           []error
+}
+
+func (c *clusterLab) watchRoute(t testing.TB, k int) *clusterRouteWatch {
+	t.Helper()
+	ns, err := netns.GetFromName(c.l.NS(lab.Router))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("netlink in %s: %v", c.l.NS(lab.Router), err)
+	}
+	w := &clusterRouteWatch{done: make(chan struct{})}
+	gw := lab.NodeFront4(k)
+	dst := &net.IPNet{IP: net.IP(clusterVIP.Addr().AsSlice()), Mask: net.CIDRMask(32, 32)}
+	w.poll(&w.kernel, func() (bool, string, error) {
+		routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+		if err != nil {
+			return false, "", fmt.Errorf("list the router's routes to %s: %w", clusterRoute, err)
+		}
+		// One nexthop is the route's gateway, several its multipath.
+		for _, r := range routes {
+			if net.IP(gw.AsSlice()).Equal(r.Gw) {
+				return true, "", nil
+			}
+			for _, nh := range r.MultiPath {
+				if net.IP(gw.AsSlice()).Equal(nh.Gw) {
+					return true, "", nil
+				}
+			}
+		}
+		return false, fmt.Sprint(routes), nil
+	})
+	via := "via " + gw.String() + " "
+	w.poll(&w.bird, func() (bool, string, error) {
+		out, err := c.l.Birdc("show", "route", clusterRoute)
+		if err != nil && !strings.Contains(out, "Network not found") {
+			return false, "", err
+		}
+		return strings.Contains(out, via), out, nil
+	})
+	go func() { w.wg.Wait(); h.Close() }()
+	return w
+}
+
+// poll runs check every 20 ms (or as soon as the last one ended, if it
+// took longer) until stop, counting in p.
+func (w *clusterRouteWatch) poll(p *routePolls, check func() (found bool, saw string, err error)) {
+	w.wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+			select {
+			case <-w.done:
+				return
+			case <-tick.C:
+			}
+			found, saw, err := check()
+			switch {
+			case err != nil:
+				if len(p.errs) < 10 {
+					p.errs = append(p.errs, err)
+				}
+			case !found:
+				if p.missing == 0 {
+					p.firstMissing = fmt.Sprintf("at %s:\n%s", time.Now().Format("15:04:05.000"), saw)
+				}
+				p.missing++
+				p.polls++
+			default:
+				p.polls++
+			}
+		}
+	})
+}
+
+func (w *clusterRouteWatch) stop() {
+	close(w.done)
+	w.wg.Wait()
+}
+
+// upgrade replaces node's weir by a new one as upgradeWeir does (how: a
+// SIGHUP reload, or a SIGQUIT upgrade with the new weir started before or
+// after the signal), following the successor by the pid file.
+func (c *clusterLab) upgrade(t *testing.T, node *clusterNode, what, how string) {
+	t.Helper()
+	node.proc = upgradeWeir(t, what, node.proc, how, node.pidFile, node.log, func() *weirProc {
+		return runWeir(c.t, c.l.Command(lab.Node(node.k), os.Args[0], "-u", "-c", node.conf), node.log)
+	})
+}
+
+// TestClusterLabUpgradesKeepTheRoute is the issue's test 6 on the cluster:
+// node 1 of three is upgraded 5 times (SIGQUIT upgrades in both orders
+// and SIGHUP reloads, graceful restart on at every weir and at the
+// router) while new connections through the VIP are made all along, each
+// checked end to end, and 60 long-lived connections (echoes and slow
+// downloads) spread over the nodes stay open. The router's route never
+// loses node 1's nexthop, in the kernel nor in BIRD's table (polled every
+// 20 ms), and BIRD's log shows 5 graceful restarts of node 1's session,
+// each ended by the new weir's End-of-RIB, and no route removed; not one
+// new connection fails, every long-lived one keeps going to its backend,
+// node 1 takes new flows after each upgrade and, after the five, still its
+// third of them (by its pinned data plane's counters, which the new weirs
+// take over).
+func TestClusterLabUpgradesKeepTheRoute(t *testing.T) {
+	// Health checks that a loaded 2-CPU machine running -race binaries
+	// does not fail by accident: a node whose checks flap withdraws.
+	const interval = 500 * time.Millisecond
+	c := startClusterWith(t, 3, clusterOptions{gracefulRestart: 30 * time.Second, interval: interval, timeout: interval, failures: 3})
+	node := c.nodes[0]
+	t.Cleanup(func() {
+		// A reload's successor, which no runWeir kills.
+		if pid := readPID(node.pidFile); pid != 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	lines := birdLogLines(t, c.l.BirdLog())
+	// The lab's BIRD traces routes: a removal would be in its log.
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.Contains(l, "n1.ipv4 > added") && strings.Contains(l, clusterRoute)
+	}) {
+		t.Fatalf("BIRD's log does not trace node 1's route, added:\n%s", strings.Join(lines, "\n"))
+	}
+	logStart := len(lines)
+
+	stopConns := make(chan struct{})
+	var wg sync.WaitGroup
+	conns, longPerNode := c.openLongConns(t, 60, stopConns, &wg)
+	defer func() { close(stopConns); wg.Wait() }()
+	if longPerNode[0] == 0 {
+		t.Fatalf("no long-lived connection went through node 1: %v", longPerNode)
+	}
+	if behind := keptGoing(conns, marks(conns), 2, 10*time.Second); len(behind) > 0 {
+		checkConns(t, "before the upgrades", conns, behind)
+		t.FailNow()
+	}
+
+	watch := c.watchRoute(t, 1)
+	stopLoad := make(chan struct{})
+	load := c.startLoad(2, stopLoad)
+	flowsBefore := c.flowCounts(t)
+	began := time.Now()
+	steps := []string{"SIGQUIT, new weir first", "SIGHUP", "SIGQUIT first", "SIGHUP", "SIGQUIT, new weir first"}
+	var toEOR []time.Duration // from each step's start to BIRD's "graceful restart done"
+	for i, step := range steps {
+		what := fmt.Sprintf("step %d (%s)", i+1, step)
+		start := time.Now()
+		c.upgrade(t, node, what, step)
+		// The new weir's End-of-RIB ends BIRD's graceful restart of the
+		// session; the next step comes after it.
+		var done string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			all := birdLogLines(t, c.l.BirdLog())[logStart:]
+			if dones := grepBIRDLog(all, "n1: Neighbor graceful restart done"); len(dones) == i+1 {
+				done = dones[i]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: BIRD's graceful restart of node 1's session not done within 20 s:\n%s", what, strings.Join(all, "\n"))
+			}
+		}
+		toEOR = append(toEOR, testenv.BIRDLogTime(t, done).Sub(start))
+		// Then the new weir's data plane takes new flows, and the load
+		// goes on.
+		n1, ok := c.newFlows(t, 1), load.ok.Load()
+		for deadline := time.Now().Add(10 * time.Second); c.newFlows(t, 1) < n1+10 || load.ok.Load() < ok+50; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: within 10 s of BIRD's End-of-RIB, node 1 took %d new flows (want 10) and the load made %d connections (want 50)",
+					what, c.newFlows(t, 1)-n1, load.ok.Load()-ok)
+			}
+		}
+	}
+	close(stopLoad)
+	load.wg.Wait()
+	watch.stop()
+	elapsed := time.Since(began)
+	flowsDuring := c.flowCounts(t)
+	for i := range flowsDuring {
+		flowsDuring[i] -= flowsBefore[i]
+	}
+
+	for _, p := range []struct {
+		what string
+		*routePolls
+	}{{"the router's kernel route", &watch.kernel}, {"BIRD's table", &watch.bird}} {
+		if len(p.errs) > 0 {
+			t.Fatalf("polling %s: %v", p.what, errors.Join(p.errs...))
+		}
+		if p.missing > 0 || p.polls < 100 {
+			t.Errorf("node 1's route was missing from %s in %d of %d polls across the upgrades, want 0 of at least 100; the first %s",
+				p.what, p.missing, p.polls, p.firstMissing)
+		}
+	}
+	if n := load.failed.Load(); n > 0 || load.ok.Load() == 0 {
+		t.Errorf("%d of %d new connections through the VIP failed across the upgrades, want 0: %v", n, n+load.ok.Load(), errors.Join(load.errs...))
+	}
+	kept := checkConns(t, "after the upgrades", conns, keptGoing(conns, marks(conns), 5, 15*time.Second))
+
+	lines = birdLogLines(t, c.l.BirdLog())[logStart:]
+	removed := slices.ContainsFunc(lines, routeRemoved)
+	detected := len(grepBIRDLog(lines, "n1: Neighbor graceful restart detected"))
+	done := len(grepBIRDLog(lines, "n1: Neighbor graceful restart done"))
+	if removed || detected != len(steps) || done != len(steps) {
+		t.Errorf("BIRD's log across the upgrades: a route removed: %v (want none), node 1's graceful restarts: %d detected and %d done (want %d):\n%s",
+			removed, detected, done, len(steps), strings.Join(lines, "\n"))
+	}
+	gaps := restartGaps(t, grepBIRDLog(lines, "n1: Neighbor graceful restart"))
+
+	// After the five, node 1 still forwards its third of new flows.
+	perNode, perBackend := c.newFlowsThrough(t, 300)
+	if want := uint64(300 / c.n); perNode[0] < want/2 || perNode[0] > want*3/2 {
+		t.Errorf("after the upgrades node 1 forwarded %d of 300 new flows, want %d ± 50%% (all: %v)", perNode[0], want, perNode)
+	}
+	t.Logf("%d upgrades of node 1 in %v: its nexthop in the router's kernel route in %d of %d polls and its route in BIRD's table in %d of %d; "+
+		"%d new connections through the VIP (per node %v), %d failed; %d of %d long-lived connections (%d through node 1) kept going; "+
+		"step start to End-of-RIB %v (median %v), session closed to End-of-RIB %v; then 300 new flows per node %v, per backend %v",
+		len(steps), elapsed.Round(time.Millisecond), watch.kernel.polls-watch.kernel.missing, watch.kernel.polls, watch.bird.polls-watch.bird.missing, watch.bird.polls,
+		load.ok.Load(), flowsDuring, load.failed.Load(), kept, len(conns), longPerNode[0], toEOR, median(toEOR), gaps, perNode, perBackend)
+
+	// A real withdrawal is in the log, as the check above looks for it:
+	// SIGTERM to node 1's last weir.
+	logStart += len(lines)
+	node.proc.signal(t, syscall.SIGTERM)
+	c.waitHops(t, "node 1's nexthop gone after SIGTERM", 5*time.Second, 2, 3)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		lines = birdLogLines(t, c.l.BirdLog())[logStart:]
+		if slices.ContainsFunc(lines, routeRemoved) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD's log shows no removal of node 1's route after SIGTERM withdrew it:\n%s", strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// routeRemoved reports whether a line of BIRD's log traces the removal
+// of a node's route to the VIP.
+func routeRemoved(line string) bool {
+	return strings.Contains(line, clusterRoute) && (strings.Contains(line, "removed") || strings.Contains(line, "withdrawn"))
 }

@@ -93,10 +93,25 @@ func (l *Lab) NodePinPath(k int) string { return fmt.Sprintf("/sys/fs/bpf/%s-n%d
 
 // Birdc runs a command of the cluster lab's BIRD (birdc with the lab's
 // control socket, as scripts/lab exec router birdc does) and returns its
-// output.
+// output. birdc needs only the socket, not the router's namespace: it
+// runs as it is, the quicker to poll.
 func (l *Lab) Birdc(args ...string) (string, error) {
-	return l.Exec(Router, "birdc", append([]string{"-s", "/run/weir-lab/" + l.name + "/bird.ctl"}, args...)...)
+	sock := l.stateDir() + "/bird.ctl"
+	out, err := exec.Command("birdc", append([]string{"-s", sock}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("birdc -s %s %s: %w: %s", sock, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
+
+// BirdLog is the path of the cluster lab's BIRD log: every session's
+// state changes, graceful restarts and route changes, each line stamped
+// with the local time to the millisecond ("2006-01-02 15:04:05.000").
+func (l *Lab) BirdLog() string { return l.stateDir() + "/bird.log" }
+
+// stateDir holds BIRD's configuration, control socket and log (scripts/lab's
+// state_dir).
+func (l *Lab) stateDir() string { return "/run/weir-lab/" + l.name }
 
 // Attach is the hook the lab was built for: "tc", "xdp" or "auto".
 func (l *Lab) Attach() string { return l.attach }

@@ -36,6 +36,9 @@ func (l *Lab) NodePinPath(int) string { return "" }
 // Birdc runs a command of the cluster lab's BIRD.
 func (l *Lab) Birdc(...string) (string, error) { return "", errUnsupported }
 
+// BirdLog is the path of the cluster lab's BIRD log.
+func (l *Lab) BirdLog() string { return "" }
+
 // Attach is the hook the lab was built for.
 func (l *Lab) Attach() string { return "" }
 

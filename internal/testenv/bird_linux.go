@@ -127,15 +127,16 @@ func (b *BIRD) Route(prefix netip.Prefix) string {
 	return s
 }
 
-// BIRDLogTime reads the time of a line of a log StartBIRD configured
-// (timeformat log "%F %T.%3f"), failing t if the line has none.
+// BIRDLogTime reads the time of a line of a BIRD log in the format
+// StartBIRD and scripts/lab configure (timeformat log "%F %T.%3f"), which
+// BIRD writes in local time, failing t if the line has none.
 func BIRDLogTime(t testing.TB, line string) time.Time {
 	t.Helper()
 	f := strings.Fields(line)
 	if len(f) < 2 {
 		t.Fatalf("BIRD log line without a time: %q", line)
 	}
-	ts, err := time.Parse("2006-01-02 15:04:05.000", f[0]+" "+f[1])
+	ts, err := time.ParseInLocation("2006-01-02 15:04:05.000", f[0]+" "+f[1], time.Local)
 	if err != nil {
 		t.Fatalf("BIRD log line %q: %v", line, err)
 	}
