@@ -39,8 +39,9 @@ type process struct {
 	errorLog   *errorLogFile      // likewise
 
 	// bgpHandedOver is closed, in the new weir of an upgrade, once the
-	// old one has let go of its BGP sessions (it has acknowledged ready):
-	// the speaker then resumes them (server.ResumeBGP).
+	// old one has acknowledged ready (it closes its BGP sessions right
+	// after) or did not answer: the speaker then resumes the sessions
+	// (server.ResumeBGP).
 	bgpHandedOver chan struct{}
 
 	mu         sync.Mutex

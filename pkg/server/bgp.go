@@ -30,7 +30,7 @@ type announcer struct {
 	log      *slog.Logger
 	// resume, when not nil, makes the speaker start late and as a
 	// restarting speaker: it is closed once the predecessor of an
-	// upgrade has let go of the sessions (see Server.ResumeBGP).
+	// upgrade has confirmed the hand-over (see Server.ResumeBGP).
 	resume <-chan struct{}
 
 	// speak serialises the changes sent to the speaker (update,

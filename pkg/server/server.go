@@ -318,6 +318,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.bgp != nil {
 		// Routers move the VIPs' traffic to other nodes before this
 		// one stops serving: no flow is sent to a node that is leaving.
+		// After ReleaseBGP it does nothing: the successor holds them.
 		s.bgp.shutdown(context.Background())
 	}
 	stopServing()
@@ -406,8 +407,9 @@ func (s *Server) serveL4(ctx context.Context, svc *l4Service, started func(), er
 // before Serve. With graceful restart configured, the speaker does not
 // open its sessions when Serve starts but once the server is ready (every
 // service has done its first health round, from the inherited health
-// verdicts) and handedOver is closed (the predecessor has let go), as a
-// restarting speaker (RFC 4724): the routers keep the predecessor's
+// verdicts) and handedOver is closed (the predecessor has confirmed the
+// hand-over, and lets go of the sessions right then), as a restarting
+// speaker (RFC 4724): the routers keep the predecessor's
 // routes until this process's End-of-RIB, which follows the VIPs this
 // process decided to announce, so a VIP that stays announced is never
 // withdrawn and one whose backends are gone is. Without a bgp block or
