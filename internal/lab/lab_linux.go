@@ -89,7 +89,7 @@ func (l *Lab) Nodes() int { return l.nodes }
 
 // NodePinPath is the bpffs directory node k's weir should pin under;
 // scripts/lab down removes it.
-func (l *Lab) NodePinPath(k int) string { return fmt.Sprintf("/sys/fs/bpf/%s-n%d", l.name, k) }
+func (l *Lab) NodePinPath(k int) string { return "/sys/fs/bpf/" + l.name + "-" + Node(k) }
 
 // Birdc runs a command of the cluster lab's BIRD (birdc with the lab's
 // control socket, as scripts/lab exec router birdc does) and returns its
@@ -218,7 +218,13 @@ func (l *Lab) Exec(role string, name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// isNode reports whether role is a cluster node's, n1 to n9.
+// isNode reports whether role is a cluster node's, Node(1) to
+// Node(MaxNodes).
 func isNode(role string) bool {
-	return len(role) == 2 && role[0] == 'n' && role[1] >= '1' && role[1] <= '9'
+	for k := 1; k <= MaxNodes; k++ {
+		if role == Node(k) {
+			return true
+		}
+	}
+	return false
 }
