@@ -121,8 +121,6 @@ type Speaker struct {
 	server *server.BgpServer
 	// gobgpLevel is the least level of GoBGP's messages that are logged.
 	gobgpLevel *slog.LevelVar
-	// restarting: started by Resume, as a restarting speaker.
-	restarting bool
 	routes     map[netip.Prefix][]Community
 	counts     counters
 	cancel     context.CancelFunc // ends the peer-state watch
@@ -260,8 +258,7 @@ func (s *Speaker) start(ctx context.Context, restarting bool) error {
 	go srv.Serve()
 	s.server = srv
 	s.gobgpLevel = level
-	s.restarting = restarting
-	if err := s.startServer(ctx); err != nil {
+	if err := s.startServer(ctx, restarting); err != nil {
 		s.server = nil
 		srv.Stop()
 		return err
@@ -277,7 +274,8 @@ func (s *Speaker) start(ctx context.Context, restarting bool) error {
 // startServer starts BGP, puts the routes announced so far in GoBGP's
 // table and only then adds the peers: a session that comes up finds every
 // route there, and its first updates and End-of-RIB carry them all.
-func (s *Speaker) startServer(ctx context.Context) error {
+// restarting opens the sessions as a restarting speaker's (Resume).
+func (s *Speaker) startServer(ctx context.Context, restarting bool) error {
 	srv := s.server
 	global := &api.Global{
 		Asn:        s.cfg.ASN,
@@ -304,7 +302,7 @@ func (s *Speaker) startServer(ctx context.Context) error {
 		}
 	}
 	for _, p := range s.cfg.Peers {
-		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p, restarting)}); err != nil {
 			cancel()
 			return fmt.Errorf("bgp: add peer %v AS %d: %w", p.Address, p.ASN, err)
 		}
@@ -312,8 +310,9 @@ func (s *Speaker) startServer(ctx context.Context) error {
 	return nil
 }
 
-// apiPeer translates p into GoBGP's peer configuration.
-func (s *Speaker) apiPeer(p PeerConfig) *api.Peer {
+// apiPeer translates p into GoBGP's peer configuration, that of a
+// restarting speaker if restarting.
+func (s *Speaker) apiPeer(p PeerConfig, restarting bool) *api.Peer {
 	hold := p.HoldTime
 	if hold == 0 {
 		hold = DefaultHoldTime
@@ -352,7 +351,7 @@ func (s *Speaker) apiPeer(p PeerConfig) *api.Peer {
 			Enabled:         true,
 			RestartTime:     uint32(max(gr/time.Second, 1)),
 			DeferralTime:    uint32(DeferralTime / time.Second),
-			LocalRestarting: s.restarting,
+			LocalRestarting: restarting,
 		}
 		afiSafi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}
