@@ -11,20 +11,8 @@ import (
 // the same roles as in the one-balancer lab.
 const (
 	Router = "router"
-	// RouterAS and NodeAS are the router's and the nodes' AS numbers
-	// (eBGP: every node is in NodeAS).
-	RouterAS = 64500
-	NodeAS   = 64501
 	// MaxNodes is the most nodes a cluster lab has.
 	MaxNodes = 4
-)
-
-// The router's addresses: towards the nodes (front), where the nodes peer
-// by BGP, and towards the nodes' and backends' back network, where it is
-// the backends' gateway.
-var (
-	RouterFront4 = netip.MustParseAddr("198.51.100.129")
-	RouterBack4  = netip.MustParseAddr("203.0.113.1")
 )
 
 // Interfaces of a node: front towards the router (the VIPs' traffic and
@@ -43,7 +31,3 @@ func NodeFront4(k int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100,
 
 // NodeBack4 is node k's address on the back network.
 func NodeBack4(k int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(100 + k)}) }
-
-// RouterPort is the name of the router's bridge port to node k's front
-// (net "front") or back (net "back") interface.
-func RouterPort(k int, net string) string { return fmt.Sprintf("n%d%c", k, net[0]) }
