@@ -82,8 +82,8 @@ type Config struct {
 
 // PeerConfig configures one BGP session.
 type PeerConfig struct {
-	// Address is the peer's address (link-local only with a zone). The
-	// session carries the unicast routes of this address's family: an
+	// Address is the peer's address (IPv6 link-local only with a zone).
+	// The session carries the unicast routes of this address's family: an
 	// IPv4 peer receives the /32 routes, an IPv6 peer the /128 routes.
 	Address netip.Addr
 	// ASN is the peer's AS number; equal to Config.ASN makes the session
@@ -102,7 +102,7 @@ type PeerConfig struct {
 	// away; zero requires it directly connected (TTL 1).
 	MultihopTTL uint8
 	// LocalAddress, if valid, is the address the session is dialled from
-	// (link-local only with a zone), and so the next hop of the routes
+	// (IPv6 link-local only with a zone), and so the next hop of the routes
 	// sent to this peer. Otherwise the kernel chooses the source address
 	// by its routes.
 	LocalAddress netip.Addr
@@ -189,12 +189,13 @@ func (p *PeerConfig) validate() error {
 	if p.ASN == 0 {
 		return fmt.Errorf("peer %v: ASN is required", p.Address)
 	}
-	// Without a zone (its interface) a link-local address cannot be
-	// dialled or bound: the session would never open.
-	if p.Address.IsLinkLocalUnicast() && p.Address.Zone() == "" {
+	// Without a zone (its interface) an IPv6 link-local address cannot be
+	// dialled or bound: the session would never open. IPv4's 169.254/16
+	// has no zone; the kernel reaches it by its routes.
+	if isLinkLocal6(p.Address) && p.Address.Zone() == "" {
 		return fmt.Errorf("peer %v: a link-local address needs its interface as zone; better, peer with the router's global or unique local address", p.Address)
 	}
-	if p.LocalAddress.IsLinkLocalUnicast() && p.LocalAddress.Zone() == "" {
+	if isLinkLocal6(p.LocalAddress) && p.LocalAddress.Zone() == "" {
 		return fmt.Errorf("peer %v: local address %v is link-local without its interface as zone; use a global or unique local address", p.Address, p.LocalAddress)
 	}
 	if p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
@@ -207,6 +208,12 @@ func (p *PeerConfig) validate() error {
 		return fmt.Errorf("peer %v: local address %v is of another address family", p.Address, p.LocalAddress)
 	}
 	return nil
+}
+
+// isLinkLocal6 reports whether a is an IPv6 link-local unicast address
+// (fe80::/10), one that needs a zone to be reached.
+func isLinkLocal6(a netip.Addr) bool {
+	return !a.Unmap().Is4() && a.IsLinkLocalUnicast()
 }
 
 // Start starts GoBGP, opens the sessions (and the listener, if

@@ -78,6 +78,9 @@ func TestConfigValidate(t *testing.T) {
 		{"link-local local address", func(c *Config) {
 			c.Peers[0].Address, c.Peers[0].LocalAddress = netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("fe80::1")
 		}, "link-local"},
+		{"ipv4 link-local peer", func(c *Config) {
+			c.Peers[0].Address, c.Peers[0].LocalAddress = netip.MustParseAddr("169.254.0.1"), netip.MustParseAddr("169.254.0.2")
+		}, ""},
 	}
 	for _, tt := range tests {
 		cfg := good()

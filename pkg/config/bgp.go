@@ -144,7 +144,7 @@ func (p *parser) bgpPeers(m *mapping) []BGPPeer {
 		if !pm.has("address") {
 			pm.missing("address", "give the router's address, as in address: 198.51.100.1")
 		} else if pm.addr("address", &peer.Address) {
-			if peer.Address.IsLinkLocalUnicast() {
+			if linkLocal6(peer.Address) {
 				p.errorf(pm.get("address"), pm.at("address"), "%s is link-local, which needs an interface to reach; peer with the router's global or unique local address", peer.Address)
 			}
 			if first, dup := seen[peer.Address]; dup {
@@ -165,7 +165,7 @@ func (p *parser) bgpPeers(m *mapping) []BGPPeer {
 		pm.integer("multihop", &peer.Multihop, 0, 255)
 		if pm.addr("local_address", &peer.LocalAddress) {
 			switch {
-			case peer.LocalAddress.IsLinkLocalUnicast():
+			case linkLocal6(peer.LocalAddress):
 				p.errorf(pm.get("local_address"), pm.at("local_address"), "%s is link-local, which needs an interface to reach; use one of the node's global or unique local addresses", peer.LocalAddress)
 			case peer.Address.IsValid() && peer.LocalAddress.Is4() != peer.Address.Is4():
 				p.errorf(pm.get("local_address"), pm.at("local_address"), "%s and the peer's address %s are of different IP versions; a session has one", peer.LocalAddress, peer.Address)
@@ -199,6 +199,12 @@ func (m *mapping) addr(key string, dst *netip.Addr) bool {
 	*dst = a.Unmap()
 	return true
 }
+
+// linkLocal6 reports whether a is an IPv6 link-local address (fe80::/10),
+// which needs an interface to reach, as a configured address cannot say.
+// IPv4's 169.254/16 is reached by the kernel's routes, as the BGP peerings
+// of cloud routers are.
+func linkLocal6(a netip.Addr) bool { return a.Is6() && a.IsLinkLocalUnicast() }
 
 // announce reads an l4 service's announce block.
 func (p *parser) announce(m *mapping) *Announce {
