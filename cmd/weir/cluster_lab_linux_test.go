@@ -194,26 +194,7 @@ func (c *clusterLab) waitHops(t testing.TB, what string, within time.Duration, w
 // its pinned data plane.
 func (c *clusterLab) newFlows(t testing.TB, k int) uint64 {
 	t.Helper()
-	pin := c.l.NodePinPath(k)
-	if _, err := os.Stat(pin); err != nil {
-		t.Fatalf("node %d's data plane: %v", k, err)
-	}
-	dp, err := dataplane.Open(dataplane.Options{PinPath: pin})
-	if err != nil {
-		t.Fatalf("open node %d's data plane at %s: %v", k, pin, err)
-	}
-	defer dp.Close()
-	services, err := dp.Services()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range services {
-		if s.VIP == clusterVIP {
-			return s.Stats.NewFlows
-		}
-	}
-	t.Fatalf("node %d's data plane has no service %s: %+v", k, clusterVIP, services)
-	return 0
+	return pinnedService(t, c.l.NodePinPath(k), clusterVIP, dataplane.ProtoTCP).Stats.NewFlows
 }
 
 // flowCounts reads every node's new flow count, indexed by node - 1.

@@ -358,8 +358,6 @@ func (h *heldConn) check(t *testing.T, when string) {
 	}
 }
 
-// pinnedBackends reads the live backend count of the service at vip from
-// the pinned maps, as weir status does.
 // waitLeft returns how long after stopped the backend gone stopped
 // receiving new flows through labVIP4: the start of the first run of
 // cleanRun requests in a row that all reached another backend (for the BPF
@@ -418,25 +416,33 @@ func waitPinned(t *testing.T, l *lab.Lab, vip string, n int) {
 	}
 }
 
+// pinnedBackends reads the live backend count of the TCP service at vip
+// from the lab's pinned maps, as weir status does.
 func pinnedBackends(t *testing.T, l *lab.Lab, vip string) int {
 	t.Helper()
-	d, err := dataplane.Open(dataplane.Options{PinPath: l.PinPath()})
+	return len(pinnedService(t, l.PinPath(), netip.MustParseAddrPort(vip), dataplane.ProtoTCP).Backends)
+}
+
+// pinnedService reads the state of the service at vip and proto from the
+// data plane pinned at pin, failing t if there is none.
+func pinnedService(t testing.TB, pin string, vip netip.AddrPort, proto uint8) dataplane.ServiceState {
+	t.Helper()
+	d, err := dataplane.Open(dataplane.Options{PinPath: pin})
 	if err != nil {
-		t.Fatalf("open the pinned data plane: %v", err)
+		t.Fatalf("open the data plane pinned at %s: %v", pin, err)
 	}
 	defer d.Close()
 	svcs, err := d.Services()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := netip.MustParseAddrPort(vip)
 	for _, s := range svcs {
-		if s.VIP == want && s.Proto == dataplane.ProtoTCP {
-			return len(s.Backends)
+		if s.VIP == vip && s.Proto == proto {
+			return s
 		}
 	}
-	t.Fatalf("no pinned service for %s in %+v", vip, svcs)
-	return 0
+	t.Fatalf("no service for %s in the data plane pinned at %s: %+v", vip, pin, svcs)
+	return dataplane.ServiceState{}
 }
 
 // answerUDP answers every datagram pc receives with what answer makes of
